@@ -1,0 +1,214 @@
+"""Qwen2-VL / Qwen2.5-VL backbones: real checkpoints from a folder, or named tiny configs.
+
+A :class:`Backbone` bundles the upstream ``*ForConditionalGeneration`` model (never a copy
+of its code), its tokenizer and a PIL image processor (no torchvision needed), plus the
+special-token ids read from the tokenizer. A tiny model saved with :meth:`Backbone.save`
+is an ordinary checkpoint folder that :meth:`Backbone.load` (and ``from_pretrained``)
+reads back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+)
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+from cocoa.errors import ConfigError
+
+Family = Literal["qwen2_vl", "qwen2_5_vl"]
+
+MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
+    "qwen2_vl": Qwen2VLForConditionalGeneration,
+    "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+}
+
+#: The mask token added for masked next-token prediction (stages 1 and 2).
+MASK_TOKEN = "<|mask|>"
+#: Special tokens of the Qwen2-VL tokenizer that a tiny tokenizer must carry too.
+QWEN_SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|image_pad|>", "<|video_pad|>", MASK_TOKEN,
+)
+
+#: Named tiny configurations: text width/depth/heads, MLP width, vision width/depth/heads.
+TINY_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"hidden": 96, "layers": 3, "heads": 4, "kv_heads": 2, "mlp": 256,
+             "vision_dim": 48, "vision_depth": 1, "vision_heads": 2, "vocab": 2048},
+    "small": {"hidden": 256, "layers": 6, "heads": 8, "kv_heads": 4, "mlp": 768,
+              "vision_dim": 128, "vision_depth": 2, "vision_heads": 4, "vocab": 4096},
+}
+
+#: Pixel bounds of the tiny image processor: 28x28 (1 visual token) to 168x168 (36 tokens).
+TINY_MIN_PIXELS = 28 * 28
+TINY_MAX_PIXELS = 168 * 168
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """Special-token ids, always read from the tokenizer."""
+
+    pad: int
+    eos: int
+    image: int
+    video: int
+    vision_start: int
+    vision_end: int
+    mask: int
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: PreTrainedTokenizerBase) -> TokenIds:
+        def tid(token: str) -> int:
+            value = tokenizer.convert_tokens_to_ids(token)
+            if value is None or value == tokenizer.unk_token_id:
+                raise ConfigError(f"tokenizer has no token {token!r}")
+            return int(value)
+
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tid("<|endoftext|>")
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+        return cls(pad=int(pad), eos=int(eos), image=tid("<|image_pad|>"), video=tid("<|video_pad|>"),
+                   vision_start=tid("<|vision_start|>"), vision_end=tid("<|vision_end|>"),
+                   mask=tid(MASK_TOKEN))
+
+
+def build_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 2048) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with the Qwen special tokens, built offline.
+
+    With a ``corpus`` the merges are learned from it (deterministically); without one the
+    tokenizer has no merges and spells text byte by byte.
+    """
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(QWEN_SPECIAL_TOKENS),
+                                  initial_alphabet=alphabet, show_progress=False)
+    tok.train_from_iterator(list(corpus) if corpus is not None else [], trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                   unk_token=None, mask_token=MASK_TOKEN, padding_side="right")
+
+
+def build_image_processor(min_pixels: int = TINY_MIN_PIXELS, max_pixels: int = TINY_MAX_PIXELS
+                          ) -> Qwen2VLImageProcessorPil:
+    """The PIL Qwen2-VL image processor (patch 14, merge 2) with pinned pixel bounds."""
+    return Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def tiny_config(preset: str, family: Family, tokenizer: PreTrainedTokenizerBase
+                ) -> Qwen2VLConfig | Qwen2_5_VLConfig:
+    """A tiny config of the real Qwen2-VL / Qwen2.5-VL classes with ids from ``tokenizer``."""
+    if preset not in TINY_PRESETS:
+        raise ConfigError(f"unknown tiny preset {preset!r}; choose one of {sorted(TINY_PRESETS)}")
+    if family not in MODEL_CLASSES:
+        raise ConfigError(f"unknown backbone family {family!r}; choose one of {sorted(MODEL_CLASSES)}")
+    p = TINY_PRESETS[preset]
+    ids = TokenIds.from_tokenizer(tokenizer)
+    head_dim = p["hidden"] // p["heads"]
+    spatial = (head_dim // 2) * 3 // 8  # the (t, h, w) split sums to head_dim / 2, as M-RoPE requires
+    mrope_section = [head_dim // 2 - 2 * spatial, spatial, spatial]
+    text = {
+        "vocab_size": len(tokenizer), "hidden_size": p["hidden"], "intermediate_size": p["mlp"],
+        "num_hidden_layers": p["layers"], "num_attention_heads": p["heads"],
+        "num_key_value_heads": p["kv_heads"], "max_position_embeddings": 4096, "use_cache": False,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+        "bos_token_id": ids.eos, "eos_token_id": ids.eos, "pad_token_id": ids.pad,
+        "tie_word_embeddings": False,
+    }
+    special = {"image_token_id": ids.image, "video_token_id": ids.video,
+               "vision_start_token_id": ids.vision_start, "vision_end_token_id": ids.vision_end}
+    if family == "qwen2_vl":
+        vision = {"depth": p["vision_depth"], "embed_dim": p["vision_dim"], "hidden_size": p["hidden"],
+                  "num_heads": p["vision_heads"], "mlp_ratio": 2}
+        return Qwen2VLConfig(text_config=text, vision_config=vision, **special)
+    vision = {"depth": p["vision_depth"], "hidden_size": p["vision_dim"], "out_hidden_size": p["hidden"],
+              "num_heads": p["vision_heads"], "intermediate_size": 2 * p["vision_dim"],
+              "fullatt_block_indexes": [p["vision_depth"] - 1], "window_size": 56}
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special)
+
+
+@dataclass
+class Backbone:
+    """The upstream model with its tokenizer, image processor and special-token ids."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    image_processor: Qwen2VLImageProcessorPil
+    ids: TokenIds
+
+    @property
+    def family(self) -> str:
+        return str(self.model.config.model_type)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.text_config.hidden_size)
+
+    @property
+    def merge_size(self) -> int:
+        return int(self.image_processor.merge_size)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @classmethod
+    def tiny(cls, preset: str = "tiny", family: Family = "qwen2_vl", *, corpus: Iterable[str] | None = None,
+             seed: int = 0, attn_implementation: str = "sdpa") -> Backbone:
+        """Build a randomly initialised tiny backbone (tokenizer learned on ``corpus`` if given)."""
+        vocab = TINY_PRESETS[preset]["vocab"] if preset in TINY_PRESETS else 0
+        tokenizer = build_tokenizer(corpus, vocab_size=vocab)
+        config = tiny_config(preset, family, tokenizer)
+        config._attn_implementation = attn_implementation
+        torch.manual_seed(seed)
+        model = MODEL_CLASSES[family](config)
+        model.eval()
+        return cls(model=model, tokenizer=tokenizer, image_processor=build_image_processor(),
+                   ids=TokenIds.from_tokenizer(tokenizer))
+
+    @classmethod
+    def load(cls, path: str | Path, *, dtype: torch.dtype | None = None, attn_implementation: str = "sdpa",
+             min_pixels: int | None = None, max_pixels: int | None = None) -> Backbone:
+        """Load a checkpoint folder (``save_pretrained`` layout) with its tokenizer and image processor."""
+        path = Path(path)
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise ConfigError(f"{path} is not a model folder: {config_file} is missing")
+        model_type = json.loads(config_file.read_text()).get("model_type")
+        if model_type not in MODEL_CLASSES:
+            raise ConfigError(f"{config_file}: model_type {model_type!r} is not one of {sorted(MODEL_CLASSES)}")
+        model = MODEL_CLASSES[model_type].from_pretrained(path, dtype=dtype or torch.float32,
+                                                         attn_implementation=attn_implementation)
+        model.eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.convert_tokens_to_ids(MASK_TOKEN) in (None, tokenizer.unk_token_id):
+            tokenizer.add_special_tokens({"additional_special_tokens": [MASK_TOKEN]},
+                                         replace_extra_special_tokens=False)
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            model.resize_token_embeddings(len(tokenizer))
+        bounds = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+        image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, **bounds)
+        return cls(model=model, tokenizer=tokenizer, image_processor=image_processor,
+                   ids=TokenIds.from_tokenizer(tokenizer))
+
+    def save(self, path: str | Path) -> Path:
+        """Write model, tokenizer and image processor into one checkpoint folder."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        self.image_processor.save_pretrained(path)
+        return path

@@ -1,0 +1,1 @@
+"""Data: items, images, MMEB readers, the MiniMMEB builder and batch collation."""

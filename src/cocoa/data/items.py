@@ -1,0 +1,57 @@
+"""The unit of encoding shared by training, evaluation and inference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+#: The image placeholder used by MMEB files (Phi-3 style). The collator is the one place
+#: that replaces it with the backbone's own image tokens.
+IMAGE_PLACEHOLDER = "<|image_1|>"
+
+
+@dataclass(frozen=True)
+class Item:
+    """A text, an image, or both, as MMEB rows describe a query or candidate.
+
+    ``text`` is used verbatim and may contain :data:`IMAGE_PLACEHOLDER` marking where the
+    image goes; with an image and no placeholder the image is placed before the text.
+    ``image`` is an absolute path, a PIL image, or ``None``.
+    """
+
+    text: str = ""
+    image: str | Image.Image | None = field(default=None, compare=True)
+
+    def key(self) -> tuple[str, str]:
+        """A hashable identity for de-duplication and caching (paths only)."""
+        if isinstance(self.image, Image.Image):
+            raise TypeError("items holding in-memory images have no stable key")
+        return (self.text, self.image or "")
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One MMEB-eval query with its own candidate list; the gold candidate is index 0."""
+
+    query: Item
+    candidates: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class EvalDataset:
+    """One MMEB-eval dataset read from disk."""
+
+    name: str
+    rows: tuple[EvalRow, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class TrainPair:
+    """One MMEB-train row: query, positive target and an optional hard negative."""
+
+    query: Item
+    positive: Item
+    negative: Item | None = None
+    subset: str = ""

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny backbones and small real images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cocoa.backbone import Backbone
+
+CORPUS = [
+    "a photo of a red dress on a white background",
+    "Represent the given image for classification.",
+    "Find me an everyday image that matches the given caption: a sneaker next to a bag",
+    "what is in the top-left corner? an ankle boot",
+] * 20
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few deterministic RGB images of the sizes MiniMMEB uses."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for name, size in (("a", 56), ("b", 56), ("c", 112), ("d", 84)):
+        pixels = (rng.random((size, size, 3)) * 255).astype("uint8")
+        Image.fromarray(pixels).save(folder / f"{name}.png")
+    return folder
+
+
+def make_backbone(family: str = "qwen2_vl", attn: str = "sdpa", preset: str = "tiny") -> Backbone:
+    backbone = Backbone.tiny(preset, family, corpus=CORPUS, seed=0, attn_implementation=attn)
+    backbone.model.eval()
+    return backbone
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone() -> Backbone:
+    return make_backbone()
