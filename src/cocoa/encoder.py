@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
 from cocoa.attention import ATTENTION_MODES, AttentionMode
 from cocoa.backbone import Backbone
 from cocoa.data.collate import Preprocessor, collate
+from cocoa.data.images import image_size
 from cocoa.data.items import Item
 from cocoa.errors import ConfigError
 from cocoa.model import embed
@@ -91,11 +91,7 @@ class Encoder:
         n = len(self.preprocessor.text_ids(item.text)) + 1
         if item.image is not None:
             proc = self.backbone.image_processor
-            if isinstance(item.image, Image.Image):
-                width, height = item.image.size
-            else:
-                with Image.open(item.image) as probe:
-                    width, height = probe.size
+            width, height = image_size(item.image)
             factor = proc.patch_size * proc.merge_size
             h, w = smart_resize(height, width, factor=factor, min_pixels=proc.size["shortest_edge"],
                                 max_pixels=proc.size["longest_edge"])

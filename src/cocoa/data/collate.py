@@ -57,7 +57,10 @@ class Encoded:
 
 @dataclass
 class Batch:
-    """A padded batch; ``pool_index`` is each row's (first) EOS position."""
+    """A padded batch; ``pool_index`` is each row's (first) EOS position.
+
+    ``image_token_mask`` (stage 1 only) flags the merged image tokens hidden from the model.
+    """
 
     input_ids: Tensor
     roles: Tensor
@@ -66,6 +69,7 @@ class Batch:
     pool_index: Tensor
     pixel_values: Tensor | None = None
     image_grid_thw: Tensor | None = None
+    image_token_mask: Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}

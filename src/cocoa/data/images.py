@@ -43,3 +43,16 @@ def open_image(source: str | Path | Image.Image, *, max_pixels: int = MAX_IMAGE_
     if width < 1 or height < 1:
         raise DataError("image is empty", file=name, row=row, field=field)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def image_size(source: str | Path | Image.Image) -> tuple[int, int]:
+    """``(width, height)`` read from the file header only, or :class:`DataError` naming the file."""
+    if isinstance(source, Image.Image):
+        return source.size
+    if not Path(source).is_file():
+        raise DataError("image file not found", file=str(source))
+    try:
+        with Image.open(source) as probe:
+            return probe.size
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read image: {exc}", file=str(source)) from exc

@@ -1,0 +1,48 @@
+"""``cocoa data``: build MiniMMEB."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cocoa.data.mini import build_mini
+from cocoa.errors import CocoaError
+
+app = typer.Typer(help="Data sets: build MiniMMEB from offline sources.", no_args_is_help=True)
+
+
+@app.callback()
+def main() -> None:
+    """Data commands."""
+
+
+@app.command()
+def mini(out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+         seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+         queries: Annotated[int, typer.Option(help="Queries per eval dataset.")] = 1000,
+         train_size: Annotated[int, typer.Option(help="Rows per train subset.")] = 2000,
+         force: Annotated[bool, typer.Option("--force", help="Rebuild even if a complete build exists.")] = False,
+         ) -> None:
+    """Build MiniMMEB into OUT and print its datasets."""
+    console = Console()
+    start = time.perf_counter()
+    try:
+        manifest = build_mini(out, seed=seed, queries=queries, train_size=train_size, force=force)
+    except CocoaError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    table = Table(title=f"MiniMMEB in {out} (seed {seed})")
+    for column in ("dataset", "meta-task", "IND/OOD", "queries", "candidates per query"):
+        table.add_column(column)
+    for info in manifest.datasets:
+        candidates = (str(info.min_candidates) if info.min_candidates == info.max_candidates
+                      else f"{info.min_candidates}-{info.max_candidates}")
+        table.add_row(info.name, info.meta_task, info.split, str(info.queries), candidates)
+    console.print(table)
+    console.print(f"train rows: {sum(manifest.train_rows.values())} in {len(manifest.train_rows)} subsets; "
+                  f"pretrain rows: {manifest.pretrain_rows}; {time.perf_counter() - start:.1f} s")

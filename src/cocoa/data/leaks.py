@@ -1,0 +1,70 @@
+"""Leak check: no eval image or eval query may appear in any training corpus of a MiniMMEB folder."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+_TRAIN_IMAGE_COLUMNS = ("qry_image_path", "pos_image_path", "neg_image_path", "image_path")
+_TRAIN_TEXT_COLUMNS = ("qry", "pos_text", "neg_text", "caption")
+
+
+class _PixelHashes:
+    """Content hashes of decoded pixels (so re-encoded copies still match), cached per path."""
+
+    def __init__(self, image_root: Path) -> None:
+        self.root = image_root
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, relative: str) -> str:
+        if relative not in self._cache:
+            with Image.open(self.root / relative) as image:
+                rgb = image.convert("RGB")
+                self._cache[relative] = hashlib.sha256(
+                    f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+        return self._cache[relative]
+
+
+def training_corpora(out_dir: Path) -> list[Path]:
+    """Every training-side parquet of a MiniMMEB folder (train subsets and pre-training corpora)."""
+    return sorted((out_dir / "train").glob("*.parquet")) + sorted((out_dir / "pretrain").glob("*.parquet"))
+
+
+def check_leaks(out_dir: Path) -> list[str]:
+    """Describe every eval image (by pixels) or text-only eval query found in a training corpus.
+
+    An empty list means no leak.
+    """
+    out_dir = Path(out_dir)
+    pixels = _PixelHashes(out_dir / "images")
+    train_images: dict[str, str] = {}
+    train_texts: dict[str, str] = {}
+    for corpus in training_corpora(out_dir):
+        table = pq.read_table(corpus).to_pydict()
+        name = corpus.relative_to(out_dir).as_posix()
+        for column in _TRAIN_IMAGE_COLUMNS:
+            for path in table.get(column, []):
+                if path:
+                    train_images.setdefault(pixels(path), f"{name}:{path}")
+        for column in _TRAIN_TEXT_COLUMNS:
+            for text in table.get(column, []):
+                if text:
+                    train_texts.setdefault(text, name)
+    leaks: list[str] = []
+    for dataset in sorted((out_dir / "eval").glob("*.parquet")):
+        table = pq.read_table(dataset).to_pydict()
+        seen: set[str] = set()
+        for row, (text, image) in enumerate(zip(table["qry_text"], table["qry_img_path"], strict=True)):
+            if not image and text in train_texts:
+                leaks.append(f"{dataset.name} row {row}: query text appears in {train_texts[text]}")
+            paths = [image, *table["tgt_img_path"][row]]
+            for path in paths:
+                if path and path not in seen:
+                    seen.add(path)
+                    match = train_images.get(pixels(path))
+                    if match:
+                        leaks.append(f"{dataset.name} row {row}: image {path} has the same pixels as {match}")
+    return leaks

@@ -1,0 +1,79 @@
+"""``cocoa eval``: evaluate a model on an MMEB-style folder, or compare two summaries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cocoa.errors import CocoaError
+from cocoa.evaluate.report import compare_table, summary_table
+from cocoa.evaluate.runner import ItemEncoder, evaluate
+from cocoa.evaluate.summary import Summary
+
+app = typer.Typer(invoke_without_command=True, add_completion=False,
+                  help="Evaluate an embedding model on MMEB-V1 or MiniMMEB; `compare` two results.")
+
+
+def load_encoder(model_dir: Path) -> ItemEncoder:
+    """Load the model in ``model_dir`` (imports the model stack only when needed)."""
+    from cocoa.encoder import Encoder
+
+    return Encoder.from_pretrained(model_dir)
+
+
+def load_summary(path: Path) -> Summary:
+    """A ``summary.json`` file, or the one inside an output folder."""
+    path = path / "summary.json" if path.is_dir() else path
+    try:
+        return Summary.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise typer.BadParameter(f"cannot read summary {path}: {exc}") from exc
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    model: Annotated[Path | None, typer.Option(help="Model folder (Encoder.from_pretrained).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Benchmark folder (MiniMMEB or MMEB-eval).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder; rerunning it resumes.")] = None,
+    datasets: Annotated[str | None, typer.Option(help="Comma-separated dataset names (default: all).")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image root (default: DATA/images or DATA).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size.")] = 32,
+    cache: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: OUT/cache).")] = None,
+    skip_bad: Annotated[bool, typer.Option(help="Skip malformed rows instead of failing.")] = False,
+) -> None:
+    """Evaluate MODEL on the datasets in DATA and write scores, predictions and reports to OUT."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None or data is None or out is None:
+        raise typer.BadParameter("--model, --data and --out are required")
+    names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else None
+    console = Console()
+    try:
+        summary = evaluate(load_encoder(model), data, out, names, images, batch_size,
+                           cache_dir=cache, skip_bad=skip_bad)
+    except CocoaError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(summary_table(summary))
+    console.print(f"encoded {summary.encoded} items, {summary.cache_hits} cache hits; "
+                  f"resumed {len(summary.resumed)} finished datasets; results in {out}")
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="summary.json (or its folder) of the baseline.")],
+    b: Annotated[Path, typer.Argument(help="summary.json (or its folder) to compare against it.")],
+) -> None:
+    """Show two results side by side with deltas (B - A)."""
+    Console(width=100).print(compare_table(load_summary(a), load_summary(b), (_label(a), _label(b))))
+
+
+def _label(path: Path) -> str:
+    """A column title for a result: its folder's name for ``.../summary.json``."""
+    path = path.resolve()
+    return path.parent.name if path.name == "summary.json" else path.name

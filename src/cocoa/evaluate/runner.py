@@ -1,0 +1,192 @@
+"""Run an encoder over the datasets of a benchmark: de-duplicate, cache, score, resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from cocoa.data.items import EvalDataset, Item
+from cocoa.data.mmeb import list_eval_datasets, read_eval_dataset
+from cocoa.errors import ConfigError
+from cocoa.evaluate import files
+from cocoa.evaluate.cache import EmbeddingCache, Key
+from cocoa.evaluate.registry import Benchmark, resolve_benchmark
+from cocoa.evaluate.report import write_reports
+from cocoa.evaluate.scoring import RowPrediction, precision_at_1, score_rows
+from cocoa.evaluate.summary import Summary, summarize
+
+#: Items handed to the encoder per call (times the batch size); the cache is written after each.
+CHUNK_BATCHES = 8
+
+
+class ItemEncoder(Protocol):
+    """What the evaluator needs from a model."""
+
+    def encode_items(self, items: Sequence[Item], *, batch_size: int = 32,
+                     show_progress: bool = False) -> np.ndarray:
+        """Float32 ``(n, d)`` L2-normalised embeddings, in the order of ``items``."""
+        ...
+
+    def fingerprint(self) -> str:
+        """A stable hash of the weights and preprocessing settings."""
+        ...
+
+    def item_length(self, item: Item) -> int:
+        """The token count used to sort items by length."""
+        ...
+
+
+@dataclass(frozen=True)
+class DatasetResult:
+    """The outcome of one dataset: predictions plus how many items were encoded or cached."""
+
+    name: str
+    predictions: list[RowPrediction]
+    unique_items: int
+    encoded: int
+    cache_hits: int
+    seconds: float
+
+    @property
+    def score(self) -> float:
+        """Precision@1 in percent."""
+        return precision_at_1(self.predictions)
+
+
+def select_datasets(benchmark: Benchmark, available: Collection[str], wanted: Sequence[str] | None) -> list[str]:
+    """The datasets to run, in benchmark order: ``wanted`` or every available one of the benchmark."""
+    if wanted is None:
+        names = [name for name in benchmark.names() if name in available]
+        if not names:
+            raise ConfigError(f"no dataset of {benchmark.name} found; found: {sorted(available) or 'nothing'}")
+        return names
+    for name in wanted:
+        if benchmark.get(name) is None:
+            raise ConfigError(f"{name!r} is not a dataset of {benchmark.name}")
+        if name not in available:
+            raise ConfigError(f"dataset {name!r} not found in the data folder; found: {sorted(available)}")
+    return [name for name in benchmark.names() if name in set(wanted)]
+
+
+def _index_items(dataset: EvalDataset) -> tuple[list[Item], np.ndarray, list[np.ndarray]]:
+    """Unique items of a dataset plus, per row, indices of its query and candidates into them."""
+    index: dict[Key, int] = {}
+    items: list[Item] = []
+
+    def position(item: Item) -> int:
+        key = item.key()
+        if key not in index:
+            index[key] = len(items)
+            items.append(item)
+        return index[key]
+
+    queries = np.array([position(row.query) for row in dataset.rows], dtype=np.int64)
+    candidates = [np.array([position(c) for c in row.candidates], dtype=np.int64) for row in dataset.rows]
+    return items, queries, candidates
+
+
+def _encode_missing(encoder: ItemEncoder, name: str, items: list[Item], cache: EmbeddingCache,
+                    batch_size: int, show_progress: bool) -> int:
+    """Encode the items not yet in ``cache``, longest first, storing each chunk; returns the count."""
+    missing = sorted((item for item in items if item.key() not in cache), key=encoder.item_length, reverse=True)
+    chunk = max(1, batch_size * CHUNK_BATCHES)
+    with tqdm(total=len(missing), desc=name, unit="item", disable=not show_progress) as bar:
+        for start in range(0, len(missing), chunk):
+            part = missing[start:start + chunk]
+            embeddings = np.asarray(encoder.encode_items(part, batch_size=batch_size), dtype=np.float32)
+            if embeddings.ndim != 2 or len(embeddings) != len(part):
+                raise ValueError(f"encoder returned shape {embeddings.shape} for {len(part)} items")
+            cache.add(name, [item.key() for item in part], embeddings)
+            bar.update(len(part))
+    return len(missing)
+
+
+def run_dataset(encoder: ItemEncoder, dataset: EvalDataset, cache: EmbeddingCache, *, batch_size: int = 32,
+                show_progress: bool = False) -> DatasetResult:
+    """Encode each unique item of ``dataset`` once (or take it from ``cache``) and score every row."""
+    started = time.perf_counter()
+    items, queries, candidates = _index_items(dataset)
+    encoded = _encode_missing(encoder, dataset.name, items, cache, batch_size, show_progress)
+    embeddings = cache.get([item.key() for item in items])
+    predictions = score_rows(embeddings, queries, candidates)
+    return DatasetResult(dataset.name, predictions, len(items), encoded, len(items) - encoded,
+                         time.perf_counter() - started)
+
+
+def score_path(out_dir: Path, name: str) -> Path:
+    """Where the score file of dataset ``name`` goes."""
+    return out_dir / f"{name}_score.json"
+
+
+def read_score(out_dir: Path, name: str, fingerprint: str) -> float | None:
+    """The stored Precision@1 of ``name`` if its score file matches ``fingerprint``, else ``None``."""
+    try:
+        record = json.loads(score_path(out_dir, name).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or record.get("fingerprint") != fingerprint:
+        return None
+    return float(record["precision_at_1"])
+
+
+def _write_dataset(out_dir: Path, result: DatasetResult, benchmark: Benchmark, fingerprint: str,
+                   dataset: EvalDataset) -> None:
+    """Write predictions, then the score file (its presence marks the dataset as finished)."""
+    info = benchmark.get(result.name)
+    source, skipped = dataset.source, getattr(dataset, "skipped", 0)
+    files.write_jsonl(out_dir / f"{result.name}_pred.jsonl", (p.to_dict() for p in result.predictions))
+    files.write_json(score_path(out_dir, result.name), {
+        "dataset": result.name, "benchmark": benchmark.name,
+        "meta_task": info.meta_task if info else None, "split": info.split if info else None,
+        "precision_at_1": result.score, "correct": sum(p.correct for p in result.predictions),
+        "n_queries": len(result.predictions), "unique_items": result.unique_items,
+        "encoded": result.encoded, "cache_hits": result.cache_hits,
+        "skipped_rows": skipped, "seconds": round(result.seconds, 3), "fingerprint": fingerprint,
+        "source": source,
+    })
+
+
+def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequence[str] | None = None,
+             image_root: Path | None = None, batch_size: int = 32, *, cache_dir: Path | None = None,
+             skip_bad: bool = False, show_progress: bool = True) -> Summary:
+    """Evaluate ``encoder`` on the benchmark in ``data_dir``, writing results to ``out_dir``.
+
+    Datasets whose score file already holds this encoder's fingerprint are skipped, so an
+    interrupted run resumes at the first unfinished one. The summary covers every dataset of
+    the benchmark scored in ``out_dir`` with this fingerprint and is flagged incomplete when
+    any is missing. Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``).
+    Images resolve against ``image_root`` (default ``data_dir/images`` if present, else ``data_dir``).
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    benchmark = resolve_benchmark(data_dir)
+    available = list_eval_datasets(data_dir)
+    names = select_datasets(benchmark, available, datasets)
+    if image_root is None:
+        image_root = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
+    fingerprint = encoder.fingerprint()
+    cache = EmbeddingCache(cache_dir or out_dir / "cache", fingerprint)
+    encoded = hits = 0
+    evaluated: list[str] = []
+    resumed: list[str] = []
+    for name in names:
+        if read_score(out_dir, name, fingerprint) is not None:
+            resumed.append(name)
+            continue
+        dataset = read_eval_dataset(data_dir, name, Path(image_root), skip_bad=skip_bad)
+        result = run_dataset(encoder, dataset, cache, batch_size=batch_size, show_progress=show_progress)
+        _write_dataset(out_dir, result, benchmark, fingerprint, dataset)
+        encoded, hits = encoded + result.encoded, hits + result.cache_hits
+        evaluated.append(name)
+    scores = {name: score for name in benchmark.names()
+              if (score := read_score(out_dir, name, fingerprint)) is not None}
+    summary = summarize(benchmark, scores, fingerprint)
+    summary.encoded, summary.cache_hits, summary.evaluated, summary.resumed = encoded, hits, evaluated, resumed
+    write_reports(summary, out_dir)
+    return summary

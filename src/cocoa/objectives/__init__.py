@@ -1,0 +1,1 @@
+"""Training objectives: language modelling / MNTP, masked auto-encoding, InfoNCE."""

@@ -1,0 +1,1 @@
+"""Training: stage objectives, one trainer for every stage, checkpoints, LoRA, distribution."""

@@ -1,0 +1,33 @@
+"""LoRA / DoRA adapters on the language model (and optionally the vision tower), and merging."""
+
+from __future__ import annotations
+
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model
+from torch import nn
+
+from cocoa.recipes import LoraConfig
+
+#: Vision-tower projection names of Qwen2-VL (qkv, proj, fc1, fc2) and Qwen2.5-VL (+ gated MLP).
+VISION_TARGETS = ("qkv", "proj", "fc1", "fc2", "gate_proj", "up_proj", "down_proj")
+
+
+def target_regex(config: LoraConfig) -> str:
+    """A regex over module names: the LLM's projections, plus the vision tower's if asked."""
+    text = rf".*language_model.*\.({'|'.join(config.targets)})"
+    if not config.vision:
+        return text
+    return rf"({text})|(.*visual\.blocks.*\.({'|'.join(VISION_TARGETS)}))"
+
+
+def add_lora(model: nn.Module, config: LoraConfig) -> PeftModel:
+    """Wrap ``model`` with trainable adapters; every base weight is frozen."""
+    peft_config = PeftLoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                 use_dora=config.dora, target_modules=target_regex(config),
+                                 init_lora_weights="gaussian" if config.init == "gaussian" else True)
+    return get_peft_model(model, peft_config)
+
+
+def merged(model: nn.Module) -> nn.Module:
+    """The plain upstream model with adapters merged into its weights (no-op without adapters)."""
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model

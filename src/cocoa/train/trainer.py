@@ -1,0 +1,200 @@
+"""One training loop for every stage, on one CPU process or many GPUs under ``torchrun``.
+
+The loop is the same for all stages; only the step differs: the reconstruction stages
+back-propagate the objective's loss, the contrastive stage runs GradCache (embed every
+chunk without gradients, compute the cross-rank InfoNCE on the cached embeddings, then
+re-run each chunk with gradients and back-propagate the cached embedding gradients).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from cocoa.data.collate import Batch
+from cocoa.data.stages import PairBatch, StepDataset, passthrough
+from cocoa.objectives.contrastive import distributed_info_nce
+from cocoa.recipes import ContrastiveConfig, TrainConfig
+from cocoa.train import checkpoint
+from cocoa.train.distributed import DistInfo
+
+
+@dataclass
+class FitResult:
+    steps: int
+    resumed_from: int
+    wall_seconds: float
+    samples_per_second: float
+    last: dict[str, float]
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast where asked for, or where ``auto`` and the GPU supports it."""
+    if config.precision == "bf16":
+        return torch.bfloat16
+    if config.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+class MetricsLog:
+    """``metrics.jsonl`` (and TensorBoard when installed), written by the main process."""
+
+    def __init__(self, folder: Path, enabled: bool, resume_step: int) -> None:
+        self.path = folder / "metrics.jsonl"
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        if self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line and json.loads(line)["step"] <= resume_step]
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(self.path)
+        with contextlib.suppress(ImportError):
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(folder / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.writer.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Trainer:
+    """Trains ``objective`` on the step-indexed ``dataset`` for ``total_steps`` steps."""
+
+    def __init__(self, objective: nn.Module, dataset: StepDataset, total_steps: int, config: TrainConfig,
+                 info: DistInfo, output_dir: Path, *, contrastive: ContrastiveConfig | None = None,
+                 num_workers: int = 0) -> None:
+        self.objective, self.dataset, self.total_steps = objective, dataset, total_steps
+        self.config, self.info, self.output_dir = config, info, output_dir
+        self.contrastive, self.num_workers = contrastive, num_workers
+        self.params = [p for p in objective.parameters() if p.requires_grad]
+        if not self.params:
+            raise RuntimeError("nothing to train: no parameter requires grad")
+        decay = [p for p in self.params if p.ndim >= 2]
+        no_decay = [p for p in self.params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+        self.scheduler = get_scheduler(config.schedule if config.schedule != "constant" else "constant_with_warmup",
+                                       self.optimizer, num_warmup_steps=config.warmup_steps,
+                                       num_training_steps=total_steps)
+        self.engine: nn.Module = objective
+        if info.enabled:
+            self.engine = DistributedDataParallel(objective, device_ids=[info.local_rank]
+                                                  if info.device.type == "cuda" else None,
+                                                  find_unused_parameters=True)
+        self.amp = autocast_dtype(config, info.device)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.info.device.type, dtype=self.amp)
+
+    def batches(self, start: int) -> Iterator[Any]:
+        loader = DataLoader(self.dataset, batch_size=None, sampler=range(start, self.total_steps),
+                            num_workers=self.num_workers, collate_fn=passthrough,
+                            persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
+        return iter(loader)
+
+    def loss_step(self, batch: Batch) -> dict[str, float]:
+        with self.autocast():
+            out = self.engine(batch.to(self.info.device))
+        out["loss"].backward()
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    def contrastive_step(self, pairs: PairBatch) -> dict[str, float]:
+        assert self.contrastive is not None
+        chunks = [c.to(self.info.device) for c in pairs.chunks]
+        temperature = self.contrastive.temperature
+        n = pairs.n_queries
+
+        def loss_of(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            negatives = emb[2 * n:] if pairs.has_negatives else None
+            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives)
+
+        if len(chunks) == 1:
+            with self.autocast():
+                emb = self.engine(chunks[0]).float()
+            loss, report = loss_of(emb)
+            loss.backward()
+            return {"loss": float(report)}
+        rng_states, cached = [], []
+        with torch.no_grad(), self.autocast():
+            for chunk in chunks:
+                rng_states.append(checkpoint.rng_state())
+                cached.append(self.objective(chunk).float())
+        emb = torch.cat(cached).requires_grad_()
+        loss, report = loss_of(emb)
+        loss.backward()
+        grads = torch.split(emb.grad, [len(c) for c in chunks])
+        for i, (chunk, grad) in enumerate(zip(chunks, grads, strict=True)):
+            checkpoint.set_rng_state(rng_states[i])
+            sync = i == len(chunks) - 1 or not self.info.enabled
+            ctx = contextlib.nullcontext() if sync else self.engine.no_sync()  # type: ignore[operator]
+            with ctx, self.autocast():
+                (self.engine(chunk).float() * grad).sum().backward()
+        return {"loss": float(report)}
+
+    def fit(self, resume: bool = False) -> FitResult:
+        """Run to ``total_steps``, checkpointing atomically; with ``resume`` continue the latest checkpoint."""
+        ckpt_dir = self.output_dir / "checkpoints"
+        start = 0
+        if resume and (found := checkpoint.latest(ckpt_dir)) is not None:
+            start = checkpoint.load(found, self.objective, self.optimizer, self.scheduler, self.info)
+        log = MetricsLog(self.output_dir, self.info.is_main, start)
+        self.objective.train()
+        step_fn = self.contrastive_step if self.contrastive is not None else self.loss_step
+        bar = tqdm(total=self.total_steps, initial=start, disable=not self.info.is_main, desc="train",
+                   unit="step", dynamic_ncols=True)
+        began, samples, last = time.perf_counter(), 0, {}
+        per_step = self.dataset.plan.global_batch
+        for step, batch in enumerate(self.batches(start), start=start):
+            self.optimizer.zero_grad(set_to_none=True)
+            last = step_fn(batch)
+            if not all(math.isfinite(v) for v in last.values()):
+                raise FloatingPointError(f"non-finite loss at step {step + 1}: {last}; lower train.lr or check data")
+            if self.config.grad_clip is not None:
+                last["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip))
+            self.optimizer.step()
+            self.scheduler.step()
+            samples += per_step
+            done = step + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.4f}")
+            if done % self.config.log_every == 0 or done == self.total_steps:
+                elapsed = time.perf_counter() - began
+                log.write({"step": done, **last, "lr": self.scheduler.get_last_lr()[0],
+                           "samples_per_second": samples / max(elapsed, 1e-9)})
+            if done % self.config.save_every == 0 and done < self.total_steps:
+                checkpoint.save(ckpt_dir, done, self.objective, self.optimizer, self.scheduler, self.info,
+                                self.config.keep_checkpoints)
+        bar.close()
+        log.close()
+        wall = time.perf_counter() - began
+        return FitResult(steps=self.total_steps, resumed_from=start, wall_seconds=wall,
+                         samples_per_second=samples / max(wall, 1e-9), last=last)

@@ -1,0 +1,146 @@
+"""MiniMMEB: schemas, gold-first candidates, manifest, determinism, leak check."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cocoa.data.items import IMAGE_PLACEHOLDER
+from cocoa.data.leaks import check_leaks
+from cocoa.data.mini import META_TASKS, Manifest, build_mini, write_readme_table
+from cocoa.data.mini_io import CAPTION_SCHEMA, EVAL_SCHEMA, TRAIN_SCHEMA
+from cocoa.data.mmeb import list_eval_datasets, read_caption_corpus, read_eval_dataset, read_train_pairs
+
+SMALL = {"queries": 40, "pool": 100, "train_size": 60, "grounding_candidates": 30}
+
+
+@pytest.fixture(scope="session")
+def mini(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
+    out = tmp_path_factory.mktemp("mini")
+    return out, build_mini(out, seed=0, **SMALL)
+
+
+def _schema_matches(path: Path, schema: pa.Schema) -> None:
+    assert pq.read_schema(path).remove_metadata().equals(schema), path
+
+
+def test_eval_files_follow_mmeb_eval_schema(mini):
+    out, manifest = mini
+    for info in manifest.datasets:
+        path = out / "eval" / f"{info.name}.parquet"
+        _schema_matches(path, EVAL_SCHEMA)
+        rows = pq.read_table(path).to_pylist()
+        assert len(rows) == info.queries > 0
+        for row in rows:
+            assert len(row["tgt_text"]) == len(row["tgt_img_path"])
+            assert info.min_candidates <= len(row["tgt_text"]) <= info.max_candidates
+            if row["qry_img_path"]:
+                assert (out / "images" / row["qry_img_path"]).is_file()
+                assert IMAGE_PLACEHOLDER in row["qry_text"]
+            for text, image in zip(row["tgt_text"], row["tgt_img_path"], strict=True):
+                assert text or image
+                assert (IMAGE_PLACEHOLDER in text) == bool(image)
+
+
+def test_datasets_cover_meta_tasks_with_ind_and_ood(mini):
+    _, manifest = mini
+    assert len(manifest.datasets) >= 12
+    for task in META_TASKS:
+        assert {d.split for d in manifest.datasets if d.meta_task == task} == {"IND", "OOD"}
+
+
+def test_candidate_counts_as_promised(mini):
+    out, manifest = mini
+    info = {d.name: d for d in manifest.datasets}
+    assert info["FashionMNIST"].min_candidates == info["FashionMNIST"].max_candidates == 10
+    assert info["Digits"].max_candidates == 10
+    assert info["SceneT2I"].min_candidates == SMALL["pool"]
+    assert info["SceneGrounding"].max_candidates == SMALL["grounding_candidates"]
+    rows = pq.read_table(out / "eval" / "FashionMNIST.parquet").to_pylist()
+    assert all(sorted(row["tgt_text"]) == sorted(rows[0]["tgt_text"]) for row in rows)
+
+
+def test_gold_first_in_classification_and_retrieval(mini):
+    out, _ = mini
+    rows = pq.read_table(out / "eval" / "SceneI2T.parquet").to_pylist()
+    # SceneI2T: the gold caption is the caption of the query scene, and captions are distinct
+    captions = [row["tgt_text"][0] for row in rows]
+    assert len(set(captions)) == len(captions)
+    t2i = pq.read_table(out / "eval" / "SceneT2I.parquet").to_pylist()
+    for i2t_row, t2i_row in zip(rows, t2i, strict=True):
+        assert i2t_row["qry_img_path"] == t2i_row["tgt_img_path"][0]
+        assert i2t_row["tgt_text"][0] in t2i_row["qry_text"]
+    grounding = pq.read_table(out / "eval" / "SceneGrounding.parquet").to_pylist()
+    for row in grounding:
+        scene = Path(row["qry_img_path"]).stem
+        assert Path(row["tgt_img_path"][0]).stem.startswith(f"{scene}_")
+        assert "isolates the object labeled as" in row["qry_text"]
+
+
+def test_train_and_pretrain_schemas(mini):
+    out, manifest = mini
+    for name, count in manifest.train_rows.items():
+        path = out / "train" / f"{name}.parquet"
+        _schema_matches(path, TRAIN_SCHEMA)
+        assert pq.read_metadata(path).num_rows == count > 0
+    _schema_matches(out / "pretrain" / "stage1.parquet", CAPTION_SCHEMA)
+    _schema_matches(out / "pretrain" / "stage2.parquet", TRAIN_SCHEMA)
+    ood = {d.name for d in manifest.datasets if d.split == "OOD"}
+    assert not ood & set(manifest.train_rows)
+    assert set(manifest.train_rows) <= {d.name for d in manifest.datasets if d.split == "IND"}
+
+
+def test_readers_load_the_build(mini):
+    out, manifest = mini
+    assert list_eval_datasets(out) == sorted(d.name for d in manifest.datasets)
+    dataset = read_eval_dataset(out, "EmojiT2I", out / "images")
+    assert dataset.skipped == 0 and len(dataset.rows) == SMALL["queries"]
+    assert Path(dataset.rows[0].candidates[0].image).is_absolute()
+    pairs = read_train_pairs(out, None, out / "images", cap=25)
+    assert len(pairs) == 25 * len(manifest.train_rows)
+    stage2 = read_train_pairs(out / "pretrain" / "stage2.parquet", None, out / "images", cap=None)
+    assert len(stage2) == manifest.pretrain_rows["stage2"]
+    assert all(pair.positive.image is None for pair in stage2)
+    captions = read_caption_corpus(out / "pretrain" / "stage1.parquet", out / "images")
+    assert len(captions) == manifest.pretrain_rows["stage1"] and all(c.caption for c in captions)
+
+
+def test_manifest_checksums_and_readme_table(mini):
+    out, manifest = mini
+    assert Manifest.from_json((out / "manifest.json").read_text()) == manifest
+    assert len(manifest.checksums) == len(manifest.datasets) + len(manifest.train_rows) + 2
+    assert "dataset-fashion-mnist" in manifest.sources
+    table = write_readme_table(manifest)
+    assert table.count("\n") == len(manifest.datasets) + 2
+    assert "| SceneT2I | retrieval | IND | 40 | 100 |" in table
+
+
+def test_same_seed_same_checksums_and_reuse(mini, tmp_path):
+    out, manifest = mini
+    again = build_mini(tmp_path / "again", seed=0, **SMALL)
+    assert again.checksums == manifest.checksums
+    stamp = (out / "eval" / "Digits.parquet").stat().st_mtime_ns
+    assert build_mini(out, seed=0, **SMALL) == manifest
+    assert (out / "eval" / "Digits.parquet").stat().st_mtime_ns == stamp
+
+
+def test_no_leaks_in_build_and_planted_leaks_found(mini, tmp_path):
+    out, _ = mini
+    assert check_leaks(out) == []
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    eval_rows = pq.read_table(copy / "eval" / "FashionMNIST.parquet").to_pylist()
+    shutil.copy(copy / "images" / eval_rows[0]["qry_img_path"], copy / "images" / "planted.png")
+    t2i_query = pq.read_table(copy / "eval" / "EmojiT2I.parquet").to_pylist()[3]["qry_text"]
+    train_path = copy / "train" / "FashionMNIST.parquet"
+    rows = pq.read_table(train_path).to_pylist()
+    rows.append({**rows[0], "qry_image_path": "planted.png"})
+    rows.append({**rows[1], "pos_text": t2i_query})
+    pq.write_table(pa.Table.from_pylist(rows, schema=TRAIN_SCHEMA), train_path)
+    leaks = check_leaks(copy)
+    assert any("FashionMNIST.parquet row 0" in leak and "planted.png" in leak for leak in leaks)
+    assert any("EmojiT2I.parquet row 3: query text" in leak for leak in leaks)

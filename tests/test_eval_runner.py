@@ -1,0 +1,208 @@
+"""The evaluator end to end on hand-made MMEB-schema fixtures with a fake encoder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from cocoa.data.items import Item
+from cocoa.errors import DataError
+from cocoa.evaluate import evaluate
+
+SCHEMA = pa.schema([("qry_text", pa.string()), ("qry_img_path", pa.string()),
+                    ("tgt_text", pa.list_(pa.string())), ("tgt_img_path", pa.list_(pa.string()))])
+
+
+class FakeEncoder:
+    """Embeds ``[x,y]`` written in the text as that vector, anything else by a hash of its key."""
+
+    def __init__(self, dim: int = 4, fail_on: str | None = None) -> None:
+        self.dim, self.fail_on = dim, fail_on
+        self.encoded: list[tuple[str, str]] = []
+
+    def vector(self, item: Item) -> np.ndarray:
+        match = re.search(r"\[([-0-9., ]+)\]", item.text)
+        if match:
+            values = np.zeros(self.dim)
+            parsed = [float(v) for v in match.group(1).split(",")]
+            values[:len(parsed)] = parsed
+        else:
+            seed = int.from_bytes(hashlib.sha256(repr(item.key()).encode()).digest()[:8], "little")
+            values = np.random.default_rng(seed).normal(size=self.dim)
+        return (values / np.linalg.norm(values)).astype(np.float32)
+
+    def encode_items(self, items: Sequence[Item], *, batch_size: int = 32,
+                     show_progress: bool = False) -> np.ndarray:
+        vectors = []
+        for item in items:
+            if self.fail_on is not None and self.fail_on in item.text:
+                raise RuntimeError("simulated crash")
+            self.encoded.append(item.key())
+            vectors.append(self.vector(item))
+        return np.stack(vectors)
+
+    def fingerprint(self) -> str:
+        return f"fake-{self.dim}"
+
+    def item_length(self, item: Item) -> int:
+        return len(item.text) + (4 if item.image else 0)
+
+
+def write_eval(path: Path, rows: list[tuple[str, str, list[str], list[str]]]) -> None:
+    """Write MMEB-eval rows ``(qry_text, qry_img_path, tgt_text, tgt_img_path)`` as parquet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = dict(zip(SCHEMA.names, zip(*rows, strict=True), strict=True))
+    pq.write_table(pa.table({k: list(v) for k, v in columns.items()}, schema=SCHEMA), path)
+
+
+def write_images(folder: Path, *names: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for shade, name in enumerate(names):
+        Image.new("RGB", (8, 8), (shade * 40, 0, 0)).save(folder / name)
+
+
+def build_benchmark(root: Path) -> Path:
+    """A three-dataset MiniMMEB-style folder; the expected scores are Alpha 100, Beta 0, Gamma 100."""
+    write_images(root / "images", "a.png", "b.png")
+    (root / "manifest.json").write_text(json.dumps({"name": "Tiny", "datasets": [
+        {"name": "Alpha", "meta_task": "classification", "split": "IND"},
+        {"name": "Beta", "meta_task": "classification", "split": "OOD"},
+        {"name": "Gamma", "meta_task": "retrieval", "split": "IND"},
+    ]}))
+    write_eval(root / "eval" / "Alpha.parquet", [
+        ("<|image_1|> classify [1,0]", "a.png", ["[1,0] cat", "[0,1] dog"], ["", ""]),
+        ("<|image_1|> classify [0,1]", "b.png", ["[0,1] dog", "[1,0] cat"], ["", ""]),
+    ])
+    write_eval(root / "eval" / "Beta.parquet", [
+        ("which [1,0]", "", ["[0,1] dog", "[1,0] cat"], ["", ""]),
+        ("which [0,1]", "", ["[1,0] cat", "[0,1] dog"], ["", ""]),
+    ])
+    write_eval(root / "eval" / "Gamma.parquet", [
+        ("tie [1,1]", "", ["<|image_1|> gold [1,1]", "other [1,1]", "[0,1] dog"], ["a.png", "", ""]),
+    ])
+    return root
+
+
+def test_scores_groups_and_outputs(tmp_path) -> None:
+    data = build_benchmark(tmp_path / "data")
+    summary = evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False)
+    assert {k: d.score for k, d in summary.datasets.items()} == {"Alpha": 100.0, "Beta": 0.0, "Gamma": 100.0}
+    assert summary.complete
+    assert summary.meta_tasks["classification"].score == 50.0
+    assert summary.overall.score == pytest.approx(200 / 3)
+    out = tmp_path / "out"
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["complete"] is True
+    assert saved["overall"]["score"] == pytest.approx(200 / 3)
+    assert json.loads((out / "Beta_score.json").read_text())["precision_at_1"] == 0.0
+    preds = [json.loads(line) for line in (out / "Gamma_pred.jsonl").read_text().splitlines()]
+    assert preds == [{"query": 0, "pred": 0, "correct": True, "gold_rank": 1, "top_indices": [0, 1, 2],
+                      "top_scores": pytest.approx([1.0, 1.0, 0.7071068], abs=1e-6)}]
+    assert "| Overall | IND | OOD |" in (out / "summary.md").read_text()
+    assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_matches_brute_force_and_encodes_each_item_once(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    write_images(tmp_path / "images", *(f"{i}.png" for i in range(5)))
+    pool = [(f"text {i}", f"{i % 5}.png" if i % 2 else "") for i in range(12)]
+    rows = []
+    for r in range(25):
+        picks = rng.choice(len(pool), size=int(rng.integers(2, 8)), replace=False)
+        rows.append((f"query {r % 10}", f"{r % 5}.png", [pool[p][0] for p in picks], [pool[p][1] for p in picks]))
+    write_eval(tmp_path / "Rand.parquet", rows)
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"datasets": [{"name": "Rand", "meta_task": "vqa", "split": "IND"}]}))
+    encoder = FakeEncoder(dim=6)
+    summary = evaluate(encoder, tmp_path, tmp_path / "out", image_root=tmp_path / "images", show_progress=False)
+
+    def item(text: str, image: str) -> Item:
+        return Item(text, str(tmp_path / "images" / image) if image else None)
+
+    correct = 0
+    for qt, qi, tt, ti in rows:
+        q = encoder.vector(item(qt, qi)).astype(np.float64)
+        sims = [float(q @ encoder.vector(item(t, i)).astype(np.float64)) for t, i in zip(tt, ti, strict=True)]
+        correct += max(range(len(sims)), key=lambda k: (sims[k], -k)) == 0
+    assert summary.datasets["Rand"].score == pytest.approx(100 * correct / len(rows))
+    assert len(encoder.encoded) == len(set(encoder.encoded)) == summary.encoded
+    assert summary.encoded < sum(1 + len(r[2]) for r in rows)
+
+
+def test_second_run_encodes_nothing(tmp_path) -> None:
+    data = build_benchmark(tmp_path / "data")
+    first = FakeEncoder()
+    summary = evaluate(first, data, tmp_path / "out1", cache_dir=tmp_path / "cache", show_progress=False)
+    assert summary.encoded == len(first.encoded) == 9
+    assert summary.cache_hits == 3
+    second = FakeEncoder()
+    again = evaluate(second, data, tmp_path / "out2", cache_dir=tmp_path / "cache", show_progress=False)
+    assert second.encoded == []
+    assert (again.encoded, again.cache_hits) == (0, 12)
+    assert again.overall.score == summary.overall.score
+    third = FakeEncoder()
+    rerun = evaluate(third, data, tmp_path / "out1", show_progress=False)
+    assert third.encoded == []
+    assert rerun.resumed == ["Alpha", "Beta", "Gamma"]
+
+
+def test_resume_after_a_crash_on_the_second_dataset(tmp_path) -> None:
+    data = build_benchmark(tmp_path / "data")
+    with pytest.raises(RuntimeError, match="simulated"):
+        evaluate(FakeEncoder(fail_on="which"), data, tmp_path / "out", show_progress=False)
+    assert (tmp_path / "out" / "Alpha_score.json").is_file()
+    assert not (tmp_path / "out" / "Beta_score.json").exists()
+    encoder = FakeEncoder()
+    summary = evaluate(encoder, data, tmp_path / "out", show_progress=False)
+    assert summary.resumed == ["Alpha"]
+    assert summary.evaluated == ["Beta", "Gamma"]
+    assert not any("classify" in text for text, _ in encoder.encoded)
+    assert summary.complete
+
+
+def test_a_subset_is_reported_as_partial(tmp_path) -> None:
+    data = build_benchmark(tmp_path / "data")
+    summary = evaluate(FakeEncoder(), data, tmp_path / "out", datasets=["Alpha"], show_progress=False)
+    assert not summary.complete
+    assert summary.missing == ["Beta", "Gamma"]
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["complete"] is False and saved["overall"]["partial"] is True
+    assert "PARTIAL RUN: 1 of 3" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_mmeb_layout_without_manifest_is_partial_mmeb_v1(tmp_path) -> None:
+    write_images(tmp_path / "images", "a.png")
+    write_eval(tmp_path / "ImageNet-1K" / "test-00000-of-00001.parquet",
+               [("<|image_1|> classify [1,0]", "a.png", ["[1,0] cat", "[0,1] dog"], ["", ""])])
+    write_eval(tmp_path / "CIFAR-100" / "test-00000-of-00001.parquet",
+               [("q", "", ["a", "b"], ["", ""])])
+    summary = evaluate(FakeEncoder(), tmp_path, tmp_path / "out", show_progress=False)
+    assert summary.benchmark == "MMEB-V1"
+    assert list(summary.datasets) == ["ImageNet-1K"]
+    assert (summary.overall.done, summary.overall.total, summary.complete) == (1, 36, False)
+
+
+@pytest.mark.parametrize(("tgt_text", "tgt_img"), [
+    (["[1,0] cat", "[0,1] dog"], ["a.png"]),
+    (["[1,0] cat", "[0,1] dog"], ["missing.png", ""]),
+])
+def test_bad_rows_raise_an_error_naming_the_row(tmp_path, tgt_text: list[str], tgt_img: list[str]) -> None:
+    data = build_benchmark(tmp_path / "data")
+    write_eval(data / "eval" / "Alpha.parquet", [
+        ("ok [1,0]", "", ["[1,0] cat", "[0,1] dog"], ["", ""]),
+        ("bad [1,0]", "", tgt_text, tgt_img),
+    ])
+    with pytest.raises(DataError) as caught:
+        evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False)
+    assert caught.value.row == 1
+    assert "row 1" in str(caught.value)
