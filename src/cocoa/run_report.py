@@ -1,0 +1,55 @@
+"""The report of a pipeline run: a Markdown page with the score table and training curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from cocoa.evaluate.report import summary_markdown
+from cocoa.evaluate.summary import Summary
+
+
+def read_metrics(stage_dir: Path) -> list[dict]:
+    path = stage_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_curves(stage_dirs: list[Path], path: Path) -> None:
+    """One panel per stage: its loss (and loss parts) against the step."""
+    fig, axes = plt.subplots(1, max(1, len(stage_dirs)), figsize=(4 * max(1, len(stage_dirs)), 3.2), squeeze=False)
+    for ax, folder in zip(axes[0], stage_dirs, strict=False):
+        rows = read_metrics(folder)
+        steps = [r["step"] for r in rows]
+        for key in ("loss", "mntp", "mae"):
+            if rows and key in rows[0]:
+                ax.plot(steps, [r[key] for r in rows], label=key)
+        ax.set_title(folder.name)
+        ax.set_xlabel("step")
+        ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_run_report(out: Path, stage_dirs: list[Path], summary: dict, timings: dict[str, float]) -> Path:
+    """``<out>/report.md`` with the score table, timings and ``training_curves.png``."""
+    plot_curves(stage_dirs, out / "training_curves.png")
+    lines = [f"# Run report: {out}", "", summary_markdown(Summary.from_dict(summary)), "", "## Timings", "",
+             "| part | seconds |", "|---|---|"]
+    lines += [f"| {name} | {seconds:.1f} |" for name, seconds in timings.items()]
+    lines += ["", "## Training curves", "", "![training curves](training_curves.png)", "",
+              "## Scores", "", "![scores](eval/scores.png)", ""]
+    path = out / "report.md"
+    tmp = path.with_name(".report.md.tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
+    return path
