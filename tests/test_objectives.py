@@ -59,7 +59,7 @@ def test_shifted_cross_entropy_ignores_label_zero_and_unlabelled_positions() -> 
     # nothing labelled but position 0: zero loss, still differentiable
     only_first = torch.tensor([[3, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]])
     empty = shifted_cross_entropy(hidden, only_first, nn.Identity())
-    assert float(empty) == 0.0 and empty.requires_grad
+    assert float(empty.detach()) == 0.0 and empty.requires_grad
 
 
 # --- masking ---------------------------------------------------------------------------

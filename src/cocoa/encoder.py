@@ -74,6 +74,8 @@ class Encoder:
         self.backbone = backbone
         self.spec = spec or EmbeddingSpec()
         self.device = torch.device(device) if device is not None else next(backbone.model.parameters()).device
+        if self.device.type == "cpu":
+            torch.set_flush_denormal(True)  # trained weights with denormals slow CPU matmuls down
         self.preprocessor = Preprocessor(backbone, self.spec.max_len)
         self._fingerprint: str | None = None
 

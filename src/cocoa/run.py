@@ -9,6 +9,7 @@ latest checkpoint; the evaluator resumes at the first unfinished dataset.
 from __future__ import annotations
 
 import json
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -92,11 +93,15 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     data_root = Path(pipeline.data_root) if pipeline.data_root else out / "data"
+    rank = int(os.environ.get("RANK", "0"))
     if pipeline.mini is not None:
         console.rule("[bold]data: MiniMMEB")
         began = time.perf_counter()
-        build_mini(data_root, seed=pipeline.mini.seed, queries=pipeline.mini.queries,
-                   train_size=pipeline.mini.train_size)
+        if rank == 0:
+            build_mini(data_root, seed=pipeline.mini.seed, queries=pipeline.mini.queries,
+                       train_size=pipeline.mini.train_size)
+        else:
+            wait_for(data_root / "manifest.json")
         timings["data"] = time.perf_counter() - began
     previous: Path | None = None
     stage_dirs: list[Path] = []
@@ -124,11 +129,22 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
         timings[folder.name] = time.perf_counter() - began
     if previous is None:
         raise ConfigError("the pipeline has no stages")
+    if rank != 0:
+        return {}
     summary = evaluate_model(previous, pipeline.eval, data_root, out / "eval")
     timings["eval"] = summary.pop("seconds")
     from cocoa.run_report import write_run_report
     write_run_report(out, stage_dirs, summary, timings)
     return summary
+
+
+def wait_for(path: Path, timeout: float = 3600.0) -> None:
+    """Block a non-main rank until the main rank has written ``path``."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise ConfigError(f"timed out waiting for {path} from rank 0")
+        time.sleep(1.0)
 
 
 def evaluate_model(model_dir: Path, section: EvalSection, data_root: Path, out: Path) -> dict:

@@ -21,7 +21,7 @@ from torch import nn
 
 from cocoa.backbone import Backbone
 from cocoa.data.collate import Preprocessor
-from cocoa.data.items import IMAGE_PLACEHOLDER
+from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
 from cocoa.data.mmeb import read_caption_corpus, read_train_pairs
 from cocoa.data.stages import (
     BatchPlan,
@@ -90,10 +90,17 @@ def load_examples(recipe: Recipe) -> list[Any]:
     if recipe.stage in ("pretrain", "warmup"):
         return list(read_caption_corpus(corpus_path(recipe), images, skip_bad=data.skip_bad))
     if recipe.stage == "bridge":
-        return list(read_train_pairs(corpus_path(recipe), None, images, cap=data.cap, seed=recipe.train.seed,
-                                     skip_bad=data.skip_bad))
+        pairs = read_train_pairs(corpus_path(recipe), None, images, cap=data.cap, seed=recipe.train.seed,
+                                 skip_bad=data.skip_bad)
+        return [bridge_pair(p) for p in pairs if p.positive.text.replace(IMAGE_PLACEHOLDER, "").strip()]
     return list(read_train_pairs(Path(data.root), data.subsets, images, split=data.split, cap=data.cap,
                                  seed=recipe.train.seed, skip_bad=data.skip_bad))
+
+
+def bridge_pair(pair: TrainPair) -> TrainPair:
+    """Stage 2 reconstructs the positive's text only (as the release does), never its image."""
+    text = pair.positive.text.replace(IMAGE_PLACEHOLDER, "").strip()
+    return TrainPair(pair.query, Item(text), None, pair.subset)
 
 
 def build_objective(recipe: Recipe, backbone: Backbone, model: nn.Module) -> tuple[nn.Module, Any]:

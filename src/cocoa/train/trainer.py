@@ -50,6 +50,14 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
     return None
 
 
+def _step_of(line: str) -> float:
+    """The step of a metrics line; a torn line (a crash mid-write) counts as never written."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 class MetricsLog:
     """``metrics.jsonl`` (and TensorBoard when installed), written by the main process."""
 
@@ -60,8 +68,7 @@ class MetricsLog:
         if not enabled:
             return
         if self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line and json.loads(line)["step"] <= resume_step]
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
             tmp.replace(self.path)
