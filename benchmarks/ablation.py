@@ -1,0 +1,152 @@
+"""Ablation on MiniMMEB: what each CoCoA stage contributes, at an equal stage-3 budget.
+
+Variants (all start from the same stage-0 model, standing in for a pretrained MLLM):
+  a  causal + last-token contrastive only (VLM2Vec-style)
+  b  bidirectional contrastive only
+  c  stage 2 (EOS bridge) + stage 3
+  d  stages 1 + 2 + 3 (CoCoA)
+  e  CoCoA with the EOS seeing only the query in stage 2
+
+Every stage is skipped when already trained, so a rerun resumes. Writes per-run summaries
+under --out, then ``ablation.json``, ``ablation.md`` and ``ablation.png`` with the mean and
+spread per meta-task and overall.
+
+    python benchmarks/ablation.py --data runs/mini/data --out runs/ablation --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from cocoa.recipes import load_recipe
+from cocoa.run import EvalSection, builtin, evaluate_model
+from cocoa.train.recipe import train_stage
+
+VARIANTS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
+    "a": ("causal contrastive only (VLM2Vec-style)", [("contrastive", ["contrastive.attention=causal"])]),
+    "b": ("bidirectional contrastive only", [("contrastive", [])]),
+    "c": ("stage 2 + 3", [("bridge", []), ("contrastive", [])]),
+    "d": ("stages 1 + 2 + 3 (CoCoA)", [("warmup", []), ("bridge", []), ("contrastive", [])]),
+    "e": ("CoCoA, EOS sees only the query in stage 2",
+          [("warmup", []), ("bridge", ["bridge.eos_sees_target=false"]), ("contrastive", [])]),
+}
+GROUPS = ("classification", "vqa", "retrieval", "grounding", "IND", "OOD", "overall")
+
+
+def train_once(stage: str, folder: Path, model: Path | None, data: Path, seed: int, extra: list[str]) -> Path:
+    """Train one stage into ``folder`` unless it is already there; returns its model folder."""
+    out = folder / "model"
+    if (folder / "result.json").is_file() and out.is_dir():
+        return out
+    sets = [f"data.root={data}", f"train.output_dir={folder}", f"train.seed={seed}", *extra]
+    if model is not None:
+        sets.append(f"model.path={model}")
+    train_stage(load_recipe(builtin(f"tiny/{stage}"), sets), resume=(folder / "checkpoints").is_dir())
+    return out
+
+
+def run_variant(key: str, seed: int, base: Path, data: Path, out: Path, common: dict[str, list[str]]) -> dict:
+    """Train (sharing identical prefixes between variants) and evaluate one variant."""
+    model, prefix = base, []
+    for stage, extra in VARIANTS[key][1]:
+        prefix.append(f"{stage}{'-' + '-'.join(x.split('.')[-1] for x in extra) if extra else ''}")
+        folder = out / f"seed{seed}" / "+".join(prefix)
+        model = train_once(stage, folder, model, data, seed, [*common.get(stage, []), *extra])
+    summary = evaluate_model(model, EvalSection(batch_size=64), data, out / f"seed{seed}" / f"eval-{key}")
+    return summary
+
+
+def group_scores(summary: dict) -> dict[str, float]:
+    scores = {name: g["score"] for name, g in summary["meta_tasks"].items()}
+    scores.update({name: g["score"] for name, g in summary["splits"].items()})
+    scores["overall"] = summary["overall"]["score"]
+    return scores
+
+
+def aggregate(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, tuple[float, float]]]:
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for key, runs in results.items():
+        table[key] = {}
+        for group in GROUPS:
+            values = [r[group] for r in runs]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            table[key][group] = (statistics.mean(values), spread)
+    return table
+
+
+def markdown(table: dict[str, dict[str, tuple[float, float]]], seeds: list[int], wall: float, command: str) -> str:
+    head = "| variant | " + " | ".join(GROUPS) + " |"
+    lines = [f"Command: `{command}`", "", f"Seeds: {seeds}; wall time {wall / 60:.1f} min "
+             "(this run; finished stages are reused on a rerun).", "", head,
+             "|" + "---|" * (len(GROUPS) + 1)]
+    for key, row in table.items():
+        cells = " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in (row[g] for g in GROUPS))
+        lines.append(f"| ({key}) {VARIANTS[key][0]} | {cells} |")
+    lines += ["", "Mean ± sample standard deviation over seeds of Precision@1 (%)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict[str, dict[str, tuple[float, float]]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(table)
+    for i, (key, row) in enumerate(table.items()):
+        xs = [j + i * width for j in range(len(GROUPS))]
+        ax.bar(xs, [row[g][0] for g in GROUPS], width, yerr=[row[g][1] for g in GROUPS], label=f"({key})", capsize=2)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(GROUPS))], GROUPS)
+    ax.set_ylabel("Precision@1 (%)")
+    ax.set_title("MiniMMEB ablation (mean ± std over seeds)")
+    ax.legend(ncol=len(table), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("runs/mini/data"))
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--base", type=Path, default=None, help="stage-0 model (default: train one, seed 0)")
+    parser.add_argument("--set", dest="sets", nargs="*", default=[],
+                        help="STAGE:key=value overrides, e.g. contrastive:train.max_steps=100")
+    args = parser.parse_args()
+    common: dict[str, list[str]] = {}
+    for item in args.sets:
+        stage, override = item.split(":", 1)
+        common.setdefault(stage, []).append(override)
+    began = time.perf_counter()
+    base = args.base or train_once("pretrain", args.out / "base" / "pretrain", None, args.data, 0,
+                                   common.get("pretrain", []))
+    results: dict[str, list[dict[str, float]]] = {key: [] for key in args.variants}
+    for seed in args.seeds:
+        for key in args.variants:
+            summary = run_variant(key, seed, base, args.data, args.out, common)
+            results[key].append(group_scores(summary))
+            print(f"seed {seed} ({key}): overall {results[key][-1]['overall']:.2f}", flush=True)
+        write_outputs(args.out, results, args.seeds[:args.seeds.index(seed) + 1], time.perf_counter() - began)
+    print((args.out / "ablation.md").read_text())
+
+
+def write_outputs(out: Path, results: dict[str, list[dict[str, float]]], seeds: list[int], wall: float) -> None:
+    """Aggregate the seeds finished so far (rewritten after every seed)."""
+    table = aggregate(results)
+    command = "python " + " ".join(sys.argv)
+    (out / "ablation.json").write_text(json.dumps({"seeds": seeds, "runs": results, "wall_seconds": wall,
+                                                   "command": command}, indent=2))
+    (out / "ablation.md").write_text(markdown(table, seeds, wall, command))
+    plot(table, out / "ablation.png")
+
+
+if __name__ == "__main__":
+    main()
