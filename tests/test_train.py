@@ -98,6 +98,26 @@ def test_stage_chain_loads_and_evaluates(pretrained: Path, mini_dir: Path, tmp_p
     assert 0.0 <= summary.datasets[EVAL_DATASET].score <= 100.0
 
 
+def test_lora_stage_with_checkpointing_merges_into_a_plain_checkpoint(pretrained: Path, mini_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "bridge-lora"
+    recipe = tiny_recipe("bridge", mini_dir, out, f"model.path={pretrained / 'model'}", "train.lr=1e-2",
+                         "train.gradient_checkpointing=true",
+                         "train.lora={r: 4, alpha: 8, dropout: 0.1, dora: true, vision: true}", steps=2)
+    train_stage(recipe)
+    config = (out / "model" / "config.json").read_text()
+    weights = list((out / "model").glob("*.safetensors"))
+    assert weights and not list((out / "model").glob("adapter_*")), "LoRA must be merged, not saved apart"
+    assert "lora" not in config
+    merged = dict(Encoder.from_pretrained(out / "model", device="cpu").backbone.model.named_parameters())
+    base = dict(Encoder.from_pretrained(pretrained / "model", device="cpu").backbone.model.named_parameters())
+    assert merged.keys() == base.keys(), "the merged model has exactly the upstream parameter names"
+    changed = {n for n in base if not torch.equal(base[n], merged[n])}
+    assert any("language_model" in n and "q_proj" in n for n in changed)
+    assert any("visual" in n for n in changed), "vision-tower adapters were trained and merged"
+    assert not any("embed_tokens" in n or "lm_head" in n for n in changed), "frozen weights stayed frozen"
+
+
 # --- GradCache ---------------------------------------------------------------------------
 
 

@@ -102,7 +102,6 @@ class TrainConfig(Strict):
     lora: LoraConfig | None = None
     gradient_checkpointing: bool = False
     precision: Literal["auto", "bf16", "fp32"] = "auto"
-    distributed: Literal["ddp", "fsdp"] = "ddp"
     log_every: int = Field(10, gt=0)
     save_every: int = Field(200, gt=0)
     keep_checkpoints: int = Field(2, gt=0)

@@ -27,6 +27,14 @@ class BatchBuilder(Protocol):
     def __call__(self, examples: Sequence[Any], rng: np.random.Generator) -> Any: ...
 
 
+def mask_share(enc: Encoded, positions: list[int], ratio: float, rng: np.random.Generator, mask_id: int) -> None:
+    """Mask a ``ratio`` share of ``positions`` in place; their labels become the original ids."""
+    chosen = choose_masked(len(positions), ratio, rng)
+    masked, labels = mask_tokens([enc.ids[i] for i in positions], chosen, mask_id)
+    for pos, new_id, label in zip(positions, masked, labels, strict=True):
+        enc.ids[pos], enc.labels[pos] = new_id, label
+
+
 class PretrainBuilder:
     """Stage 0: ``<image> caption <EOS>``, causal LM loss on the caption and the EOS."""
 
@@ -53,10 +61,7 @@ class WarmupBuilder:
     def sequence(self, ex: CaptionPair, rng: np.random.Generator) -> Encoded:
         enc = self.pre.fit(self.pre.item(Item(ex.caption, ex.image.image)))
         text = [i for i, protected in enumerate(enc.protected) if not protected]
-        chosen = choose_masked(len(text), self.text_ratio, rng)
-        masked, labels = mask_tokens([enc.ids[i] for i in text], chosen, self.pre.ids.mask)
-        for pos, new_id, label in zip(text, masked, labels, strict=True):
-            enc.ids[pos], enc.labels[pos] = new_id, label
+        mask_share(enc, text, self.text_ratio, rng, self.pre.ids.mask)
         return enc
 
     def __call__(self, examples: Sequence[CaptionPair], rng: np.random.Generator) -> Batch:
@@ -82,12 +87,8 @@ class BridgeBuilder:
         start = len(enc)
         enc.extend(target)
         enc = self.pre.fit(enc)
-        roles = enc.roles
-        positions = [i for i in range(start, len(enc)) if roles[i] == Role.TARGET and not enc.protected[i]]
-        chosen = choose_masked(len(positions), self.target_ratio, rng)
-        masked, labels = mask_tokens([enc.ids[i] for i in positions], chosen, self.pre.ids.mask)
-        for pos, new_id, label in zip(positions, masked, labels, strict=True):
-            enc.ids[pos], enc.labels[pos] = new_id, label
+        positions = [i for i in range(start, len(enc)) if enc.roles[i] == Role.TARGET and not enc.protected[i]]
+        mask_share(enc, positions, self.target_ratio, rng, self.pre.ids.mask)
         return enc
 
     def __call__(self, examples: Sequence[TrainPair], rng: np.random.Generator) -> Batch:

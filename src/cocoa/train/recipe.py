@@ -146,7 +146,7 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
     model = backbone.model.float().to(info.device)
     model.config.text_config.use_cache = False
     if recipe.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
         model.enable_input_require_grads()
     if recipe.train.lora is not None:
         model = add_lora(model, recipe.train.lora)

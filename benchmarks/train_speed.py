@@ -1,0 +1,110 @@
+"""Training throughput, peak memory and model-FLOPs utilisation per stage (not a test).
+
+Each (preset, stage) runs in its own process on a MiniMMEB folder, so peak memory is that
+stage's alone. MFU = achieved model FLOP/s / a measured fp32 matmul peak of this machine,
+with model FLOPs = 6 x (parameters on the token path) x tokens per step (forward and
+backward; attention scores and the vision tower's own patches are left out, so it is a
+lower bound). Stage 3 re-runs every chunk for GradCache, which the count leaves out too.
+
+    python benchmarks/train_speed.py --data runs/mini/data --presets tiny small --steps 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+STAGES = ("pretrain", "warmup", "bridge", "contrastive")
+
+
+def matmul_peak(threads: int, size: int = 2048, repeats: int = 10) -> float:
+    """Measured fp32 matmul FLOP/s of this machine with ``threads`` threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    began = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size ** 3 * repeats / (time.perf_counter() - began)
+
+
+def measure(preset: str, stage: str, data: Path, steps: int, threads: int) -> dict:
+    """Run in a child process: time ``steps`` optimiser steps of one stage."""
+    from cocoa.data.collate import Batch
+    from cocoa.data.stages import BatchPlan, PairBatch, StepDataset
+    from cocoa.recipes import load_recipe
+    from cocoa.run import builtin
+    from cocoa.train.distributed import setup
+    from cocoa.train.recipe import build_backbone, build_objective, load_examples
+    from cocoa.train.trainer import Trainer
+
+    torch.set_num_threads(threads)
+    info = setup()
+    recipe = load_recipe(builtin(f"tiny/{stage}"), [f"data.root={data}", "model.path=null", f"model.tiny={preset}",
+                                                    "train.output_dir=/tmp/cocoa-train-speed",
+                                                    f"train.max_steps={steps + 2}", "train.epochs=null"])
+    backbone = build_backbone(recipe)
+    examples = load_examples(recipe)
+    objective, builder = build_objective(recipe, backbone, backbone.model)
+    plan = BatchPlan(len(examples), recipe.train.batch_size, 1, 0)
+    dataset = StepDataset(examples, builder, plan)
+    trainer = Trainer(objective, dataset, steps + 2, recipe.train, info, Path("/tmp/cocoa-train-speed"),
+                      contrastive=recipe.contrastive if stage == "contrastive" else None)
+    step = trainer.contrastive_step if stage == "contrastive" else trainer.loss_step
+    batches = [dataset[i] for i in range(steps + 1)]
+    trainer.objective.train()
+    step(batches[0])
+    tokens = 0
+    began = time.perf_counter()
+    for batch in batches[1:]:
+        trainer.optimizer.zero_grad(set_to_none=True)
+        step(batch)
+        trainer.optimizer.step()
+        chunks = batch.chunks if isinstance(batch, PairBatch) else [batch]
+        tokens += sum(int((c.roles != 0).sum()) for c in chunks if isinstance(c, Batch))
+    seconds = time.perf_counter() - began
+    text_params = sum(p.numel() for n, p in backbone.model.named_parameters() if "visual" not in n)
+    rows = plan.batch_size * (3 if stage == "contrastive" else 1)
+    return {"preset": preset, "stage": stage, "params": backbone.num_parameters(), "rows_per_step": rows,
+            "samples_per_second": steps * plan.batch_size / seconds, "rows_per_second": steps * rows / seconds,
+            "model_flops_per_second": 6 * text_params * tokens / seconds,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("runs/mini/data"))
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small"])
+    parser.add_argument("--stages", nargs="+", default=list(STAGES))
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", nargs=2, metavar=("PRESET", "STAGE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child[0], args.child[1], args.data, args.steps, args.threads)))
+        return
+    peak = matmul_peak(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, fp32; measured matmul peak {peak / 1e9:.1f} GFLOP/s; "
+          f"{args.steps} timed steps per stage (batch from the tiny recipes)")
+    print("| preset | stage | params | samples/s | rows/s | peak RSS MiB | model GFLOP/s | MFU |")
+    print("|---|---|---|---|---|---|---|---|")
+    for preset in args.presets:
+        for stage in args.stages:
+            out = subprocess.run([sys.executable, __file__, "--data", str(args.data), "--steps", str(args.steps),
+                                  "--threads", str(args.threads), "--child", preset, stage],
+                                 capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"| {preset} | {stage} | {r['params'] / 1e6:.2f}M | {r['samples_per_second']:.1f} | "
+                  f"{r['rows_per_second']:.1f} | {r['peak_rss_mib']:.0f} | {r['model_flops_per_second'] / 1e9:.2f} | "
+                  f"{r['model_flops_per_second'] / peak:.1%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
