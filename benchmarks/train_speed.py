@@ -2,9 +2,9 @@
 
 Each (preset, stage) runs in its own process on a MiniMMEB folder, so peak memory is that
 stage's alone. MFU = achieved model FLOP/s / a measured fp32 matmul peak of this machine,
-with model FLOPs = 6 x (parameters on the token path) x tokens per step (forward and
-backward; attention scores and the vision tower's own patches are left out, so it is a
-lower bound). Stage 3 re-runs every chunk for GradCache, which the count leaves out too.
+with model FLOPs = 6 x (decoder-layer parameters) x tokens per step (forward and backward;
+embedding lookups, the LM head, attention scores and the vision tower are left out, so it
+is a lower bound). Stage 3 re-runs every chunk for GradCache, which the count leaves out too.
 
     python benchmarks/train_speed.py --data runs/mini/data --presets tiny small --steps 12
 """
@@ -70,7 +70,7 @@ def measure(preset: str, stage: str, data: Path, steps: int, threads: int) -> di
         chunks = batch.chunks if isinstance(batch, PairBatch) else [batch]
         tokens += sum(int((c.roles != 0).sum()) for c in chunks if isinstance(c, Batch))
     seconds = time.perf_counter() - began
-    text_params = sum(p.numel() for n, p in backbone.model.named_parameters() if "visual" not in n)
+    text_params = sum(p.numel() for n, p in backbone.model.named_parameters() if ".layers." in n and "visual" not in n)
     rows = plan.batch_size * (3 if stage == "contrastive" else 1)
     return {"preset": preset, "stage": stage, "params": backbone.num_parameters(), "rows_per_step": rows,
             "samples_per_second": steps * plan.batch_size / seconds, "rows_per_second": steps * rows / seconds,
