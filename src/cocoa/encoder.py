@@ -6,10 +6,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
@@ -22,6 +24,9 @@ from cocoa.errors import ConfigError
 from cocoa.model import embed
 
 SPEC_FILE = "cocoa.json"
+
+#: Image sizes by path: item lengths are asked for more than once (evaluator and encoder sort).
+cached_image_size = lru_cache(maxsize=1 << 18)(image_size)
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,8 @@ class Encoder:
         n = len(self.preprocessor.text_ids(item.text)) + 1
         if item.image is not None:
             proc = self.backbone.image_processor
-            width, height = image_size(item.image)
+            image = item.image
+            width, height = image.size if isinstance(image, Image.Image) else cached_image_size(image)
             factor = proc.patch_size * proc.merge_size
             h, w = smart_resize(height, width, factor=factor, min_pixels=proc.size["shortest_edge"],
                                 max_pixels=proc.size["longest_edge"])

@@ -65,8 +65,8 @@ class _ImageChecker:
     """Checks that images exist, open and are not oversized (header only, plus ``verify``)."""
 
     def __init__(self, image_root: Path, enabled: bool, max_pixels: int) -> None:
-        self.root, self.enabled, self.max_pixels = Path(image_root), enabled, max_pixels
-        self._ok: set[str] = set()
+        self.root, self.enabled, self.max_pixels = Path(image_root).absolute(), enabled, max_pixels
+        self._resolved: dict[str, str] = {}
 
     def item(self, text: str | None, image: str | None, *, file: str, row: int,
              fields: tuple[str, str]) -> Item:
@@ -80,10 +80,13 @@ class _ImageChecker:
         return Item(text, self.path(image, file=file, row=row, field=fields[1]) if image else None)
 
     def path(self, relative: str, *, file: str, row: int, field: str) -> str:
-        absolute = str((self.root / relative).absolute())
-        if self.enabled and absolute not in self._ok:
-            self._check(absolute, file=file, row=row, field=field)
-            self._ok.add(absolute)
+        """The absolute path of ``relative``, checked once per distinct path."""
+        absolute = self._resolved.get(relative)
+        if absolute is None:
+            absolute = str(self.root / relative)
+            if self.enabled:
+                self._check(absolute, file=file, row=row, field=field)
+            self._resolved[relative] = absolute
         return absolute
 
     def _check(self, path: str, *, file: str, row: int, field: str) -> None:
