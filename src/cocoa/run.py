@@ -84,8 +84,7 @@ def _stage_file(entry: StageEntry, base: Path) -> Path:
     return base / entry.recipe
 
 
-def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] | None = None,
-                 evaluate_only: bool = False) -> dict:
+def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] | None = None) -> dict:
     """Run every stage (skipping finished ones), evaluate the last model, write the report."""
     from cocoa.data.mini import build_mini
     from cocoa.train.recipe import train_stage
@@ -121,8 +120,6 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
         if (folder / "result.json").is_file() and previous.is_dir():
             console.print(f"[green]stage {index} ({recipe.stage}) already done: {previous}")
             continue
-        if evaluate_only:
-            raise ConfigError(f"stage {index} ({recipe.stage}) has not been trained yet: {folder}")
         console.rule(f"[bold]stage {index}: {recipe.stage}")
         began = time.perf_counter()
         train_stage(recipe, resume=(folder / "checkpoints").is_dir())
