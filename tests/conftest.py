@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from cocoa.backbone import Backbone
+from cocoa.encoder import EmbeddingSpec
 
 CORPUS = [
     "a photo of a red dress on a white background",
@@ -44,3 +45,12 @@ def make_backbone(family: str = "qwen2_vl", attn: str = "sdpa", preset: str = "t
 @pytest.fixture(scope="session")
 def tiny_backbone() -> Backbone:
     return make_backbone()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny checkpoint folder (weights, tokenizer, image processor, cocoa.json)."""
+    folder = tmp_path_factory.mktemp("model")
+    make_backbone().save(folder)
+    EmbeddingSpec().save(folder)
+    return folder

@@ -14,18 +14,8 @@ from typer.testing import CliRunner
 
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.embedder import Embedder, with_instruction
-from cocoa.encoder import EmbeddingSpec
 from cocoa.errors import DataError
 from cocoa.inference_cli import encode
-from tests.conftest import make_backbone
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("model")
-    make_backbone().save(folder)
-    EmbeddingSpec().save(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

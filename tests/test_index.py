@@ -12,11 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from cocoa.embedder import Embedder
-from cocoa.encoder import EmbeddingSpec
 from cocoa.errors import ConfigError, DataError
 from cocoa.index import VectorIndex
 from cocoa.inference_cli import index_app
-from tests.conftest import make_backbone
 
 
 def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -88,14 +86,6 @@ def test_errors(tmp_path: Path) -> None:
         VectorIndex.build(np.full((1, 4), np.nan), ["a"])
     with pytest.raises(DataError, match="not an index folder"):
         VectorIndex.load(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("model")
-    make_backbone().save(folder)
-    EmbeddingSpec().save(folder)
-    return folder
 
 
 def _cli() -> typer.Typer:
