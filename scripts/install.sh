@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a fresh Debian machine (CPU): the offline data
-# packages MiniMMEB is built from, a virtual environment, the CPU build of torch, cocoa.
+# packages MiniMMEB is built from (and FriBiDi, which Pillow needs to shape emoji sequences),
+# a virtual environment, the CPU build of torch, cocoa.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(dataset-fashion-mnist fonts-noto-color-emoji unicode-data)
+packages=(dataset-fashion-mnist fonts-noto-color-emoji unicode-data libfribidi0)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -27,6 +27,23 @@ def test_explicit_path_override(tmp_path):
     assert sources.parse_emoji_test(listing) == [sources.Emoji("🐶", "dog face", "Animals & Nature", "animal-mammal")]
 
 
+def test_environment_variables_override_the_package_lookup(monkeypatch, tmp_path):
+    monkeypatch.setattr(sources, "_dpkg_files", lambda package: [])
+    copy = tmp_path / "fashion"
+    copy.mkdir()
+    (copy / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    font = tmp_path / "NotoColorEmoji.ttf"
+    font.write_bytes(b"")
+    monkeypatch.setenv(sources.FASHION_ENV, str(copy))
+    monkeypatch.setenv(sources.EMOJI_FONT_ENV, str(font))
+    monkeypatch.setenv(sources.EMOJI_TEST_ENV, str(tmp_path / "missing.txt"))
+    assert sources.fashion_mnist_dir() == copy
+    assert sources.emoji_font_path() == font
+    with pytest.raises(DataError, match=r"\$COCOA_EMOJI_TEST") as caught:
+        sources.emoji_test_path()
+    assert "missing.txt" in str(caught.value)
+
+
 def test_fashion_mnist_idx_and_digits():
     images, labels = sources.load_fashion_mnist("test")
     assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
@@ -40,3 +57,15 @@ def test_emoji_list_and_render():
     assert len(emojis) > 3000 and {e.group for e in emojis} >= {"Smileys & Emotion", "Flags"}
     image = sources.EmojiRenderer().render(emojis[0])
     assert image.size == (56, 56) and len(image.getcolors(maxcolors=4096) or []) > 10
+
+
+def test_emoji_font_refuses_pillow_without_text_shaping(monkeypatch):
+    monkeypatch.setattr(sources.features, "check", lambda feature: feature != "raqm")
+    sources._load_font.cache_clear()
+    try:
+        with pytest.raises(DataError, match="libfribidi0") as caught:
+            sources.EmojiRenderer()
+        assert "NotoColorEmoji.ttf" in str(caught.value)
+    finally:
+        sources._load_font.cache_clear()
+

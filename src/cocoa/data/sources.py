@@ -1,20 +1,24 @@
 """Offline real-data sources: Fashion-MNIST, Noto Color Emoji with the Unicode list, sklearn digits.
 
-Each source is found by asking its package (``dpkg -L``, sklearn's loader); explicit paths
-override the lookup on machines without Debian. A missing source raises
-:class:`~cocoa.errors.DataError` naming the package to install.
+Each source is found by asking its package (``dpkg -L``, sklearn's loader). On machines
+without these Debian packages, an explicit path or an environment variable overrides the
+lookup: ``COCOA_FASHION_MNIST_DIR`` (the folder of the four IDX .gz files),
+``COCOA_EMOJI_FONT`` (NotoColorEmoji.ttf) and ``COCOA_EMOJI_TEST`` (emoji-test.txt). A
+missing source raises :class:`~cocoa.errors.DataError` naming the package to install.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+import PIL
+from PIL import Image, ImageDraw, ImageFont, features
 
 from cocoa.errors import DataError
 
@@ -36,33 +40,47 @@ def _dpkg_files(package: str) -> list[Path]:
     return [Path(line) for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
 
 
-def _find(package: str, suffix: str, override: Path | None, what: str) -> Path:
+FASHION_ENV = "COCOA_FASHION_MNIST_DIR"
+EMOJI_FONT_ENV = "COCOA_EMOJI_FONT"
+EMOJI_TEST_ENV = "COCOA_EMOJI_TEST"
+
+
+def _override(explicit: Path | None, env: str) -> Path | None:
+    """The explicit path, else the one in environment variable ``env``, else ``None``."""
+    if explicit is not None:
+        return Path(explicit)
+    return Path(os.environ[env]) if os.environ.get(env) else None
+
+
+def _find(package: str, suffix: str, override: Path | None, what: str, env: str) -> Path:
     if override is not None:
-        if not Path(override).exists():
-            raise DataError(f"{what} not found at the given path", file=str(override))
-        return Path(override)
+        if not override.exists():
+            raise DataError(f"{what} not found at the given path (argument or ${env})", file=str(override))
+        return override
     for path in _dpkg_files(package):
         if str(path).endswith(suffix) and path.is_file():
             return path
     raise DataError(f"{what} not found: install the Debian package '{package}' "
-                    f"(apt-get install {package}) or pass its path explicitly")
+                    f"(apt-get install {package}) or set ${env} to its path")
 
 
 def fashion_mnist_dir(override: Path | None = None) -> Path:
     """The folder holding the four Fashion-MNIST IDX .gz files."""
+    folder = _override(override, FASHION_ENV)
     return _find(FASHION_PACKAGE, "train-images-idx3-ubyte.gz",
-                 None if override is None else Path(override) / "train-images-idx3-ubyte.gz",
-                 "Fashion-MNIST").parent
+                 None if folder is None else folder / "train-images-idx3-ubyte.gz", "Fashion-MNIST", FASHION_ENV).parent
 
 
 def emoji_font_path(override: Path | None = None) -> Path:
     """NotoColorEmoji.ttf."""
-    return _find(EMOJI_FONT_PACKAGE, "NotoColorEmoji.ttf", override, "Noto Color Emoji font")
+    return _find(EMOJI_FONT_PACKAGE, "NotoColorEmoji.ttf", _override(override, EMOJI_FONT_ENV),
+                 "Noto Color Emoji font", EMOJI_FONT_ENV)
 
 
 def emoji_test_path(override: Path | None = None) -> Path:
     """The Unicode ``emoji-test.txt`` list."""
-    return _find(UNICODE_PACKAGE, "emoji/emoji-test.txt", override, "Unicode emoji-test.txt")
+    return _find(UNICODE_PACKAGE, "emoji/emoji-test.txt", _override(override, EMOJI_TEST_ENV),
+                 "Unicode emoji-test.txt", EMOJI_TEST_ENV)
 
 
 def package_version(package: str) -> str:
@@ -155,8 +173,14 @@ class EmojiRenderer:
 
 @lru_cache(maxsize=4)
 def _load_font(path: str) -> ImageFont.FreeTypeFont:
+    """The emoji font with libraqm text shaping, without which flags and ZWJ sequences render
+    as separate glyphs, collide, and MiniMMEB silently loses a quarter of its emoji."""
+    if not features.check("raqm"):
+        raise DataError("Pillow cannot shape text here (PIL.features.check('raqm') is False): its wheels need "
+                        "the system FriBiDi library (Debian/Ubuntu: apt-get install libfribidi0); without it "
+                        "MiniMMEB would differ from the reference build", file=path)
     try:
-        return ImageFont.truetype(path, 109)
+        return ImageFont.truetype(path, 109, layout_engine=ImageFont.Layout.RAQM)
     except OSError as exc:
         raise DataError(f"cannot load the emoji font: {exc}", file=path) from exc
 
@@ -167,4 +191,5 @@ def source_versions() -> dict[str, str]:
 
     versions = {name: package_version(name) for name in (FASHION_PACKAGE, EMOJI_FONT_PACKAGE, UNICODE_PACKAGE)}
     versions["scikit-learn"] = sklearn.__version__
+    versions["pillow"] = f"{PIL.__version__} (raqm {features.version('raqm')}, freetype {features.version('freetype2')})"
     return versions

@@ -1,0 +1,337 @@
+"""The GPU path, checked and timed in one run (not a test; CI has no GPU).
+
+Sections (each one's result is written to ``--out`` as soon as it is done, and a failing
+section is reported without stopping the others):
+
+1. ``env``: versions, the device, a measured bf16 matmul peak (the MFU denominator).
+2. ``kernels``: tiny backbones of both families on the GPU. SDPA against eager attention
+   in fp32 and bf16 for every attention mode; the masks hold inside the GPU kernels
+   (changing the target block leaves the query and EOS states unchanged under ``causal``
+   and under ``eos_bridge`` with the EOS seeing only the query, and changes them under
+   ``bidirectional``); GPU bf16 embeddings against
+   CPU fp32 embeddings of the same items in padded batches (cosine).
+3. ``throughput``: randomly initialised models at the published shapes of Qwen2-VL-2B and
+   Qwen2.5-VL-7B, run as ``cocoa train`` runs them (fp32 master weights, bf16 autocast):
+   forward+backward per attention mode and backend, full and LoRA, with and without
+   activation checkpointing; tokens/s, MFU (6 x parameters x tokens, vision tower
+   included) and peak memory; then bf16 inference through :class:`cocoa.encoder.Encoder`
+   in items/s, preprocessing included.
+4. ``e2e``: ``cocoa run mini`` on the GPU (MiniMMEB built from ``$COCOA_FASHION_MNIST_DIR``,
+   ``$COCOA_EMOJI_FONT``, ``$COCOA_EMOJI_TEST`` where the Debian packages are absent),
+   with its stage times and overall score.
+
+    python benchmarks/gpu_check.py --out gpu-check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+
+from cocoa.attention import ATTENTION_MODES, Role
+from cocoa.backbone import MODEL_CLASSES, Backbone, TokenIds, build_image_processor
+from cocoa.data.collate import Batch, Preprocessor, collate
+from cocoa.data.items import Item
+from cocoa.encoder import EmbeddingSpec, Encoder
+from cocoa.model import hidden_states
+from cocoa.recipes import LoraConfig
+from cocoa.train.lora import add_lora
+
+#: Published text/vision shapes (config.json of the released checkpoints); weights random.
+SHAPES: dict[str, tuple[str, dict, dict]] = {
+    "qwen2-vl-2b": ("qwen2_vl",
+                    {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                     "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936,
+                     "tie_word_embeddings": True},
+                    {"depth": 32, "embed_dim": 1280, "hidden_size": 1536, "num_heads": 16, "mlp_ratio": 4}),
+    "qwen2.5-vl-7b": ("qwen2_5_vl",
+                      {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                       "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+                       "tie_word_embeddings": False},
+                      {"depth": 32, "hidden_size": 1280, "out_hidden_size": 3584, "intermediate_size": 3420,
+                       "num_heads": 16, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]}),
+}
+IMAGE_SIDE = 448  # 1,024 patches, 256 merged image tokens per image
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median seconds of ``fn`` after ``warmup`` calls, synchronising the GPU."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        sync()
+        began = time.perf_counter()
+        fn()
+        sync()
+        samples.append(time.perf_counter() - began)
+    return statistics.median(samples)
+
+
+def random_image(rng: np.random.Generator, side: int) -> Image.Image:
+    return Image.fromarray((rng.random((side, side, 3)) * 255).astype("uint8"))
+
+
+def bridged_batch(backbone: Backbone, rows: int, side: int, seed: int = 0) -> Batch:
+    """``[image + query text] <EOS> [target text]`` rows of varied length (so padded)."""
+    pre = Preprocessor(backbone)
+    rng = np.random.default_rng(seed)
+    seqs = []
+    for row in range(rows):
+        enc = pre.item(Item("<|image_1|> Represent the given image with the following question: what is it?",
+                            random_image(rng, side)))
+        enc.add([pre.ids.eos], Role.EOS)
+        enc.add(pre.text_ids(" ".join(["a red dress on a white background"] * (1 + row % 3))), Role.TARGET)
+        seqs.append(enc)
+    return collate(seqs, pre.ids.pad)
+
+
+# ---------------------------------------------------------------- 1. env
+def section_env(device: torch.device) -> dict:
+    import transformers
+
+    out = {"torch": torch.__version__, "transformers": transformers.__version__, "device": str(device)}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+        seconds = timed(lambda: a @ a, repeats=10, warmup=3)
+        out.update(name=props.name, memory_gib=props.total_memory / 2**30, sms=props.multi_processor_count,
+                   bf16=torch.cuda.is_bf16_supported(), cuda=torch.version.cuda,
+                   bf16_matmul_tflops=2 * 8192**3 / seconds / 1e12)
+    return out
+
+
+# ---------------------------------------------------------------- 2. kernels
+def section_kernels(device: torch.device) -> dict:
+    out: dict = {}
+    for family in MODEL_CLASSES:
+        backbones = {attn: Backbone.tiny("tiny", family, attn_implementation=attn) for attn in ("sdpa", "eager")}
+        batch = bridged_batch(backbones["sdpa"], 6, 84)
+        changed = batch_with_new_target(batch)
+        for dtype in (torch.float32, torch.bfloat16):
+            for mode in ATTENTION_MODES:
+                states = {attn: run_states(b, batch, mode, device, dtype) for attn, b in backbones.items()}
+                real = (batch.roles != Role.PAD).to(device)
+                diff = (states["sdpa"] - states["eager"]).abs()[real].max().item()
+                before = (batch.roles == Role.QUERY) | (batch.roles == Role.EOS)
+                # the EOS must not see the target for the query block to be independent of it
+                moved = (run_states(backbones["sdpa"], changed, mode, device, dtype, eos_sees_target=False)
+                         - run_states(backbones["sdpa"], batch, mode, device, dtype, eos_sees_target=False)).abs()
+                out[f"{family}/{str(dtype)[6:]}/{mode}"] = {
+                    "sdpa_vs_eager_max_abs": diff, "max_abs_state": states["eager"][real].abs().max().item(),
+                    "finite": bool(torch.isfinite(states["sdpa"][real]).all()),
+                    "query_and_eos_change_when_target_changes": moved[before.to(device)].max().item()}
+        out[f"{family}/gpu_bf16_vs_cpu_fp32_min_cosine"] = gpu_vs_cpu_cosine(backbones["sdpa"], device)
+    return out
+
+
+def batch_with_new_target(batch: Batch) -> Batch:
+    ids = batch.input_ids.clone()
+    target = batch.roles == Role.TARGET
+    ids[target] = (ids[target] + 7) % 200 + 20
+    return Batch(**{**batch.__dict__, "input_ids": ids})
+
+
+def run_states(backbone: Backbone, batch: Batch, mode: str, device: torch.device, dtype: torch.dtype, *,
+               eos_sees_target: bool = True) -> torch.Tensor:
+    model = backbone.model.to(device=device, dtype=dtype).eval()
+    moved = batch.to(device)
+    if moved.pixel_values is not None:
+        moved.pixel_values = moved.pixel_values.to(dtype)
+    with torch.no_grad():
+        return hidden_states(model, moved, mode, eos_sees_target=eos_sees_target).float()  # type: ignore[arg-type]
+
+
+def gpu_vs_cpu_cosine(backbone: Backbone, device: torch.device) -> float:
+    """Smallest cosine between CPU fp32 and GPU bf16 embeddings of mixed items, batches of 5."""
+    rng = np.random.default_rng(1)
+    items = [Item("<|image_1|> a photo", random_image(rng, 28 * int(rng.integers(1, 7)))) for _ in range(12)]
+    items += [Item("a query of some length " * int(rng.integers(1, 6))) for _ in range(12)]
+    backbone.model.to("cpu", torch.float32)
+    cpu = Encoder(backbone, EmbeddingSpec(), device="cpu").encode_items(items, batch_size=5)
+    backbone.model.to(device, torch.bfloat16)
+    gpu = Encoder(backbone, EmbeddingSpec(), device=device).encode_items(items, batch_size=5)
+    return float((cpu * gpu).sum(axis=1).min())
+
+
+# ---------------------------------------------------------------- 3. throughput
+def shaped_backbone(shape: str, device: torch.device, attn: str = "sdpa") -> Backbone:
+    """A random model at a published shape, with the tiny tokenizer's special ids, in fp32."""
+    family, text, vision = SHAPES[shape]
+    tiny = Backbone.tiny("tiny", family)  # type: ignore[arg-type]
+    ids = TokenIds.from_tokenizer(tiny.tokenizer)
+    text = {**text, "max_position_embeddings": 32768, "use_cache": False, "bos_token_id": ids.eos,
+            "eos_token_id": ids.eos, "pad_token_id": ids.pad,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}}
+    special = {"image_token_id": ids.image, "video_token_id": ids.video,
+               "vision_start_token_id": ids.vision_start, "vision_end_token_id": ids.vision_end}
+    config_cls = Qwen2VLConfig if family == "qwen2_vl" else Qwen2_5_VLConfig
+    config = config_cls(text_config=text, vision_config=vision, **special)
+    config._attn_implementation = attn
+    with torch.device(device):
+        model = MODEL_CLASSES[family](config)
+    return Backbone(model=model.float(), tokenizer=tiny.tokenizer,
+                    image_processor=build_image_processor(IMAGE_SIDE**2, IMAGE_SIDE**2), ids=ids)
+
+
+def train_step(model: torch.nn.Module, batch: Batch, mode: str) -> None:
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=batch.input_ids.is_cuda):
+        loss = hidden_states(model, batch, mode).float().pow(2).mean()  # type: ignore[arg-type]
+    loss.backward()
+
+
+def measure_training(model: torch.nn.Module, batch: Batch, mode: str, flops_per_step: float, peak: float,
+                     repeats: int) -> dict:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    seconds = timed(lambda: train_step(model, batch, mode), repeats)
+    tokens = int((batch.roles != Role.PAD).sum())
+    return {"ms": seconds * 1e3, "tokens_per_s": tokens / seconds, "rows_per_s": len(batch) / seconds,
+            "mfu": flops_per_step / seconds / peak if peak else None,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
+
+
+def section_throughput(device: torch.device, shapes: list[str], rows: int, repeats: int, peak: float,
+                       side: int) -> dict:
+    out: dict = {}
+    for index, shape in enumerate(shapes):
+        out.update(shape_throughput(shape, device, rows, repeats, peak, side, eager=index == 0))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return out
+
+
+def shape_throughput(shape: str, device: torch.device, rows: int, repeats: int, peak: float, side: int,
+                     eager: bool) -> dict:
+    """Training steps (full, checkpointed, LoRA) and bf16 encoding for one published shape."""
+    began = time.perf_counter()
+    backbone = shaped_backbone(shape, device)
+    model = backbone.model.train()
+    out: dict = {f"{shape}/init_s": time.perf_counter() - began,
+                 f"{shape}/params_b": sum(p.numel() for p in model.parameters()) / 1e9}
+    batch = bridged_batch(backbone, rows, side).to(device)
+    text_params = sum(p.numel() for n, p in model.named_parameters() if ".layers." in n and "visual" not in n)
+    vision_params = sum(p.numel() for n, p in model.named_parameters() if "visual" in n)
+    tokens = int((batch.roles != Role.PAD).sum())
+    patches = int(batch.image_grid_thw.prod(-1).sum()) if batch.image_grid_thw is not None else 0
+    flops = 6 * (text_params * tokens + vision_params * patches)
+    out[f"{shape}/batch"] = {"rows": len(batch), "tokens": tokens, "padded": list(batch.input_ids.shape),
+                             "patches": patches}
+
+    def record(name: str, net: torch.nn.Module, mode: str, step_flops: float) -> None:
+        out[f"{shape}/{name}"] = run_guarded(measure_training, net, batch, mode, step_flops, peak, repeats)
+        print(shape, name, out[f"{shape}/{name}"], flush=True)
+
+    for attn, mode in [("sdpa", m) for m in ATTENTION_MODES] + [("eager", "bidirectional")] * eager:
+        model.set_attn_implementation(attn)
+        record(f"full/{attn}/{mode}", model, mode, flops)
+    model.set_attn_implementation("sdpa")
+    model.activation_checkpointing_enable()
+    model.enable_input_require_grads()
+    record("full/sdpa/bidirectional/ckpt", model, "bidirectional", flops)
+    lora_model = add_lora(model, LoraConfig())
+    for mode in ("bidirectional", "eos_bridge"):  # no weight gradients of the base: 4, not 6, FLOPs per param
+        record(f"lora/sdpa/{mode}/ckpt", lora_model, mode, flops * 4 / 6)
+    base = lora_model.merge_and_unload().to(torch.bfloat16).eval()
+    encoder = Encoder(Backbone(model=base, tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
+                               ids=backbone.ids), EmbeddingSpec(), device=device)
+    rng = np.random.default_rng(2)
+    items = [Item("<|image_1|> Represent the given image.", random_image(rng, side)) for _ in range(256)]
+    items += [Item(f"a short caption number {i} about a dress") for i in range(256)]
+    encoder.encode_items(items[:64], batch_size=64)
+    sync()
+    began = time.perf_counter()
+    encoder.encode_items(items, batch_size=64)
+    sync()
+    out[f"{shape}/encode_bf16_items_per_s"] = len(items) / (time.perf_counter() - began)
+    print(shape, "encode items/s", out[f"{shape}/encode_bf16_items_per_s"], flush=True)
+    return out
+
+
+def run_guarded(fn: Callable[..., dict], *args: object) -> dict:
+    try:
+        return fn(*args)
+    except Exception as exc:  # an out-of-memory or kernel error in one setting must not end the run
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+
+
+# ---------------------------------------------------------------- 4. e2e
+def section_e2e(out_dir: Path, timeout: float, overrides: list[str]) -> dict:
+    run_dir = Path("/tmp/cocoa-gpu-run")
+    began = time.perf_counter()
+    command = [sys.executable, "-m", "cocoa", "run", "mini", "--out", str(run_dir)]
+    command += [arg for override in overrides for arg in ("--set", override)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    (out_dir / "e2e_log.txt").write_text(proc.stdout[-20000:] + "\n--- stderr ---\n" + proc.stderr[-20000:])
+    result: dict = {"returncode": proc.returncode, "wall_s": time.perf_counter() - began, "command": command}
+    summary = run_dir / "eval" / "summary.json"
+    if summary.is_file():
+        data = json.loads(summary.read_text())
+        result["overall"] = data["overall"]["score"]
+        result["meta_tasks"] = {k: v["score"] for k, v in data["meta_tasks"].items()}
+    report = run_dir / "report.md"
+    if report.is_file():
+        (out_dir / "e2e_report.md").write_text(report.read_text())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--sections", nargs="+", default=["env", "kernels", "throughput", "e2e"])
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES))
+    parser.add_argument("--rows", type=int, default=16, help="rows per training batch in the throughput section")
+    parser.add_argument("--side", type=int, default=IMAGE_SIDE, help="image side in pixels (throughput)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--e2e-timeout", type=float, default=420.0)
+    parser.add_argument("--e2e-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override for every stage of `cocoa run mini` (repeatable)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    results: dict = {}
+    peak = 0.0
+    for section in args.sections:
+        began = time.perf_counter()
+        print(f"== {section}", flush=True)
+        try:
+            if section == "env":
+                results[section] = section_env(device)
+                peak = results[section].get("bf16_matmul_tflops", 0.0) * 1e12
+            elif section == "kernels":
+                results[section] = section_kernels(device)
+            elif section == "throughput":
+                results[section] = section_throughput(device, args.shapes, args.rows, args.repeats, peak, args.side)
+            elif section == "e2e":
+                results[section] = section_e2e(args.out, args.e2e_timeout, args.e2e_set)
+            else:
+                raise ValueError(f"unknown section {section!r}")
+        except Exception:
+            results[section] = {"error": traceback.format_exc()[-3000:]}
+        results[section]["section_s"] = time.perf_counter() - began
+        print(json.dumps(results[section], indent=1, default=str), flush=True)
+        (args.out / "gpu_check.json").write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
