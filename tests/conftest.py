@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny backbones and small real images."""
+"""Shared fixtures: tiny backbones, small real images and a small MiniMMEB."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from cocoa.backbone import Backbone
+from cocoa.data.mini import build_mini
 from cocoa.encoder import EmbeddingSpec
 
 CORPUS = [
@@ -54,3 +55,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_backbone().save(folder)
     EmbeddingSpec().save(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def mini_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MiniMMEB (built once per session): 20 queries per eval dataset, 64 rows per train subset."""
+    out = tmp_path_factory.mktemp("minimmeb")
+    build_mini(out, seed=0, queries=20, pool=20, train_size=64, grounding_candidates=10)
+    return out

@@ -29,6 +29,7 @@ from cocoa.recipes import (
     load_recipe,
     parse_recipe,
 )
+from cocoa.run import builtin
 from cocoa.train import checkpoint
 from cocoa.train.distributed import DistInfo
 from cocoa.train.lora import add_lora
@@ -39,15 +40,12 @@ from cocoa.train.trainer import Trainer
 from .conftest import make_backbone
 from .train_fixtures import (
     EVAL_DATASET,
-    mini_dir,
     pairs,
     read_metrics,
     recipe_path,
     stage_overrides,
     tiny_recipe,
 )
-
-__all__ = ["mini_dir"]  # the session fixture, re-exported for pytest
 
 PRETRAIN_STEPS = 20
 
@@ -292,6 +290,16 @@ def test_recipe_errors_name_the_field(tmp_path: Path, overrides: list[str], fiel
     assert f"  {field}:" in str(info.value)
     if overrides == ["model.tiny=tiny"]:
         assert "model.path" in str(info.value) and "model.tiny" in str(info.value)
+
+
+def test_fsdp_is_for_full_fine_tuning(tmp_path: Path) -> None:
+    paper = builtin("paper/contrastive")
+    with pytest.raises(ConfigError) as info:
+        load_recipe(paper, [*base_overrides(tmp_path), "train.parallel=fsdp"])
+    assert "  train:" in str(info.value) and "train.parallel=fsdp" in str(info.value) and "train.lora" in str(info.value)
+    recipe = load_recipe(paper, [*base_overrides(tmp_path), "train.parallel=fsdp", "train.lora=null"])
+    assert recipe.train.parallel == "fsdp" and recipe.train.lora is None
+    assert load_recipe(paper, base_overrides(tmp_path)).train.parallel == "ddp"
 
 
 @pytest.mark.parametrize("bad", ["train.lr", "train.lr.x=1"])

@@ -1,27 +1,16 @@
-"""Shared training-test helpers: a small MiniMMEB (built once per session) and tiny recipes."""
+"""Shared training-test helpers: tiny recipes on a MiniMMEB folder (``mini_dir`` in conftest) and pairs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
-
 from cocoa.data.items import Item, TrainPair
-from cocoa.data.mini import build_mini
 from cocoa.recipes import Recipe, load_recipe
 from cocoa.run import builtin
 
 #: A small eval dataset of MiniMMEB used for the end-of-chain evaluation.
 EVAL_DATASET = "FashionMNIST"
-
-
-@pytest.fixture(scope="session")
-def mini_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small MiniMMEB: 20 queries per eval dataset, 64 rows per train subset."""
-    out = tmp_path_factory.mktemp("minimmeb")
-    build_mini(out, seed=0, queries=20, pool=20, train_size=64, grounding_candidates=10)
-    return out
 
 
 def stage_overrides(stage: str, root: Path, out: Path, steps: int = 3, batch: int = 4) -> list[str]:

@@ -204,11 +204,11 @@ class Backbone:
         return cls(model=model, tokenizer=tokenizer, image_processor=image_processor,
                    ids=TokenIds.from_tokenizer(tokenizer))
 
-    def save(self, path: str | Path) -> Path:
-        """Write model, tokenizer and image processor into one checkpoint folder."""
+    def save(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write model (or ``state_dict``, its gathered weights), tokenizer and image processor into one folder."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
+        self.model.save_pretrained(path, state_dict=state_dict)
         self.tokenizer.save_pretrained(path)
         self.image_processor.save_pretrained(path)
         return path

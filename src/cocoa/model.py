@@ -4,7 +4,9 @@ The upstream modules are called as they are: the vision tower through
 ``get_image_features``, the language model with an additive 4-D mask from
 :mod:`cocoa.attention` and explicitly computed 3-D M-RoPE position ids (required when a 4-D
 mask is used). An optional ``image_transform`` edits the merged image tokens before they
-enter the language model (stage 1's masked auto-encoding uses it).
+enter the language model (stage 1's masked auto-encoding uses it). A vision tower sharded
+by FSDP runs on every forward, on a blank image when the batch has none, because every
+rank must gather and reduce the same shards in the same order.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributed.fsdp import FSDPModule
 
 from cocoa.attention import AttentionMode, additive_mask
 from cocoa.data.collate import Batch
@@ -42,6 +45,21 @@ def image_features(model: nn.Module, batch: Batch) -> Tensor | None:
     return torch.cat(out.pooler_output, dim=0)
 
 
+def blank_image_features(model: nn.Module, device: torch.device) -> Tensor:
+    """The vision tower's output for one all-zero merge window (one merged token)."""
+    vl = vl_model(model)
+    cfg = vl.visual.config
+    merge = cfg.spatial_merge_size
+    pixels = torch.zeros(merge * merge, cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size ** 2,
+                         device=device)
+    grid = torch.tensor([[1, merge, merge]], device=device)
+    return torch.cat(vl.get_image_features(pixels, grid, return_dict=True).pooler_output, dim=0)
+
+
+def vision_is_sharded(model: nn.Module) -> bool:
+    return any(isinstance(block, FSDPModule) for block in vl_model(model).visual.blocks)
+
+
 def position_ids(model: nn.Module, batch: Batch) -> Tensor:
     """3-D M-RoPE positions ``(3, batch, len)``; padding ignored, images on their 2-D grid."""
     return vl_model(model).get_rope_index(
@@ -60,6 +78,8 @@ def hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, *, eos_se
             feats = image_transform(feats)
         slots = (batch.mm_token_type_ids == 1).unsqueeze(-1).expand_as(embeds)
         embeds = embeds.masked_scatter(slots, feats.to(embeds.dtype))
+    elif vision_is_sharded(model):  # zero-weighted, so every vision weight gets a (zero) gradient
+        embeds = embeds + blank_image_features(model, embeds.device).sum().to(embeds.dtype) * 0.0
     mask = additive_mask(batch.roles, mode, embeds.dtype, eos_sees_target=eos_sees_target)
     out = vl.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(model, batch),
                             use_cache=False)

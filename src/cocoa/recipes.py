@@ -100,6 +100,9 @@ class TrainConfig(Strict):
     grad_clip: float | None = Field(1.0, gt=0)
     seed: int = 0
     lora: LoraConfig | None = None
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="ddp: a full model per process (DDP under torchrun); fsdp: weights, gradients and "
+                           "optimiser state sharded across processes (FSDP2), for full fine-tuning")
     gradient_checkpointing: bool = False
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     log_every: int = Field(10, gt=0)
@@ -110,6 +113,13 @@ class TrainConfig(Strict):
     def _one_length(self) -> TrainConfig:
         if (self.max_steps is None) == (self.epochs is None):
             raise ValueError("set exactly one of train.max_steps and train.epochs")
+        return self
+
+    @model_validator(mode="after")
+    def _fsdp_full_fine_tuning(self) -> TrainConfig:
+        if self.parallel == "fsdp" and self.lora is not None:
+            raise ValueError("train.parallel=fsdp shards full fine-tuning only: set train.lora to null, "
+                             "or keep train.parallel=ddp for LoRA")
         return self
 
 

@@ -3,7 +3,7 @@
 Every rank gathers all queries and targets of the global batch (without autograd), puts
 its own shard back in its slot (with autograd) and computes the loss of the whole global
 batch. The gradient reaching the local shard is then exactly that of the global loss; the
-loss is scaled by the world size because DDP averages gradients over ranks.
+loss is scaled by the world size because DDP and FSDP average gradients over ranks.
 """
 
 from __future__ import annotations

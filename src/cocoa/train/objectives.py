@@ -1,7 +1,7 @@
 """Each stage's objective as a module: ``forward(batch)`` returns the losses.
 
-Wrapping the objective (not just the backbone) in DDP keeps every parameter a stage uses,
-LM head and MAE decoder included, inside one forward call.
+Wrapping (DDP) or sharding (FSDP) the objective, not just the backbone, keeps every
+parameter a stage uses, LM head and MAE decoder included, inside one forward call.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from cocoa.data.collate import Batch
-from cocoa.model import hidden_states, lm_head, pool
+from cocoa.model import hidden_states, lm_head, pool, vl_model
 from cocoa.objectives.language import shifted_cross_entropy, token_accuracy
 from cocoa.objectives.mae import MAEHead, merged_patch_targets
 from cocoa.recipes import BridgeConfig, ContrastiveConfig, WarmupConfig
@@ -76,6 +76,9 @@ class EmbeddingObjective(nn.Module):
     def __init__(self, model: nn.Module, config: ContrastiveConfig) -> None:
         super().__init__()
         self.model, self.config = model, config
+        head = lm_head(model)
+        if head.weight is not vl_model(model).get_input_embeddings().weight:
+            head.requires_grad_(False)  # never used here: no optimiser state, no (FSDP zero) gradient for it
 
     def forward(self, batch: Batch) -> Tensor:
         return pool(hidden_states(self.model, batch, self.config.attention), batch)

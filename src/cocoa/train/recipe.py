@@ -34,7 +34,7 @@ from cocoa.data.stages import (
 from cocoa.encoder import EmbeddingSpec
 from cocoa.errors import ConfigError
 from cocoa.recipes import Recipe
-from cocoa.train import distributed
+from cocoa.train import checkpoint, distributed, fsdp
 from cocoa.train.lora import add_lora, merged
 from cocoa.train.objectives import BridgeObjective, EmbeddingObjective, PretrainObjective, WarmupObjective
 from cocoa.train.trainer import FitResult, Trainer
@@ -120,12 +120,19 @@ def build_objective(recipe: Recipe, backbone: Backbone, model: nn.Module) -> tup
     return EmbeddingObjective(model, c), ContrastiveBuilder(pre, c.hard_negatives, c.gradcache_chunk)
 
 
-def write_model(folder: Path, backbone: Backbone, model: nn.Module, spec: EmbeddingSpec) -> None:
-    """Save the merged model as a plain checkpoint folder, atomically."""
+def write_model(folder: Path, backbone: Backbone, model: nn.Module, spec: EmbeddingSpec,
+                is_main: bool = True) -> None:
+    """Save the merged model as a plain checkpoint folder, atomically, from the main process.
+
+    Every process calls it: a model sharded by FSDP is gathered to the main process first.
+    """
+    state = checkpoint.full_state_dict(model) if fsdp.is_sharded(model) else None
+    if not is_main:
+        return
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     Backbone(model=merged(model), tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
-             ids=backbone.ids).save(tmp)
+             ids=backbone.ids).save(tmp, state_dict=state)
     spec.save(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
@@ -133,7 +140,7 @@ def write_model(folder: Path, backbone: Backbone, model: nn.Module, spec: Embedd
 
 def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
     """Train one stage; writes ``<output_dir>/model`` (merged), metrics and checkpoints."""
-    info = distributed.setup()
+    info = distributed.setup(group=recipe.train.parallel == "fsdp")
     out = Path(recipe.train.output_dir)
     seed_everything(recipe.train.seed)
     backbone = build_backbone(recipe)
@@ -143,7 +150,7 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
         raise ConfigError(f"{len(examples)} examples cannot fill one global batch of {plan.global_batch}")
     total = plan.total_steps(recipe.train.max_steps, recipe.train.epochs)
 
-    model = backbone.model.float().to(info.device)
+    model = backbone.model.float()  # the trainer moves (or shards) it onto the device
     model.config.text_config.use_cache = False
     if recipe.train.gradient_checkpointing:
         model.activation_checkpointing_enable()
@@ -151,7 +158,6 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
     if recipe.train.lora is not None:
         model = add_lora(model, recipe.train.lora)
     objective, builder = build_objective(recipe, backbone, model)
-    objective.to(info.device)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False))
@@ -159,11 +165,12 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
                       contrastive=recipe.contrastive if recipe.stage == "contrastive" else None,
                       num_workers=recipe.data.num_workers)
     result = trainer.fit(resume=resume)
+    attention = recipe.contrastive.attention if recipe.stage == "contrastive" else "bidirectional"
+    write_model(out / "model", backbone, model, EmbeddingSpec(attention=attention, max_len=recipe.data.max_len),
+                info.is_main)
     if info.is_main:
-        attention = recipe.contrastive.attention if recipe.stage == "contrastive" else "bidirectional"
-        write_model(out / "model", backbone, model, EmbeddingSpec(attention=attention, max_len=recipe.data.max_len))
         (out / "result.json").write_text(json.dumps({"stage": recipe.stage, "examples": len(examples),
                                                      **result.__dict__}, indent=2))
     del trainer, objective, model
-    distributed.shutdown()
+    distributed.barrier()  # the model folder is complete before any process goes on (to the next stage)
     return result

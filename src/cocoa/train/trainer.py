@@ -4,6 +4,10 @@ The loop is the same for all stages; only the step differs: the reconstruction s
 back-propagate the objective's loss, the contrastive stage runs GradCache (embed every
 chunk without gradients, compute the cross-rank InfoNCE on the cached embeddings, then
 re-run each chunk with gradients and back-propagate the cached embedding gradients).
+
+Across processes the objective is either replicated and wrapped in DDP
+(``train.parallel: ddp``) or sharded in place with FSDP2 (``train.parallel: fsdp``); both
+average gradients over ranks, so the step's maths is the same.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -28,7 +33,7 @@ from cocoa.data.collate import Batch
 from cocoa.data.stages import PairBatch, StepDataset, passthrough
 from cocoa.objectives.contrastive import distributed_info_nce
 from cocoa.recipes import ContrastiveConfig, TrainConfig
-from cocoa.train import checkpoint
+from cocoa.train import checkpoint, fsdp
 from cocoa.train.distributed import DistInfo
 
 
@@ -100,6 +105,9 @@ class Trainer:
         self.objective, self.dataset, self.total_steps = objective, dataset, total_steps
         self.config, self.info, self.output_dir = config, info, output_dir
         self.contrastive, self.num_workers = contrastive, num_workers
+        self.amp = autocast_dtype(config, info.device)
+        self.sharded = config.parallel == "fsdp"
+        self.engine = self.distribute(objective)
         self.params = [p for p in objective.parameters() if p.requires_grad]
         if not self.params:
             raise RuntimeError("nothing to train: no parameter requires grad")
@@ -110,12 +118,17 @@ class Trainer:
         self.scheduler = get_scheduler(config.schedule if config.schedule != "constant" else "constant_with_warmup",
                                        self.optimizer, num_warmup_steps=config.warmup_steps,
                                        num_training_steps=total_steps)
-        self.engine: nn.Module = objective
-        if info.enabled:
-            self.engine = DistributedDataParallel(objective, device_ids=[info.local_rank]
-                                                  if info.device.type == "cuda" else None,
-                                                  find_unused_parameters=True)
-        self.amp = autocast_dtype(config, info.device)
+
+    def distribute(self, objective: nn.Module) -> nn.Module:
+        """Shard the objective in place (FSDP) or move it to the device (and wrap it in DDP); returns what to call."""
+        if self.sharded:
+            fsdp.shard(objective, self.info.device, self.amp)
+            return objective
+        objective.to(self.info.device)
+        if not self.info.enabled:
+            return objective
+        return DistributedDataParallel(objective, device_ids=[self.info.local_rank]
+                                       if self.info.device.type == "cuda" else None, find_unused_parameters=True)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp is None:
@@ -161,11 +174,29 @@ class Trainer:
         grads = torch.split(emb.grad, [len(c) for c in chunks])
         for i, (chunk, grad) in enumerate(zip(chunks, grads, strict=True)):
             checkpoint.set_rng_state(rng_states[i])
-            sync = i == len(chunks) - 1 or not self.info.enabled
-            ctx = contextlib.nullcontext() if sync else self.engine.no_sync()  # type: ignore[operator]
-            with ctx, self.autocast():
+            with self.accumulate(last=i == len(chunks) - 1), self.autocast():
                 (self.engine(chunk).float() * grad).sum().backward()
         return {"loss": float(report)}
+
+    def accumulate(self, last: bool) -> contextlib.AbstractContextManager:
+        """DDP all-reduces the last chunk's backward only; FSDP reduce-scatters every chunk to keep grads sharded."""
+        if last or self.sharded or not self.info.enabled:
+            return contextlib.nullcontext()
+        return self.engine.no_sync()  # type: ignore[operator]
+
+    def train_step(self, batch: Any) -> dict[str, float]:
+        """One optimiser step on this rank's batch; returns its metrics (the gradients stay for inspection)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.contrastive_step(batch) if self.contrastive is not None else self.loss_step(batch)
+        if not all(math.isfinite(v) for v in out.values()):
+            raise FloatingPointError(f"non-finite loss at step {self.scheduler.last_epoch + 1}: {out}; "
+                                     "lower train.lr or check data")
+        if self.config.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+            out["grad_norm"] = float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return out
 
     def fit(self, resume: bool = False) -> FitResult:
         """Run to ``total_steps``, checkpointing atomically; with ``resume`` continue the latest checkpoint."""
@@ -175,20 +206,12 @@ class Trainer:
             start = checkpoint.load(found, self.objective, self.optimizer, self.scheduler, self.info)
         log = MetricsLog(self.output_dir, self.info.is_main, start)
         self.objective.train()
-        step_fn = self.contrastive_step if self.contrastive is not None else self.loss_step
         bar = tqdm(total=self.total_steps, initial=start, disable=not self.info.is_main, desc="train",
                    unit="step", dynamic_ncols=True)
         began, samples, last = time.perf_counter(), 0, {}
         per_step = self.dataset.plan.global_batch
         for step, batch in enumerate(self.batches(start), start=start):
-            self.optimizer.zero_grad(set_to_none=True)
-            last = step_fn(batch)
-            if not all(math.isfinite(v) for v in last.values()):
-                raise FloatingPointError(f"non-finite loss at step {step + 1}: {last}; lower train.lr or check data")
-            if self.config.grad_clip is not None:
-                last["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip))
-            self.optimizer.step()
-            self.scheduler.step()
+            last = self.train_step(batch)
             samples += per_step
             done = step + 1
             bar.update(1)
