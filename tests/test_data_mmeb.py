@@ -107,6 +107,60 @@ def test_check_images_off_skips_opening(tmp_path, images):
     assert len(read_eval_dataset(path, None, images, check_images=False).rows) == 1
 
 
+def test_eval_items_are_indexed_once_in_order_of_first_appearance(tmp_path, images):
+    rows = [_eval_row("a.png", texts=("cat", "dog", "cat"), imgs=("", "b.png", "")),
+            _eval_row("./a.png", texts=("dog", "cat"), imgs=("b.png", "a.png")),
+            {**_eval_row(), "qry_text": None, "qry_img_path": "b.png", "tgt_text": ["dog"], "tgt_img_path": [None]}]
+    path = tmp_path / "Dup.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=EVAL_SCHEMA), path, row_group_size=1,
+                   use_compliant_nested_type=False)
+    dataset = read_eval_dataset(path, None, images)
+    a, b = (str((images / name).absolute()) for name in ("a.png", "b.png"))
+    assert [item.key() for item in dataset.items] == [
+        (IMG, a), ("", b), ("cat", ""), ("dog", b), ("cat", a), ("dog", "")]
+    assert dataset.queries.tolist() == [0, 0, 1]
+    assert dataset.candidates.tolist() == [[2, 3, 2], [3, 4, -1], [5, -1, -1]]
+    assert [len(row.candidates) for row in dataset.rows] == [3, 2, 1]
+    assert dataset.rows[1].candidates[1].image == a and dataset.rows[2].query.text == ""
+
+
+def test_bad_candidate_lists_name_row_and_field(tmp_path, images):
+    rows = [_eval_row(), {**_eval_row(), "tgt_text": None}, _eval_row(texts=(), imgs=()),
+            _eval_row(texts=("cat", "", ""), imgs=("", "", "missing.png")),
+            _eval_row(texts=("cat", "dog"), imgs=("", "missing.png"))]
+    path = _write_eval(tmp_path / "Lists.parquet", rows)
+    expected = [(1, "tgt_text", "candidates must be lists"), (2, "tgt_text", "no candidates"),
+                (3, "tgt_text[1]", "neither text nor image"), (4, "tgt_img_path[1]", "not found")]
+    for row, field, words in expected:
+        kept = [rows[0], *rows[row:]]
+        with pytest.raises(DataError, match=words) as caught:
+            read_eval_dataset(_write_eval(tmp_path / f"Part{row}.parquet", kept), None, images)
+        assert (caught.value.row, caught.value.field) == (1, field)
+    dataset = read_eval_dataset(path, None, images, skip_bad=True)
+    assert dataset.skipped == 4 and len(dataset.rows) == 1
+    flat = pa.schema([f if f.name != "tgt_img_path" else pa.field("tgt_img_path", pa.string()) for f in EVAL_SCHEMA])
+    path = _write_eval(tmp_path / "Flat.parquet", [{**_eval_row(), "tgt_img_path": "a.png"}], flat)
+    with pytest.raises(DataError, match="must be lists") as caught:
+        read_eval_dataset(path, None, images)
+    assert (caught.value.row, caught.value.field) == (0, "tgt_text")
+
+
+def test_eval_errors_name_the_file_and_its_own_row(tmp_path, images):
+    folder = tmp_path / "hf" / "Toy"
+    _write_eval(folder / "test-00000-of-00002.parquet", [_eval_row(), _eval_row("missing.png")])
+    second = _write_eval(folder / "test-00001-of-00002.parquet", [_eval_row("b.png"), _eval_row("corrupt.png")])
+    with pytest.raises(DataError) as caught:
+        read_eval_dataset(tmp_path / "hf", "Toy", images)
+    assert (caught.value.row, caught.value.field) == (1, "qry_img_path")
+    assert caught.value.file.endswith("test-00000-of-00002.parquet")
+    dataset = read_eval_dataset(tmp_path / "hf", "Toy", images, skip_bad=True)
+    assert dataset.skipped == 2 and dataset.queries.tolist() == [0, 1]
+    assert dataset.items[1].image == str((images / "b.png").absolute())
+    with pytest.raises(DataError, match="cannot read image") as caught:
+        read_eval_dataset(second, None, images)
+    assert (caught.value.file, caught.value.row) == (str(second), 1)
+
+
 def test_train_hf_layout_splits_and_cap(tmp_path, images):
     subset = tmp_path / "hf" / "Toy"
     subset.mkdir(parents=True)

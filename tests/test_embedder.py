@@ -54,6 +54,18 @@ def test_instruction_format(embedder: Embedder, image_dir: Path) -> None:
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_item_length_tokenises_each_distinct_text_once(embedder: Embedder, image_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder, text = embedder.encoder, "a text only this test measures"
+    tokenise = encoder.preprocessor.text_ids
+    calls: list[str] = []
+    monkeypatch.setattr(encoder.preprocessor, "text_ids", lambda t: calls.append(t) or tokenise(t))
+    plain = encoder.item_length(Item(text))
+    assert plain == len(tokenise(text)) + 1
+    assert encoder.item_length(Item(text, str(image_dir / "a.png"))) > plain == encoder.item_length(Item(text))
+    assert calls == [text]
+
+
 def test_properties_and_empty(embedder: Embedder) -> None:
     assert embedder.dim == embedder.encoder.backbone.hidden_size
     assert embedder.fingerprint == embedder.encoder.fingerprint()

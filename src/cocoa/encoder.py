@@ -27,6 +27,8 @@ SPEC_FILE = "cocoa.json"
 
 #: Image sizes by path: item lengths are asked for more than once (evaluator and encoder sort).
 cached_image_size = lru_cache(maxsize=1 << 18)(image_size)
+#: Text token counts kept per encoder, for the same reason (and items repeat instruction texts).
+TEXT_LENGTH_CACHE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Encoder:
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # trained weights with denormals slow CPU matmuls down
         self.preprocessor = Preprocessor(backbone, self.spec.max_len)
+        self._text_length = lru_cache(maxsize=TEXT_LENGTH_CACHE)(self._count_text_tokens)
         self._fingerprint: str | None = None
 
     @classmethod
@@ -95,7 +98,7 @@ class Encoder:
 
     def item_length(self, item: Item) -> int:
         """Token count of an item's sequence (image size read from the header only)."""
-        n = len(self.preprocessor.text_ids(item.text)) + 1
+        n = self._text_length(item.text) + 1
         if item.image is not None:
             proc = self.backbone.image_processor
             image = item.image
@@ -105,6 +108,9 @@ class Encoder:
                                 max_pixels=proc.size["longest_edge"])
             n += (h // factor) * (w // factor) + 2
         return n
+
+    def _count_text_tokens(self, text: str) -> int:
+        return len(self.preprocessor.text_ids(text))
 
     @torch.inference_mode()
     def encode_items(self, items: Sequence[Item], *, batch_size: int = 32, show_progress: bool = False

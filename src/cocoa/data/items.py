@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
 #: The image placeholder used by MMEB files (Phi-3 style). The collator is the one place
@@ -38,13 +39,27 @@ class EvalRow:
     candidates: tuple[Item, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EvalDataset:
-    """One MMEB-eval dataset read from disk."""
+    """One MMEB-eval dataset read from disk, with each distinct item stored once.
+
+    Row ``i``'s query is ``items[queries[i]]``; its candidates are ``items[j]`` for each ``j`` of
+    ``candidates[i]`` up to the first ``-1`` (which pads rows shorter than the longest).
+    """
 
     name: str
-    rows: tuple[EvalRow, ...]
+    items: tuple[Item, ...]
+    queries: np.ndarray
+    candidates: np.ndarray
     source: str
+
+    @property
+    def rows(self) -> tuple[EvalRow, ...]:
+        """Every row as :class:`EvalRow` objects (built on each access)."""
+        counts = (self.candidates >= 0).sum(axis=1).tolist()
+        return tuple(EvalRow(self.items[query], tuple(self.items[j] for j in ids[:count]))
+                     for query, ids, count in zip(self.queries.tolist(), self.candidates.tolist(), counts,
+                                                  strict=True))
 
 
 @dataclass(frozen=True)

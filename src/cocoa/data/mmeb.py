@@ -13,28 +13,34 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from cocoa.data.columns import CODED_STRING, Strings, entry_rows, first_appearance_ids, list_lengths, padded
 from cocoa.data.images import MAX_IMAGE_PIXELS
-from cocoa.data.items import EvalDataset, EvalRow, Item, TrainPair
+from cocoa.data.items import EvalDataset, Item, TrainPair
 from cocoa.errors import DataError
 
 log = logging.getLogger(__name__)
 
-EVAL_FIELDS = ("qry_text", "qry_img_path", "tgt_text", "tgt_img_path")
+EVAL_TYPES = {"qry_text": CODED_STRING, "qry_img_path": CODED_STRING,
+              "tgt_text": pa.list_(CODED_STRING), "tgt_img_path": pa.list_(CODED_STRING)}
+EVAL_FIELDS = tuple(EVAL_TYPES)
 TRAIN_FIELDS = ("qry", "qry_image_path", "pos_text", "pos_image_path")
 TRAIN_OPTIONAL_FIELDS = ("neg_text", "neg_image_path")
 CAPTION_FIELDS = ("image_path", "caption")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoadedEvalDataset(EvalDataset):
     """An :class:`EvalDataset` with the number of bad rows skipped while reading."""
 
@@ -66,7 +72,7 @@ class _ImageChecker:
 
     def __init__(self, image_root: Path, enabled: bool, max_pixels: int) -> None:
         self.root, self.enabled, self.max_pixels = Path(image_root).absolute(), enabled, max_pixels
-        self._resolved: dict[str, str] = {}
+        self._resolved: dict[str, tuple[str, str | None]] = {}
 
     def item(self, text: str | None, image: str | None, *, file: str, row: int,
              fields: tuple[str, str]) -> Item:
@@ -80,29 +86,46 @@ class _ImageChecker:
         return Item(text, self.path(image, file=file, row=row, field=fields[1]) if image else None)
 
     def path(self, relative: str, *, file: str, row: int, field: str) -> str:
-        """The absolute path of ``relative``, checked once per distinct path."""
-        absolute = self._resolved.get(relative)
-        if absolute is None:
-            absolute = str(self.root / relative)
-            if self.enabled:
-                self._check(absolute, file=file, row=row, field=field)
-            self._resolved[relative] = absolute
+        """The absolute path of ``relative``; raises if its image is bad."""
+        absolute, problem = self.resolve(relative)
+        if problem is not None:
+            raise DataError(problem, file=file, row=row, field=field)
         return absolute
 
-    def _check(self, path: str, *, file: str, row: int, field: str) -> None:
-        if not Path(path).is_file():
-            raise DataError(f"image file not found: {path}", file=file, row=row, field=field)
+    def resolve(self, relative: str) -> tuple[str, str | None]:
+        """The absolute path of ``relative`` and what is wrong with its image (``None`` if nothing),
+        checked once per distinct path."""
+        resolved = self._resolved.get(relative)
+        if resolved is None:
+            absolute = str(self.root / relative)
+            resolved = self._resolved[relative] = (absolute, self._problem(absolute) if self.enabled else None)
+        return resolved
+
+    def _problem(self, path: str) -> str | None:
+        if not os.path.isfile(path):
+            return f"image file not found: {path}"
         try:
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > self.max_pixels:
-                    raise DataError(f"image {path} is {width}x{height} pixels, over the limit of "
-                                    f"{self.max_pixels}", file=file, row=row, field=field)
+                    return f"image {path} is {width}x{height} pixels, over the limit of {self.max_pixels}"
                 image.verify()
-        except DataError:
-            raise
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}", file=file, row=row, field=field) from exc
+            return f"cannot read image {path}: {exc}"
+        return None
+
+
+def _read_table(file: Path, coded: tuple[str, ...] = ()) -> pa.Table:
+    """A parquet file as an Arrow table, or :class:`DataError` naming it.
+
+    The strings of the fields in ``coded`` are read as codes into their distinct values.
+    """
+    try:
+        schema = pq.ParquetFile(file).schema
+        leaves = [schema.column(i).path for i in range(len(schema))]
+        return pq.read_table(file, read_dictionary=[leaf for leaf in leaves if leaf.split(".")[0] in coded])
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read parquet: {exc}", file=str(file)) from exc
 
 
 def _read_rows(file: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict]:
@@ -119,10 +142,7 @@ def _read_rows(file: Path, required: tuple[str, ...], optional: tuple[str, ...] 
         for index, row in enumerate(rows):
             _check_fields(set(row), required, optional, name, index)
         return rows
-    try:
-        table = pq.read_table(file)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read parquet: {exc}", file=name) from exc
+    table = _read_table(file)
     _check_fields(set(table.column_names), required, optional, name, None)
     return table.select([c for c in table.column_names if not c.startswith("__")]).to_pylist()
 
@@ -147,13 +167,22 @@ def _validated(rows: list[dict], order: Iterator[int], parse: Callable[[dict, in
         try:
             good.append((index, parse(rows[index], index)))
         except DataError as exc:
-            if not skip_bad:
-                raise
-            skipped += 1
-            log.warning("skipping bad row: %s", exc)
+            skipped += _skip(exc, skip_bad)
+    _log_skipped(file, skipped)
+    return sorted(good, key=lambda pair: pair[0]), skipped
+
+
+def _skip(error: DataError, skip_bad: bool) -> int:
+    """Raise ``error``, or with ``skip_bad`` log it and return 1 (one more skipped row)."""
+    if not skip_bad:
+        raise error
+    log.warning("skipping bad row: %s", error)
+    return 1
+
+
+def _log_skipped(file: str, skipped: int) -> None:
     if skipped:
         log.warning("%s: skipped %d bad rows", file, skipped)
-    return sorted(good, key=lambda pair: pair[0]), skipped
 
 
 # -- eval ----------------------------------------------------------------------------------------
@@ -186,42 +215,172 @@ def list_eval_datasets(root: Path) -> list[str]:
 
 def read_eval_dataset(path: Path, name: str | None, image_root: Path, *, skip_bad: bool = False,
                       check_images: bool = True, max_pixels: int = MAX_IMAGE_PIXELS) -> LoadedEvalDataset:
-    """Read one MMEB-eval dataset (gold candidate first in every row).
+    """Read one MMEB-eval dataset (gold candidate first in every row), each distinct item once.
 
     ``path`` is a parquet file, a dataset folder, or a root holding ``name``.
     """
-    files = _eval_files(path, name)
     checker = _ImageChecker(image_root, check_images, max_pixels)
-    rows: list[EvalRow] = []
+    parts: list[_EvalColumns] = []
     skipped = 0
-    for file in files:
-        raw = _read_rows(file, EVAL_FIELDS)
-        parse = _eval_parser(checker, str(file))
-        good, bad = _validated(raw, iter(range(len(raw))), parse, str(file), skip_bad, None)
-        rows.extend(row for _, row in good)  # type: ignore[misc]
+    for file in _eval_files(path, name):
+        columns, bad = _good_eval_rows(_eval_columns(file), checker, str(file), skip_bad)
+        parts.append(columns)
         skipped += bad
+    items, queries, candidates = _index_eval_items(_EvalColumns.concat(parts), checker)
     dataset_name = name or (Path(path).stem if Path(path).is_file() else Path(path).name)
-    return LoadedEvalDataset(dataset_name, tuple(rows), str(path), skipped)
+    return LoadedEvalDataset(dataset_name, items, queries, candidates, str(path), skipped)
 
 
-def _eval_parser(checker: _ImageChecker, file: str) -> Callable[[dict, int], EvalRow]:
-    def parse(raw: dict, index: int) -> EvalRow:
-        query = checker.item(raw["qry_text"], raw["qry_img_path"], file=file, row=index,
-                             fields=("qry_text", "qry_img_path"))
-        texts, images = raw["tgt_text"], raw["tgt_img_path"]
-        if not isinstance(texts, list) or not isinstance(images, list):
-            raise DataError("candidates must be lists", file=file, row=index, field="tgt_text")
-        if len(texts) != len(images):
-            raise DataError(f"tgt_text has {len(texts)} entries but tgt_img_path has {len(images)}",
-                            file=file, row=index, field="tgt_img_path")
-        if not texts:
-            raise DataError("no candidates", file=file, row=index, field="tgt_text")
-        candidates = tuple(checker.item(text, image, file=file, row=index,
-                                        fields=(f"tgt_text[{j}]", f"tgt_img_path[{j}]"))
-                           for j, (text, image) in enumerate(zip(texts, images, strict=True)))
-        return EvalRow(query, candidates)
+@dataclass(frozen=True, eq=False)
+class _EvalColumns:
+    """Eval rows as string codes: one query per row, the candidates of all rows one after the other.
 
-    return parse
+    ``text_counts`` and ``image_counts`` give each row's list lengths (``-1`` for a null list);
+    ``text`` and ``image`` hold the candidates of the rows whose lists are equally long.
+    """
+
+    query_text: Strings
+    query_image: Strings
+    text_counts: np.ndarray
+    image_counts: np.ndarray
+    text: Strings
+    image: Strings
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Candidates per row in ``text`` and ``image`` (0 for a row whose lists differ)."""
+        return np.where(self.text_counts == self.image_counts, np.maximum(self.text_counts, 0), 0)
+
+    def select(self, keep: np.ndarray) -> _EvalColumns:
+        """The rows where ``keep`` is true."""
+        entries = keep[entry_rows(self.counts)]
+        return _EvalColumns(self.query_text.take(keep), self.query_image.take(keep), self.text_counts[keep],
+                            self.image_counts[keep], self.text.take(entries), self.image.take(entries))
+
+    @staticmethod
+    def concat(parts: Sequence[_EvalColumns]) -> _EvalColumns:
+        """The rows of ``parts`` one after the other."""
+        return _EvalColumns(Strings.concat([p.query_text for p in parts]),
+                            Strings.concat([p.query_image for p in parts]),
+                            np.concatenate([p.text_counts for p in parts]),
+                            np.concatenate([p.image_counts for p in parts]),
+                            Strings.concat([p.text for p in parts]), Strings.concat([p.image for p in parts]))
+
+
+def _eval_columns(file: Path) -> _EvalColumns:
+    """The eval fields of ``file`` as string codes.
+
+    A candidate field that cannot be read as lists reads as null lists, rejected row by row.
+    """
+    table = _read_table(file, EVAL_FIELDS)
+    _check_fields(set(table.column_names), EVAL_FIELDS, (), str(file), None)
+    columns = {field: _coded_column(table, field, kind, str(file)) for field, kind in EVAL_TYPES.items()}
+    text_counts, image_counts = list_lengths(columns["tgt_text"]), list_lengths(columns["tgt_img_path"])
+    shaped = text_counts == image_counts
+    text = Strings.of(pc.list_flatten(columns["tgt_text"])).take(shaped[entry_rows(text_counts)])
+    image = Strings.of(pc.list_flatten(columns["tgt_img_path"])).take(shaped[entry_rows(image_counts)])
+    return _EvalColumns(Strings.of(columns["qry_text"]), Strings.of(columns["qry_img_path"]), text_counts,
+                        image_counts, text, image)
+
+
+def _coded_column(table: pa.Table, field: str, kind: pa.DataType, file: str) -> pa.ChunkedArray:
+    """Column ``field`` of ``table`` cast to ``kind``; a list field that cannot be cast reads as null lists."""
+    try:
+        return table[field].cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        if not pa.types.is_list(kind):
+            raise DataError(f"cannot read as strings: {exc}", file=file, field=field) from exc
+        return pa.chunked_array([pa.nulls(len(table), kind)])
+
+
+def _good_eval_rows(columns: _EvalColumns, checker: _ImageChecker, file: str,
+                    skip_bad: bool) -> tuple[_EvalColumns, int]:
+    """``columns`` without their bad rows and how many; raises for the first unless ``skip_bad``."""
+    problems = _eval_problems(columns, checker)
+    for row in sorted(problems):
+        field, message = problems[row]
+        _skip(DataError(message, file=file, row=row, field=field), skip_bad)
+    _log_skipped(file, len(problems))
+    good = np.ones(len(columns.query_text), dtype=bool)
+    good[list(problems)] = False
+    return columns.select(good), len(problems)
+
+
+def _eval_problems(columns: _EvalColumns, checker: _ImageChecker) -> dict[int, tuple[str, str]]:
+    """Row -> ``(field, message)`` of the first problem of each bad row, checking the query, then
+    the shape of the candidate lists, then each candidate in turn."""
+    problems: dict[int, tuple[str, str]] = {}
+    for row, field, message in (*_query_problems(columns, checker), *_list_problems(columns),
+                                *_candidate_problems(columns, checker)):
+        problems.setdefault(row, (field, message))
+    return problems
+
+
+def _query_problems(columns: _EvalColumns, checker: _ImageChecker) -> Iterator[tuple[int, str, str]]:
+    neither = columns.query_text.empty() & columns.query_image.empty()
+    image_problem, messages = _image_problems(columns.query_image, checker)
+    for row in np.flatnonzero(neither | (image_problem >= 0)).tolist():
+        if neither[row]:
+            yield row, "qry_text", "neither text nor image"
+        else:
+            yield row, "qry_img_path", messages[image_problem[row]]
+
+
+def _list_problems(columns: _EvalColumns) -> Iterator[tuple[int, str, str]]:
+    text_counts, image_counts = columns.text_counts, columns.image_counts
+    for row in np.flatnonzero((text_counts != image_counts) | (text_counts <= 0)).tolist():
+        texts, images = int(text_counts[row]), int(image_counts[row])
+        if min(texts, images) < 0:
+            yield row, "tgt_text", "candidates must be lists"
+        elif texts != images:
+            yield row, "tgt_img_path", f"tgt_text has {texts} entries but tgt_img_path has {images}"
+        else:
+            yield row, "tgt_text", "no candidates"
+
+
+def _candidate_problems(columns: _EvalColumns, checker: _ImageChecker) -> Iterator[tuple[int, str, str]]:
+    """The first bad candidate of each row."""
+    neither = columns.text.empty() & columns.image.empty()
+    image_problem, messages = _image_problems(columns.image, checker)
+    counts = columns.counts
+    owner, starts = entry_rows(counts), np.cumsum(counts) - counts
+    bad = np.flatnonzero(neither | (image_problem >= 0))
+    _, first = np.unique(owner[bad], return_index=True)
+    for entry in bad[first].tolist():
+        row = int(owner[entry])
+        j = entry - int(starts[row])
+        if neither[entry]:
+            yield row, f"tgt_text[{j}]", "neither text nor image"
+        else:
+            yield row, f"tgt_img_path[{j}]", messages[image_problem[entry]]
+
+
+def _image_problems(paths: Strings, checker: _ImageChecker) -> tuple[np.ndarray, list[str]]:
+    """Per entry the index of what is wrong with its image into the returned messages, ``-1`` for nothing."""
+    messages: list[str] = []
+    verdicts = np.full(len(paths.values), -1, dtype=np.int64)
+    for code, path in enumerate(paths.values):
+        problem = checker.resolve(path)[1] if path else None
+        if problem is not None:
+            verdicts[code] = len(messages)
+            messages.append(problem)
+    return verdicts[paths.codes], messages
+
+
+def _index_eval_items(columns: _EvalColumns, checker: _ImageChecker) -> tuple[tuple[Item, ...], np.ndarray, np.ndarray]:
+    """The distinct items of good eval rows in order of first appearance (queries, then candidates
+    row by row), the query's index into them per row and the candidates' as a ``-1``-padded matrix."""
+    texts = Strings.concat([columns.query_text, columns.text])
+    images = Strings.concat([columns.query_image, columns.image])
+    absolute: dict[str, int] = {}
+    image_ids = np.array([absolute.setdefault(checker.resolve(path)[0], len(absolute) + 1) if path else 0
+                          for path in images.values], dtype=np.int64)[images.codes]
+    base = len(absolute) + 1  # one integer key per (text, image) pair
+    ids, keys = first_appearance_ids(texts.codes * base + image_ids)
+    paths = [None, *absolute]
+    items = tuple(Item(texts.values[key // base], paths[key % base]) for key in keys.tolist())
+    queries = len(columns.query_text)
+    return items, ids[:queries], padded(ids[queries:], columns.counts)
 
 
 # -- train ---------------------------------------------------------------------------------------

@@ -16,10 +16,10 @@ from cocoa.data.items import EvalDataset, Item
 from cocoa.data.mmeb import list_eval_datasets, read_eval_dataset
 from cocoa.errors import ConfigError
 from cocoa.evaluate import files
-from cocoa.evaluate.cache import EmbeddingCache, Key
+from cocoa.evaluate.cache import EmbeddingCache
 from cocoa.evaluate.registry import Benchmark, resolve_benchmark
 from cocoa.evaluate.report import write_reports
-from cocoa.evaluate.scoring import RowPrediction, precision_at_1, score_rows
+from cocoa.evaluate.scoring import Predictions, precision_at_1, score_rows
 from cocoa.evaluate.summary import Summary, summarize
 
 #: Items handed to the encoder per call (times the batch size); the cache is written after each.
@@ -48,7 +48,7 @@ class DatasetResult:
     """The outcome of one dataset: predictions plus how many items were encoded or cached."""
 
     name: str
-    predictions: list[RowPrediction]
+    predictions: Predictions
     unique_items: int
     encoded: int
     cache_hits: int
@@ -75,24 +75,7 @@ def select_datasets(benchmark: Benchmark, available: Collection[str], wanted: Se
     return [name for name in benchmark.names() if name in set(wanted)]
 
 
-def _index_items(dataset: EvalDataset) -> tuple[list[Item], np.ndarray, list[np.ndarray]]:
-    """Unique items of a dataset plus, per row, indices of its query and candidates into them."""
-    index: dict[Key, int] = {}
-    items: list[Item] = []
-
-    def position(item: Item) -> int:
-        key = item.key()
-        if key not in index:
-            index[key] = len(items)
-            items.append(item)
-        return index[key]
-
-    queries = np.array([position(row.query) for row in dataset.rows], dtype=np.int64)
-    candidates = [np.array([position(c) for c in row.candidates], dtype=np.int64) for row in dataset.rows]
-    return items, queries, candidates
-
-
-def _encode_missing(encoder: ItemEncoder, name: str, items: list[Item], cache: EmbeddingCache,
+def _encode_missing(encoder: ItemEncoder, name: str, items: Sequence[Item], cache: EmbeddingCache,
                     batch_size: int, show_progress: bool) -> int:
     """Encode the items not yet in ``cache``, longest first, storing each chunk; returns the count."""
     missing = sorted((item for item in items if item.key() not in cache), key=encoder.item_length, reverse=True)
@@ -112,10 +95,10 @@ def run_dataset(encoder: ItemEncoder, dataset: EvalDataset, cache: EmbeddingCach
                 show_progress: bool = False) -> DatasetResult:
     """Encode each unique item of ``dataset`` once (or take it from ``cache``) and score every row."""
     started = time.perf_counter()
-    items, queries, candidates = _index_items(dataset)
+    items = dataset.items
     encoded = _encode_missing(encoder, dataset.name, items, cache, batch_size, show_progress)
     embeddings = cache.get([item.key() for item in items])
-    predictions = score_rows(embeddings, queries, candidates)
+    predictions = score_rows(embeddings, dataset.queries, dataset.candidates)
     return DatasetResult(dataset.name, predictions, len(items), encoded, len(items) - encoded,
                          time.perf_counter() - started)
 
@@ -141,11 +124,11 @@ def _write_dataset(out_dir: Path, result: DatasetResult, benchmark: Benchmark, f
     """Write predictions, then the score file (its presence marks the dataset as finished)."""
     info = benchmark.get(result.name)
     source, skipped = dataset.source, getattr(dataset, "skipped", 0)
-    files.write_jsonl(out_dir / f"{result.name}_pred.jsonl", (p.to_dict() for p in result.predictions))
+    files.write_jsonl(out_dir / f"{result.name}_pred.jsonl", result.predictions.records())
     files.write_json(score_path(out_dir, result.name), {
         "dataset": result.name, "benchmark": benchmark.name,
         "meta_task": info.meta_task if info else None, "split": info.split if info else None,
-        "precision_at_1": result.score, "correct": sum(p.correct for p in result.predictions),
+        "precision_at_1": result.score, "correct": int(result.predictions.correct.sum()),
         "n_queries": len(result.predictions), "unique_items": result.unique_items,
         "encoded": result.encoded, "cache_hits": result.cache_hits,
         "skipped_rows": skipped, "seconds": round(result.seconds, 3), "fingerprint": fingerprint,

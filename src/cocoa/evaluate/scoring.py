@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,54 +11,81 @@ import numpy as np
 ROW_CHUNK = 256
 
 
-@dataclass(frozen=True)
-class RowPrediction:
-    """The outcome of one query: predicted candidate, rank of the gold (1 = best) and the top-k."""
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """Per query: the predicted candidate, the rank of the gold (1 = best) and the top-k.
 
-    query: int
-    pred: int
-    gold_rank: int
-    top_indices: tuple[int, ...]
-    top_scores: tuple[float, ...]
+    ``top_indices`` holds ``-1`` past a row's candidate count (and ``top_scores`` ``-inf``).
+    """
+
+    pred: np.ndarray
+    gold_rank: np.ndarray
+    top_indices: np.ndarray
+    top_scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pred)
 
     @property
-    def correct(self) -> bool:
-        """Hit@1: the argmax is the gold candidate (index 0)."""
+    def correct(self) -> np.ndarray:
+        """Hit@1 per query: the argmax is the gold candidate (index 0)."""
         return self.pred == 0
 
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready form for the prediction file."""
-        return {"query": self.query, "pred": self.pred, "correct": self.correct, "gold_rank": self.gold_rank,
-                "top_indices": list(self.top_indices), "top_scores": list(self.top_scores)}
+    def records(self) -> Iterator[dict[str, object]]:
+        """JSON-ready rows for the prediction file."""
+        kept = (self.top_indices >= 0).sum(axis=1).tolist()
+        columns = (self.pred.tolist(), self.gold_rank.tolist(), self.top_indices.tolist(), self.top_scores.tolist())
+        for query, (pred, rank, indices, scores) in enumerate(zip(*columns, strict=True)):
+            yield {"query": query, "pred": pred, "correct": pred == 0, "gold_rank": rank,
+                   "top_indices": indices[:kept[query]], "top_scores": scores[:kept[query]]}
 
 
-def predict_row(query: int, scores: np.ndarray, top_k: int = 5) -> RowPrediction:
-    """Judge one row's candidate ``scores`` (gold at index 0); ties resolve to the first index."""
-    order = np.argsort(-scores, kind="stable")[:top_k]
-    gold_rank = 1 + int(np.count_nonzero(scores > scores[0]))
-    return RowPrediction(query, int(order[0]), gold_rank, tuple(int(i) for i in order),
-                         tuple(float(scores[i]) for i in order))
+def judge(scores: np.ndarray, top_k: int = 5) -> Predictions:
+    """Judge each row of candidate ``scores`` (gold in column 0, ``-inf`` past a row's candidates);
+    ties resolve to the first index."""
+    top_indices = _top_indices(scores, top_k)
+    top_scores = np.where(top_indices >= 0, np.take_along_axis(scores, top_indices, axis=1), -np.inf)
+    gold_rank = 1 + np.count_nonzero(scores > scores[:, :1], axis=1)
+    return Predictions(top_indices[:, 0], gold_rank, top_indices, top_scores)
 
 
-def score_rows(embeddings: np.ndarray, query_index: np.ndarray, candidate_index: Sequence[np.ndarray],
-               top_k: int = 5) -> list[RowPrediction]:
-    """Score every row against its own candidates.
+def _top_indices(scores: np.ndarray, top_k: int) -> np.ndarray:
+    """Per row the columns of the ``top_k`` highest scores, best first, ties to the lower column, and
+    ``-1`` once only ``-inf`` is left: a stable descending sort cut at ``top_k``, without sorting rows."""
+    remaining = scores.copy()
+    rows = np.arange(len(scores))
+    picks = []
+    for _ in range(min(top_k, scores.shape[1])):
+        best = remaining.argmax(axis=1)
+        picks.append(np.where(np.isneginf(remaining[rows, best]), -1, best))
+        remaining[rows, best] = -np.inf
+    return np.stack(picks, axis=1)
 
-    ``embeddings`` holds one L2-normalised row per unique item; ``query_index[i]`` and
-    ``candidate_index[i]`` point into it for row ``i``. Cosine similarity is the dot product.
+
+def candidate_scores(embeddings: np.ndarray, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Cosine score of each row's query with each of its candidates, ``-inf`` where ``candidates`` is ``-1``.
+
+    ``embeddings`` holds one L2-normalised row per unique item; ``queries[i]`` and ``candidates[i]``
+    point into it for row ``i``.
     """
     embeddings = np.asarray(embeddings, dtype=np.float32)
-    predictions: list[RowPrediction] = []
-    for start in range(0, len(query_index), ROW_CHUNK):
-        stop = min(start + ROW_CHUNK, len(query_index))
-        sims = embeddings[query_index[start:stop]] @ embeddings.T
-        for offset, row in enumerate(range(start, stop)):
-            predictions.append(predict_row(row, sims[offset, candidate_index[row]], top_k))
-    return predictions
+    scores = np.empty(candidates.shape, dtype=np.float32)
+    for start in range(0, len(queries), ROW_CHUNK):
+        rows = slice(start, start + ROW_CHUNK)
+        sims = embeddings[queries[rows]] @ embeddings.T
+        ids = candidates[rows]
+        scores[rows] = np.where(ids >= 0, np.take_along_axis(sims, np.maximum(ids, 0), axis=1), -np.inf)
+    return scores
 
 
-def precision_at_1(predictions: Sequence[RowPrediction]) -> float:
+def score_rows(embeddings: np.ndarray, queries: np.ndarray, candidates: np.ndarray,
+               top_k: int = 5) -> Predictions:
+    """Score every row against its own candidates (see :func:`candidate_scores`)."""
+    return judge(candidate_scores(embeddings, queries, candidates), top_k)
+
+
+def precision_at_1(predictions: Predictions) -> float:
     """Share of rows whose prediction is the gold candidate, in percent."""
-    if not predictions:
+    if not len(predictions):
         return 0.0
-    return 100.0 * sum(p.correct for p in predictions) / len(predictions)
+    return 100.0 * float(np.count_nonzero(predictions.correct)) / len(predictions)
