@@ -1,0 +1,49 @@
+"""Preprocessing rate without a model: tokenise, process 448x448 images and collate (not a test).
+
+The bound on encoding throughput when preprocessing runs in the main process, as in
+``Encoder.encode_items``; compare with the encode rate of ``benchmarks/gpu_check.py``.
+
+    python benchmarks/preprocess_speed.py --items 256 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cocoa.backbone import Backbone, build_image_processor
+from cocoa.data.collate import Preprocessor, collate
+from cocoa.data.items import Item
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=256, help="half images, half texts")
+    parser.add_argument("--side", type=int, default=448)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tiny = Backbone.tiny("tiny")
+    backbone = Backbone(model=tiny.model, tokenizer=tiny.tokenizer, ids=tiny.ids,
+                        image_processor=build_image_processor(args.side**2, args.side**2))
+    pre = Preprocessor(backbone)
+    rng = np.random.default_rng(2)
+    half = args.items // 2
+    items = [Item("<|image_1|> Represent the given image.",
+                  Image.fromarray((rng.random((args.side, args.side, 3)) * 255).astype("uint8"))) for _ in range(half)]
+    items += [Item(f"a short caption number {i} about a dress") for i in range(args.items - half)]
+    began = time.perf_counter()
+    for start in range(0, len(items), args.batch):
+        collate([pre.embedding_sequence(item) for item in items[start:start + args.batch]], backbone.ids.pad)
+    seconds = time.perf_counter() - began
+    print(f"preprocess + collate {len(items)} items ({half} images of {args.side}x{args.side}), "
+          f"{args.threads} thread(s): {seconds:.2f} s, {len(items) / seconds:.1f} items/s")
+
+
+if __name__ == "__main__":
+    main()
