@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.embedder import Embedder, with_instruction
-from cocoa.errors import DataError
+from cocoa.errors import ConfigError, DataError
 from cocoa.inference_cli import encode
 
 
@@ -125,3 +125,22 @@ def test_cli_encode_bad_rows_name_line(model_dir: Path, tmp_path: Path, line: st
     assert result.exit_code == 1
     assert message in result.output and "row 2" in result.output
     assert not (tmp_path / "o.npy").exists()
+
+
+def test_preprocessing_workers_give_the_same_embeddings_and_errors(model_dir: Path, image_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    from cocoa.encoder import Encoder
+
+    items = [Item(f"caption number {i} " * (1 + i % 4)) for i in range(9)]
+    items += [Item("<|image_1|> what is it?", str(image_dir / f"{name}.png")) for name in "abcd"]
+    plain = Encoder.from_pretrained(model_dir, device="cpu")
+    workers = Encoder.from_pretrained(model_dir, device="cpu", num_workers=2)
+    np.testing.assert_allclose(workers.encode_items(items, batch_size=3), plain.encode_items(items, batch_size=3),
+                               atol=1e-6)
+    truncated = tmp_path / "truncated.png"  # the header (size) reads, the pixels do not: fails in a worker
+    truncated.write_bytes((image_dir / "c.png").read_bytes()[:200])
+    with pytest.raises(DataError) as caught:
+        workers.encode_items([*items, Item("a photo", str(truncated))], batch_size=3)
+    assert caught.value.file is not None and "truncated.png" in caught.value.file
+    with pytest.raises(ConfigError, match="num_workers"):
+        Encoder.from_pretrained(model_dir, device="cpu", num_workers=-1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -12,15 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
 from cocoa.attention import ATTENTION_MODES, AttentionMode
 from cocoa.backbone import Backbone
-from cocoa.data.collate import Preprocessor, collate
+from cocoa.data.collate import Batch, Preprocessor, collate
 from cocoa.data.images import image_size
 from cocoa.data.items import Item
-from cocoa.errors import ConfigError
+from cocoa.errors import CocoaError, ConfigError
 from cocoa.model import embed
 
 SPEC_FILE = "cocoa.json"
@@ -73,11 +74,48 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+class CollatedChunks(Dataset):
+    """Batch ``i`` is the collated sequences of ``items[j] for j in chunks[i]``.
+
+    A :class:`CocoaError` (a missing image, say) is returned rather than raised, so that it
+    reaches the caller from a worker process with its file, row and field intact.
+    """
+
+    def __init__(self, items: Sequence[Item], chunks: list[list[int]], preprocessor: Preprocessor,
+                 pad: int) -> None:
+        self.items, self.chunks, self.preprocessor, self.pad = items, chunks, preprocessor, pad
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index: int) -> Batch | CocoaError:
+        try:
+            return collate([self.preprocessor.embedding_sequence(self.items[i]) for i in self.chunks[index]],
+                           self.pad)
+        except CocoaError as exc:
+            return exc
+
+
+def _unchanged(batch: Batch | CocoaError) -> Batch | CocoaError:
+    return batch
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)
+
+
 class Encoder:
-    """Encodes :class:`Item` lists with a backbone, sorted by length, in the input order."""
+    """Encodes :class:`Item` lists with a backbone, sorted by length, in the input order.
+
+    ``num_workers`` processes preprocess (tokenise, load and resize images, collate) the
+    next batches while the model encodes; 0 preprocesses in this process.
+    """
 
     def __init__(self, backbone: Backbone, spec: EmbeddingSpec | None = None, *,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, num_workers: int = 0) -> None:
+        if num_workers < 0:
+            raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
+        self.num_workers = num_workers
         self.backbone = backbone
         self.spec = spec or EmbeddingSpec()
         self.device = torch.device(device) if device is not None else next(backbone.model.parameters()).device
@@ -89,12 +127,13 @@ class Encoder:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: torch.device | str | None = None,
-                        dtype: torch.dtype | None = None, attn_implementation: str = "sdpa") -> Encoder:
+                        dtype: torch.dtype | None = None, attn_implementation: str = "sdpa",
+                        num_workers: int = 0) -> Encoder:
         """Load a checkpoint folder with its :class:`EmbeddingSpec` (``cocoa.json``)."""
         device = torch.device(device) if device is not None else default_device()
         backbone = Backbone.load(path, dtype=dtype or default_dtype(device), attn_implementation=attn_implementation)
         backbone.model.to(device)
-        return cls(backbone, EmbeddingSpec.load(path), device=device)
+        return cls(backbone, EmbeddingSpec.load(path), device=device, num_workers=num_workers)
 
     def item_length(self, item: Item) -> int:
         """Token count of an item's sequence (image size read from the header only)."""
@@ -123,16 +162,24 @@ class Encoder:
         model.eval()
         order = sorted(range(len(items)), key=lambda i: self.item_length(items[i]))
         out = np.zeros((len(items), self.backbone.hidden_size), dtype=np.float32)
+        chunks = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
         bar = tqdm(total=len(items), disable=not show_progress, unit="item", desc="encode")
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            seqs = [self.preprocessor.embedding_sequence(items[i]) for i in chunk]
-            batch = collate(seqs, self.backbone.ids.pad).to(self.device)
-            out[chunk] = embed(model, batch, self.spec.attention).cpu().numpy()
+        for chunk, batch in zip(chunks, self._batches(items, chunks), strict=True):
+            if isinstance(batch, CocoaError):
+                raise batch
+            out[chunk] = embed(model, batch.to(self.device), self.spec.attention).cpu().numpy()
             bar.update(len(chunk))
         bar.close()
         model.train(was_training)
         return out
+
+    def _batches(self, items: Sequence[Item], chunks: list[list[int]]) -> Iterable[Batch | CocoaError]:
+        source = CollatedChunks(items, chunks, self.preprocessor, self.backbone.ids.pad)
+        workers = min(self.num_workers, len(chunks) - 1)
+        if workers < 1:
+            return (source[i] for i in range(len(source)))
+        return DataLoader(source, batch_size=None, num_workers=workers, collate_fn=_unchanged,
+                          worker_init_fn=_one_thread, prefetch_factor=2)
 
     def fingerprint(self) -> str:
         """A stable hash of the weights, tokenizer, image processor and embedding spec."""

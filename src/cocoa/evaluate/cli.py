@@ -18,11 +18,11 @@ app = typer.Typer(invoke_without_command=True, add_completion=False,
                   help="Evaluate an embedding model on MMEB-V1 or MiniMMEB; `compare` two results.")
 
 
-def load_encoder(model_dir: Path) -> ItemEncoder:
+def load_encoder(model_dir: Path, workers: int = 0) -> ItemEncoder:
     """Load the model in ``model_dir`` (imports the model stack only when needed)."""
     from cocoa.encoder import Encoder
 
-    return Encoder.from_pretrained(model_dir)
+    return Encoder.from_pretrained(model_dir, num_workers=workers)
 
 
 def load_summary(path: Path) -> Summary:
@@ -45,6 +45,8 @@ def main(
     batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size.")] = 32,
     cache: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: OUT/cache).")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Skip malformed rows instead of failing.")] = False,
+    workers: Annotated[int, typer.Option(min=0, help="Preprocessing processes beside the encoder (0: none); "
+                                                    "worth it on a GPU, where preprocessing is the bound.")] = 0,
 ) -> None:
     """Evaluate MODEL on the datasets in DATA and write scores, predictions and reports to OUT."""
     if ctx.invoked_subcommand is not None:
@@ -54,7 +56,7 @@ def main(
     names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else None
     console = Console()
     try:
-        summary = evaluate(load_encoder(model), data, out, names, images, batch_size,
+        summary = evaluate(load_encoder(model, workers), data, out, names, images, batch_size,
                            cache_dir=cache, skip_bad=skip_bad)
     except CocoaError as exc:
         console.print(f"[red]error:[/red] {exc}")
