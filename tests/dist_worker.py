@@ -33,8 +33,9 @@ from tests.train_fixtures import pairs, recipe_path, stage_overrides
 TEMPERATURE = 0.05
 LR = 1e-3
 CAPTION = "a photo of a red dress on a white background"
-#: contrastive: the whole batch at once; gradcache: chunks of 2; text_last: chunks of 2, rank 1's last all text
-CASES = ("contrastive", "gradcache", "text_last", "bridge")
+#: contrastive: the whole batch at once; gradcache: chunks of 2; text_last: chunks of 2, rank 1's last all text;
+#: partial_negatives: chunks of 2, the last query has no hard negative (rank 0's all have one)
+CASES = ("contrastive", "gradcache", "text_last", "partial_negatives", "bridge")
 RESUME_STEPS = 4
 
 
@@ -50,6 +51,13 @@ def text_last_pairs(image_dir: Path) -> list[TrainPair]:
     last = examples[-1]
     assert last.negative is not None and last.negative.image is not None
     examples[-1] = TrainPair(last.query, last.positive, Item("a sneaker next to a bag"))
+    return examples
+
+
+def partial_negative_pairs(image_dir: Path) -> list[TrainPair]:
+    """``pairs`` without the last example's hard negative."""
+    examples = pairs(image_dir)
+    examples[-1] = TrainPair(examples[-1].query, examples[-1].positive)
     return examples
 
 
@@ -77,7 +85,7 @@ def train_step(trainer: Trainer, batch: object) -> dict[str, dict[str, torch.Ten
 
 
 def contrastive_case(name: str, image_dir: Path, info: DistInfo, out: Path, parallel: str) -> dict:
-    examples = text_last_pairs(image_dir) if name == "text_last" else pairs(image_dir)
+    examples = {"text_last": text_last_pairs, "partial_negatives": partial_negative_pairs}.get(name, pairs)(image_dir)
     chunk = None if name == "contrastive" else 2
     backbone = make_backbone()
     config = ContrastiveConfig(temperature=TEMPERATURE, hard_negatives=True, gradcache_chunk=chunk)
@@ -88,6 +96,8 @@ def contrastive_case(name: str, image_dir: Path, info: DistInfo, out: Path, para
     batch = builder(examples[lo:hi], np.random.default_rng(0))
     if name == "text_last":  # the last rank's last chunk is all text; rank 0's (of two) has an image
         assert (batch.chunks[-1].pixel_values is None) == (hi == 4)
+    if name == "partial_negatives":  # the ranks disagree on whether their batch has hard negatives
+        assert batch.negative_of == tuple(i - lo for i in range(lo, hi) if i != 3)
     return train_step(trainer, batch)
 
 

@@ -17,7 +17,7 @@ from cocoa.data.collate import IGNORE_INDEX, Preprocessor
 from cocoa.data.items import Item, TrainPair
 from cocoa.data.mmeb import CaptionPair
 from cocoa.data.stages import BridgeBuilder, PretrainBuilder, WarmupBuilder
-from cocoa.objectives.contrastive import distributed_info_nce, info_nce
+from cocoa.objectives.contrastive import distributed_info_nce, info_nce, place_negatives
 from cocoa.objectives.language import choose_masked, mask_tokens, shifted_cross_entropy
 from cocoa.objectives.mae import MAEHead, merged_patch_targets
 
@@ -272,6 +272,37 @@ def test_info_nce_temperature() -> None:
     aligned = unit(4, 8)
     assert float(info_nce(aligned, aligned, 0.02)) < float(info_nce(aligned, aligned, 1.0))
     assert float(info_nce(aligned, aligned, 0.01)) < 1e-3
+
+
+def test_masked_negatives_are_left_out_of_the_candidates() -> None:
+    torch.manual_seed(3)
+    q, t, n = unit(4, 16), unit(4, 16), unit(4, 16)
+    mask = torch.tensor([True, False, True, False])
+    # a masked slot counts for nothing: the same loss as the candidate list without it
+    assert math.isclose(float(info_nce(q, t, 0.05, n, mask)), direct_nce(q, t, 0.05, n[mask]), rel_tol=1e-5)
+    assert not math.isclose(float(info_nce(q, t, 0.05, n, mask)), float(info_nce(q, t, 0.05, n)), rel_tol=1e-3)
+    # whatever it holds, and it gets no gradient
+    garbage = n.clone()
+    garbage[~mask] = q[~mask]
+    garbage.requires_grad_()
+    loss = info_nce(q, t, 0.05, garbage, mask)
+    loss.backward()
+    assert torch.allclose(loss, info_nce(q, t, 0.05, n, mask), atol=1e-6)
+    assert float(garbage.grad[~mask].abs().max()) == 0.0 and float(garbage.grad[mask].abs().max()) > 0
+    assert math.isclose(float(info_nce(q, t, 0.05, n, torch.zeros(4, dtype=torch.bool))),
+                        float(info_nce(q, t, 0.05)), rel_tol=1e-6)
+
+
+def test_place_negatives_puts_each_in_its_query_slot() -> None:
+    emb = torch.randn(2, 8, requires_grad=True)
+    negatives, mask = place_negatives(emb, (1, 3), 4)
+    assert mask.tolist() == [False, True, False, True]
+    assert torch.equal(negatives[1], emb[0]) and torch.equal(negatives[3], emb[1])
+    assert float(negatives[0].abs().max()) == 0.0 and float(negatives[2].abs().max()) == 0.0
+    negatives[3].sum().backward()
+    assert emb.grad[1].tolist() == [1.0] * 8 and emb.grad[0].tolist() == [0.0] * 8
+    none, empty = place_negatives(torch.zeros(0, 8), (), 3)
+    assert none.shape == (3, 8) and not empty.any()
 
 
 def test_distributed_info_nce_single_process_is_plain() -> None:

@@ -151,7 +151,7 @@ def test_gradcache_matches_full_batch(image_dir: Path, tmp_path: Path) -> None:
     examples = pairs(image_dir)
     full = ContrastiveBuilder(pre, hard_negatives=True, chunk=None)(examples, np.random.default_rng(0))
     chunked = ContrastiveBuilder(pre, hard_negatives=True, chunk=2)(examples, np.random.default_rng(0))
-    assert len(full.chunks) == 1 and len(chunked.chunks) == 6 and chunked.has_negatives
+    assert len(full.chunks) == 1 and len(chunked.chunks) == 6 and chunked.negative_of == (0, 1, 2, 3)
     trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, None), tmp_path)
     loss_full = trainer.contrastive_step(full)["loss"]
     g_full = grads(objective)
@@ -165,7 +165,8 @@ def reference_grads(objective: nn.Module, pairs_: PairBatch, temperature: float)
     """One autograd graph over the chunks run in order (the dropout draws GradCache replays)."""
     emb = torch.cat([objective(c) for c in pairs_.chunks]).float()
     n = pairs_.n_queries
-    loss = info_nce(emb[:n], emb[n:2 * n], temperature, emb[2 * n:] if pairs_.has_negatives else None)
+    assert pairs_.negative_of == tuple(range(n))
+    loss = info_nce(emb[:n], emb[n:2 * n], temperature, emb[2 * n:])
     loss.backward()
     return float(loss.detach()), grads(objective)
 

@@ -84,7 +84,8 @@ class ContrastiveConfig(Strict):
 
     temperature: float = Field(0.02, gt=0)
     attention: Literal["bidirectional", "causal"] = "bidirectional"
-    hard_negatives: bool = False
+    hard_negatives: bool = Field(False, description="add each row's neg_text/neg_image_path as a candidate "
+                                 "(rows without one add none)")
     gradcache_chunk: int | None = Field(None, gt=0)
 
 

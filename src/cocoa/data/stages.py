@@ -97,11 +97,15 @@ class BridgeBuilder:
 
 @dataclass
 class PairBatch:
-    """Stage 3 input: rows ``[queries; positives; negatives?]`` collated in chunks."""
+    """Stage 3 input: rows ``[queries; positives; hard negatives]`` collated in chunks.
+
+    ``negative_of`` lists the queries (by position) whose hard negatives follow the positives,
+    in order; ``None`` when hard negatives are off.
+    """
 
     chunks: list[Batch]
     n_queries: int
-    has_negatives: bool
+    negative_of: tuple[int, ...] | None
 
 
 class ContrastiveBuilder:
@@ -112,13 +116,14 @@ class ContrastiveBuilder:
 
     def __call__(self, examples: Sequence[TrainPair], rng: np.random.Generator) -> PairBatch:
         rows = [ex.query for ex in examples] + [ex.positive for ex in examples]
-        has_neg = self.hard_negatives and all(ex.negative is not None for ex in examples)
-        if has_neg:
-            rows += [ex.negative for ex in examples]  # type: ignore[misc]
+        negative_of = None
+        if self.hard_negatives:
+            negative_of = tuple(i for i, ex in enumerate(examples) if ex.negative is not None)
+            rows += [examples[i].negative for i in negative_of]  # type: ignore[misc]
         seqs = [self.pre.embedding_sequence(item) for item in rows]
         size = self.chunk or len(seqs)
         chunks = [collate(seqs[i:i + size], self.pre.ids.pad) for i in range(0, len(seqs), size)]
-        return PairBatch(chunks=chunks, n_queries=len(examples), has_negatives=has_neg)
+        return PairBatch(chunks=chunks, n_queries=len(examples), negative_of=negative_of)
 
 
 @dataclass(frozen=True)

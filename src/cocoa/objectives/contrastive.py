@@ -8,6 +8,8 @@ loss is scaled by the world size because DDP and FSDP average gradients over ran
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -29,22 +31,40 @@ def gather_with_local_grad(x: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
-def info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Tensor | None = None) -> Tensor:
+def info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Tensor | None = None,
+             negative_mask: Tensor | None = None) -> Tensor:
     """Mean InfoNCE of query i against target i, with all targets (and negatives) as candidates.
 
     All inputs are L2-normalised ``(n, d)``; ``negatives`` adds one hard negative per query
-    to every query's candidate list.
+    to every query's candidate list, and ``negative_mask`` (``(n,)`` bool) leaves out the
+    slots of queries that have none.
     """
     candidates = targets if negatives is None else torch.cat([targets, negatives])
-    logits = queries @ candidates.T / temperature
+    logits = (queries @ candidates.T / temperature).float()
+    if negatives is not None and negative_mask is not None:
+        keep = torch.cat([negative_mask.new_ones(targets.shape[0]), negative_mask])
+        logits = logits.masked_fill(~keep, float("-inf"))
     labels = torch.arange(queries.shape[0], device=queries.device)
-    return F.cross_entropy(logits.float(), labels)
+    return F.cross_entropy(logits, labels)
 
 
-def distributed_info_nce(queries: Tensor, targets: Tensor, temperature: float,
-                         negatives: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def place_negatives(embeddings: Tensor, rows: Sequence[int], n: int) -> tuple[Tensor, Tensor]:
+    """``(negatives (n, d), mask (n,))`` with the embeddings of the hard negatives of ``rows``.
+
+    Queries without a hard negative get a zero slot that ``info_nce`` masks out, so every
+    rank contributes the same shapes to the gather whichever of its rows have one.
+    """
+    index = torch.tensor(list(rows), dtype=torch.long, device=embeddings.device)
+    negatives = embeddings.new_zeros(n, embeddings.shape[1]).index_copy(0, index, embeddings)
+    mask = torch.zeros(n, dtype=torch.bool, device=embeddings.device).index_fill(0, index, True)
+    return negatives, mask
+
+
+def distributed_info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Tensor | None = None,
+                         negative_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(loss to backpropagate, global-batch loss to report)`` across all ranks."""
     q, t = gather_with_local_grad(queries), gather_with_local_grad(targets)
     n = gather_with_local_grad(negatives) if negatives is not None else None
-    loss = info_nce(q, t, temperature, n)
+    mask = gather_with_local_grad(negative_mask.to(torch.uint8)).bool() if negative_mask is not None else None
+    loss = info_nce(q, t, temperature, n, mask)
     return loss * world_size(), loss.detach()

@@ -31,7 +31,7 @@ from transformers import get_scheduler
 
 from cocoa.data.collate import Batch
 from cocoa.data.stages import PairBatch, StepDataset, passthrough
-from cocoa.objectives.contrastive import distributed_info_nce
+from cocoa.objectives.contrastive import distributed_info_nce, place_negatives
 from cocoa.recipes import ContrastiveConfig, TrainConfig
 from cocoa.train import checkpoint, fsdp
 from cocoa.train.distributed import DistInfo
@@ -154,8 +154,10 @@ class Trainer:
         n = pairs.n_queries
 
         def loss_of(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            negatives = emb[2 * n:] if pairs.has_negatives else None
-            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives)
+            if pairs.negative_of is None:
+                return distributed_info_nce(emb[:n], emb[n:2 * n], temperature)
+            negatives, mask = place_negatives(emb[2 * n:], pairs.negative_of, n)
+            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives, mask)
 
         if len(chunks) == 1:
             with self.autocast():
