@@ -84,15 +84,31 @@ def aggregate(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str,
     return table
 
 
-def markdown(table: dict[str, dict[str, tuple[float, float]]], seeds: list[int], wall: float, command: str) -> str:
-    head = "| variant | " + " | ".join(GROUPS) + " |"
-    lines = [f"Command: `{command}`", "", f"Seeds: {seeds}; wall time {wall / 60:.1f} min "
-             "(this run; finished stages are reused on a rerun).", "", head,
-             "|" + "---|" * (len(GROUPS) + 1)]
+def paired(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """Each later variant minus the first, seed by seed (they share the stage-0 model and the seed)."""
+    first, *others = results
+    return aggregate({key: [{g: run[g] - ref[g] for g in GROUPS} for run, ref in zip(results[key], results[first],
+                                                                                     strict=True)]
+                      for key in others})
+
+
+def table_lines(table: dict[str, dict[str, tuple[float, float]]], label: str, sign: str = "") -> list[str]:
+    lines = ["| " + label + " | " + " | ".join(GROUPS) + " |", "|" + "---|" * (len(GROUPS) + 1)]
     for key, row in table.items():
-        cells = " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in (row[g] for g in GROUPS))
+        cells = " | ".join(f"{m:{sign}.1f} ± {s:.1f}" for m, s in (row[g] for g in GROUPS))
         lines.append(f"| ({key}) {VARIANTS[key][0]} | {cells} |")
-    lines += ["", "Mean ± sample standard deviation over seeds of Precision@1 (%)."]
+    return lines
+
+
+def markdown(results: dict[str, list[dict[str, float]]], seeds: list[int], wall: float, command: str) -> str:
+    lines = [f"Command: `{command}`", "", f"Seeds: {seeds}; wall time {wall / 60:.1f} min "
+             "(this run; finished stages are reused on a rerun).", "",
+             *table_lines(aggregate(results), "variant"),
+             "", "Mean ± sample standard deviation over seeds of Precision@1 (%)."]
+    if len(results) > 1:
+        first = next(iter(results))
+        lines += ["", *table_lines(paired(results), f"minus ({first}), same seed", "+"), "",
+                  f"Mean ± sample standard deviation over seeds of the difference to ({first}) on the same seed."]
     return "\n".join(lines) + "\n"
 
 
@@ -144,7 +160,7 @@ def write_outputs(out: Path, results: dict[str, list[dict[str, float]]], seeds: 
     command = "python " + " ".join(sys.argv)
     (out / "ablation.json").write_text(json.dumps({"seeds": seeds, "runs": results, "wall_seconds": wall,
                                                    "command": command}, indent=2))
-    (out / "ablation.md").write_text(markdown(table, seeds, wall, command))
+    (out / "ablation.md").write_text(markdown(results, seeds, wall, command))
     plot(table, out / "ablation.png")
 
 
