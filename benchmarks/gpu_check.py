@@ -19,6 +19,14 @@ section is reported without stopping the others):
 4. ``e2e``: ``cocoa run mini`` on the GPU (MiniMMEB built from ``$COCOA_FASHION_MNIST_DIR``,
    ``$COCOA_EMOJI_FONT``, ``$COCOA_EMOJI_TEST`` where the Debian packages are absent),
    with its stage times and overall score.
+5. ``adapters``: plain LoRA against DoRA (the paper's recipes) at the published shapes,
+   one training step as ``cocoa train`` runs it, with and without activation checkpointing.
+6. ``workers``: bf16 encoding at the first shape with ``Encoder(num_workers=N)`` for several
+   N, images read from PNG files as the evaluator reads them.
+7. ``fsdp``: ``cocoa train`` with ``train.parallel=fsdp`` in one process on the GPU (NCCL,
+   FSDP2 mixed precision): stage 0 then stage 3 on a MiniMMEB folder (``--data``), the
+   same stage 0 unsharded for comparison of the losses, a ``--resume`` rerun that loads the
+   sharded checkpoint, and ``cocoa eval`` of the model FSDP saved.
 
     python benchmarks/gpu_check.py --out gpu-check
 """
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -295,6 +304,118 @@ def section_e2e(out_dir: Path, timeout: float, overrides: list[str]) -> dict:
     return result
 
 
+# ---------------------------------------------------------------- 5. adapters
+def section_adapters(device: torch.device, shapes: list[str], rows: int, repeats: int, peak: float,
+                     side: int) -> dict:
+    """Plain LoRA against DoRA (r8, every linear layer, as the paper recipes) per shape."""
+    out: dict = {}
+    for shape in shapes:
+        backbone = shaped_backbone(shape, device)
+        model = backbone.model.train()
+        batch = bridged_batch(backbone, rows, side).to(device)
+        text_params = sum(p.numel() for n, p in model.named_parameters() if ".layers." in n and "visual" not in n)
+        vision_params = sum(p.numel() for n, p in model.named_parameters() if "visual" in n)
+        tokens = int((batch.roles != Role.PAD).sum())
+        patches = int(batch.image_grid_thw.prod(-1).sum()) if batch.image_grid_thw is not None else 0
+        flops = 4 * (text_params * tokens + vision_params * patches)  # no base-weight gradients
+        for checkpointing in (True, False):
+            if checkpointing:
+                model.activation_checkpointing_enable()
+                model.enable_input_require_grads()
+            else:
+                model.activation_checkpointing_disable()
+            for dora in (False, True):
+                name = f"{shape}/{'dora' if dora else 'lora'}/bidirectional/{'ckpt' if checkpointing else 'no-ckpt'}"
+                adapted = add_lora(model, LoraConfig(dora=dora))
+                out[name] = run_guarded(measure_training, adapted, batch, "bidirectional", flops, peak, repeats)
+                print(name, out[name], flush=True)
+                model = adapted.unload()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+        del model, backbone
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return out
+
+
+# ---------------------------------------------------------------- 6. workers
+def section_workers(device: torch.device, shape: str, side: int, workers: list[int]) -> dict:
+    """Encoding items/s with preprocessing in 0..N worker processes (images from PNG files)."""
+    backbone = shaped_backbone(shape, device)
+    model = backbone.model.to(torch.bfloat16).eval()
+    folder = Path("/tmp/cocoa-gpu-images")
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(3)
+    items = []
+    for index in range(256):
+        path = folder / f"{index}.png"
+        random_image(rng, side).save(path)
+        items.append(Item("<|image_1|> Represent the given image.", str(path)))
+    items += [Item(f"a short caption number {i} about a dress") for i in range(256)]
+    out: dict = {"items": len(items), "cpu_count": os.cpu_count()}
+    for count in workers:
+        encoder = Encoder(Backbone(model=model, tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
+                                   ids=backbone.ids), EmbeddingSpec(), device=device, num_workers=count)
+        encoder.encode_items(items[:64], batch_size=64)
+        sync()
+        began = time.perf_counter()
+        encoder.encode_items(items, batch_size=64)
+        sync()
+        out[f"workers_{count}_items_per_s"] = len(items) / (time.perf_counter() - began)
+        print(shape, "workers", count, out[f"workers_{count}_items_per_s"], flush=True)
+    return out
+
+
+# ---------------------------------------------------------------- 7. fsdp
+def cocoa_command(out_dir: Path, name: str, args: list[str], timeout: float = 240.0) -> dict:
+    """Run ``python -m cocoa ARGS``; keep its log in ``out_dir`` and return its exit status and time."""
+    began = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "cocoa", *args], capture_output=True, text=True, timeout=timeout)
+    (out_dir / f"fsdp_{name}.txt").write_text(proc.stdout[-8000:] + "\n--- stderr ---\n" + proc.stderr[-8000:])
+    return {"returncode": proc.returncode, "wall_s": time.perf_counter() - began}
+
+
+def logged_losses(folder: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
+    return {row["step"]: row["loss"] for row in rows if "loss" in row}
+
+
+def section_fsdp(out_dir: Path, data: Path | None) -> dict:
+    """Stage 0 and stage 3 sharded by FSDP2 on one GPU, the unsharded stage 0, resume and eval."""
+    if data is None:
+        raise ValueError("the fsdp section needs --data (a MiniMMEB folder)")
+    root = Path("/tmp/cocoa-gpu-fsdp")
+    common = [f"data.root={data}", "train.epochs=null", "train.log_every=1", "train.save_every=10",
+              "train.warmup_steps=2", "train.batch_size=16"]
+    out: dict = {}
+    for parallel in ("fsdp", "ddp"):
+        out[f"pretrain_{parallel}"] = cocoa_command(out_dir, f"pretrain_{parallel}", [
+            "train", "builtin:tiny/pretrain", *[f"--set={x}" for x in common],
+            f"--set=train.output_dir={root / parallel / 'pretrain'}", f"--set=train.parallel={parallel}",
+            "--set=train.max_steps=20"])
+    fsdp_losses = logged_losses(root / "fsdp" / "pretrain")
+    ddp_losses = logged_losses(root / "ddp" / "pretrain")
+    out["pretrain_losses"] = {"fsdp": fsdp_losses, "unsharded": ddp_losses}
+    out["pretrain_max_abs_loss_difference"] = max(abs(fsdp_losses[k] - ddp_losses[k]) for k in ddp_losses)
+    out["pretrain_fsdp_resume"] = cocoa_command(out_dir, "pretrain_resume", [
+        "train", "builtin:tiny/pretrain", *[f"--set={x}" for x in common],
+        f"--set=train.output_dir={root / 'fsdp' / 'pretrain'}", "--set=train.parallel=fsdp",
+        "--set=train.max_steps=20", "--resume"])
+    out["contrastive_fsdp"] = cocoa_command(out_dir, "contrastive_fsdp", [
+        "train", "builtin:tiny/contrastive", *[f"--set={x}" for x in common],
+        f"--set=model.path={root / 'fsdp' / 'pretrain' / 'model'}",
+        f"--set=train.output_dir={root / 'fsdp' / 'contrastive'}", "--set=train.parallel=fsdp",
+        "--set=train.max_steps=10", "--set=contrastive.gradcache_chunk=8"])
+    out["contrastive_losses"] = logged_losses(root / "fsdp" / "contrastive")
+    out["eval"] = cocoa_command(out_dir, "eval", [
+        "eval", "--model", str(root / "fsdp" / "contrastive" / "model"), "--data", str(data),
+        "--out", str(root / "eval")])
+    summary = root / "eval" / "summary.json"
+    if summary.is_file():
+        out["eval_overall"] = json.loads(summary.read_text())["overall"]["score"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -306,6 +427,9 @@ def main() -> None:
     parser.add_argument("--e2e-timeout", type=float, default=420.0)
     parser.add_argument("--e2e-set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for every stage of `cocoa run mini` (repeatable)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 4, 8],
+                        help="preprocessing processes to compare in the workers section")
+    parser.add_argument("--data", type=Path, default=None, help="MiniMMEB folder for the fsdp section")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -324,6 +448,12 @@ def main() -> None:
                 results[section] = section_throughput(device, args.shapes, args.rows, args.repeats, peak, args.side)
             elif section == "e2e":
                 results[section] = section_e2e(args.out, args.e2e_timeout, args.e2e_set)
+            elif section == "adapters":
+                results[section] = section_adapters(device, args.shapes, args.rows, args.repeats, peak, args.side)
+            elif section == "workers":
+                results[section] = section_workers(device, args.shapes[0], args.side, args.workers)
+            elif section == "fsdp":
+                results[section] = section_fsdp(args.out, args.data)
             else:
                 raise ValueError(f"unknown section {section!r}")
         except Exception:
