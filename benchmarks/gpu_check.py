@@ -200,6 +200,15 @@ def shaped_backbone(shape: str, device: torch.device, attn: str = "sdpa") -> Bac
                     image_processor=build_image_processor(IMAGE_SIDE**2, IMAGE_SIDE**2), ids=ids)
 
 
+def training_flops(model: torch.nn.Module, batch: Batch, per_param: int) -> float:
+    """``per_param`` x parameters x positions: decoder layers over tokens, the vision tower over patches."""
+    text_params = sum(p.numel() for n, p in model.named_parameters() if ".layers." in n and "visual" not in n)
+    vision_params = sum(p.numel() for n, p in model.named_parameters() if "visual" in n)
+    tokens = int((batch.roles != Role.PAD).sum())
+    patches = int(batch.image_grid_thw.prod(-1).sum()) if batch.image_grid_thw is not None else 0
+    return per_param * (text_params * tokens + vision_params * patches)
+
+
 def train_step(model: torch.nn.Module, batch: Batch, mode: str) -> None:
     model.zero_grad(set_to_none=True)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=batch.input_ids.is_cuda):
@@ -237,11 +246,9 @@ def shape_throughput(shape: str, device: torch.device, rows: int, repeats: int, 
     out: dict = {f"{shape}/init_s": time.perf_counter() - began,
                  f"{shape}/params_b": sum(p.numel() for p in model.parameters()) / 1e9}
     batch = bridged_batch(backbone, rows, side).to(device)
-    text_params = sum(p.numel() for n, p in model.named_parameters() if ".layers." in n and "visual" not in n)
-    vision_params = sum(p.numel() for n, p in model.named_parameters() if "visual" in n)
     tokens = int((batch.roles != Role.PAD).sum())
     patches = int(batch.image_grid_thw.prod(-1).sum()) if batch.image_grid_thw is not None else 0
-    flops = 6 * (text_params * tokens + vision_params * patches)
+    flops = training_flops(model, batch, 6)
     out[f"{shape}/batch"] = {"rows": len(batch), "tokens": tokens, "padded": list(batch.input_ids.shape),
                              "patches": patches}
 
@@ -265,14 +272,19 @@ def shape_throughput(shape: str, device: torch.device, rows: int, repeats: int, 
     rng = np.random.default_rng(2)
     items = [Item("<|image_1|> Represent the given image.", random_image(rng, side)) for _ in range(256)]
     items += [Item(f"a short caption number {i} about a dress") for i in range(256)]
+    out[f"{shape}/encode_bf16_items_per_s"] = encoding_rate(encoder, items)
+    print(shape, "encode items/s", out[f"{shape}/encode_bf16_items_per_s"], flush=True)
+    return out
+
+
+def encoding_rate(encoder: Encoder, items: list[Item]) -> float:
+    """Items per second of ``encode_items`` in batches of 64, after one warm-up batch."""
     encoder.encode_items(items[:64], batch_size=64)
     sync()
     began = time.perf_counter()
     encoder.encode_items(items, batch_size=64)
     sync()
-    out[f"{shape}/encode_bf16_items_per_s"] = len(items) / (time.perf_counter() - began)
-    print(shape, "encode items/s", out[f"{shape}/encode_bf16_items_per_s"], flush=True)
-    return out
+    return len(items) / (time.perf_counter() - began)
 
 
 def run_guarded(fn: Callable[..., dict], *args: object) -> dict:
@@ -313,11 +325,7 @@ def section_adapters(device: torch.device, shapes: list[str], rows: int, repeats
         backbone = shaped_backbone(shape, device)
         model = backbone.model.train()
         batch = bridged_batch(backbone, rows, side).to(device)
-        text_params = sum(p.numel() for n, p in model.named_parameters() if ".layers." in n and "visual" not in n)
-        vision_params = sum(p.numel() for n, p in model.named_parameters() if "visual" in n)
-        tokens = int((batch.roles != Role.PAD).sum())
-        patches = int(batch.image_grid_thw.prod(-1).sum()) if batch.image_grid_thw is not None else 0
-        flops = 4 * (text_params * tokens + vision_params * patches)  # no base-weight gradients
+        flops = training_flops(model, batch, 4)  # no base-weight gradients
         for checkpointing in (True, False):
             if checkpointing:
                 model.activation_checkpointing_enable()
@@ -356,12 +364,7 @@ def section_workers(device: torch.device, shape: str, side: int, workers: list[i
     for count in workers:
         encoder = Encoder(Backbone(model=model, tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
                                    ids=backbone.ids), EmbeddingSpec(), device=device, num_workers=count)
-        encoder.encode_items(items[:64], batch_size=64)
-        sync()
-        began = time.perf_counter()
-        encoder.encode_items(items, batch_size=64)
-        sync()
-        out[f"workers_{count}_items_per_s"] = len(items) / (time.perf_counter() - began)
+        out[f"workers_{count}_items_per_s"] = encoding_rate(encoder, items)
         print(shape, "workers", count, out[f"workers_{count}_items_per_s"], flush=True)
     return out
 
