@@ -218,6 +218,7 @@ def train_step(model: torch.nn.Module, batch: Batch, mode: str) -> None:
 
 def measure_training(model: torch.nn.Module, batch: Batch, mode: str, flops_per_step: float, peak: float,
                      repeats: int) -> dict:
+    model.zero_grad(set_to_none=True)  # gradients left by the previous setting would count in its peak
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     seconds = timed(lambda: train_step(model, batch, mode), repeats)

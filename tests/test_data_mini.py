@@ -8,7 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from cocoa.cli import app
 from cocoa.data.items import IMAGE_PLACEHOLDER
 from cocoa.data.leaks import check_leaks
 from cocoa.data.mini import META_TASKS, Manifest, build_mini, write_readme_table
@@ -144,3 +146,18 @@ def test_no_leaks_in_build_and_planted_leaks_found(mini, tmp_path):
     leaks = check_leaks(copy)
     assert any("FashionMNIST.parquet row 0" in leak and "planted.png" in leak for leak in leaks)
     assert any("EmojiT2I.parquet row 3: query text" in leak for leak in leaks)
+
+
+def test_cli_passes_pool_and_grounding_sizes(tmp_path):
+    out = tmp_path / "cli-mini"
+    result = CliRunner().invoke(app, ["data", "mini", "--out", str(out), "--queries", "5", "--pool", "7",
+                                      "--grounding-candidates", "6", "--train-size", "8"])
+    assert result.exit_code == 0, result.output
+    manifest = Manifest.from_json((out / "manifest.json").read_text())
+    assert manifest.params == {"queries": 5, "pool": 7, "train_size": 8, "grounding_candidates": 6}
+    info = {d.name: d for d in manifest.datasets}
+    assert info["SceneT2I"].min_candidates == info["SceneT2I"].max_candidates == 7
+    assert info["SceneGrounding"].max_candidates == 6
+    refused = CliRunner().invoke(app, ["data", "mini", "--out", str(tmp_path / "bad"), "--pool", "1"])
+    assert refused.exit_code != 0 and "--pool" in refused.output
+    assert not (tmp_path / "bad").exists()

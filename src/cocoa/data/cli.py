@@ -24,15 +24,18 @@ def main() -> None:
 @app.command()
 def mini(out: Annotated[Path, typer.Option("--out", help="Output folder.")],
          seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
-         queries: Annotated[int, typer.Option(help="Queries per eval dataset.")] = 1000,
-         train_size: Annotated[int, typer.Option(help="Rows per train subset.")] = 2000,
+         queries: Annotated[int, typer.Option(min=1, help="Queries per eval dataset.")] = 1000,
+         pool: Annotated[int, typer.Option(min=2, help="Candidates per retrieval query.")] = 1000,
+         grounding_candidates: Annotated[int, typer.Option(min=2, help="Candidates per grounding query.")] = 100,
+         train_size: Annotated[int, typer.Option(min=1, help="Rows per train subset.")] = 2000,
          force: Annotated[bool, typer.Option("--force", help="Rebuild even if a complete build exists.")] = False,
          ) -> None:
     """Build MiniMMEB into OUT and print its datasets."""
     console = Console()
     start = time.perf_counter()
     try:
-        manifest = build_mini(out, seed=seed, queries=queries, train_size=train_size, force=force)
+        manifest = build_mini(out, seed=seed, queries=queries, pool=pool, train_size=train_size,
+                              grounding_candidates=grounding_candidates, force=force)
     except CocoaError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
