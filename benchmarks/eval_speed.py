@@ -24,8 +24,9 @@ from rich.table import Table
 from cocoa.data.items import EvalDataset, Item
 from cocoa.data.mmeb import list_eval_datasets, read_eval_dataset
 from cocoa.evaluate.cli import load_encoder
+from cocoa.evaluate.plan import select_datasets
 from cocoa.evaluate.registry import resolve_benchmark
-from cocoa.evaluate.runner import ItemEncoder, evaluate, select_datasets
+from cocoa.evaluate.runner import ItemEncoder, evaluate
 from cocoa.evaluate.summary import Summary
 
 

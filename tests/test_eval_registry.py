@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from cocoa.errors import DataError
-from cocoa.evaluate.registry import MMEB_V1, load_manifest, resolve_benchmark
+from cocoa.errors import ConfigError, DataError
+from cocoa.evaluate.registry import MMEB_V1, MMEB_V2, load_manifest, resolve_benchmark
 
 
 def test_mmeb_v1_has_the_36_datasets_with_their_groups() -> None:
@@ -42,3 +42,18 @@ def test_manifest_with_a_bad_meta_task_is_refused(tmp_path) -> None:
     path.write_text(json.dumps({"datasets": {"X": {"meta_task": "ranking", "split": "IND"}}}))
     with pytest.raises(DataError, match="meta_task"):
         load_manifest(path)
+
+
+def test_mmeb_v2_has_the_78_tasks_and_is_chosen_by_name_or_by_a_v2_only_dataset(tmp_path) -> None:
+    names = MMEB_V2.names()
+    assert len(names) == len(set(names)) == 78
+    assert names[:36] == MMEB_V1.names()
+    assert Counter(i.meta_task for i in MMEB_V2.datasets if i.name not in MMEB_V1.names()) == {
+        "video_classification": 5, "video_qa": 5, "video_retrieval": 5, "moment_retrieval": 3, "visdoc": 24}
+    assert {i.metric for i in MMEB_V2.datasets if i.meta_task == "visdoc"} == {"ndcg@5"}
+    assert MMEB_V2.get("ImageNet-A").split == "OOD" and MMEB_V2.get("VisRAG_PlotQA").split is None
+    assert resolve_benchmark(tmp_path, ["ImageNet-1K", "Mine"]) is MMEB_V1
+    assert resolve_benchmark(tmp_path, ["ImageNet-1K", "ViDoRe_docvqa"]) is MMEB_V2
+    assert resolve_benchmark(tmp_path, ["ImageNet-1K"], "mmeb-v2") is MMEB_V2
+    with pytest.raises(ConfigError, match="unknown benchmark 'MMEB-V3'"):
+        resolve_benchmark(tmp_path, [], "MMEB-V3")

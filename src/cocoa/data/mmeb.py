@@ -3,7 +3,9 @@
 Accepted layouts: a single parquet (or jsonl, for train) file; a MiniMMEB folder (``eval/``,
 ``train/``, ``pretrain/``); the Hugging Face datasets layout (``<root>/<name>/test-*.parquet`` for
 eval, ``<root>/<subset>/<split>-*.parquet`` or ``<root>/<subset>/<split>/*.parquet`` for train).
-Texts are kept verbatim; image paths become absolute (``image_root / path``).
+Texts are kept verbatim; image paths become absolute (``image_root / path``). The instruction-split
+eval variant (``qry_inst`` / ``tgt_inst``) is read in one of the formats of :mod:`cocoa.data.instruct`;
+the MMEB-V2 visual-document layout (corpus / queries / qrels) is read by :mod:`cocoa.data.visdoc`.
 
 Bad rows raise :class:`DataError` naming file, row and field. With ``skip_bad=True`` they are
 skipped, logged, and counted in the result's ``skipped`` attribute.
@@ -27,6 +29,7 @@ from PIL import Image
 
 from cocoa.data.columns import CODED_STRING, Strings, entry_rows, first_appearance_ids, list_lengths, padded
 from cocoa.data.images import MAX_IMAGE_PIXELS
+from cocoa.data.instruct import INSTRUCTION_FIELDS, apply_format
 from cocoa.data.items import EvalDataset, Item, TrainPair
 from cocoa.errors import DataError
 
@@ -205,29 +208,40 @@ def _eval_files(path: Path, name: str | None) -> list[Path]:
 
 
 def list_eval_datasets(root: Path) -> list[str]:
-    """Dataset names under ``root``: a MiniMMEB folder, a folder of parquet files, or the HF layout."""
+    """Dataset names under ``root``: a MiniMMEB folder, a folder of parquet files, or the HF layout
+    (a dataset folder holding parquet files, or ``corpus`` / ``queries`` / ``qrels`` parts)."""
     root = Path(root)
     folder = root / "eval" if (root / "eval").is_dir() else root
     names = {file.stem for file in folder.glob("*.parquet")}
-    names |= {sub.name for sub in folder.iterdir() if sub.is_dir() and any(sub.glob("*.parquet"))}
+    names |= {sub.name for sub in folder.iterdir()
+              if sub.is_dir() and (any(sub.glob("*.parquet")) or is_visdoc_folder(sub))}
     return sorted(names)
 
 
+def is_visdoc_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a dataset in the visual-document layout (``corpus``, ``queries``, ``qrels``)."""
+    return all(any(Path(folder).glob(f"{part}/*.parquet")) or (Path(folder) / f"{part}.parquet").is_file()
+               for part in ("corpus", "queries", "qrels"))
+
+
 def read_eval_dataset(path: Path, name: str | None, image_root: Path, *, skip_bad: bool = False,
-                      check_images: bool = True, max_pixels: int = MAX_IMAGE_PIXELS) -> LoadedEvalDataset:
+                      check_images: bool = True, max_pixels: int = MAX_IMAGE_PIXELS,
+                      instruction_format: str | None = None) -> LoadedEvalDataset:
     """Read one MMEB-eval dataset (gold candidate first in every row), each distinct item once.
 
-    ``path`` is a parquet file, a dataset folder, or a root holding ``name``.
+    ``path`` is a parquet file, a dataset folder, or a root holding ``name``. Files with
+    ``qry_inst`` / ``tgt_inst`` are the instruction-split variant, read in ``instruction_format``.
     """
     checker = _ImageChecker(image_root, check_images, max_pixels)
     parts: list[_EvalColumns] = []
     skipped = 0
+    dataset_name = name or (Path(path).stem if Path(path).is_file() else Path(path).name)
     for file in _eval_files(path, name):
-        columns, bad = _good_eval_rows(_eval_columns(file), checker, str(file), skip_bad)
+        columns, bad = _good_eval_rows(_eval_columns(file, dataset_name, instruction_format), checker, str(file),
+                                       skip_bad)
         parts.append(columns)
         skipped += bad
     items, queries, candidates = _index_eval_items(_EvalColumns.concat(parts), checker)
-    dataset_name = name or (Path(path).stem if Path(path).is_file() else Path(path).name)
     return LoadedEvalDataset(dataset_name, items, queries, candidates, str(path), skipped)
 
 
@@ -267,14 +281,23 @@ class _EvalColumns:
                             Strings.concat([p.text for p in parts]), Strings.concat([p.image for p in parts]))
 
 
-def _eval_columns(file: Path) -> _EvalColumns:
-    """The eval fields of ``file`` as string codes.
+def _eval_columns(file: Path, dataset_name: str, instruction_format: str | None) -> _EvalColumns:
+    """The eval fields of ``file`` as string codes (instructions put back for the instruction-split variant).
 
     A candidate field that cannot be read as lists reads as null lists, rejected row by row.
     """
-    table = _read_table(file, EVAL_FIELDS)
-    _check_fields(set(table.column_names), EVAL_FIELDS, (), str(file), None)
-    columns = {field: _coded_column(table, field, kind, str(file)) for field, kind in EVAL_TYPES.items()}
+    table = _read_table(file, EVAL_FIELDS + INSTRUCTION_FIELDS)
+    split = any(field in table.column_names for field in INSTRUCTION_FIELDS)
+    fields = EVAL_FIELDS + INSTRUCTION_FIELDS if split else EVAL_FIELDS
+    _check_fields(set(table.column_names), fields, (), str(file), None)
+    types = {**EVAL_TYPES, **dict.fromkeys(INSTRUCTION_FIELDS, CODED_STRING)}
+    columns = {field: _coded_column(table, field, types[field], str(file)) for field in fields}
+    if split:
+        if instruction_format is None:
+            raise DataError(f"instruction-split file of dataset {dataset_name!r} needs an instruction format "
+                            "(known names have one; give others 'instruction_format' in a dataset card)",
+                            file=str(file), field="qry_inst")
+        columns = apply_format(columns, instruction_format, dataset_name)
     text_counts, image_counts = list_lengths(columns["tgt_text"]), list_lengths(columns["tgt_img_path"])
     shaped = text_counts == image_counts
     text = Strings.of(pc.list_flatten(columns["tgt_text"])).take(shaped[entry_rows(text_counts)])

@@ -1,15 +1,29 @@
-"""Which datasets make up a benchmark, with their meta-task and IND/OOD split."""
+"""Which datasets make up a benchmark, with their meta-task, IND/OOD split and metric.
+
+MMEB-V1 names and groups: TIGER-Lab/MMEB-eval and the VLM2Vec paper (see docs/mmeb.md).
+MMEB-V2 names, their order and the per-modality metric (``hit@1`` for image and video,
+``ndcg_linear@5`` for visual documents): ``modality2dataset`` / ``modality2metric`` in
+``experiments/report_score_v2.py`` of github.com/TIGER-AI-Lab/VLM2Vec. The V2 meta-task of each
+image dataset is its V1 one; the video meta-tasks follow the order of that list (5 classification,
+5 QA, 5 retrieval, 3 moment retrieval, the counts the MMEB-V2 paper gives); all 24 visual-document
+tasks form one meta-task.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from cocoa.errors import DataError
+from cocoa.errors import ConfigError, DataError
 
-META_TASKS = ("classification", "vqa", "retrieval", "grounding")
+META_TASKS = ("classification", "vqa", "retrieval", "grounding", "visdoc", "video_classification", "video_qa",
+              "video_retrieval", "moment_retrieval", "other")
+VIDEO_META_TASKS = ("video_classification", "video_qa", "video_retrieval", "moment_retrieval")
 SPLITS = ("IND", "OOD")
+#: Scores a dataset can be reported by: Precision@1 (= hit@1) or linear-gain NDCG@5, both in percent.
+METRICS = ("hit@1", "ndcg@5")
 MANIFEST_NAME = "manifest.json"
 
 
@@ -19,7 +33,8 @@ class DatasetInfo:
 
     name: str
     meta_task: str
-    split: str
+    split: str | None
+    metric: str = "hit@1"
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,10 @@ def _table(meta_task: str, ind: str, ood: str) -> list[DatasetInfo]:
             + [DatasetInfo(name, meta_task, "OOD") for name in ood.split()])
 
 
+def _unsplit(meta_task: str, names: str, metric: str = "hit@1") -> list[DatasetInfo]:
+    return [DatasetInfo(name, meta_task, None, metric) for name in names.split()]
+
+
 #: The 36 datasets of MMEB-V1 (names as in the TIGER-Lab/MMEB-eval configs).
 MMEB_V1 = Benchmark("MMEB-V1", tuple(
     _table("classification", "ImageNet-1K N24News HatefulMemes VOC2007 SUN397",
@@ -53,6 +72,25 @@ MMEB_V1 = Benchmark("MMEB-V1", tuple(
              "FashionIQ Wiki-SS-NQ OVEN EDIS")
     + _table("grounding", "MSCOCO", "RefCOCO RefCOCO-Matching Visual7W-Pointing")
 ))
+
+#: The 78 tasks of MMEB-V2: the 36 image tasks of V1 (same splits), 18 video and 24 visual-document tasks.
+MMEB_V2 = Benchmark("MMEB-V2", MMEB_V1.datasets + tuple(
+    _unsplit("video_classification", "K700 SmthSmthV2 HMDB51 UCF101 Breakfast")
+    + _unsplit("video_qa", "MVBench Video-MME NExTQA EgoSchema ActivityNetQA")
+    + _unsplit("video_retrieval", "DiDeMo MSR-VTT MSVD VATEX YouCook2")
+    + _unsplit("moment_retrieval", "QVHighlight Charades-STA MomentSeeker")
+    + _unsplit("visdoc", "ViDoRe_arxivqa ViDoRe_docvqa ViDoRe_infovqa ViDoRe_tabfquad ViDoRe_tatdqa "
+                         "ViDoRe_shiftproject ViDoRe_syntheticDocQA_artificial_intelligence "
+                         "ViDoRe_syntheticDocQA_energy ViDoRe_syntheticDocQA_government_reports "
+                         "ViDoRe_syntheticDocQA_healthcare_industry ViDoRe_esg_reports_human_labeled_v2 "
+                         "ViDoRe_biomedical_lectures_v2_multilingual ViDoRe_economics_reports_v2_multilingual "
+                         "ViDoRe_esg_reports_v2_multilingual VisRAG_ArxivQA VisRAG_ChartQA VisRAG_MP-DocVQA "
+                         "VisRAG_SlideVQA VisRAG_InfoVQA VisRAG_PlotQA ViDoSeek-page ViDoSeek-doc "
+                         "MMLongBench-page MMLongBench-doc", "ndcg@5")
+))
+
+#: Known benchmarks by name, as ``--benchmark`` takes them.
+BENCHMARKS = {"MMEB-V1": MMEB_V1, "MMEB-V2": MMEB_V2}
 
 
 def _dataset_from_manifest(entry: object, name: str | None, file: str) -> DatasetInfo:
@@ -88,7 +126,17 @@ def load_manifest(path: Path) -> Benchmark:
     return Benchmark(str(manifest.get("name") or manifest.get("benchmark") or "MiniMMEB"), tuple(datasets))
 
 
-def resolve_benchmark(data_dir: Path) -> Benchmark:
-    """The benchmark of a data folder: its ``manifest.json`` if present, else MMEB-V1."""
+def resolve_benchmark(data_dir: Path, available: Collection[str] = (), name: str | None = None) -> Benchmark:
+    """The benchmark of a data folder: ``name`` if given (see :data:`BENCHMARKS`), else its
+    ``manifest.json`` if present, else MMEB-V2 when one of the ``available`` datasets is in V2 but
+    not V1, else MMEB-V1."""
+    if name is not None:
+        for key, benchmark in BENCHMARKS.items():
+            if key.lower() == name.lower():
+                return benchmark
+        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
     manifest = Path(data_dir) / MANIFEST_NAME
-    return load_manifest(manifest) if manifest.is_file() else MMEB_V1
+    if manifest.is_file():
+        return load_manifest(manifest)
+    v1 = set(MMEB_V1.names())
+    return MMEB_V2 if any(MMEB_V2.get(d) is not None and d not in v1 for d in available) else MMEB_V1

@@ -12,11 +12,16 @@ from rich.table import Table
 
 from cocoa.evaluate import files
 from cocoa.evaluate.registry import META_TASKS
-from cocoa.evaluate.summary import GroupScore, Summary
+from cocoa.evaluate.summary import DatasetScore, GroupScore, Summary
 
 TASK_LABELS = {"classification": "Classification", "vqa": "VQA", "retrieval": "Retrieval",
-               "grounding": "Grounding"}
-TASK_COLOURS = {"classification": "#4C72B0", "vqa": "#DD8452", "retrieval": "#55A868", "grounding": "#C44E52"}
+               "grounding": "Grounding", "visdoc": "Visual documents", "video_classification": "Video classification",
+               "video_qa": "Video QA", "video_retrieval": "Video retrieval", "moment_retrieval": "Moment retrieval",
+               "other": "Other"}
+TASK_COLOURS = {"classification": "#4C72B0", "vqa": "#DD8452", "retrieval": "#55A868", "grounding": "#C44E52",
+                "visdoc": "#8172B3", "video_classification": "#937860", "video_qa": "#DA8BC3",
+                "video_retrieval": "#8C8C8C", "moment_retrieval": "#CCB974", "other": "#64B5CD"}
+METRIC_LABELS = {"hit@1": "Precision@1", "ndcg@5": "NDCG@5"}
 
 
 def format_group(group: GroupScore | None) -> str:
@@ -49,12 +54,29 @@ def summary_markdown(summary: Summary) -> str:
     groups = _groups(summary)
     lines += ["| " + " | ".join(_label(label, summary.complete) for label in groups) + " |",
               "|" + "---|" * len(groups),
-              "| " + " | ".join(format_group(group) for group in groups.values()) + " |", "",
-              "Precision@1 in percent. Overall, IND and OOD are means over datasets (not over meta-tasks).", "",
-              "| Dataset | Meta-task | Split | Precision@1 |", "|---|---|---|---|"]
-    lines += [f"| {name} | {TASK_LABELS.get(d.meta_task, d.meta_task)} | {d.split} | {d.score:.2f} |"
-              for name, d in summary.datasets.items()]
+              "| " + " | ".join(format_group(group) for group in groups.values()) + " |", ""]
+    mixed = any(d.metric != "hit@1" for d in (*summary.datasets.values(), *summary.extra.values()))
+    if mixed:
+        lines += ["Scores in percent: Precision@1 (hit@1) or NDCG@5 (linear gain), as the Metric column says. "
+                  "Overall, IND and OOD are means over datasets (not over meta-tasks).", ""]
+    else:
+        lines += ["Precision@1 in percent. Overall, IND and OOD are means over datasets (not over meta-tasks).", ""]
+    lines += _dataset_lines(summary.datasets, mixed)
+    if summary.extra:
+        lines += ["", f"## Not in {summary.benchmark} (reported apart, in none of the means above)", ""]
+        lines += _dataset_lines(summary.extra, mixed)
     return "\n".join(lines) + "\n"
+
+
+def _dataset_lines(datasets: dict[str, DatasetScore], with_metric: bool) -> list[str]:
+    """A markdown table of datasets (with a Metric column when metrics differ)."""
+    if with_metric:
+        lines = ["| Dataset | Meta-task | Split | Metric | Score |", "|---|---|---|---|---|"]
+        return lines + [f"| {name} | {TASK_LABELS.get(d.meta_task, d.meta_task)} | {d.split or '-'} | "
+                        f"{METRIC_LABELS.get(d.metric, d.metric)} | {d.score:.2f} |" for name, d in datasets.items()]
+    lines = ["| Dataset | Meta-task | Split | Precision@1 |", "|---|---|---|---|"]
+    return lines + [f"| {name} | {TASK_LABELS.get(d.meta_task, d.meta_task)} | {d.split or '-'} | {d.score:.2f} |"
+                    for name, d in datasets.items()]
 
 
 def score_chart(summary: Summary) -> bytes:
@@ -69,7 +91,8 @@ def score_chart(summary: Summary) -> bytes:
     axes.bar_label(bars, fmt="%.1f", fontsize=7)
     axes.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=8)
     axes.set_ylim(0, 105)
-    axes.set_ylabel("Precision@1 (%)")
+    metrics = {d.metric for d in summary.datasets.values()}
+    axes.set_ylabel("Precision@1 (%)" if metrics <= {"hit@1"} else "Score (%): Precision@1 or NDCG@5")
     handles = [Patch(color=TASK_COLOURS[task], label=TASK_LABELS[task])
                for task in META_TASKS if task in summary.meta_tasks]
     if summary.overall.score is not None:
@@ -93,13 +116,25 @@ def write_reports(summary: Summary, out_dir: Path) -> None:
 def summary_table(summary: Summary) -> Table:
     """A rich table of one summary: group means, then datasets."""
     title = summary.benchmark if summary.complete else f"{summary.benchmark} (PARTIAL)"
-    table = Table("", "Precision@1", title=title)
+    mixed = any(d.metric != "hit@1" for d in (*summary.datasets.values(), *summary.extra.values()))
+    table = Table("", "Score" if mixed else "Precision@1", title=title)
     for label, group in _groups(summary).items():
         table.add_row(_label(label, summary.complete), format_group(group))
     table.add_section()
     for name, dataset in summary.datasets.items():
-        table.add_row(name, f"{dataset.score:.2f}")
+        table.add_row(name, _score_cell(dataset))
+    if summary.extra:
+        table.add_section()
+        table.add_row(f"[bold]not in {summary.benchmark}[/bold]", "")
+        for name, dataset in summary.extra.items():
+            table.add_row(f"{name} ({TASK_LABELS.get(dataset.meta_task, dataset.meta_task)})", _score_cell(dataset))
     return table
+
+
+def _score_cell(dataset: DatasetScore) -> str:
+    """``61.20``, or ``61.20 NDCG@5`` for a dataset not scored by Precision@1."""
+    text = f"{dataset.score:.2f}"
+    return text if dataset.metric == "hit@1" else f"{text} {METRIC_LABELS.get(dataset.metric, dataset.metric)}"
 
 
 def _delta(a: float | None, b: float | None) -> str:
@@ -107,11 +142,12 @@ def _delta(a: float | None, b: float | None) -> str:
 
 
 def compare_table(a: Summary, b: Summary, labels: tuple[str, str] = ("A", "B")) -> Table:
-    """Side by side: per dataset and per group, ``A``, ``B`` and ``B - A``."""
+    """Side by side: per dataset (extras included) and per group, ``A``, ``B`` and ``B - A``."""
     table = Table("", labels[0], labels[1], "Delta", title=f"{a.benchmark} vs {b.benchmark}")
-    names = list(a.datasets) + [name for name in b.datasets if name not in a.datasets]
+    scores_a, scores_b = {**a.datasets, **a.extra}, {**b.datasets, **b.extra}
+    names = list(scores_a) + [name for name in scores_b if name not in scores_a]
     for name in names:
-        da, db = a.datasets.get(name), b.datasets.get(name)
+        da, db = scores_a.get(name), scores_b.get(name)
         table.add_row(name, f"{da.score:.2f}" if da else "-", f"{db.score:.2f}" if db else "-",
                       _delta(da.score if da else None, db.score if db else None))
     table.add_section()

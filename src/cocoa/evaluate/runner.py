@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -13,11 +13,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cocoa.data.items import EvalDataset, Item
-from cocoa.data.mmeb import list_eval_datasets, read_eval_dataset
-from cocoa.errors import ConfigError
+from cocoa.data.mmeb import list_eval_datasets
+from cocoa.data.visdoc import CorpusDataset
 from cocoa.evaluate import files
 from cocoa.evaluate.cache import EmbeddingCache
-from cocoa.evaluate.registry import Benchmark, resolve_benchmark
+from cocoa.evaluate.cards import Card
+from cocoa.evaluate.plan import plan, read_dataset
+from cocoa.evaluate.ranking import Rankings, rank_corpus
+from cocoa.evaluate.registry import Benchmark, DatasetInfo
 from cocoa.evaluate.report import write_reports
 from cocoa.evaluate.scoring import Predictions, precision_at_1, score_rows
 from cocoa.evaluate.summary import Summary, summarize
@@ -48,31 +51,19 @@ class DatasetResult:
     """The outcome of one dataset: predictions plus how many items were encoded or cached."""
 
     name: str
-    predictions: Predictions
+    predictions: Predictions | Rankings
     unique_items: int
     encoded: int
     cache_hits: int
     seconds: float
+    metric: str = "hit@1"
 
     @property
     def score(self) -> float:
-        """Precision@1 in percent."""
+        """The dataset's score by ``metric``, in percent (Precision@1 for rows with their own candidates)."""
+        if isinstance(self.predictions, Rankings):
+            return self.predictions.score(self.metric)
         return precision_at_1(self.predictions)
-
-
-def select_datasets(benchmark: Benchmark, available: Collection[str], wanted: Sequence[str] | None) -> list[str]:
-    """The datasets to run, in benchmark order: ``wanted`` or every available one of the benchmark."""
-    if wanted is None:
-        names = [name for name in benchmark.names() if name in available]
-        if not names:
-            raise ConfigError(f"no dataset of {benchmark.name} found; found: {sorted(available) or 'nothing'}")
-        return names
-    for name in wanted:
-        if benchmark.get(name) is None:
-            raise ConfigError(f"{name!r} is not a dataset of {benchmark.name}")
-        if name not in available:
-            raise ConfigError(f"dataset {name!r} not found in the data folder; found: {sorted(available)}")
-    return [name for name in benchmark.names() if name in set(wanted)]
 
 
 def _encode_missing(encoder: ItemEncoder, name: str, items: Sequence[Item], cache: EmbeddingCache,
@@ -91,16 +82,23 @@ def _encode_missing(encoder: ItemEncoder, name: str, items: Sequence[Item], cach
     return len(missing)
 
 
-def run_dataset(encoder: ItemEncoder, dataset: EvalDataset, cache: EmbeddingCache, *, batch_size: int = 32,
-                show_progress: bool = False) -> DatasetResult:
-    """Encode each unique item of ``dataset`` once (or take it from ``cache``) and score every row."""
+def run_dataset(encoder: ItemEncoder, dataset: EvalDataset | CorpusDataset, cache: EmbeddingCache, *,
+                batch_size: int = 32, show_progress: bool = False, metric: str = "hit@1") -> DatasetResult:
+    """Encode each unique item of ``dataset`` once (or take it from ``cache``) and score every row
+    against its candidates, or every query against the corpus of a :class:`CorpusDataset`."""
     started = time.perf_counter()
     items = dataset.items
     encoded = _encode_missing(encoder, dataset.name, items, cache, batch_size, show_progress)
     embeddings = cache.get([item.key() for item in items])
-    predictions = score_rows(embeddings, dataset.queries, dataset.candidates)
+    if isinstance(dataset, CorpusDataset):
+        predictions: Predictions | Rankings = rank_corpus(embeddings, dataset.queries, dataset.corpus,
+                                                          dataset.rel_ptr, dataset.rel_doc, dataset.rel_gain)
+    else:
+        if metric != "hit@1":
+            raise ValueError(f"rows with their own candidates are scored by hit@1, not {metric}")
+        predictions = score_rows(embeddings, dataset.queries, dataset.candidates)
     return DatasetResult(dataset.name, predictions, len(items), encoded, len(items) - encoded,
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, metric)
 
 
 def score_path(out_dir: Path, name: str) -> Path:
@@ -109,26 +107,36 @@ def score_path(out_dir: Path, name: str) -> Path:
 
 
 def read_score(out_dir: Path, name: str, fingerprint: str) -> float | None:
-    """The stored Precision@1 of ``name`` if its score file matches ``fingerprint``, else ``None``."""
+    """The stored score of ``name`` if its score file matches ``fingerprint``, else ``None``."""
     try:
         record = json.loads(score_path(out_dir, name).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
     if not isinstance(record, dict) or record.get("fingerprint") != fingerprint:
         return None
-    return float(record["precision_at_1"])
+    return float(record["score"] if "score" in record else record["precision_at_1"])
 
 
-def _write_dataset(out_dir: Path, result: DatasetResult, benchmark: Benchmark, fingerprint: str,
-                   dataset: EvalDataset) -> None:
+def _metric_fields(result: DatasetResult) -> dict[str, object]:
+    """The score file's metric entries: Precision@1 and hits for rows, NDCG@5 and hit@1 for a corpus."""
+    predictions = result.predictions
+    if isinstance(predictions, Rankings):
+        return {f"ndcg_linear@{predictions.k}": predictions.score(f"ndcg@{predictions.k}"),
+                "hit@1": predictions.score("hit@1")}
+    return {"precision_at_1": result.score, "correct": int(predictions.correct.sum())}
+
+
+def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benchmark: Benchmark,
+                   fingerprint: str, dataset: EvalDataset | CorpusDataset) -> None:
     """Write predictions, then the score file (its presence marks the dataset as finished)."""
-    info = benchmark.get(result.name)
     source, skipped = dataset.source, getattr(dataset, "skipped", 0)
-    files.write_jsonl(out_dir / f"{result.name}_pred.jsonl", result.predictions.records())
+    records = (result.predictions.records(dataset.doc_ids) if isinstance(result.predictions, Rankings)
+               else result.predictions.records())
+    files.write_jsonl(out_dir / f"{result.name}_pred.jsonl", records)
     files.write_json(score_path(out_dir, result.name), {
-        "dataset": result.name, "benchmark": benchmark.name,
-        "meta_task": info.meta_task if info else None, "split": info.split if info else None,
-        "precision_at_1": result.score, "correct": int(result.predictions.correct.sum()),
+        "dataset": result.name, "benchmark": benchmark.name if benchmark.get(result.name) else None,
+        "meta_task": info.meta_task, "split": info.split, "metric": result.metric, "score": result.score,
+        **_metric_fields(result),
         "n_queries": len(result.predictions), "unique_items": result.unique_items,
         "encoded": result.encoded, "cache_hits": result.cache_hits,
         "skipped_rows": skipped, "seconds": round(result.seconds, 3), "fingerprint": fingerprint,
@@ -138,19 +146,21 @@ def _write_dataset(out_dir: Path, result: DatasetResult, benchmark: Benchmark, f
 
 def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequence[str] | None = None,
              image_root: Path | None = None, batch_size: int = 32, *, cache_dir: Path | None = None,
-             skip_bad: bool = False, show_progress: bool = True) -> Summary:
-    """Evaluate ``encoder`` on the benchmark in ``data_dir``, writing results to ``out_dir``.
+             skip_bad: bool = False, show_progress: bool = True, benchmark: str | None = None,
+             dataset_info: Mapping[str, Card] | None = None) -> Summary:
+    """Evaluate ``encoder`` on the datasets in ``data_dir``, writing results to ``out_dir``.
 
+    The benchmark and the groups of datasets outside it come from :func:`cocoa.evaluate.plan.plan`
+    (``benchmark`` names MMEB-V1 or MMEB-V2; ``dataset_info`` gives cards by dataset name).
     Datasets whose score file already holds this encoder's fingerprint are skipped, so an
     interrupted run resumes at the first unfinished one. The summary covers every dataset of
     the benchmark scored in ``out_dir`` with this fingerprint and is flagged incomplete when
-    any is missing. Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``).
-    Images resolve against ``image_root`` (default ``data_dir/images`` if present, else ``data_dir``).
+    any is missing; datasets outside the benchmark are reported apart (``Summary.extra``).
+    Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``). Images resolve against
+    ``image_root`` (default ``data_dir/images`` if present, else ``data_dir``).
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    benchmark = resolve_benchmark(data_dir)
-    available = list_eval_datasets(data_dir)
-    names = select_datasets(benchmark, available, datasets)
+    chosen = plan(data_dir, list_eval_datasets(data_dir), datasets, benchmark, dataset_info)
     if image_root is None:
         image_root = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
     fingerprint = encoder.fingerprint()
@@ -158,18 +168,20 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     encoded = hits = 0
     evaluated: list[str] = []
     resumed: list[str] = []
-    for name in names:
-        if read_score(out_dir, name, fingerprint) is not None:
-            resumed.append(name)
+    for info in chosen.run:
+        if read_score(out_dir, info.name, fingerprint) is not None:
+            resumed.append(info.name)
             continue
-        dataset = read_eval_dataset(data_dir, name, Path(image_root), skip_bad=skip_bad)
-        result = run_dataset(encoder, dataset, cache, batch_size=batch_size, show_progress=show_progress)
-        _write_dataset(out_dir, result, benchmark, fingerprint, dataset)
+        dataset = read_dataset(data_dir, info, Path(image_root), instruction_format=chosen.formats.get(info.name),
+                               skip_bad=skip_bad)
+        result = run_dataset(encoder, dataset, cache, batch_size=batch_size, show_progress=show_progress,
+                             metric=info.metric)
+        _write_dataset(out_dir, result, info, chosen.benchmark, fingerprint, dataset)
         encoded, hits = encoded + result.encoded, hits + result.cache_hits
-        evaluated.append(name)
-    scores = {name: score for name in benchmark.names()
-              if (score := read_score(out_dir, name, fingerprint)) is not None}
-    summary = summarize(benchmark, scores, fingerprint)
+        evaluated.append(info.name)
+    names = chosen.benchmark.names() + [info.name for info in chosen.extra]
+    scores = {name: score for name in names if (score := read_score(out_dir, name, fingerprint)) is not None}
+    summary = summarize(chosen.benchmark, scores, fingerprint, chosen.extra)
     summary.encoded, summary.cache_hits, summary.evaluated, summary.resumed = encoded, hits, evaluated, resumed
     write_reports(summary, out_dir)
     return summary

@@ -43,13 +43,13 @@ class Predictions:
 def judge(scores: np.ndarray, top_k: int = 5) -> Predictions:
     """Judge each row of candidate ``scores`` (gold in column 0, ``-inf`` past a row's candidates);
     ties resolve to the first index."""
-    top_indices = _top_indices(scores, top_k)
+    top_indices = best_columns(scores, top_k)
     top_scores = np.where(top_indices >= 0, np.take_along_axis(scores, top_indices, axis=1), -np.inf)
     gold_rank = 1 + np.count_nonzero(scores > scores[:, :1], axis=1)
     return Predictions(top_indices[:, 0], gold_rank, top_indices, top_scores)
 
 
-def _top_indices(scores: np.ndarray, top_k: int) -> np.ndarray:
+def best_columns(scores: np.ndarray, top_k: int) -> np.ndarray:
     """Per row the columns of the ``top_k`` highest scores, best first, ties to the lower column, and
     ``-1`` once only ``-inf`` is left: a stable descending sort cut at ``top_k``, without sorting rows."""
     remaining = scores.copy()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cocoa.evaluate.registry import META_TASKS, SPLITS, Benchmark
+from cocoa.evaluate.registry import META_TASKS, SPLITS, Benchmark, DatasetInfo
 
 
 @dataclass(frozen=True)
 class GroupScore:
-    """Mean Precision@1 (percent) over the finished datasets of a group."""
+    """Mean score (percent) over the finished datasets of a group."""
 
     score: float | None
     done: int
@@ -25,11 +25,12 @@ class GroupScore:
 
 @dataclass(frozen=True)
 class DatasetScore:
-    """One dataset's Precision@1 (percent) with its place in the benchmark."""
+    """One dataset's score (percent, by ``metric``) with its place in the benchmark."""
 
     score: float
     meta_task: str
-    split: str
+    split: str | None
+    metric: str = "hit@1"
 
 
 @dataclass
@@ -37,7 +38,8 @@ class Summary:
     """Scores of one model on one benchmark; ``overall`` is the mean over datasets.
 
     A run that lacks datasets of the benchmark is ``complete = False`` and its group means
-    cover only the finished datasets (``done`` of ``total``).
+    cover only the finished datasets (``done`` of ``total``). ``extra`` holds datasets scored in
+    the same run that are not part of the benchmark: reported apart, in no group mean.
     """
 
     benchmark: str
@@ -51,6 +53,7 @@ class Summary:
     cache_hits: int = 0
     evaluated: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    extra: dict[str, DatasetScore] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -78,6 +81,7 @@ class Summary:
             overall=group(data["overall"]), missing=list(data.get("missing", [])),
             encoded=int(data.get("encoded", 0)), cache_hits=int(data.get("cache_hits", 0)),
             evaluated=list(data.get("evaluated", [])), resumed=list(data.get("resumed", [])),
+            extra={k: DatasetScore(**v) for k, v in data.get("extra", {}).items()},
         )
 
 
@@ -85,11 +89,12 @@ def _mean(values: list[float], total: int) -> GroupScore:
     return GroupScore(sum(values) / len(values) if values else None, len(values), total)
 
 
-def summarize(benchmark: Benchmark, scores: Mapping[str, float], fingerprint: str) -> Summary:
+def summarize(benchmark: Benchmark, scores: Mapping[str, float], fingerprint: str,
+              extra: Sequence[DatasetInfo] = ()) -> Summary:
     """Group means of ``scores`` (dataset name -> percent) over ``benchmark``'s datasets.
 
-    Overall is the mean over datasets, never the mean of meta-task means. Scores of datasets
-    outside the benchmark are ignored.
+    Overall is the mean over datasets, never the mean of meta-task means. Scores of the ``extra``
+    datasets (not in the benchmark) go to ``Summary.extra``; other scores are ignored.
     """
     done = [info for info in benchmark.datasets if info.name in scores]
     meta_tasks = {
@@ -104,8 +109,10 @@ def summarize(benchmark: Benchmark, scores: Mapping[str, float], fingerprint: st
     }
     return Summary(
         benchmark=benchmark.name, fingerprint=fingerprint,
-        datasets={i.name: DatasetScore(scores[i.name], i.meta_task, i.split) for i in done},
+        datasets={i.name: DatasetScore(scores[i.name], i.meta_task, i.split, i.metric) for i in done},
         meta_tasks=meta_tasks, splits=splits,
         overall=_mean([scores[i.name] for i in done], len(benchmark.datasets)),
         missing=[i.name for i in benchmark.datasets if i.name not in scores],
+        extra={i.name: DatasetScore(scores[i.name], i.meta_task, i.split, i.metric)
+               for i in extra if i.name in scores and benchmark.get(i.name) is None},
     )
