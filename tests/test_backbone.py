@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+from transformers import (
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLForConditionalGeneration,
+    Qwen3VLForConditionalGeneration,
+)
 
 from cocoa.backbone import MASK_TOKEN, Backbone, TokenIds
 from cocoa.data.items import Item
@@ -15,9 +20,12 @@ from cocoa.errors import ConfigError
 
 from .conftest import CORPUS, make_backbone
 
+FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
+
 
 @pytest.mark.parametrize(("family", "cls"), [("qwen2_vl", Qwen2VLForConditionalGeneration),
-                                             ("qwen2_5_vl", Qwen2_5_VLForConditionalGeneration)])
+                                             ("qwen2_5_vl", Qwen2_5_VLForConditionalGeneration),
+                                             ("qwen3_vl", Qwen3VLForConditionalGeneration)])
 def test_tiny_uses_upstream_classes_and_tokenizer_ids(family: str, cls: type) -> None:
     backbone = make_backbone(family)
     assert type(backbone.model) is cls
@@ -46,7 +54,7 @@ def test_load_rejects_a_folder_without_config(tmp_path: Path) -> None:
         Backbone.load(tmp_path)
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_checkpoint_round_trip_gives_identical_embeddings(family: str, tmp_path: Path, image_dir: Path) -> None:
     backbone = make_backbone(family)
     spec = EmbeddingSpec(attention="causal", max_len=128)
@@ -61,3 +69,52 @@ def test_checkpoint_round_trip_gives_identical_embeddings(family: str, tmp_path:
     assert loaded.backbone.image_processor.size == backbone.image_processor.size
     np.testing.assert_array_equal(loaded.encode_items(items), before)
     assert loaded.fingerprint() == Encoder(backbone, spec).fingerprint()
+
+
+@pytest.mark.parametrize(("family", "patch", "sizes"), [("qwen2_vl", 14, {56: 4, 84: 9, 112: 16}),
+                                                        ("qwen3_vl", 16, {56: 4, 84: 9, 112: 16, 300: 36})])
+def test_image_processor_follows_the_family_patch_size(family: str, patch: int, sizes: dict[int, int]
+                                                       ) -> None:
+    backbone = make_backbone(family)
+    proc, vision = backbone.image_processor, backbone.model.config.vision_config
+    assert proc.patch_size == vision.patch_size == patch and proc.merge_size == vision.spatial_merge_size == 2
+    for side, tokens in sizes.items():
+        out = proc(images=[np.zeros((side, side, 3), dtype=np.uint8)], return_tensors="pt")
+        assert int(out["image_grid_thw"].prod()) // 4 == tokens, side
+
+
+def test_qwen3_vl_tiny_has_deepstack_and_interleaved_mrope() -> None:
+    cfg = make_backbone("qwen3_vl").model.config
+    assert list(cfg.vision_config.deepstack_visual_indexes) == [0]
+    rope = cfg.text_config.rope_parameters
+    assert rope["mrope_interleaved"] and sum(rope["mrope_section"]) == cfg.text_config.head_dim // 2
+    assert max(rope["mrope_section"][1:]) * 3 <= cfg.text_config.head_dim // 2
+
+
+def test_loads_a_qwen3_vl_folder_in_the_released_layout(tmp_path: Path, image_dir: Path) -> None:
+    """The config and preprocessor files as the Qwen3-VL releases ship them (older key names) load as ours."""
+    backbone = make_backbone("qwen3_vl")
+    folder = backbone.save(tmp_path / "ckpt")
+    config = json.loads((folder / "config.json").read_text())
+    text, vision = config["text_config"], config["vision_config"]
+    rope = text.pop("rope_parameters")
+    text["rope_theta"] = rope.pop("rope_theta")
+    text["rope_scaling"] = rope
+    vision.pop("rope_parameters")
+    vision["model_type"] = "qwen3_vl"
+    config.update(architectures=["Qwen3VLForConditionalGeneration"], transformers_version="4.57.0.dev0")
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "size": {"longest_edge": 16777216, "shortest_edge": 65536}, "patch_size": 16,
+        "temporal_patch_size": 2, "merge_size": 2,
+        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        "processor_class": "Qwen3VLProcessor", "image_processor_type": "Qwen2VLImageProcessorFast"}))
+    loaded = Backbone.load(folder, min_pixels=backbone.image_processor.size["shortest_edge"],
+                           max_pixels=backbone.image_processor.size["longest_edge"])
+    assert loaded.model.config.text_config.rope_parameters["mrope_interleaved"]
+    proc = loaded.image_processor
+    assert proc.patch_size == 16 and tuple(proc.image_mean) == tuple(proc.image_std) == (0.5, 0.5, 0.5)
+    items = [Item("<|image_1|> Represent the given image.", str(image_dir / "c.png")), Item("a red dress")]
+    spec = EmbeddingSpec(max_len=128)
+    expected = Encoder(backbone, spec).encode_items(items)
+    np.testing.assert_array_equal(Encoder(loaded, spec).encode_items(items), expected)

@@ -35,7 +35,7 @@ def embed_all(backbone: Backbone, xs: list[Item], side: str, mode: str = "bidire
 
 
 @pytest.mark.parametrize("mode", ["bidirectional", "causal"])
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def test_embedding_independent_of_neighbours_padding_and_batch_size(family: str, mode: str,
                                                                     image_dir: Path) -> None:
     backbone = make_backbone(family)

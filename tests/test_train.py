@@ -29,7 +29,7 @@ from cocoa.recipes import (
     load_recipe,
     parse_recipe,
 )
-from cocoa.run import builtin
+from cocoa.run import builtin, load_pipeline
 from cocoa.train import checkpoint
 from cocoa.train.distributed import DistInfo
 from cocoa.train.lora import add_lora
@@ -61,6 +61,19 @@ def pretrained(mini_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out
 
 
+@pytest.fixture(scope="module")
+def pretrained_qwen3_vl(mini_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stage 0 of a tiny Qwen3-VL, a handful of steps: the start of its stage chain."""
+    out = tmp_path_factory.mktemp("runs") / "stage0-qwen3-vl"
+    result = train_stage(tiny_recipe("pretrain", mini_dir, out, "model.family=qwen3_vl", steps=3))
+    assert result.steps == 3
+    return out
+
+
+#: Stage-0 fixture and model type of each backbone family whose stage chain is tested.
+CHAIN_STARTS = [("pretrained", "qwen2_vl"), ("pretrained_qwen3_vl", "qwen3_vl")]
+
+
 def test_pretrain_loss_decreases(pretrained: Path) -> None:
     losses = [m["loss"] for m in read_metrics(pretrained)]
     assert [m["step"] for m in read_metrics(pretrained)] == list(range(1, PRETRAIN_STEPS + 1))
@@ -69,8 +82,10 @@ def test_pretrain_loss_decreases(pretrained: Path) -> None:
     assert last < first - 1.0, losses
 
 
-def test_stage_chain_loads_and_evaluates(pretrained: Path, mini_dir: Path, tmp_path: Path) -> None:
-    prev = pretrained
+@pytest.mark.parametrize(("start", "family"), CHAIN_STARTS)
+def test_stage_chain_loads_and_evaluates(start: str, family: str, request: pytest.FixtureRequest,
+                                         mini_dir: Path, tmp_path: Path) -> None:
+    prev: Path = request.getfixturevalue(start)
     Encoder.from_pretrained(prev / "model", device="cpu")
     before = {n: p.clone() for n, p in Encoder.from_pretrained(prev / "model", device="cpu")
               .backbone.model.named_parameters()}
@@ -86,7 +101,7 @@ def test_stage_chain_loads_and_evaluates(pretrained: Path, mini_dir: Path, tmp_p
             assert all("mae" in m and "mntp" in m for m in metrics)
         assert (out / "model" / "config.json").is_file() and (out / "result.json").is_file()
         encoder = Encoder.from_pretrained(out / "model", device="cpu")
-        assert encoder.spec.attention == "bidirectional"
+        assert encoder.spec.attention == "bidirectional" and encoder.backbone.family == family
         prev = out
     after = dict(encoder.backbone.model.named_parameters())
     assert any(not torch.equal(before[n], after[n]) for n in before), "training changed no weight"
@@ -96,8 +111,11 @@ def test_stage_chain_loads_and_evaluates(pretrained: Path, mini_dir: Path, tmp_p
     assert 0.0 <= summary.datasets[EVAL_DATASET].score <= 100.0
 
 
-def test_lora_stage_with_checkpointing_merges_into_a_plain_checkpoint(pretrained: Path, mini_dir: Path,
-                                                                    tmp_path: Path) -> None:
+@pytest.mark.parametrize(("start", "family"), CHAIN_STARTS)
+def test_lora_stage_with_checkpointing_merges_into_a_plain_checkpoint(start: str, family: str,
+                                                                    request: pytest.FixtureRequest,
+                                                                    mini_dir: Path, tmp_path: Path) -> None:
+    pretrained: Path = request.getfixturevalue(start)
     out = tmp_path / "bridge-lora"
     recipe = tiny_recipe("bridge", mini_dir, out, f"model.path={pretrained / 'model'}", "train.lr=1e-2",
                          "train.gradient_checkpointing=true",
@@ -113,6 +131,8 @@ def test_lora_stage_with_checkpointing_merges_into_a_plain_checkpoint(pretrained
     changed = {n for n in base if not torch.equal(base[n], merged[n])}
     assert any("language_model" in n and "q_proj" in n for n in changed)
     assert any("visual" in n for n in changed), "vision-tower adapters were trained and merged"
+    vision_mlp = "mlp.linear_fc1" if family == "qwen3_vl" else "mlp.fc1"
+    assert any("visual.blocks" in n and vision_mlp in n for n in changed), "the vision MLP has adapters too"
     assert not any("embed_tokens" in n or "lm_head" in n for n in changed), "frozen weights stayed frozen"
 
 
@@ -301,6 +321,22 @@ def test_fsdp_is_for_full_fine_tuning(tmp_path: Path) -> None:
     recipe = load_recipe(paper, [*base_overrides(tmp_path), "train.parallel=fsdp", "train.lora=null"])
     assert recipe.train.parallel == "fsdp" and recipe.train.lora is None
     assert load_recipe(paper, base_overrides(tmp_path)).train.parallel == "ddp"
+
+
+@pytest.mark.parametrize(("name", "patch"), [("paper-qwen2-vl-2b", 14), ("paper-qwen2.5-vl-3b", 14),
+                                           ("paper-qwen2.5-vl-7b", 14), ("paper-qwen3-vl-2b", 16),
+                                           ("paper-qwen3-vl-8b", 16)])
+def test_paper_pipelines_validate_with_whole_merge_windows(name: str, patch: int, tmp_path: Path) -> None:
+    pipeline, _ = load_pipeline(f"builtin:pipelines/{name}")
+    stages = [load_recipe(builtin(entry.recipe.removeprefix("builtin:")),
+                          [*base_overrides(tmp_path), *pipeline.set, *entry.set])
+              for entry in pipeline.stages]
+    assert [r.stage for r in stages] == ["warmup", "bridge", "contrastive"]
+    assert stages[0].model.path is not None and stages[0].model.path.startswith("/models/")
+    for recipe in stages:
+        for pixels in (recipe.model.min_pixels, recipe.model.max_pixels):
+            side = math.isqrt(pixels or 0)
+            assert side * side == pixels and side % (2 * patch) == 0, (recipe.stage, pixels)
 
 
 @pytest.mark.parametrize("bad", ["train.lr", "train.lr.x=1"])

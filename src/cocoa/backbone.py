@@ -1,4 +1,4 @@
-"""Qwen2-VL / Qwen2.5-VL backbones: real checkpoints from a folder, or named tiny configs.
+"""Qwen2-VL / Qwen2.5-VL / Qwen3-VL backbones: real checkpoints from a folder, or named tiny configs.
 
 A :class:`Backbone` bundles the upstream ``*ForConditionalGeneration`` model (never a copy
 of its code), its tokenizer and a PIL image processor (no torchvision needed), plus the
@@ -26,16 +26,37 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
 )
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from cocoa.errors import ConfigError
 
-Family = Literal["qwen2_vl", "qwen2_5_vl"]
+Family = Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 
 MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     "qwen2_vl": Qwen2VLForConditionalGeneration,
     "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+    "qwen3_vl": Qwen3VLForConditionalGeneration,
+}
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """What a family's image processor uses: patch side and per-channel normalisation."""
+
+    patch_size: int
+    mean: tuple[float, ...] = tuple(OPENAI_CLIP_MEAN)
+    std: tuple[float, ...] = tuple(OPENAI_CLIP_STD)
+
+
+#: Image-processor settings of each family's checkpoints (Qwen3-VL: 16-pixel patches, mean = std = 0.5).
+IMAGE_SETTINGS: dict[str, ImageSettings] = {
+    "qwen2_vl": ImageSettings(14),
+    "qwen2_5_vl": ImageSettings(14),
+    "qwen3_vl": ImageSettings(16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 
 #: The mask token added for masked next-token prediction (stages 1 and 2).
@@ -54,9 +75,9 @@ TINY_PRESETS: dict[str, dict[str, int]] = {
               "vision_dim": 128, "vision_depth": 2, "vision_heads": 4, "vocab": 4096},
 }
 
-#: Pixel bounds of the tiny image processor: 28x28 (1 visual token) to 168x168 (36 tokens).
-TINY_MIN_PIXELS = 28 * 28
-TINY_MAX_PIXELS = 168 * 168
+#: Tiny image processors keep 1 to 36 merged tokens per image: 28x28 to 168x168 at patch 14,
+#: 32x32 to 192x192 at patch 16.
+TINY_MAX_TOKENS_PER_SIDE = 6
 
 
 @dataclass(frozen=True)
@@ -103,42 +124,77 @@ def build_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 2048)
                                    unk_token=None, mask_token=MASK_TOKEN, padding_side="right")
 
 
-def build_image_processor(min_pixels: int = TINY_MIN_PIXELS, max_pixels: int = TINY_MAX_PIXELS
-                          ) -> Qwen2VLImageProcessorPil:
-    """The PIL Qwen2-VL image processor (patch 14, merge 2) with pinned pixel bounds."""
-    return Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
+def build_image_processor(min_pixels: int | None = None, max_pixels: int | None = None, *,
+                          family: Family = "qwen2_vl") -> Qwen2VLImageProcessorPil:
+    """The PIL Qwen2-VL image processor (merge 2) with a family's patch size and pixel bounds.
+
+    Bounds left out are the tiny ones: one merged token up to a 6 x 6 grid of them.
+    """
+    if family not in IMAGE_SETTINGS:
+        raise ConfigError(f"unknown backbone family {family!r}; choose one of {sorted(IMAGE_SETTINGS)}")
+    settings = IMAGE_SETTINGS[family]
+    side = settings.patch_size * 2  # one merged token
+    return Qwen2VLImageProcessorPil(
+        patch_size=settings.patch_size, merge_size=2,
+        image_mean=list(settings.mean), image_std=list(settings.std),
+        min_pixels=side * side if min_pixels is None else min_pixels,
+        max_pixels=(TINY_MAX_TOKENS_PER_SIDE * side) ** 2 if max_pixels is None else max_pixels)
 
 
 def tiny_config(preset: str, family: Family, tokenizer: PreTrainedTokenizerBase
-                ) -> Qwen2VLConfig | Qwen2_5_VLConfig:
-    """A tiny config of the real Qwen2-VL / Qwen2.5-VL classes with ids from ``tokenizer``."""
+                ) -> Qwen2VLConfig | Qwen2_5_VLConfig | Qwen3VLConfig:
+    """A tiny config of the real Qwen2-VL / Qwen2.5-VL / Qwen3-VL classes with ids from ``tokenizer``."""
     if preset not in TINY_PRESETS:
         raise ConfigError(f"unknown tiny preset {preset!r}; choose one of {sorted(TINY_PRESETS)}")
     if family not in MODEL_CLASSES:
         raise ConfigError(f"unknown backbone family {family!r}; choose one of {sorted(MODEL_CLASSES)}")
     p = TINY_PRESETS[preset]
     ids = TokenIds.from_tokenizer(tokenizer)
-    head_dim = p["hidden"] // p["heads"]
-    spatial = (head_dim // 2) * 3 // 8  # the (t, h, w) split sums to head_dim / 2, as M-RoPE requires
-    mrope_section = [head_dim // 2 - 2 * spatial, spatial, spatial]
-    text = {
-        "vocab_size": len(tokenizer), "hidden_size": p["hidden"], "intermediate_size": p["mlp"],
-        "num_hidden_layers": p["layers"], "num_attention_heads": p["heads"],
-        "num_key_value_heads": p["kv_heads"], "max_position_embeddings": 4096, "use_cache": False,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
-        "bos_token_id": ids.eos, "eos_token_id": ids.eos, "pad_token_id": ids.pad,
-        "tie_word_embeddings": False,
-    }
+    text = tiny_text_config(p, family, tokenizer, ids)
     special = {"image_token_id": ids.image, "video_token_id": ids.video,
                "vision_start_token_id": ids.vision_start, "vision_end_token_id": ids.vision_end}
     if family == "qwen2_vl":
         vision = {"depth": p["vision_depth"], "embed_dim": p["vision_dim"], "hidden_size": p["hidden"],
                   "num_heads": p["vision_heads"], "mlp_ratio": 2}
         return Qwen2VLConfig(text_config=text, vision_config=vision, **special)
+    if family == "qwen3_vl":
+        side = TINY_MAX_TOKENS_PER_SIDE * 2  # patches per side of the largest tiny image
+        vision = {"depth": p["vision_depth"], "hidden_size": p["vision_dim"], "out_hidden_size": p["hidden"],
+                  "num_heads": p["vision_heads"], "intermediate_size": 2 * p["vision_dim"],
+                  "patch_size": IMAGE_SETTINGS[family].patch_size,
+                  "num_position_embeddings": side * side,
+                  "deepstack_visual_indexes": list(range(min(3, p["vision_depth"])))}
+        return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **special)
     vision = {"depth": p["vision_depth"], "hidden_size": p["vision_dim"], "out_hidden_size": p["hidden"],
               "num_heads": p["vision_heads"], "intermediate_size": 2 * p["vision_dim"],
               "fullatt_block_indexes": [p["vision_depth"] - 1], "window_size": 56}
     return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special)
+
+
+def tiny_text_config(p: dict[str, int], family: Family, tokenizer: PreTrainedTokenizerBase, ids: TokenIds
+                     ) -> dict[str, object]:
+    """The language model of a tiny preset, with an M-RoPE split that sums to head_dim / 2.
+
+    Qwen3-VL interleaves the (t, h, w) frequencies, so each spatial share is at most a third
+    of them (its checkpoints use 24/20/20 of 64); Qwen2(.5)-VL uses contiguous sections.
+    """
+    head_dim = p["hidden"] // p["heads"]
+    half = head_dim // 2
+    spatial = half * 5 // 16 if family == "qwen3_vl" else half * 3 // 8
+    section = [half - 2 * spatial, spatial, spatial]
+    rope: dict[str, object] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
+    if family == "qwen3_vl":
+        rope["mrope_interleaved"] = True
+    text: dict[str, object] = {
+        "vocab_size": len(tokenizer), "hidden_size": p["hidden"], "intermediate_size": p["mlp"],
+        "num_hidden_layers": p["layers"], "num_attention_heads": p["heads"],
+        "num_key_value_heads": p["kv_heads"], "max_position_embeddings": 4096, "use_cache": False,
+        "rope_parameters": rope, "bos_token_id": ids.eos, "eos_token_id": ids.eos, "pad_token_id": ids.pad,
+        "tie_word_embeddings": False,
+    }
+    if family == "qwen3_vl":
+        text["head_dim"] = head_dim  # its config defaults to 128 rather than hidden / heads
+    return text
 
 
 @dataclass
@@ -176,7 +232,7 @@ class Backbone:
         torch.manual_seed(seed)
         model = MODEL_CLASSES[family](config)
         model.eval()
-        return cls(model=model, tokenizer=tokenizer, image_processor=build_image_processor(),
+        return cls(model=model, tokenizer=tokenizer, image_processor=build_image_processor(family=family),
                    ids=TokenIds.from_tokenizer(tokenizer))
 
     @classmethod

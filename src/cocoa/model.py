@@ -3,15 +3,19 @@
 The upstream modules are called as they are: the vision tower through
 ``get_image_features``, the language model with an additive 4-D mask from
 :mod:`cocoa.attention` and explicitly computed 3-D M-RoPE position ids (required when a 4-D
-mask is used). An optional ``image_transform`` edits the merged image tokens before they
-enter the language model (stage 1's masked auto-encoding uses it). A vision tower sharded
-by FSDP runs on every forward, on a blank image when the batch has none, because every
-rank must gather and reduce the same shards in the same order.
+mask is used). Qwen3-VL's DeepStack features (merged states of early vision layers, added to
+the image positions after the first decoder layers) go in through the language model's own
+``visual_pos_masks`` / ``deepstack_visual_embeds`` arguments; they only add to image
+positions, so every attention mode holds unchanged. An optional ``image_transform`` edits
+the image features before they enter the language model (stage 1's masked auto-encoding
+uses it). A vision tower sharded by FSDP runs on every forward, on a blank image when the
+batch has none, because every rank must gather and reduce the same shards in the same order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +25,41 @@ from torch.distributed.fsdp import FSDPModule
 from cocoa.attention import AttentionMode, additive_mask
 from cocoa.data.collate import Batch
 
-ImageTransform = Callable[[Tensor], Tensor]
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """Merged image tokens ``(n, hidden)`` in sequence order and, for Qwen3-VL, their DeepStack features.
+
+    ``deepstack[i]`` (same shape as ``tokens``) is added to the image positions after decoder
+    layer ``i``; Qwen2(.5)-VL have none.
+    """
+
+    tokens: Tensor
+    deepstack: tuple[Tensor, ...] = ()
+
+    def hide(self, flags: Tensor, mask: Callable[[Tensor, Tensor], Tensor]) -> ImageFeatures:
+        """Flagged tokens replaced through ``mask(tokens, flags)``, their DeepStack features zeroed.
+
+        Zeroing keeps a hidden token's own pixels from reaching the language model through
+        DeepStack (what the other tokens learned from them inside the vision tower stays, as
+        with Qwen2-VL's merger).
+        """
+        return ImageFeatures(mask(self.tokens, flags),
+                             tuple(d.masked_fill(flags[:, None], 0.0) for d in self.deepstack))
+
+    def total(self) -> Tensor:
+        """Sum of every feature: a zero-weighted use of all vision weights."""
+        return sum((d.sum() for d in self.deepstack), self.tokens.sum())
+
+
+ImageTransform = Callable[[ImageFeatures], ImageFeatures]
 
 
 def vl_model(model: nn.Module) -> nn.Module:
-    """The ``Qwen2VLModel`` / ``Qwen2_5_VLModel`` inside a generation wrapper (PEFT-wrapped or not)."""
+    """The ``Qwen2VLModel`` / ``Qwen2_5_VLModel`` / ``Qwen3VLModel`` inside a generation wrapper.
+
+    PEFT-wrapped or not.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.model
 
@@ -36,24 +70,27 @@ def lm_head(model: nn.Module) -> nn.Module:
     return base.lm_head
 
 
-def image_features(model: nn.Module, batch: Batch) -> Tensor | None:
-    """Merged image tokens ``(n_image_tokens, hidden)`` in sequence order, or ``None``."""
+def vision_features(model: nn.Module, pixel_values: Tensor, grid_thw: Tensor) -> ImageFeatures:
+    """The vision tower's merged tokens (and DeepStack features) for ``pixel_values``."""
+    out = vl_model(model).get_image_features(pixel_values, grid_thw, return_dict=True)
+    deepstack = getattr(out, "deepstack_features", None) or ()
+    return ImageFeatures(torch.cat(out.pooler_output, dim=0), tuple(torch.cat(d, dim=0) for d in deepstack))
+
+
+def image_features(model: nn.Module, batch: Batch) -> ImageFeatures | None:
+    """The batch's image features in sequence order, or ``None`` without images."""
     if batch.pixel_values is None:
         return None
-    vl = vl_model(model)
-    out = vl.get_image_features(batch.pixel_values, batch.image_grid_thw, return_dict=True)
-    return torch.cat(out.pooler_output, dim=0)
+    return vision_features(model, batch.pixel_values, batch.image_grid_thw)
 
 
-def blank_image_features(model: nn.Module, device: torch.device) -> Tensor:
+def blank_image_features(model: nn.Module, device: torch.device) -> ImageFeatures:
     """The vision tower's output for one all-zero merge window (one merged token)."""
-    vl = vl_model(model)
-    cfg = vl.visual.config
+    cfg = vl_model(model).visual.config
     merge = cfg.spatial_merge_size
     pixels = torch.zeros(merge * merge, cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size ** 2,
                          device=device)
-    grid = torch.tensor([[1, merge, merge]], device=device)
-    return torch.cat(vl.get_image_features(pixels, grid, return_dict=True).pooler_output, dim=0)
+    return vision_features(model, pixels, torch.tensor([[1, merge, merge]], device=device))
 
 
 def vision_is_sharded(model: nn.Module) -> bool:
@@ -73,16 +110,20 @@ def hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, *, eos_se
     vl = vl_model(model)
     embeds = vl.get_input_embeddings()(batch.input_ids)
     feats = image_features(model, batch)
+    deepstack: dict[str, object] = {}
     if feats is not None:
         if image_transform is not None:
             feats = image_transform(feats)
-        slots = (batch.mm_token_type_ids == 1).unsqueeze(-1).expand_as(embeds)
-        embeds = embeds.masked_scatter(slots, feats.to(embeds.dtype))
+        image_slots = batch.mm_token_type_ids == 1
+        slots = image_slots.unsqueeze(-1).expand_as(embeds)
+        embeds = embeds.masked_scatter(slots, feats.tokens.to(embeds.dtype))
+        if feats.deepstack:
+            deepstack = {"visual_pos_masks": image_slots, "deepstack_visual_embeds": list(feats.deepstack)}
     elif vision_is_sharded(model):  # zero-weighted, so every vision weight gets a (zero) gradient
-        embeds = embeds + blank_image_features(model, embeds.device).sum().to(embeds.dtype) * 0.0
+        embeds = embeds + blank_image_features(model, embeds.device).total().to(embeds.dtype) * 0.0
     mask = additive_mask(batch.roles, mode, embeds.dtype, eos_sees_target=eos_sees_target)
     out = vl.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(model, batch),
-                            use_cache=False)
+                            use_cache=False, **deepstack)
     return out.last_hidden_state
 
 

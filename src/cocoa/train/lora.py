@@ -8,8 +8,10 @@ from torch import nn
 
 from cocoa.recipes import LoraConfig
 
-#: Vision-tower projection names of Qwen2-VL (qkv, proj, fc1, fc2) and Qwen2.5-VL (+ gated MLP).
-VISION_TARGETS = ("qkv", "proj", "fc1", "fc2", "gate_proj", "up_proj", "down_proj")
+#: Vision-tower projection names of Qwen2-VL (qkv, proj, fc1, fc2), Qwen2.5-VL (+ gated MLP) and
+#: Qwen3-VL (linear_fc1, linear_fc2).
+VISION_TARGETS = ("qkv", "proj", "fc1", "fc2", "gate_proj", "up_proj", "down_proj",
+                  "linear_fc1", "linear_fc2")
 
 
 def target_regex(config: LoraConfig) -> str:

@@ -40,7 +40,7 @@ class WarmupObjective(nn.Module):
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         masked = batch.image_token_mask
-        transform = (lambda feats: self.mae.mask(feats, masked)) if masked is not None else None
+        transform = (lambda feats: feats.hide(masked, self.mae.mask)) if masked is not None else None
         hidden = hidden_states(self.model, batch, "bidirectional", image_transform=transform)
         head = lm_head(self.model)
         mntp = shifted_cross_entropy(hidden, batch.labels, head)
