@@ -11,6 +11,7 @@ from rich.console import Console
 from cocoa.data.cli import app as data_app
 from cocoa.errors import CocoaError
 from cocoa.evaluate.cli import app as eval_app
+from cocoa.export_cli import app as export_app
 from cocoa.inference_cli import encode, index_app, serve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -18,6 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
 app.add_typer(index_app, name="index")
+app.add_typer(export_app, name="export")
 app.command("encode")(encode)
 app.command("serve")(serve)
 console = Console(stderr=True)

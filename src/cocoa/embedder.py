@@ -28,6 +28,7 @@ from PIL import Image
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.encoder import Encoder
 from cocoa.errors import DataError
+from cocoa.matryoshka import check_dimensions, truncate
 
 Input: TypeAlias = str | Path | Image.Image | Mapping[str, Any]
 INPUT_KEYS = frozenset({"text", "image"})
@@ -99,8 +100,13 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        """The embedding width."""
+        """The full embedding width."""
         return self.encoder.backbone.hidden_size
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The widths ``dimensions`` may ask for, ascending: trained Matryoshka widths and the full one."""
+        return self.encoder.widths
 
     @property
     def fingerprint(self) -> str:
@@ -108,15 +114,27 @@ class Embedder:
         return self.encoder.fingerprint()
 
     def encode(self, inputs: Input | Sequence[Input], instruction: str | None = None, batch_size: int = 32,
-               show_progress: bool = False) -> np.ndarray:
-        """Float32 ``(n, dim)`` L2-normalised embeddings in input order (a single input gives ``n = 1``)."""
-        return self.encode_items(to_items(inputs, instruction), batch_size=batch_size, show_progress=show_progress)
+               show_progress: bool = False, dimensions: int | None = None) -> np.ndarray:
+        """Float32 ``(n, dim)`` L2-normalised embeddings in input order (a single input gives ``n = 1``).
 
-    def encode_items(self, items: Sequence[Item], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        ``dimensions`` (one of :attr:`widths`) keeps the first that many features, re-normalised.
+        """
+        return self.encode_items(to_items(inputs, instruction), batch_size=batch_size, show_progress=show_progress,
+                                 dimensions=dimensions)
+
+    def encode_items(self, items: Sequence[Item], batch_size: int = 32, show_progress: bool = False,
+                     dimensions: int | None = None) -> np.ndarray:
         """Embeddings of ready-made items (the evaluator's path)."""
+        width = self.dim if dimensions is None else check_dimensions(dimensions, self.widths)
         if not items:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.encoder.encode_items(items, batch_size=batch_size, show_progress=show_progress)
+            return np.zeros((0, width), dtype=np.float32)
+        return self.truncate(self.encoder.encode_items(items, batch_size=batch_size, show_progress=show_progress),
+                             width)
+
+    def truncate(self, vectors: np.ndarray, dimensions: int) -> np.ndarray:
+        """Full-width embeddings of this model at ``dimensions`` (one of :attr:`widths`), re-normalised."""
+        width = check_dimensions(dimensions, self.widths)
+        return vectors if width == vectors.shape[1] else truncate(vectors, width)
 
     def num_tokens(self, item: Item) -> int:
         """The sequence length of ``item``, EOS included (usage accounting)."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from cocoa.data.collate import Batch, Preprocessor, collate
 from cocoa.data.images import image_size
 from cocoa.data.items import Item
 from cocoa.errors import CocoaError, ConfigError
+from cocoa.matryoshka import validate_dims
 from cocoa.model import embed
 
 SPEC_FILE = "cocoa.json"
@@ -38,19 +40,35 @@ class EmbeddingSpec:
 
     Pooling is always the final post-norm state at an explicitly appended EOS; with
     ``causal`` attention that is last-token pooling (the VLM2Vec-style baseline).
+    ``matryoshka_dims`` are the widths a multi-width InfoNCE trained (``None``: only the full one).
     """
 
     attention: AttentionMode = "bidirectional"
     max_len: int = 4096
+    matryoshka_dims: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_MODES or self.attention == "eos_bridge":
             raise ConfigError(f"embedding attention must be 'bidirectional' or 'causal', got {self.attention!r}")
         if self.max_len < 2:
             raise ConfigError(f"max_len must be at least 2, got {self.max_len}")
+        if self.matryoshka_dims is not None:
+            object.__setattr__(self, "matryoshka_dims", validate_dims(self.matryoshka_dims, "matryoshka_dims"))
+
+    def widths(self, hidden: int) -> tuple[int, ...]:
+        """The embedding widths served, ascending: the trained Matryoshka widths and the full ``hidden``."""
+        dims = validate_dims(self.matryoshka_dims or (hidden,), "matryoshka_dims", hidden)
+        return tuple(sorted({*dims, hidden}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The saved fields; ``matryoshka_dims`` only when set, so older specs (and fingerprints) are unchanged."""
+        data = asdict(self)
+        if self.matryoshka_dims is None:
+            del data["matryoshka_dims"]
+        return data
 
     def save(self, folder: str | Path) -> None:
-        (Path(folder) / SPEC_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        (Path(folder) / SPEC_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: str | Path) -> EmbeddingSpec:
@@ -58,9 +76,11 @@ class EmbeddingSpec:
         if not path.is_file():
             return cls()
         data = json.loads(path.read_text())
-        unknown = set(data) - {"attention", "max_len"}
+        unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+        if data.get("matryoshka_dims") is not None:
+            data["matryoshka_dims"] = tuple(data["matryoshka_dims"])
         return cls(**data)
 
 
@@ -118,6 +138,7 @@ class Encoder:
         self.num_workers = num_workers
         self.backbone = backbone
         self.spec = spec or EmbeddingSpec()
+        self.widths = self.spec.widths(backbone.hidden_size)
         self.device = torch.device(device) if device is not None else next(backbone.model.parameters()).device
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # trained weights with denormals slow CPU matmuls down
@@ -191,7 +212,7 @@ class Encoder:
                     stats = (flat.float().sum().item(), flat[:32].float().cpu().numpy().round(6).tolist())
                     h.update(f"{name}{tuple(tensor.shape)}{stats}".encode())
             proc = self.backbone.image_processor
-            h.update(json.dumps({"spec": asdict(self.spec), "vocab": len(self.backbone.tokenizer),
+            h.update(json.dumps({"spec": self.spec.to_dict(), "vocab": len(self.backbone.tokenizer),
                                  "size": dict(proc.size), "patch": proc.patch_size, "merge": proc.merge_size},
                                 sort_keys=True).encode())
             self._fingerprint = h.hexdigest()[:16]

@@ -27,6 +27,8 @@ T = TypeVar("T")
 ModelOpt = Annotated[Path, typer.Option("--model", help="Model folder (Embedder.from_pretrained).")]
 InstructionOpt = Annotated[str | None, typer.Option(help="Instruction prepended to every input.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Encoder batch size.")]
+DimensionsOpt = Annotated[int | None, typer.Option(
+    min=1, help="Embedding width: one the model was trained for (Matryoshka) or the full one (default).")]
 
 index_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Build a vector index from a JSONL file, or search one.")
@@ -118,6 +120,7 @@ def encode(
     out: Annotated[Path, typer.Option("--out", help="Output .npy or .parquet file.")],
     batch_size: BatchOpt = 32,
     instruction: InstructionOpt = None,
+    dimensions: DimensionsOpt = None,
 ) -> None:
     """Embed every row of a JSONL file into OUT (.npy, or .parquet with ids)."""
     if out.suffix not in (".npy", ".parquet"):
@@ -126,7 +129,7 @@ def encode(
     def action() -> int:
         rows = read_rows(input)
         vectors = load_embedder(model).encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
-                                              show_progress=True)
+                                              show_progress=True, dimensions=dimensions)
         write_embeddings(out, [r.id for r in rows], vectors)
         return len(rows)
 
@@ -142,15 +145,16 @@ def build(
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw or ivf.")] = "flat",
     batch_size: BatchOpt = 32,
     instruction: InstructionOpt = None,
+    dimensions: DimensionsOpt = None,
 ) -> None:
-    """Embed a JSONL file and save a searchable index of it."""
+    """Embed a JSONL file and save a searchable index of it (queries are later embedded at its width)."""
     from cocoa.index import VectorIndex
 
     def action() -> int:
         rows = read_rows(input)
         embedder = load_embedder(model)
         vectors = embedder.encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
-                                  show_progress=True)
+                                  show_progress=True, dimensions=dimensions)
         index = VectorIndex.build(vectors, [r.id for r in rows], [r.raw for r in rows], kind=kind,
                                   fingerprint=embedder.fingerprint)
         index.save(out)
@@ -182,7 +186,7 @@ def search(
         if loaded.fingerprint and loaded.fingerprint != embedder.fingerprint:
             raise DataError(f"index was built with model {loaded.fingerprint}, not {embedder.fingerprint}",
                             file=str(index))
-        vectors = embedder.encode({"text": query or "", "image": image}, instruction)
+        vectors = embedder.encode({"text": query or "", "image": image}, instruction, dimensions=loaded.dim)
         return loaded.search(vectors, k)[0]
 
     hits = _run(action)

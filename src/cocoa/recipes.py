@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cocoa.errors import ConfigError
+from cocoa.matryoshka import validate_dims
 
 Stage = Literal["pretrain", "warmup", "bridge", "contrastive"]
 STAGES: tuple[str, ...] = ("pretrain", "warmup", "bridge", "contrastive")
@@ -27,7 +28,7 @@ class ModelConfig(Strict):
 
     path: str | None = None
     tiny: Literal["tiny", "small"] | None = None
-    family: Literal["qwen2_vl", "qwen2_5_vl"] = "qwen2_vl"
+    family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] = "qwen2_vl"
     tokenizer_corpus: bool = Field(True, description="tiny only: learn the BPE vocabulary from the training texts")
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     min_pixels: int | None = Field(None, gt=0)
@@ -79,6 +80,37 @@ class BridgeConfig(Strict):
     eos_sees_target: bool = True
 
 
+class MatryoshkaConfig(Strict):
+    """Stage 3's multi-width InfoNCE: ``sum_i weights[i] * InfoNCE(first dims[i] features, re-normalised)``."""
+
+    dims: list[int] = Field(description="widths, ascending and unique, each at most the model's hidden size")
+    weights: list[float] | None = Field(None, description="one positive weight per width; default: 1 each")
+
+    @field_validator("dims")
+    @classmethod
+    def _dims(cls, dims: list[int]) -> list[int]:
+        return list(validate_dims(dims, "dims"))
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, weights: list[float] | None) -> list[float] | None:
+        if weights is not None and any(w <= 0 for w in weights):
+            raise ValueError(f"weights must be positive, got {weights}")
+        return weights
+
+    @model_validator(mode="after")
+    def _same_length(self) -> MatryoshkaConfig:
+        if self.weights is not None and len(self.weights) != len(self.dims):
+            raise ValueError(f"weights has {len(self.weights)} values but dims has {len(self.dims)}: give one "
+                             "weight per width")
+        return self
+
+    @property
+    def loss_weights(self) -> list[float]:
+        """The weight of each width (1 each when ``weights`` is not set)."""
+        return self.weights if self.weights is not None else [1.0] * len(self.dims)
+
+
 class ContrastiveConfig(Strict):
     """Stage 3: InfoNCE on EOS embeddings."""
 
@@ -87,6 +119,7 @@ class ContrastiveConfig(Strict):
     hard_negatives: bool = Field(False, description="add each row's neg_text/neg_image_path as a candidate "
                                  "(rows without one add none)")
     gradcache_chunk: int | None = Field(None, gt=0)
+    matryoshka: MatryoshkaConfig | None = Field(None, description="train several embedding widths at once")
 
 
 class TrainConfig(Strict):

@@ -32,6 +32,7 @@ from cocoa.data.items import Item
 from cocoa.embedder import Embedder, with_instruction
 from cocoa.errors import CocoaError, ConfigError
 from cocoa.index import VectorIndex
+from cocoa.matryoshka import check_dimensions
 
 
 class ApiError(Exception):
@@ -66,6 +67,7 @@ class EmbeddingRequest(BaseModel):
     input: str | list[str | InputObject]
     encoding_format: Literal["float", "base64"] = "float"
     instruction: str | None = None
+    dimensions: int | None = None
 
 
 class SearchRequest(BaseModel):
@@ -253,8 +255,9 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     if max_batch < 1 or max_wait_ms < 0:
         raise ConfigError(f"max_batch must be >= 1 and max_wait_ms >= 0, got {max_batch} and {max_wait_ms}")
     if index is not None:
-        if index.dim != embedder.dim:
-            raise ConfigError(f"index has dim {index.dim} but the model embeds to dim {embedder.dim}")
+        if index.dim not in embedder.widths:
+            raise ConfigError(f"index has dim {index.dim} but the model embeds to widths "
+                              f"{', '.join(map(str, embedder.widths))}")
         if index.fingerprint and index.fingerprint != embedder.fingerprint:
             raise ConfigError(f"index was built with model {index.fingerprint}, not this model "
                               f"({embedder.fingerprint}); rebuild it")
@@ -301,16 +304,25 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
         if name is not None and name != model_name:
             raise ApiError(404, f"model {name!r} not found; this server serves {model_name!r}", "model_not_found")
 
+    def check_width(dimensions: int) -> int:
+        try:
+            return check_dimensions(dimensions, embedder.widths)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc), "unsupported_dimensions") from exc
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": model_name, "dim": embedder.dim, "fingerprint": embedder.fingerprint,
+        return {"status": "ok", "model": model_name, "dim": embedder.dim, "dimensions": list(embedder.widths),
+                "fingerprint": embedder.fingerprint,
                 "index": None if index is None else {"kind": index.kind, "count": len(index)}}
 
     @app.post("/v1/embeddings", dependencies=[Depends(authorize)])
     async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
         check_model(body.model)
+        width = embedder.dim if body.dimensions is None else check_width(body.dimensions)
         items = await asyncio.to_thread(parse_inputs, body.input, body.instruction, limits)
         vectors, counts = await batcher.submit(items)
+        vectors = embedder.truncate(vectors, width)
         tokens = sum(counts)
         data = [{"object": "embedding", "index": i, "embedding": _encode_vector(v, body.encoding_format)}
                 for i, v in enumerate(vectors)]
@@ -324,7 +336,7 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
             raise ApiError(404, "no index is loaded on this server; start it with an index folder", "no_index")
         item = await asyncio.to_thread(parse_input, body.text, body.image, body.instruction, limits, "query")
         vectors, _ = await batcher.submit([item])
-        hits = index.search(vectors, body.k)[0]
+        hits = index.search(embedder.truncate(vectors, index.dim), body.k)[0]
         return {"object": "list", "model": model_name,
                 "data": [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]}
 

@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cocoa.errors import CocoaError
+from cocoa.errors import CocoaError, ConfigError
+from cocoa.evaluate.cards import parse_dataset_info
 from cocoa.evaluate.report import compare_table, summary_table
 from cocoa.evaluate.runner import ItemEncoder, evaluate
 from cocoa.evaluate.summary import Summary
+from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_table
 
 app = typer.Typer(invoke_without_command=True, add_completion=False,
                   help="Evaluate an embedding model on MMEB-V1 or MiniMMEB; `compare` two results.")
@@ -23,6 +25,14 @@ def load_encoder(model_dir: Path, workers: int = 0) -> ItemEncoder:
     from cocoa.encoder import Encoder
 
     return Encoder.from_pretrained(model_dir, num_workers=workers)
+
+
+def parse_widths(text: str) -> list[int]:
+    """``"32,64"`` as ``[32, 64]``, or a bad-parameter error naming ``--dims``."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--dims must be comma-separated integers, got {text!r}") from None
 
 
 def load_summary(path: Path) -> Summary:
@@ -47,6 +57,13 @@ def main(
     skip_bad: Annotated[bool, typer.Option(help="Skip malformed rows instead of failing.")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Preprocessing processes beside the encoder (0: none); "
                                                     "worth it on a GPU, where preprocessing is the bound.")] = 0,
+    dims: Annotated[str | None, typer.Option(help="Comma-separated embedding widths (Matryoshka), each "
+                                                  "evaluated truncated and re-normalised into OUT/dim-<width>; "
+                                                  "default: the full width into OUT.")] = None,
+    benchmark: Annotated[str | None, typer.Option(help="MMEB-V1 or MMEB-V2 (default: from a manifest, "
+                                                       "else guessed from the dataset names).")] = None,
+    dataset_info: Annotated[list[str] | None, typer.Option(
+        help="NAME=META_TASK[:SPLIT] for a dataset no registry knows (repeatable; instead of a dataset card).")] = None,
 ) -> None:
     """Evaluate MODEL on the datasets in DATA and write scores, predictions and reports to OUT."""
     if ctx.invoked_subcommand is not None:
@@ -56,8 +73,17 @@ def main(
     names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else None
     console = Console()
     try:
+        cards = dict(parse_dataset_info(option) for option in dataset_info or ())
+        if dims is not None and (benchmark or cards):
+            raise ConfigError("--dims cannot be combined with --benchmark or --dataset-info yet")
+        if dims is not None:
+            widths = evaluate_widths(load_encoder(model, workers), parse_widths(dims), data, out, names, images,
+                                     batch_size, cache_dir=cache, skip_bad=skip_bad)
+            console.print(width_table(widths))
+            console.print(f"per-width results in {out}/dim-<width>; scores in {out / WIDTHS_FILE}")
+            return
         summary = evaluate(load_encoder(model, workers), data, out, names, images, batch_size,
-                           cache_dir=cache, skip_bad=skip_bad)
+                           cache_dir=cache, skip_bad=skip_bad, benchmark=benchmark, dataset_info=cards)
     except CocoaError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc

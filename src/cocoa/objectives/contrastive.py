@@ -15,6 +15,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from cocoa.matryoshka import truncate_tensor
+
+#: Matryoshka widths and their loss weights.
+Widths = tuple[Sequence[int], Sequence[float]]
+
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -48,6 +53,18 @@ def info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Te
     return F.cross_entropy(logits, labels)
 
 
+def matryoshka_info_nce(queries: Tensor, targets: Tensor, temperature: float, dims: Sequence[int],
+                        weights: Sequence[float], negatives: Tensor | None = None,
+                        negative_mask: Tensor | None = None) -> Tensor:
+    """``sum_i weights[i] * info_nce`` on the first ``dims[i]`` features of every input, re-normalised."""
+    total = queries.new_zeros((), dtype=torch.float32)
+    for dim, weight in zip(dims, weights, strict=True):
+        cut = None if negatives is None else truncate_tensor(negatives, dim)
+        total = total + weight * info_nce(truncate_tensor(queries, dim), truncate_tensor(targets, dim),
+                                          temperature, cut, negative_mask)
+    return total
+
+
 def place_negatives(embeddings: Tensor, rows: Sequence[int], n: int) -> tuple[Tensor, Tensor]:
     """``(negatives (n, d), mask (n,))`` with the embeddings of the hard negatives of ``rows``.
 
@@ -61,10 +78,16 @@ def place_negatives(embeddings: Tensor, rows: Sequence[int], n: int) -> tuple[Te
 
 
 def distributed_info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Tensor | None = None,
-                         negative_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """``(loss to backpropagate, global-batch loss to report)`` across all ranks."""
+                         negative_mask: Tensor | None = None, widths: Widths | None = None) -> tuple[Tensor, Tensor]:
+    """``(loss to backpropagate, global-batch loss to report)`` across all ranks.
+
+    With ``widths`` (``(dims, weights)``) the loss is :func:`matryoshka_info_nce` of the gathered batch.
+    """
     q, t = gather_with_local_grad(queries), gather_with_local_grad(targets)
     n = gather_with_local_grad(negatives) if negatives is not None else None
     mask = gather_with_local_grad(negative_mask.to(torch.uint8)).bool() if negative_mask is not None else None
-    loss = info_nce(q, t, temperature, n, mask)
+    if widths is None:
+        loss = info_nce(q, t, temperature, n, mask)
+    else:
+        loss = matryoshka_info_nce(q, t, temperature, widths[0], widths[1], n, mask)
     return loss * world_size(), loss.detach()

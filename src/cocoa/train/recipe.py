@@ -33,6 +33,8 @@ from cocoa.data.stages import (
 )
 from cocoa.encoder import EmbeddingSpec
 from cocoa.errors import ConfigError
+from cocoa.integrations.st_layout import write_sentence_transformers_files
+from cocoa.matryoshka import validate_dims
 from cocoa.recipes import Recipe
 from cocoa.train import checkpoint, distributed, fsdp
 from cocoa.train.lora import add_lora, merged
@@ -117,7 +119,18 @@ def build_objective(recipe: Recipe, backbone: Backbone, model: nn.Module) -> tup
     if recipe.stage == "bridge":
         return BridgeObjective(model, recipe.bridge), BridgeBuilder(pre, recipe.bridge.target_mask_ratio)
     c = recipe.contrastive
+    if c.matryoshka is not None:
+        validate_dims(c.matryoshka.dims, "contrastive.matryoshka.dims", backbone.hidden_size)
     return EmbeddingObjective(model, c), ContrastiveBuilder(pre, c.hard_negatives, c.gradcache_chunk)
+
+
+def embedding_spec(recipe: Recipe) -> EmbeddingSpec:
+    """How the stage's saved model embeds: stage 3's attention and Matryoshka widths, else bidirectional."""
+    if recipe.stage != "contrastive":
+        return EmbeddingSpec(max_len=recipe.data.max_len)
+    c = recipe.contrastive
+    return EmbeddingSpec(attention=c.attention, max_len=recipe.data.max_len,
+                         matryoshka_dims=tuple(c.matryoshka.dims) if c.matryoshka is not None else None)
 
 
 def write_model(folder: Path, backbone: Backbone, model: nn.Module, spec: EmbeddingSpec,
@@ -134,6 +147,7 @@ def write_model(folder: Path, backbone: Backbone, model: nn.Module, spec: Embedd
     Backbone(model=merged(model), tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
              ids=backbone.ids).save(tmp, state_dict=state)
     spec.save(tmp)
+    write_sentence_transformers_files(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
@@ -165,9 +179,7 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
                       contrastive=recipe.contrastive if recipe.stage == "contrastive" else None,
                       num_workers=recipe.data.num_workers)
     result = trainer.fit(resume=resume)
-    attention = recipe.contrastive.attention if recipe.stage == "contrastive" else "bidirectional"
-    write_model(out / "model", backbone, model, EmbeddingSpec(attention=attention, max_len=recipe.data.max_len),
-                info.is_main)
+    write_model(out / "model", backbone, model, embedding_spec(recipe), info.is_main)
     if info.is_main:
         (out / "result.json").write_text(json.dumps({"stage": recipe.stage, "examples": len(examples),
                                                      **result.__dict__}, indent=2))

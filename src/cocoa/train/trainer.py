@@ -31,7 +31,7 @@ from transformers import get_scheduler
 
 from cocoa.data.collate import Batch
 from cocoa.data.stages import PairBatch, StepDataset, passthrough
-from cocoa.objectives.contrastive import distributed_info_nce, place_negatives
+from cocoa.objectives.contrastive import Widths, distributed_info_nce, place_negatives
 from cocoa.recipes import ContrastiveConfig, TrainConfig
 from cocoa.train import checkpoint, fsdp
 from cocoa.train.distributed import DistInfo
@@ -61,6 +61,12 @@ def _step_of(line: str) -> float:
         return float(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return math.inf
+
+
+def matryoshka_widths(config: ContrastiveConfig) -> Widths | None:
+    """``(dims, weights)`` of the recipe's multi-width InfoNCE, or ``None`` for the single-width loss."""
+    m = config.matryoshka
+    return None if m is None else (m.dims, m.loss_weights)
 
 
 class MetricsLog:
@@ -152,12 +158,13 @@ class Trainer:
         chunks = [c.to(self.info.device) for c in pairs.chunks]
         temperature = self.contrastive.temperature
         n = pairs.n_queries
+        widths = matryoshka_widths(self.contrastive)
 
         def loss_of(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             if pairs.negative_of is None:
-                return distributed_info_nce(emb[:n], emb[n:2 * n], temperature)
+                return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, widths=widths)
             negatives, mask = place_negatives(emb[2 * n:], pairs.negative_of, n)
-            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives, mask)
+            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives, mask, widths=widths)
 
         if len(chunks) == 1:
             with self.autocast():

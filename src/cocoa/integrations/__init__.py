@@ -1,0 +1,1 @@
+"""Using a cocoa checkpoint from other libraries: sentence-transformers, mteb and vLLM."""

@@ -1,0 +1,115 @@
+"""Export a cocoa checkpoint for vLLM's pooling runner, and the prompt that reproduces cocoa's sequence.
+
+vLLM serves the checkpoint's ``Qwen2VLForConditionalGeneration`` / ``Qwen2_5_VLForConditionalGeneration``
+converted to an embedding model (``--runner pooling --convert embed``), pooling the last
+token's final post-norm state and L2-normalising it. Its language model always attends
+causally. So:
+
+* a ``causal`` checkpoint (``contrastive.attention: causal``, the VLM2Vec-style baseline)
+  computes cocoa's embedding there when the prompt ends with cocoa's explicit EOS
+  (:func:`vllm_prompt`): the last token is then the EOS and LAST pooling is EOS pooling;
+* a ``bidirectional`` checkpoint (CoCoA's default) cannot be served exactly: vLLM would
+  run it causally and return different vectors from the ones cocoa trained and evaluated.
+  :func:`export_vllm` refuses it unless asked to export anyway.
+
+None of this was run against vLLM here (no GPU, vLLM not installed); the flags follow
+vLLM's pooling documentation (0.11 and later; older releases spell the pooler option
+``--override-pooler-config``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import AutoConfig, PreTrainedTokenizerBase
+
+from cocoa.backbone import TokenIds
+from cocoa.data.items import IMAGE_PLACEHOLDER, Item
+from cocoa.encoder import SPEC_FILE, EmbeddingSpec
+from cocoa.errors import ConfigError
+from cocoa.integrations.st_layout import CONFIG_FILE, MODULES_FILE
+
+#: cocoa-only files left out of the export (vLLM would try to read ``modules.json`` as a pooling config).
+COCOA_FILES = frozenset({SPEC_FILE, MODULES_FILE, CONFIG_FILE})
+POOLER_CONFIG = {"pooling_type": "LAST", "normalize": True}
+SERVE_SCRIPT, NOTES_FILE = "serve_vllm.sh", "cocoa_vllm.json"
+
+
+def vllm_prompt(item: Item, tokenizer: PreTrainedTokenizerBase) -> str:
+    """The prompt whose tokens (one ``<|image_pad|>`` that vLLM expands per image) are cocoa's sequence.
+
+    As in cocoa's preprocessor the image goes at the placeholder (or first) between vision
+    start/end tokens, and the EOS is appended; cocoa's ``max_len`` truncation of long texts
+    is not applied.
+    """
+    ids = TokenIds.from_tokenizer(tokenizer)
+    eos = tokenizer.convert_ids_to_tokens(ids.eos)
+    text = item.text or ""
+    if item.image is None:
+        return f"{text}{eos}"
+    before, after = text.split(IMAGE_PLACEHOLDER, 1) if IMAGE_PLACEHOLDER in text else ("", text)
+    start, pad, end = tokenizer.convert_ids_to_tokens([ids.vision_start, ids.image, ids.vision_end])
+    return f"{before}{start}{pad}{end}{after.replace(IMAGE_PLACEHOLDER, '')}{eos}"
+
+
+@dataclass(frozen=True)
+class VllmExport:
+    """Where the export went and whether vLLM computes cocoa's vectors from it."""
+
+    folder: Path
+    attention: str
+    exact: bool
+    args: list[str]
+
+
+def vllm_args(spec: EmbeddingSpec, hidden: int) -> list[str]:
+    """``vllm serve`` arguments: pooling runner, LAST pooling with normalisation, Matryoshka widths if trained."""
+    args = ["--runner", "pooling", "--convert", "embed", "--pooler-config", json.dumps(POOLER_CONFIG)]
+    if spec.matryoshka_dims is not None:
+        args += ["--hf-overrides", json.dumps({"is_matryoshka": True,
+                                               "matryoshka_dimensions": list(spec.widths(hidden))})]
+    return args
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def export_vllm(model_dir: str | Path, out: str | Path, *, allow_causal_mismatch: bool = False) -> VllmExport:
+    """Write a vLLM-ready folder (hard links to the weights where possible), a serve script and notes."""
+    model_dir, out = Path(model_dir), Path(out)
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(f"{model_dir} is not a model folder: {config_path} is missing")
+    spec = EmbeddingSpec.load(model_dir)
+    exact = spec.attention == "causal"
+    if not exact and not allow_causal_mismatch:
+        raise ConfigError(f"{model_dir} embeds with {spec.attention} attention, but vLLM runs Qwen2-VL's language "
+                          "model causally, so it would return different vectors; serve it with `cocoa serve`, "
+                          "export a causal checkpoint (contrastive.attention: causal), or pass "
+                          "--allow-causal-mismatch to export it knowing the vectors will differ")
+    if out.exists():
+        raise ConfigError(f"{out} already exists; choose a new folder")
+    hidden = int(AutoConfig.from_pretrained(model_dir).text_config.hidden_size)
+    out.mkdir(parents=True)
+    for source in sorted(model_dir.iterdir()):
+        if source.is_file() and source.name not in COCOA_FILES:
+            _link_or_copy(source, out / source.name)
+    args = vllm_args(spec, hidden)
+    script = out / SERVE_SCRIPT
+    script.write_text("#!/usr/bin/env bash\n# Serve this folder with vLLM's pooling runner (written by "
+                      "`cocoa export vllm`).\nexec vllm serve \"$(dirname \"$0\")\" "
+                      + " ".join(f"'{a}'" for a in args) + " \"$@\"\n")
+    script.chmod(0o755)
+    notes = {"source": str(model_dir.resolve()), "cocoa_attention": spec.attention, "vllm_attention": "causal",
+             "exact": exact, "vllm_args": args, "prompt": "text + EOS; images as <|vision_start|><|image_pad|>"
+             "<|vision_end|> at the <|image_1|> placeholder (or first): cocoa.integrations.vllm.vllm_prompt"}
+    (out / NOTES_FILE).write_text(json.dumps(notes, indent=2) + "\n")
+    return VllmExport(out, spec.attention, exact, args)
