@@ -2,11 +2,15 @@
 # `make test`: the test suite. Both install what is missing first (scripts/install.sh).
 .PHONY: run test lint
 
+# CPU math kernels pinned to AVX2 (ATen, MKL, oneDNN), so that `make run` takes the same code
+# paths on every x86 CPU with AVX2 instead of each CPU's own: benchmarks/cpu_determinism.py.
+CPU_PINS := ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 DNNL_MAX_CPU_ISA=AVX2
+
 .venv/.installed: pyproject.toml scripts/install.sh
 	./scripts/install.sh
 
 run: .venv/.installed
-	.venv/bin/cocoa run mini --out runs/mini
+	$(CPU_PINS) .venv/bin/cocoa run mini --out runs/mini
 
 test: .venv/.installed
 	.venv/bin/pytest

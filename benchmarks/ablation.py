@@ -1,15 +1,17 @@
 """Ablation on MiniMMEB: what each CoCoA stage contributes, at an equal stage-3 budget.
 
-Variants (all start from the same stage-0 model, standing in for a pretrained MLLM):
+Variants (those of one seed start from the same stage-0 model, standing in for a pretrained MLLM):
   a  causal + last-token contrastive only (VLM2Vec-style)
   b  bidirectional contrastive only
   c  stage 2 (EOS bridge) + stage 3
   d  stages 1 + 2 + 3 (CoCoA)
   e  CoCoA with the EOS seeing only the query in stage 2
 
-Every stage is skipped when already trained, so a rerun resumes. Writes per-run summaries
-under --out, then ``ablation.json``, ``ablation.md`` and ``ablation.png`` with the mean and
-spread per meta-task and overall.
+Each seed trains its own stage-0 model (seed s initialises it and orders its batches), unless
+--base names one for all seeds. Every stage is skipped when already trained, so a rerun resumes.
+Writes per-run summaries under --out, then ``ablation.json``, ``ablation.md`` and ``ablation.png``:
+mean, sample standard deviation and a 95% Student-t interval over seeds, per meta-task and
+overall, for every variant and for its paired difference to the first variant.
 
     python benchmarks/ablation.py --data runs/mini/data --out runs/ablation --seeds 0 1 2
 """
@@ -27,6 +29,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from scipy import stats
 
 from cocoa.recipes import load_recipe
 from cocoa.run import EvalSection, builtin, evaluate_model
@@ -73,18 +76,22 @@ def group_scores(summary: dict) -> dict[str, float]:
     return scores
 
 
-def aggregate(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, tuple[float, float]]]:
-    table: dict[str, dict[str, tuple[float, float]]] = {}
-    for key, runs in results.items():
-        table[key] = {}
-        for group in GROUPS:
-            values = [r[group] for r in runs]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            table[key][group] = (statistics.mean(values), spread)
-    return table
+Stat = tuple[float, float, float]  # mean, sample standard deviation, half-width of the 95% interval
 
 
-def paired(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, tuple[float, float]]]:
+def describe(values: list[float]) -> Stat:
+    """Mean, sample standard deviation and the half-width of the 95% Student-t interval of the mean."""
+    if len(values) < 2:
+        return statistics.mean(values), 0.0, float("nan")
+    spread = statistics.stdev(values)
+    return statistics.mean(values), spread, float(stats.t.ppf(0.975, len(values) - 1)) * spread / len(values) ** 0.5
+
+
+def aggregate(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Stat]]:
+    return {key: {group: describe([r[group] for r in runs]) for group in GROUPS} for key, runs in results.items()}
+
+
+def paired(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Stat]]:
     """Each later variant minus the first, seed by seed (they share the stage-0 model and the seed)."""
     first, *others = results
     return aggregate({key: [{g: run[g] - ref[g] for g in GROUPS} for run, ref in zip(results[key], results[first],
@@ -92,10 +99,18 @@ def paired(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, tu
                       for key in others})
 
 
-def table_lines(table: dict[str, dict[str, tuple[float, float]]], label: str, sign: str = "") -> list[str]:
+def table_lines(table: dict[str, dict[str, Stat]], label: str, sign: str = "") -> list[str]:
     lines = ["| " + label + " | " + " | ".join(GROUPS) + " |", "|" + "---|" * (len(GROUPS) + 1)]
     for key, row in table.items():
-        cells = " | ".join(f"{m:{sign}.1f} ± {s:.1f}" for m, s in (row[g] for g in GROUPS))
+        cells = " | ".join(f"{m:{sign}.1f} ± {s:.1f}" for m, s, _ in (row[g] for g in GROUPS))
+        lines.append(f"| ({key}) {VARIANTS[key][0]} | {cells} |")
+    return lines
+
+
+def interval_lines(table: dict[str, dict[str, Stat]], label: str) -> list[str]:
+    lines = ["| " + label + " | " + " | ".join(GROUPS) + " |", "|" + "---|" * (len(GROUPS) + 1)]
+    for key, row in table.items():
+        cells = " | ".join(f"[{m - h:+.1f}, {m + h:+.1f}]" for m, _, h in (row[g] for g in GROUPS))
         lines.append(f"| ({key}) {VARIANTS[key][0]} | {cells} |")
     return lines
 
@@ -107,12 +122,17 @@ def markdown(results: dict[str, list[dict[str, float]]], seeds: list[int], wall:
              "", "Mean ± sample standard deviation over seeds of Precision@1 (%)."]
     if len(results) > 1:
         first = next(iter(results))
-        lines += ["", *table_lines(paired(results), f"minus ({first}), same seed", "+"), "",
-                  f"Mean ± sample standard deviation over seeds of the difference to ({first}) on the same seed."]
-    return "\n".join(lines) + "\n"
+        differences = paired(results)
+        lines += ["", *table_lines(differences, f"minus ({first}), same seed", "+"), "",
+                  f"Mean ± sample standard deviation over seeds of the difference to ({first}) on the same seed.",
+                  "", *interval_lines(differences, f"minus ({first}), 95% interval"), "",
+                  f"95% Student-t interval of the mean paired difference to ({first}) over {len(seeds)} seeds."]
+    per_seed = ["", "Overall per seed: " + "; ".join(
+        f"({key}) " + " / ".join(f"{run['overall']:.2f}" for run in runs) for key, runs in results.items()) + "."]
+    return "\n".join(lines + per_seed) + "\n"
 
 
-def plot(table: dict[str, dict[str, tuple[float, float]]], path: Path) -> None:
+def plot(table: dict[str, dict[str, Stat]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / len(table)
     for i, (key, row) in enumerate(table.items()):
@@ -133,7 +153,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    parser.add_argument("--base", type=Path, default=None, help="stage-0 model (default: train one, seed 0)")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="one stage-0 model for every seed (default: train one per seed)")
     parser.add_argument("--set", dest="sets", nargs="*", default=[],
                         help="STAGE:key=value overrides, e.g. contrastive:train.max_steps=100")
     args = parser.parse_args()
@@ -142,10 +163,10 @@ def main() -> None:
         stage, override = item.split(":", 1)
         common.setdefault(stage, []).append(override)
     began = time.perf_counter()
-    base = args.base or train_once("pretrain", args.out / "base" / "pretrain", None, args.data, 0,
-                                   common.get("pretrain", []))
     results: dict[str, list[dict[str, float]]] = {key: [] for key in args.variants}
     for seed in args.seeds:
+        base = args.base or train_once("pretrain", args.out / f"seed{seed}" / "pretrain", None, args.data, seed,
+                                       common.get("pretrain", []))
         for key in args.variants:
             summary = run_variant(key, seed, base, args.data, args.out, common)
             results[key].append(group_scores(summary))

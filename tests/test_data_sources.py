@@ -44,12 +44,10 @@ def test_environment_variables_override_the_package_lookup(monkeypatch, tmp_path
     assert "missing.txt" in str(caught.value)
 
 
-def test_fashion_mnist_idx_and_digits():
+def test_fashion_mnist_idx():
     images, labels = sources.load_fashion_mnist("test")
     assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
     assert set(labels.tolist()) == set(range(len(sources.FASHION_CLASSES)))
-    digits, targets = sources.load_digits_images()
-    assert digits.shape == (1797, 8, 8) and digits.max() == 255 and set(targets.tolist()) == set(range(10))
 
 
 def test_emoji_list_and_render():

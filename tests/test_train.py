@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from cocoa.data.collate import Preprocessor
@@ -236,6 +237,21 @@ def train_command(mini: Path, out: Path, *extra: str) -> list[str]:
 
 def run_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1"}
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "model" / "model.safetensors"))
+
+
+def test_same_seed_same_weights_other_seed_other_weights(mini_dir: Path, tmp_path: Path) -> None:
+    """Within one machine a stage is deterministic: tokenizer, initialisation and batches follow the seed."""
+    runs = {name: tmp_path / name for name in ("first", "again", "seed1")}
+    for name, out in runs.items():
+        train_stage(tiny_recipe("pretrain", mini_dir, out, f"train.seed={int(name == 'seed1')}", steps=3))
+    first, again, other = (_weights(out) for out in runs.values())
+    assert first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first if first[k].shape == other[k].shape)
 
 
 def comparable(metrics: list[dict]) -> list[tuple]:

@@ -131,8 +131,19 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
     summary = evaluate_model(previous, pipeline.eval, data_root, out / "eval")
     timings["eval"] = summary.pop("seconds")
     from cocoa.run_report import write_run_report
-    write_run_report(out, stage_dirs, summary, timings)
+    write_run_report(out, stage_dirs, summary, timings, chance=mini_chance(data_root))
     return summary
+
+
+def mini_chance(data_root: Path) -> dict[str, float] | None:
+    """Chance Precision@1 per dataset from a MiniMMEB manifest (version 2 on), else None."""
+    from cocoa.data.mini import Manifest
+
+    path = data_root / "manifest.json"
+    if not path.is_file():
+        return None
+    manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
+    return {info.name: info.chance for info in manifest.datasets if info.chance} or None
 
 
 def wait_for(path: Path, timeout: float = 3600.0) -> None:

@@ -40,11 +40,24 @@ def plot_curves(stage_dirs: list[Path], path: Path) -> None:
     tmp.replace(path)
 
 
-def write_run_report(out: Path, stage_dirs: list[Path], summary: dict, timings: dict[str, float]) -> Path:
-    """``<out>/report.md`` with the score table, timings and ``training_curves.png``."""
+def chance_lines(summary: dict, chance: dict[str, float]) -> list[str]:
+    """Each scored dataset against a random ranking's Precision@1 (from the MiniMMEB manifest)."""
+    lines = ["## Against chance", "", "| dataset | Precision@1 | chance | margin |", "|---|---|---|---|"]
+    for name, score in summary["datasets"].items():
+        if name in chance:
+            lines.append(f"| {name} | {score['score']:.2f} | {chance[name]:.2f} | {score['score'] - chance[name]:+.2f} |")
+    return lines
+
+
+def write_run_report(out: Path, stage_dirs: list[Path], summary: dict, timings: dict[str, float],
+                     chance: dict[str, float] | None = None) -> Path:
+    """``<out>/report.md`` with the score table, each dataset against ``chance`` (if known), timings
+    and ``training_curves.png``."""
     plot_curves(stage_dirs, out / "training_curves.png")
-    lines = [f"# Run report: {out}", "", summary_markdown(Summary.from_dict(summary)), "", "## Timings", "",
-             "| part | seconds |", "|---|---|"]
+    lines = [f"# Run report: {out}", "", summary_markdown(Summary.from_dict(summary)), ""]
+    if chance:
+        lines += [*chance_lines(summary, chance), ""]
+    lines += ["## Timings", "", "| part | seconds |", "|---|---|"]
     lines += [f"| {name} | {seconds:.1f} |" for name, seconds in timings.items()]
     lines += ["", "## Training curves", "", "![training curves](training_curves.png)", "",
               "## Scores", "", "![scores](eval/scores.png)", ""]

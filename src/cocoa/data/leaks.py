@@ -1,4 +1,5 @@
-"""Leak check: no eval image or eval query may appear in any training corpus of a MiniMMEB folder."""
+"""Leak check: no eval image or eval query (``eval/``, ``reworded/``) may appear in any training corpus of a
+MiniMMEB folder."""
 
 from __future__ import annotations
 
@@ -54,17 +55,18 @@ def check_leaks(out_dir: Path) -> list[str]:
                 if text:
                     train_texts.setdefault(text, name)
     leaks: list[str] = []
-    for dataset in sorted((out_dir / "eval").glob("*.parquet")):
+    for dataset in sorted((out_dir / "eval").glob("*.parquet")) + sorted((out_dir / "reworded").glob("*.parquet")):
         table = pq.read_table(dataset).to_pydict()
+        label = dataset.relative_to(out_dir).as_posix()
         seen: set[str] = set()
         for row, (text, image) in enumerate(zip(table["qry_text"], table["qry_img_path"], strict=True)):
             if not image and text in train_texts:
-                leaks.append(f"{dataset.name} row {row}: query text appears in {train_texts[text]}")
+                leaks.append(f"{label} row {row}: query text appears in {train_texts[text]}")
             paths = [image, *table["tgt_img_path"][row]]
             for path in paths:
                 if path and path not in seen:
                     seen.add(path)
                     match = train_images.get(pixels(path))
                     if match:
-                        leaks.append(f"{dataset.name} row {row}: image {path} has the same pixels as {match}")
+                        leaks.append(f"{label} row {row}: image {path} has the same pixels as {match}")
     return leaks

@@ -1,9 +1,16 @@
 """Build MiniMMEB: a small MMEB-V1-shaped benchmark from offline real data.
 
 Layout of ``out``: ``images/`` (PNGs; every path in every parquet is relative to it),
-``eval/<Dataset>.parquet`` (MMEB-eval schema), ``train/<Subset>.parquet`` (MMEB-train schema),
+``eval/<Dataset>.parquet`` (MMEB-eval schema), ``reworded/<Dataset>.parquet`` (the same queries in
+wordings no training row uses, with a dataset card each), ``train/<Subset>.parquet`` (MMEB-train schema),
 ``pretrain/stage1.parquet`` (``image_path``, ``caption``), ``pretrain/stage2.parquet`` (MMEB-train
 schema) and ``manifest.json``. Same seed and options give byte-identical parquet files.
+
+This builds version 2 (:data:`VERSION`): scenes of colour-tinted items with instance-level
+captions, retrieval of single tinted items by colour and label, several instruction wordings
+in training and a reworded copy of the eval sets in a wording held out from training
+(``cocoa eval --data DIR/reworded --images DIR/images``, reported apart from MiniMMEB). Folders of version 1 (commit 468bc55 and before) stay readable by every
+reader and evaluator; their manifests load with ``version`` 1.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ from cocoa.data.scenes import with_article
 from cocoa.data.sources import source_versions
 from cocoa.errors import DataError
 
+#: The MiniMMEB version this builder writes.
+VERSION = 2
 META_TASKS = ("classification", "vqa", "retrieval", "grounding")
-_OWNED = ("images", "eval", "train", "pretrain", "manifest.json")
+_OWNED = ("images", "eval", "reworded", "train", "pretrain", "manifest.json")
 #: Train subsets whose positives are texts: they also make up the stage-2 corpus.
-_STAGE2_SUBSETS = ("FashionMNIST", "EmojiGroup", "EmojiSubgroup", "EmojiI2T", "SceneI2T", "SceneVQA")
+_STAGE2_SUBSETS = ("FashionMNIST", "EmojiGroup", "EmojiSubgroup", "ItemI2T", "SceneI2T", "SceneVQA")
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,8 @@ class DatasetInfo:
     queries: int
     min_candidates: int
     max_candidates: int
+    #: Precision@1 (%) of a random ranking: the mean over queries of 100 / candidates.
+    chance: float = 0.0
 
 
 @dataclass
@@ -56,6 +67,7 @@ class Manifest:
     pretrain_rows: dict[str, int]
     sources: dict[str, str]
     checksums: dict[str, str] = field(default_factory=dict)
+    version: int = 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -81,7 +93,7 @@ def build_mini(out: Path, seed: int = 0, queries: int = 1000, *, pool: int = 100
               "grounding_candidates": grounding_candidates}
     if not force:
         existing = _complete_manifest(out)
-        if existing is not None and existing.seed == seed and existing.params == params:
+        if existing is not None and (existing.version, existing.seed, existing.params) == (VERSION, seed, params):
             return existing
     for name in _OWNED:
         target = out / name
@@ -97,6 +109,10 @@ def build_mini(out: Path, seed: int = 0, queries: int = 1000, *, pool: int = 100
     for table in evals:
         checksums[f"eval/{table.name}.parquet"] = write_parquet(
             out / "eval" / f"{table.name}.parquet", table.columns, EVAL_SCHEMA)
+        checksums[f"reworded/{table.name}.parquet"] = write_parquet(
+            out / "reworded" / f"{table.name}.parquet", table.reworded().columns, EVAL_SCHEMA)
+        card = {"meta_task": table.meta_task, "split": table.split}
+        atomic_write_bytes(out / "reworded" / f"{table.name}.card.json", json.dumps(card).encode())
     for table in trains:
         checksums[f"train/{table.name}.parquet"] = write_parquet(
             out / "train" / f"{table.name}.parquet", table.columns, TRAIN_SCHEMA)
@@ -111,7 +127,7 @@ def build_mini(out: Path, seed: int = 0, queries: int = 1000, *, pool: int = 100
         datasets=[_info(table) for table in evals],
         train_rows={table.name: len(table.columns["qry"]) for table in trains},
         pretrain_rows={"stage1": len(stage1["caption"]), "stage2": len(stage2["qry"])},
-        sources=source_versions(), checksums=checksums)
+        sources=source_versions(), checksums=checksums, version=VERSION)
     atomic_write_bytes(out / "manifest.json", manifest.to_json().encode())
     return manifest
 
@@ -126,16 +142,16 @@ def _eval_tables(builder: TaskBuilder, queries: int, pool: int,
         builder.fashion_classification(queries, train=False),
         builder.emoji_classification("EmojiGroup", emoji.eval, "group", "IND", queries, train=False),
         builder.emoji_classification("EmojiSubgroup", emoji.eval, "subgroup", "IND", queries, train=False),
-        builder.digits_classification(queries),
-        builder.emoji_classification("EmojiNovelSubgroup", emoji.novel, "subgroup", "OOD", queries, train=False),
+        builder.tinted_fashion_classification(queries),
+        builder.emoji_classification("EmojiNovelGroup", emoji.novel, "group", "OOD", queries, train=False,
+                                     labels=sorted({e.group for e in emoji.eval})),
         builder.scene_vqa("SceneVQA", scenes, "IND", queries, train=False),
         builder.scene_vqa("Grid3x3VQA", grids, "OOD", queries, train=False),
-        builder.emoji_retrieval("EmojiT2I", emoji.eval, "IND", "t2i", queries, pool, train=False),
-        builder.emoji_retrieval("EmojiI2T", emoji.eval, "IND", "i2t", queries, pool, train=False),
+        builder.item_retrieval("ItemI2T", queries, train=False),
         builder.scene_retrieval("SceneT2I", scenes, "IND", "t2i", queries, pool, train=False),
         builder.scene_retrieval("SceneI2T", scenes, "IND", "i2t", queries, pool, train=False),
         builder.scene_retrieval("Grid3x3T2I", grids, "OOD", "t2i", queries, pool, train=False),
-        builder.emoji_retrieval("EmojiNovelT2I", emoji.novel, "OOD", "t2i", queries, pool, train=False),
+        builder.scene_retrieval("Grid3x3I2T", grids, "OOD", "i2t", queries, pool, train=False),
         builder.grounding("SceneGrounding", scenes, "IND", queries, grounding, train=False),
         builder.grounding("Grid3x3Grounding", grids, "OOD", queries, grounding, train=False),
     ]
@@ -150,8 +166,7 @@ def _train_tables(builder: TaskBuilder, size: int, eval_layouts: set[tuple[str, 
         builder.emoji_classification("EmojiGroup", emoji, "group", "IND", size, train=True),
         builder.emoji_classification("EmojiSubgroup", emoji, "subgroup", "IND", size, train=True),
         builder.scene_vqa("SceneVQA", scenes, "IND", size, train=True),
-        builder.emoji_retrieval("EmojiT2I", emoji, "IND", "t2i", size, 0, train=True),
-        builder.emoji_retrieval("EmojiI2T", emoji, "IND", "i2t", size, 0, train=True),
+        builder.item_retrieval("ItemI2T", size, train=True),
         builder.scene_retrieval("SceneT2I", scenes, "IND", "t2i", size, 0, train=True),
         builder.scene_retrieval("SceneI2T", scenes, "IND", "i2t", size, 0, train=True),
         builder.grounding("SceneGrounding", scenes, "IND", size, 0, train=True),
@@ -162,7 +177,7 @@ def _pretrain_corpora(trains: list[TrainTable]) -> tuple[dict[str, list], dict[s
     """Stage 1: (training image, caption); stage 2: the text-target train rows, concatenated."""
     by_name = {table.name: table.columns for table in trains}
     stage1: dict[str, list] = {"image_path": [], "caption": []}
-    for name in ("FashionMNIST", "EmojiI2T", "SceneI2T"):
+    for name in ("FashionMNIST", "ItemI2T", "SceneI2T"):
         columns = by_name[name]
         stage1["image_path"].extend(columns["qry_image_path"])
         stage1["caption"].extend(f"a photo of {with_article(text)}" if name == "FashionMNIST" else text
@@ -176,8 +191,9 @@ def _pretrain_corpora(trains: list[TrainTable]) -> tuple[dict[str, list], dict[s
 
 def _info(table: EvalTable) -> DatasetInfo:
     counts = [len(candidates) for candidates in table.columns["tgt_text"]]
+    chance = round(sum(100.0 / count for count in counts) / len(counts), 2) if counts else 0.0
     return DatasetInfo(table.name, table.meta_task, table.split, len(counts),
-                       min(counts, default=0), max(counts, default=0))
+                       min(counts, default=0), max(counts, default=0), chance)
 
 
 def _complete_manifest(out: Path) -> Manifest | None:
@@ -197,11 +213,13 @@ def _complete_manifest(out: Path) -> Manifest | None:
 
 
 def write_readme_table(manifest: Manifest) -> str:
-    """The Markdown table of MiniMMEB datasets (name, meta-task, IND/OOD, queries, candidates)."""
-    lines = ["| dataset | meta-task | IND/OOD | queries | candidates per query |", "|---|---|---|---|---|"]
+    """The Markdown table of MiniMMEB datasets (name, meta-task, IND/OOD, queries, candidates, chance P@1)."""
+    lines = ["| dataset | meta-task | IND/OOD | queries | candidates per query | chance P@1 |",
+             "|---|---|---|---|---|---|"]
     order = sorted(manifest.datasets, key=lambda d: (META_TASKS.index(d.meta_task), d.split, d.name))
     for info in order:
         candidates = (str(info.min_candidates) if info.min_candidates == info.max_candidates
                       else f"{info.min_candidates}-{info.max_candidates}")
-        lines.append(f"| {info.name} | {info.meta_task} | {info.split} | {info.queries} | {candidates} |")
+        lines.append(f"| {info.name} | {info.meta_task} | {info.split} | {info.queries} | {candidates} "
+                     f"| {info.chance:.2f} |")
     return "\n".join(lines) + "\n"

@@ -4,7 +4,8 @@
   pixels equal a train image are dropped).
 - Emoji: rendered once; emoji whose render collides with another are dropped; a seeded set of
   subgroups is held out (OOD only); the rest is split per subgroup into disjoint train/eval emoji.
-- Digits: eval only (OOD).
+
+Scene tiles and retrieval items are Fashion-MNIST items tinted in one of :data:`COLOURS`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from cocoa.data.scenes import TILE, Tile
 from cocoa.data.sources import (
     Emoji,
     EmojiRenderer,
-    load_digits_images,
     load_fashion_mnist,
     parse_emoji_test,
 )
@@ -28,13 +28,14 @@ from cocoa.data.sources import (
 #: Fashion-MNIST labels as the texts use them.
 FASHION_LABELS = ("t-shirt", "trouser", "pullover", "dress", "coat",
                   "sandal", "shirt", "sneaker", "bag", "ankle boot")
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _FASHION_CATEGORIES = {"sandal": "shoes", "sneaker": "shoes", "ankle boot": "shoes", "bag": "bags",
                        "t-shirt": "tops", "pullover": "tops", "shirt": "tops", "coat": "tops"}
-#: Emoji groups that appear in scenes, and what a count question calls them.
-SCENE_EMOJI_GROUPS = {"Animals & Nature": "animals", "Food & Drink": "food items"}
-#: What count questions may ask about.
-COUNT_CATEGORIES = ("shoes", "tops", "bags", "emoji", "animals", "food items")
+#: Tint colours of scene items (name -> RGB of the darkest pixels).
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "black": (20, 20, 20), "red": (205, 30, 30), "green": (30, 150, 50), "blue": (40, 70, 215),
+    "orange": (245, 140, 15), "purple": (130, 45, 175), "pink": (240, 95, 175), "brown": (125, 75, 30)}
+#: What count questions may ask about: item categories, then "<colour> items".
+COUNT_CATEGORIES = ("shoes", "tops", "bags", *(f"{colour} items" for colour in COLOURS))
 #: Share of the in-distribution emoji of each subgroup that goes to eval.
 EVAL_EMOJI_SHARE = 0.6
 #: Share of all emoji held out, by whole subgroups, for OOD datasets.
@@ -51,6 +52,13 @@ def item_image(pixels: np.ndarray) -> Image.Image:
     return image.convert("RGB")
 
 
+def tint(image: Image.Image, rgb: tuple[int, int, int]) -> Image.Image:
+    """A dark-on-white item recoloured: white stays white, the darkest pixels become ``rgb``."""
+    ink = 1.0 - np.asarray(image.convert("L"), dtype=np.float32)[..., None] / 255.0
+    pixels = 255.0 * (1.0 - ink) + ink * np.asarray(rgb, dtype=np.float32)
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="RGB")
+
+
 @dataclass
 class EmojiSplit:
     train: list[Emoji]
@@ -64,18 +72,18 @@ class Pools:
 
     fashion_train: tuple[np.ndarray, np.ndarray]
     fashion_eval: tuple[np.ndarray, np.ndarray]
-    digits: tuple[np.ndarray, np.ndarray]
     emoji: EmojiSplit
     emoji_images: dict[str, Image.Image]
 
-    def fashion_tile(self, split: str, index: int) -> Tile:
+    def fashion_tile(self, split: str, index: int, colour: str | None = None) -> Tile:
+        """The item as a tile; with ``colour`` tinted, named ``"<colour> <label>"`` and counted as such."""
         images, labels = self.fashion_train if split == "train" else self.fashion_eval
         label = FASHION_LABELS[int(labels[index])]
-        category = _FASHION_CATEGORIES.get(label)
-        return Tile(label, item_image(images[index]), (category,) if category else ())
-
-    def emoji_tile(self, emoji: Emoji) -> Tile:
-        return Tile(emoji.name, self.emoji_images[emoji.chars], ("emoji", SCENE_EMOJI_GROUPS[emoji.group]))
+        categories = tuple(c for c in (_FASHION_CATEGORIES.get(label), colour and f"{colour} items") if c)
+        image = item_image(images[index])
+        if colour is None:
+            return Tile(label, image, categories)
+        return Tile(f"{colour} {label}", tint(image, COLOURS[colour]), categories)
 
 
 def load_pools(seed: int, fashion_dir: Path | None = None, emoji_font: Path | None = None,
@@ -90,7 +98,6 @@ def load_pools(seed: int, fashion_dir: Path | None = None, emoji_font: Path | No
     return Pools(
         fashion_train=(train_images, train_labels),
         fashion_eval=(test_images[keep], test_labels[keep]),
-        digits=load_digits_images(),
         emoji=_split_emoji(unique, np.random.default_rng([seed, 1])),
         emoji_images=images,
     )
@@ -113,8 +120,7 @@ def _split_emoji(emojis: list[Emoji], rng: np.random.Generator) -> EmojiSplit:
     subgroups: dict[str, list[Emoji]] = {}
     for emoji in emojis:
         subgroups.setdefault(emoji.subgroup, []).append(emoji)
-    eligible = sorted(name for name, members in subgroups.items()
-                      if len(members) >= 6 and members[0].group not in SCENE_EMOJI_GROUPS)
+    eligible = sorted(name for name, members in subgroups.items() if len(members) >= 6)
     held: set[str] = set()
     for index in rng.permutation(len(eligible)):
         if sum(len(subgroups[name]) for name in held) >= NOVEL_EMOJI_SHARE * len(emojis):

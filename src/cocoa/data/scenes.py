@@ -1,4 +1,4 @@
-"""Scenes: square grids of 56x56 tiles (Fashion-MNIST items and emoji) with captions and crops."""
+"""Scenes: square grids of 56x56 tiles (colour-tinted Fashion-MNIST items) with captions and crops."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Offline real-data sources: Fashion-MNIST, Noto Color Emoji with the Unicode list, sklearn digits.
+"""Offline real-data sources: Fashion-MNIST and Noto Color Emoji with the Unicode list.
 
-Each source is found by asking its package (``dpkg -L``, sklearn's loader). On machines
+Each source is found by asking its Debian package (``dpkg -L``). On machines
 without these Debian packages, an explicit path or an environment variable overrides the
 lookup: ``COCOA_FASHION_MNIST_DIR`` (the folder of the four IDX .gz files),
 ``COCOA_EMOJI_FONT`` (NotoColorEmoji.ttf) and ``COCOA_EMOJI_TEST`` (emoji-test.txt). A
@@ -116,15 +116,6 @@ def load_fashion_mnist(split: str, directory: Path | None = None) -> tuple[np.nd
     return images, labels
 
 
-def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
-    """sklearn's 1,797 handwritten digits as uint8 ``(n, 8, 8)`` (0..255) and labels."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    return images, bunch.target.astype(np.int64)
-
-
 @dataclass(frozen=True)
 class Emoji:
     """One fully-qualified emoji from ``emoji-test.txt``."""
@@ -187,9 +178,6 @@ def _load_font(path: str) -> ImageFont.FreeTypeFont:
 
 def source_versions() -> dict[str, str]:
     """Versions of every source package, for the manifest."""
-    import sklearn
-
     versions = {name: package_version(name) for name in (FASHION_PACKAGE, EMOJI_FONT_PACKAGE, UNICODE_PACKAGE)}
-    versions["scikit-learn"] = sklearn.__version__
     versions["pillow"] = f"{PIL.__version__} (raqm {features.version('raqm')}, freetype {features.version('freetype2')})"
     return versions

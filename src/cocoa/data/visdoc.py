@@ -23,9 +23,7 @@ already there is used as it is.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ import pyarrow.parquet as pq
 
 from cocoa.data.images import MAX_IMAGE_PIXELS
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
+from cocoa.data.mini_io import atomic_write_bytes
 from cocoa.data.mmeb import _ImageChecker, _log_skipped, _skip
 from cocoa.errors import DataError
 
@@ -109,17 +108,8 @@ def _file_name(corpus_id: str) -> str:
 
 
 def _write_once(path: Path, data: bytes) -> None:
-    if path.is_file():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if not path.is_file():
+        atomic_write_bytes(path, data)
 
 
 def _page_image(row: dict, corpus_id: str, extract_dir: Path, file: str, index: int) -> str:

@@ -1,0 +1,76 @@
+"""Generalisation check for an ablation: every trained variant on MiniMMEB's reworded eval sets.
+
+``DATA/reworded/`` holds the eval sets of MiniMMEB with every query in a wording no training
+row uses. This evaluates the final model of each (seed, variant) of a finished
+``benchmarks/ablation.py`` run on them, next to its score on the original wording, and writes
+``reworded.json`` and ``reworded.md`` (mean, spread and 95% interval over seeds, and the
+paired difference to the first variant) into the ablation folder.
+
+    python benchmarks/reworded.py --ablation runs/abl-v2 --data runs/mini/data --variants a d
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ablation import GROUPS, aggregate, group_scores, interval_lines, paired, table_lines
+
+from cocoa.encoder import Encoder
+from cocoa.evaluate.runner import evaluate
+
+
+def reworded_scores(data: Path, seed_dir: Path, variant: str) -> dict[str, float] | None:
+    """The variant's group scores on the reworded sets (evaluated once, then read back), if it was trained."""
+    record = seed_dir / f"eval-{variant}" / "model.json"
+    if not record.is_file():
+        return None
+    model = Path(json.loads(record.read_text())["model"])
+    summary = evaluate(Encoder.from_pretrained(model), data / "reworded", seed_dir / f"reworded-{variant}",
+                       image_root=data / "images", batch_size=64)
+    return group_scores(summary.to_dict())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ablation", type=Path, required=True, help="the --out folder of benchmarks/ablation.py")
+    parser.add_argument("--data", type=Path, default=Path("runs/mini/data"))
+    parser.add_argument("--variants", nargs="+", default=["a", "d"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: every seed folder")
+    args = parser.parse_args()
+    seeds = args.seeds if args.seeds is not None else sorted(
+        int(p.name[4:]) for p in args.ablation.glob("seed*") if p.name[4:].isdigit())
+    original: dict[str, list[dict[str, float]]] = {key: [] for key in args.variants}
+    reworded: dict[str, list[dict[str, float]]] = {key: [] for key in args.variants}
+    done = []
+    for seed in seeds:
+        seed_dir = args.ablation / f"seed{seed}"
+        scores = {key: reworded_scores(args.data, seed_dir, key) for key in args.variants}
+        if any(value is None for value in scores.values()):
+            continue
+        done.append(seed)
+        for key in args.variants:
+            reworded[key].append(scores[key])
+            summary = json.loads((seed_dir / f"eval-{key}" / "summary.json").read_text())
+            original[key].append(group_scores(summary))
+    drop = {key: [{g: o[g] - r[g] for g in GROUPS} for o, r in zip(original[key], reworded[key], strict=True)]
+            for key in args.variants}
+    first = args.variants[0]
+    lines = [f"Seeds: {done}. Reworded eval sets ({args.data / 'reworded'}): a wording no training row uses.", "",
+             *table_lines(aggregate(reworded), "variant, reworded"), "",
+             "Mean ± sample standard deviation over seeds of Precision@1 (%) on the reworded sets.", "",
+             *table_lines(aggregate(drop), "variant, original minus reworded", "+"), "",
+             "The loss from rewording: original-wording score minus reworded score, same model."]
+    if len(args.variants) > 1:
+        differences = paired(reworded)
+        lines += ["", *table_lines(differences, f"reworded, minus ({first}), same seed", "+"), "",
+                  *interval_lines(differences, f"reworded, minus ({first}), 95% interval")]
+    (args.ablation / "reworded.md").write_text("\n".join(lines) + "\n")
+    (args.ablation / "reworded.json").write_text(json.dumps({"seeds": done, "reworded": reworded,
+                                                             "original": original}, indent=2))
+    print((args.ablation / "reworded.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
