@@ -1,6 +1,6 @@
 # `make run`: MiniMMEB end to end (data, stages 0-3, evaluation, report) in runs/mini.
 # `make test`: the test suite. Both install what is missing first (scripts/install.sh).
-.PHONY: run test lint
+.PHONY: run test test-quick lint
 
 # CPU math kernels pinned to AVX2 (ATen, MKL, oneDNN), so that `make run` takes the same code
 # paths on every x86 CPU with AVX2 instead of each CPU's own: benchmarks/cpu_determinism.py.
@@ -14,6 +14,10 @@ run: .venv/.installed
 
 test: .venv/.installed
 	.venv/bin/pytest
+
+# The quick loop while developing: everything but the multi-process and kill-and-resume tests.
+test-quick: .venv/.installed
+	.venv/bin/pytest -m "not slow"
 
 lint: .venv/.installed
 	.venv/bin/ruff check .

@@ -31,9 +31,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from scipy import stats
 
-from cocoa.recipes import load_recipe
-from cocoa.run import EvalSection, builtin, evaluate_model
-from cocoa.train.recipe import train_stage
+from cocoa.pipeline.driver import EvalSection, evaluate_model
+from cocoa.pipeline.train_stage import train_stage
+from cocoa.recipe import builtin, load_recipe
 
 VARIANTS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
     "a": ("causal contrastive only (VLM2Vec-style)", [("contrastive", ["contrastive.attention=causal"])]),

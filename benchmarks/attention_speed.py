@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cocoa.attention import ATTENTION_MODES, Role
-from cocoa.backbone import Backbone
 from cocoa.data.collate import Batch, Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.model import hidden_states
+from cocoa.model.attention import ATTENTION_MODES, Role
+from cocoa.model.backbone import Backbone
+from cocoa.model.forward import hidden_states
 
 
 def bridged_batch(backbone: Backbone, batch_size: int, target_words: int) -> Batch:

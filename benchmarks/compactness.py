@@ -26,7 +26,7 @@ import torch
 
 from cocoa.data.items import Item
 from cocoa.data.mmeb import list_eval_datasets, read_eval_dataset
-from cocoa.encoder import Encoder
+from cocoa.inference.encoder import Encoder
 
 
 def pairs(data: Path, rows: int) -> tuple[list[Item], list[Item]]:

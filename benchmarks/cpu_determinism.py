@@ -37,9 +37,8 @@ import hashlib, json, sys, time
 from pathlib import Path
 from safetensors.torch import load_file
 import torch
-from cocoa.recipes import load_recipe
-from cocoa.run import builtin
-from cocoa.train.recipe import train_stage
+from cocoa.recipe import builtin, load_recipe
+from cocoa.pipeline.train_stage import train_stage
 
 data, out, steps, stage = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 sets = [f"data.root={data}", f"train.output_dir={out}", f"train.max_steps={steps}", "train.epochs=null"]

@@ -14,7 +14,7 @@ section is reported without stopping the others):
    Qwen2.5-VL-7B, run as ``cocoa train`` runs them (fp32 master weights, bf16 autocast):
    forward+backward per attention mode and backend, full and LoRA, with and without
    activation checkpointing; tokens/s, MFU (6 x parameters x tokens, vision tower
-   included) and peak memory; then bf16 inference through :class:`cocoa.encoder.Encoder`
+   included) and peak memory; then bf16 inference through :class:`cocoa.inference.encoder.Encoder`
    in items/s, preprocessing included.
 4. ``e2e``: ``cocoa run mini`` on the GPU (MiniMMEB built from ``$COCOA_FASHION_MNIST_DIR``,
    ``$COCOA_EMOJI_FONT``, ``$COCOA_EMOJI_TEST`` where the Debian packages are absent),
@@ -49,13 +49,13 @@ import torch
 from PIL import Image
 from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
 
-from cocoa.attention import ATTENTION_MODES, Role
-from cocoa.backbone import MODEL_CLASSES, Backbone, TokenIds, build_image_processor
 from cocoa.data.collate import Batch, Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.encoder import EmbeddingSpec, Encoder
-from cocoa.model import hidden_states
-from cocoa.recipes import LoraConfig
+from cocoa.inference.encoder import EmbeddingSpec, Encoder
+from cocoa.model.attention import ATTENTION_MODES, Role
+from cocoa.model.backbone import MODEL_CLASSES, Backbone, TokenIds, build_image_processor
+from cocoa.model.forward import hidden_states
+from cocoa.recipe import LoraConfig
 from cocoa.train.lora import add_lora
 
 #: Published text/vision shapes (config.json of the released checkpoints); weights random.

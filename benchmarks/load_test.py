@@ -28,10 +28,10 @@ import torch
 import uvicorn
 from PIL import Image
 
-from cocoa.backbone import Backbone
-from cocoa.embedder import Embedder
-from cocoa.encoder import EmbeddingSpec
-from cocoa.server import Batcher, create_app
+from cocoa.inference.embedder import Embedder
+from cocoa.inference.encoder import EmbeddingSpec
+from cocoa.inference.server import Batcher, create_app
+from cocoa.model.backbone import Backbone
 
 WORDS = ["a", "photo", "of", "a", "red", "dress", "on", "a", "white", "background", "with", "an", "ankle", "boot", "and", "a", "sneaker", "next", "to", "a", "bag"]
 

@@ -19,11 +19,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cocoa.encoder import Encoder
 from cocoa.evaluate.widths import evaluate_widths, width_scores
-from cocoa.recipes import load_recipe
-from cocoa.run import builtin
-from cocoa.train.recipe import train_stage
+from cocoa.inference.encoder import Encoder
+from cocoa.pipeline.train_stage import train_stage
+from cocoa.recipe import builtin, load_recipe
 
 VARIANTS = ("plain", "matryoshka")
 

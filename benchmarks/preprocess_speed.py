@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cocoa.backbone import Backbone, build_image_processor
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
+from cocoa.model.backbone import Backbone, build_image_processor
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ablation import GROUPS, aggregate, group_scores, interval_lines, paired, table_lines
 
-from cocoa.encoder import Encoder
 from cocoa.evaluate.runner import evaluate
+from cocoa.inference.encoder import Encoder
 
 
 def reworded_scores(data: Path, seed_dir: Path, variant: str) -> dict[str, float] | None:

@@ -38,11 +38,12 @@ def matmul_peak(threads: int, size: int = 2048, repeats: int = 10) -> float:
 def measure(preset: str, stage: str, data: Path, steps: int, threads: int) -> dict:
     """Run in a child process: time ``steps`` optimiser steps of one stage."""
     from cocoa.data.collate import Batch
-    from cocoa.data.stages import BatchPlan, PairBatch, StepDataset
-    from cocoa.recipes import load_recipe
-    from cocoa.run import builtin
+    from cocoa.pipeline.train_stage import build_backbone
+    from cocoa.recipe import builtin, load_recipe
+    from cocoa.stages import get_stage
+    from cocoa.stages.contrastive import PairBatch
+    from cocoa.train.batches import BatchPlan, StepDataset
     from cocoa.train.distributed import setup
-    from cocoa.train.recipe import build_backbone, build_objective, load_examples
     from cocoa.train.trainer import Trainer
 
     torch.set_num_threads(threads)
@@ -51,13 +52,13 @@ def measure(preset: str, stage: str, data: Path, steps: int, threads: int) -> di
                                                     "train.output_dir=/tmp/cocoa-train-speed",
                                                     f"train.max_steps={steps + 2}", "train.epochs=null"])
     backbone = build_backbone(recipe)
-    examples = load_examples(recipe)
-    objective, builder = build_objective(recipe, backbone, backbone.model)
+    examples = get_stage(stage).examples(recipe)
+    parts = get_stage(stage).parts(recipe, backbone, backbone.model)
     plan = BatchPlan(len(examples), recipe.train.batch_size, 1, 0)
-    dataset = StepDataset(examples, builder, plan)
-    trainer = Trainer(objective, dataset, steps + 2, recipe.train, info, Path("/tmp/cocoa-train-speed"),
-                      contrastive=recipe.contrastive if stage == "contrastive" else None)
-    step = trainer.contrastive_step if stage == "contrastive" else trainer.loss_step
+    dataset = StepDataset(examples, parts.builder, plan)
+    trainer = Trainer(parts.objective, dataset, parts.step, steps + 2, recipe.train, info,
+                      Path("/tmp/cocoa-train-speed"))
+    step = trainer.compute
     batches = [dataset[i] for i in range(steps + 1)]
     trainer.objective.train()
     step(batches[0])

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cocoa.backbone import Backbone
-from cocoa.data.mini import build_mini
-from cocoa.encoder import EmbeddingSpec
+from cocoa.data.minimmeb.build import build_mini
+from cocoa.inference.encoder import EmbeddingSpec
+from cocoa.model.backbone import Backbone
 
 CORPUS = [
     "a photo of a red dress on a white background",

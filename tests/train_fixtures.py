@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from cocoa.data.items import Item, TrainPair
-from cocoa.recipes import Recipe, load_recipe
-from cocoa.run import builtin
+from cocoa.recipe import Recipe, builtin, load_recipe
 
 #: A small eval dataset of MiniMMEB used for the end-of-chain evaluation.
 EVAL_DATASET = "FashionMNIST"

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cocoa.data.mini import build_mini
-from cocoa.errors import CocoaError
+from cocoa.cli_errors import reports_errors
+from cocoa.data.minimmeb.build import build_mini
 
 app = typer.Typer(help="Data sets: build MiniMMEB from offline sources.", no_args_is_help=True)
 
@@ -22,6 +22,7 @@ def main() -> None:
 
 
 @app.command()
+@reports_errors
 def mini(out: Annotated[Path, typer.Option("--out", help="Output folder.")],
          seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
          queries: Annotated[int, typer.Option(min=1, help="Queries per eval dataset.")] = 1000,
@@ -33,12 +34,8 @@ def mini(out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     """Build MiniMMEB into OUT and print its datasets."""
     console = Console()
     start = time.perf_counter()
-    try:
-        manifest = build_mini(out, seed=seed, queries=queries, pool=pool, train_size=train_size,
-                              grounding_candidates=grounding_candidates, force=force)
-    except CocoaError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    manifest = build_mini(out, seed=seed, queries=queries, pool=pool, train_size=train_size,
+                          grounding_candidates=grounding_candidates, force=force)
     table = Table(title=f"MiniMMEB in {out} (seed {seed})")
     for column in ("dataset", "meta-task", "IND/OOD", "queries", "candidates per query"):
         table.add_column(column)

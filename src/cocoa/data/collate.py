@@ -16,13 +16,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from cocoa.attention import Role
-from cocoa.backbone import Backbone
 from cocoa.data.images import open_image
-from cocoa.data.items import IMAGE_PLACEHOLDER, Item
+from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, Item, is_empty
 from cocoa.errors import DataError
-
-IGNORE_INDEX = -100
+from cocoa.losses.language import IGNORE_INDEX
+from cocoa.model.attention import Role
+from cocoa.model.backbone import Backbone
 
 
 @dataclass
@@ -124,8 +123,8 @@ class Preprocessor:
             after = after.replace(IMAGE_PLACEHOLDER, "")
         else:
             before, after = "", text
-        if item.image is None and not text.strip():
-            raise DataError("item has neither text nor image", field="text")
+        if is_empty(text, item.image):
+            raise DataError(f"item has {EMPTY_ITEM}", field="text")
         enc = Encoded()
         enc.add(self.text_ids(before), role)
         if item.image is not None:

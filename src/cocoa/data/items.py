@@ -24,11 +24,25 @@ class Item:
     text: str = ""
     image: str | Image.Image | None = field(default=None, compare=True)
 
+    @property
+    def is_empty(self) -> bool:
+        """Neither text (blank counts as none) nor image: nothing to embed."""
+        return is_empty(self.text, self.image)
+
     def key(self) -> tuple[str, str]:
         """A hashable identity for de-duplication and caching (paths only)."""
         if isinstance(self.image, Image.Image):
             raise TypeError("items holding in-memory images have no stable key")
         return (self.text, self.image or "")
+
+
+#: The message of every "nothing to embed" error.
+EMPTY_ITEM = "neither text nor image"
+
+
+def is_empty(text: str | None, image: object | None) -> bool:
+    """The one test of an empty input: no image and no text beyond whitespace."""
+    return image is None and not (text or "").strip()
 
 
 @dataclass(frozen=True)

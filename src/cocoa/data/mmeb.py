@@ -30,7 +30,7 @@ from PIL import Image
 from cocoa.data.columns import CODED_STRING, Strings, entry_rows, first_appearance_ids, list_lengths, padded
 from cocoa.data.images import MAX_IMAGE_PIXELS
 from cocoa.data.instruct import INSTRUCTION_FIELDS, apply_format
-from cocoa.data.items import EvalDataset, Item, TrainPair
+from cocoa.data.items import EMPTY_ITEM, EvalDataset, Item, TrainPair, is_empty
 from cocoa.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ class _ImageChecker:
         ``fields`` names the text and the image field, for errors.
         """
         text = text or ""
-        if not text and not image:
-            raise DataError("neither text nor image", file=file, row=row, field=fields[0])
+        if is_empty(text, image or None):
+            raise DataError(EMPTY_ITEM, file=file, row=row, field=fields[0])
         return Item(text, self.path(image, file=file, row=row, field=fields[1]) if image else None)
 
     def path(self, relative: str, *, file: str, row: int, field: str) -> str:
@@ -344,7 +344,7 @@ def _query_problems(columns: _EvalColumns, checker: _ImageChecker) -> Iterator[t
     image_problem, messages = _image_problems(columns.query_image, checker)
     for row in np.flatnonzero(neither | (image_problem >= 0)).tolist():
         if neither[row]:
-            yield row, "qry_text", "neither text nor image"
+            yield row, "qry_text", EMPTY_ITEM
         else:
             yield row, "qry_img_path", messages[image_problem[row]]
 
@@ -373,7 +373,7 @@ def _candidate_problems(columns: _EvalColumns, checker: _ImageChecker) -> Iterat
         row = int(owner[entry])
         j = entry - int(starts[row])
         if neither[entry]:
-            yield row, f"tgt_text[{j}]", "neither text nor image"
+            yield row, f"tgt_text[{j}]", EMPTY_ITEM
         else:
             yield row, f"tgt_img_path[{j}]", messages[image_problem[entry]]
 

@@ -34,9 +34,9 @@ import pyarrow.parquet as pq
 
 from cocoa.data.images import MAX_IMAGE_PIXELS
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
-from cocoa.data.mini_io import atomic_write_bytes
 from cocoa.data.mmeb import _ImageChecker, _log_skipped, _skip
 from cocoa.errors import DataError
+from cocoa.files import write_bytes
 
 QUERY_INSTRUCTION = "Find a document image that matches the given query:"
 TARGET_INSTRUCTION = "Understand the content of the provided document image."
@@ -109,7 +109,7 @@ def _file_name(corpus_id: str) -> str:
 
 def _write_once(path: Path, data: bytes) -> None:
     if not path.is_file():
-        atomic_write_bytes(path, data)
+        write_bytes(path, data)
 
 
 def _page_image(row: dict, corpus_id: str, extract_dir: Path, file: str, index: int) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cocoa.evaluate import files
+from cocoa import files
 
 Key = tuple[str, str]
 

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cocoa.errors import CocoaError, ConfigError
+from cocoa.cli_errors import reports_errors
+from cocoa.errors import ConfigError
 from cocoa.evaluate.cards import parse_dataset_info
 from cocoa.evaluate.report import compare_table, summary_table
 from cocoa.evaluate.runner import ItemEncoder, evaluate
@@ -22,7 +23,7 @@ app = typer.Typer(invoke_without_command=True, add_completion=False,
 
 def load_encoder(model_dir: Path, workers: int = 0) -> ItemEncoder:
     """Load the model in ``model_dir`` (imports the model stack only when needed)."""
-    from cocoa.encoder import Encoder
+    from cocoa.inference.encoder import Encoder
 
     return Encoder.from_pretrained(model_dir, num_workers=workers)
 
@@ -45,6 +46,7 @@ def load_summary(path: Path) -> Summary:
 
 
 @app.callback()
+@reports_errors
 def main(
     ctx: typer.Context,
     model: Annotated[Path | None, typer.Option(help="Model folder (Encoder.from_pretrained).")] = None,
@@ -72,21 +74,17 @@ def main(
         raise typer.BadParameter("--model, --data and --out are required")
     names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else None
     console = Console()
-    try:
-        cards = dict(parse_dataset_info(option) for option in dataset_info or ())
-        if dims is not None and (benchmark or cards):
-            raise ConfigError("--dims cannot be combined with --benchmark or --dataset-info yet")
-        if dims is not None:
-            widths = evaluate_widths(load_encoder(model, workers), parse_widths(dims), data, out, names, images,
-                                     batch_size, cache_dir=cache, skip_bad=skip_bad)
-            console.print(width_table(widths))
-            console.print(f"per-width results in {out}/dim-<width>; scores in {out / WIDTHS_FILE}")
-            return
-        summary = evaluate(load_encoder(model, workers), data, out, names, images, batch_size,
-                           cache_dir=cache, skip_bad=skip_bad, benchmark=benchmark, dataset_info=cards)
-    except CocoaError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    cards = dict(parse_dataset_info(option) for option in dataset_info or ())
+    if dims is not None and (benchmark or cards):
+        raise ConfigError("--dims cannot be combined with --benchmark or --dataset-info yet")
+    if dims is not None:
+        widths = evaluate_widths(load_encoder(model, workers), parse_widths(dims), data, out, names, images,
+                                 batch_size, cache_dir=cache, skip_bad=skip_bad)
+        console.print(width_table(widths))
+        console.print(f"per-width results in {out}/dim-<width>; scores in {out / WIDTHS_FILE}")
+        return
+    summary = evaluate(load_encoder(model, workers), data, out, names, images, batch_size,
+                       cache_dir=cache, skip_bad=skip_bad, benchmark=benchmark, dataset_info=cards)
     console.print(summary_table(summary))
     console.print(f"encoded {summary.encoded} items, {summary.cache_hits} cache hits; "
                   f"resumed {len(summary.resumed)} finished datasets; results in {out}")

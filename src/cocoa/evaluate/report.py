@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from rich.table import Table
 
-from cocoa.evaluate import files
+from cocoa import files
 from cocoa.evaluate.registry import META_TASKS
 from cocoa.evaluate.summary import DatasetScore, GroupScore, Summary
 

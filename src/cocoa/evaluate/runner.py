@@ -12,10 +12,10 @@ from typing import Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from cocoa import files
 from cocoa.data.items import EvalDataset, Item
 from cocoa.data.mmeb import list_eval_datasets
 from cocoa.data.visdoc import CorpusDataset
-from cocoa.evaluate import files
 from cocoa.evaluate.cache import EmbeddingCache
 from cocoa.evaluate.cards import Card
 from cocoa.evaluate.plan import plan, read_dataset

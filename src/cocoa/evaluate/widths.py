@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
+from cocoa import files
 from cocoa.data.items import Item
-from cocoa.evaluate import files
 from cocoa.evaluate.cache import EmbeddingCache
 from cocoa.evaluate.runner import ItemEncoder, evaluate
 from cocoa.evaluate.summary import Summary
-from cocoa.matryoshka import truncate, validate_dims
+from cocoa.model.matryoshka import truncate, validate_dims
 
 #: The cache shard tag of the shared full-width embeddings.
 FULL_WIDTH_TAG = "full-width"

@@ -2,7 +2,7 @@
 
 mteb hands :meth:`CocoaMtebEncoder.encode` a data loader of batches with ``text`` and/or
 ``image`` columns; every row becomes one cocoa input and goes through
-:meth:`cocoa.embedder.Embedder.encode`, so mteb scores exactly the vectors the rest of cocoa
+:meth:`cocoa.inference.embedder.Embedder.encode`, so mteb scores exactly the vectors the rest of cocoa
 produces. The task's instruction (mteb's prompt for the task and prompt type) is used as
 cocoa's instruction for queries and single-sided tasks, never for documents.
 
@@ -26,9 +26,9 @@ from mteb.similarity_functions import ScoringFunction
 from mteb.types import PromptType
 from PIL import Image
 
-from cocoa.embedder import Embedder, Input
 from cocoa.errors import DataError
-from cocoa.matryoshka import check_dimensions
+from cocoa.inference.embedder import Embedder, Input
+from cocoa.model.matryoshka import check_dimensions
 
 #: The encoder batch size when mteb's ``encode_kwargs`` set none.
 DEFAULT_BATCH_SIZE = 32

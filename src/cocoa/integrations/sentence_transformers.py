@@ -1,11 +1,11 @@
-"""A sentence-transformers module that embeds exactly as :meth:`cocoa.embedder.Embedder.encode`.
+"""A sentence-transformers module that embeds exactly as :meth:`cocoa.inference.embedder.Embedder.encode`.
 
 ``SentenceTransformer(path, trust_remote_code=True)`` on a cocoa checkpoint folder (one with
 the files of :mod:`cocoa.integrations.st_layout`) builds one :class:`CocoaModule`. It keeps
 cocoa's own pipeline: inputs become :class:`~cocoa.data.items.Item` rows (``prompt`` is
 cocoa's instruction), sequences are built by the same preprocessor with the explicit
 appended EOS, the language model runs under the checkpoint's attention mode from
-``cocoa.json`` (bidirectional or causal) through :func:`cocoa.model.embed`, and the output
+``cocoa.json`` (bidirectional or causal) through :func:`cocoa.model.forward.embed`, and the output
 is the L2-normalised final state at the EOS. ``trust_remote_code=True`` is how
 sentence-transformers 6 allows any module class outside its own package, local folders
 included.
@@ -21,13 +21,13 @@ from typing import Any
 import torch
 from sentence_transformers.base.modules import InputModule
 
-from cocoa.backbone import Backbone
 from cocoa.data.collate import Batch, Preprocessor, collate
-from cocoa.embedder import Input, to_item
-from cocoa.encoder import EmbeddingSpec
 from cocoa.errors import ConfigError
+from cocoa.inference.embedder import Input, to_item
+from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.integrations.st_layout import write_sentence_transformers_files
-from cocoa.model import embed
+from cocoa.model.backbone import Backbone
+from cocoa.model.forward import embed
 
 #: ``model_kwargs`` this module honours (passed on to :meth:`Backbone.load`).
 MODEL_KWARGS = frozenset({"dtype", "attn_implementation"})
@@ -55,7 +55,7 @@ class CocoaModule(InputModule):
         """Texts, images and both; ``message`` is how sentence-transformers names a batch mixing them.
 
         A chat-style message (``role``/``content``) is not an input cocoa knows and fails in
-        :func:`~cocoa.embedder.to_item` with an error naming the input types it takes.
+        :func:`~cocoa.inference.embedder.to_item` with an error naming the input types it takes.
         """
         return ["text", "image", ("image", "text"), "message"]
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
-from cocoa.model import vl_model
+from cocoa.model.forward import vl_model
 
 
 def shard(objective: nn.Module, device: torch.device, compute_dtype: torch.dtype | None) -> None:

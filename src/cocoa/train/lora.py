@@ -6,7 +6,7 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model
 from torch import nn
 
-from cocoa.recipes import LoraConfig
+from cocoa.recipe import LoraConfig
 
 #: Vision-tower projection names of Qwen2-VL (qkv, proj, fc1, fc2), Qwen2.5-VL (+ gated MLP) and
 #: Qwen3-VL (linear_fc1, linear_fc2).

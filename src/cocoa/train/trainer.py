@@ -1,9 +1,9 @@
 """One training loop for every stage, on one CPU process or many GPUs under ``torchrun``.
 
-The loop is the same for all stages; only the step differs: the reconstruction stages
-back-propagate the objective's loss, the contrastive stage runs GradCache (embed every
-chunk without gradients, compute the cross-rank InfoNCE on the cached embeddings, then
-re-run each chunk with gradients and back-propagate the cached embedding gradients).
+The trainer knows no stage: it gets an objective module, step-indexed batches and a step
+strategy (:mod:`cocoa.train.steps`: back-propagate a loss, or GradCache over chunks), and
+owns what is common: device and parallelism, optimiser and schedule, gradient clipping,
+logging, atomic checkpoints and resume.
 
 Across processes the objective is either replicated and wrapped in DDP
 (``train.parallel: ddp``) or sharded in place with FSDP2 (``train.parallel: fsdp``); both
@@ -29,12 +29,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from cocoa.data.collate import Batch
-from cocoa.data.stages import PairBatch, StepDataset, passthrough
-from cocoa.objectives.contrastive import Widths, distributed_info_nce, place_negatives
-from cocoa.recipes import ContrastiveConfig, TrainConfig
+from cocoa.files import write_text
+from cocoa.recipe import TrainConfig
 from cocoa.train import checkpoint, fsdp
+from cocoa.train.batches import StepDataset, passthrough
 from cocoa.train.distributed import DistInfo
+from cocoa.train.steps import Step, StepContext
 
 
 @dataclass
@@ -63,12 +63,6 @@ def _step_of(line: str) -> float:
         return math.inf
 
 
-def matryoshka_widths(config: ContrastiveConfig) -> Widths | None:
-    """``(dims, weights)`` of the recipe's multi-width InfoNCE, or ``None`` for the single-width loss."""
-    m = config.matryoshka
-    return None if m is None else (m.dims, m.loss_weights)
-
-
 class MetricsLog:
     """``metrics.jsonl`` (and TensorBoard when installed), written by the main process."""
 
@@ -80,9 +74,7 @@ class MetricsLog:
             return
         if self.path.is_file():
             kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            tmp.replace(self.path)
+            write_text(self.path, "".join(line + "\n" for line in kept))
         with contextlib.suppress(ImportError):
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(folder / "tensorboard"))
@@ -103,17 +95,17 @@ class MetricsLog:
 
 
 class Trainer:
-    """Trains ``objective`` on the step-indexed ``dataset`` for ``total_steps`` steps."""
+    """Trains ``objective`` with ``step`` on the step-indexed ``dataset`` for ``total_steps`` steps."""
 
-    def __init__(self, objective: nn.Module, dataset: StepDataset, total_steps: int, config: TrainConfig,
-                 info: DistInfo, output_dir: Path, *, contrastive: ContrastiveConfig | None = None,
-                 num_workers: int = 0) -> None:
-        self.objective, self.dataset, self.total_steps = objective, dataset, total_steps
-        self.config, self.info, self.output_dir = config, info, output_dir
-        self.contrastive, self.num_workers = contrastive, num_workers
+    def __init__(self, objective: nn.Module, dataset: StepDataset, step: Step, total_steps: int,
+                 config: TrainConfig, info: DistInfo, output_dir: Path, *, num_workers: int = 0) -> None:
+        self.objective, self.dataset, self.step, self.total_steps = objective, dataset, step, total_steps
+        self.config, self.info, self.output_dir, self.num_workers = config, info, output_dir, num_workers
         self.amp = autocast_dtype(config, info.device)
         self.sharded = config.parallel == "fsdp"
         self.engine = self.distribute(objective)
+        self.context = StepContext(engine=self.engine, module=objective, device=info.device,
+                                   autocast=self.autocast, accumulate=self.accumulate)
         self.params = [p for p in objective.parameters() if p.requires_grad]
         if not self.params:
             raise RuntimeError("nothing to train: no parameter requires grad")
@@ -147,56 +139,20 @@ class Trainer:
                             persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
         return iter(loader)
 
-    def loss_step(self, batch: Batch) -> dict[str, float]:
-        with self.autocast():
-            out = self.engine(batch.to(self.info.device))
-        out["loss"].backward()
-        return {k: float(v.detach()) for k, v in out.items()}
-
-    def contrastive_step(self, pairs: PairBatch) -> dict[str, float]:
-        assert self.contrastive is not None
-        chunks = [c.to(self.info.device) for c in pairs.chunks]
-        temperature = self.contrastive.temperature
-        n = pairs.n_queries
-        widths = matryoshka_widths(self.contrastive)
-
-        def loss_of(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            if pairs.negative_of is None:
-                return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, widths=widths)
-            negatives, mask = place_negatives(emb[2 * n:], pairs.negative_of, n)
-            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives, mask, widths=widths)
-
-        if len(chunks) == 1:
-            with self.autocast():
-                emb = self.engine(chunks[0]).float()
-            loss, report = loss_of(emb)
-            loss.backward()
-            return {"loss": float(report)}
-        rng_states, cached = [], []
-        with torch.no_grad(), self.autocast():
-            for chunk in chunks:
-                rng_states.append(checkpoint.rng_state())
-                cached.append(self.objective(chunk).float())
-        emb = torch.cat(cached).requires_grad_()
-        loss, report = loss_of(emb)
-        loss.backward()
-        grads = torch.split(emb.grad, [len(c) for c in chunks])
-        for i, (chunk, grad) in enumerate(zip(chunks, grads, strict=True)):
-            checkpoint.set_rng_state(rng_states[i])
-            with self.accumulate(last=i == len(chunks) - 1), self.autocast():
-                (self.engine(chunk).float() * grad).sum().backward()
-        return {"loss": float(report)}
-
     def accumulate(self, last: bool) -> contextlib.AbstractContextManager:
         """DDP all-reduces the last chunk's backward only; FSDP reduce-scatters every chunk to keep grads sharded."""
         if last or self.sharded or not self.info.enabled:
             return contextlib.nullcontext()
         return self.engine.no_sync()  # type: ignore[operator]
 
+    def compute(self, batch: Any) -> dict[str, float]:
+        """Forward and backward of this rank's batch by the stage's step (no optimiser step)."""
+        return self.step(self.context, batch)
+
     def train_step(self, batch: Any) -> dict[str, float]:
         """One optimiser step on this rank's batch; returns its metrics (the gradients stay for inspection)."""
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.contrastive_step(batch) if self.contrastive is not None else self.loss_step(batch)
+        out = self.compute(batch)
         if not all(math.isfinite(v) for v in out.values()):
             raise FloatingPointError(f"non-finite loss at step {self.scheduler.last_epoch + 1}: {out}; "
                                      "lower train.lr or check data")

@@ -1,0 +1,211 @@
+"""``cocoa encode``, ``cocoa index build|search`` and ``cocoa serve``.
+
+Input files are JSONL, one ``{"id": ..., "text": ..., "image": "path"}`` object per line;
+``id`` defaults to the line number, image paths may be relative to the file's folder, and
+each row needs a text or an image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cocoa.cli_errors import reports_errors
+from cocoa.data.items import EMPTY_ITEM, is_empty
+from cocoa.errors import DataError
+from cocoa.files import atomic_path, write_npy
+
+if TYPE_CHECKING:
+    from cocoa.inference.embedder import Embedder
+
+T = TypeVar("T")
+ModelOpt = Annotated[Path, typer.Option("--model", help="Model folder (Embedder.from_pretrained).")]
+InstructionOpt = Annotated[str | None, typer.Option(help="Instruction prepended to every input.")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Encoder batch size.")]
+DimensionsOpt = Annotated[int | None, typer.Option(
+    min=1, help="Embedding width: one the model was trained for (Matryoshka) or the full one (default).")]
+
+index_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                        help="Build a vector index from a JSONL file, or search one.")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One JSONL input row."""
+
+    id: Any
+    text: str
+    image: str | None
+    raw: dict[str, Any]
+
+    def as_input(self) -> dict[str, Any]:
+        return {"text": self.text, "image": self.image}
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The rows of a JSONL file, or a :class:`DataError` naming the line and field."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read input: {exc}", file=str(path)) from exc
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON: {exc.msg}", file=str(path), row=number) from exc
+        if not isinstance(raw, dict):
+            raise DataError("row must be a JSON object", file=str(path), row=number)
+        text, image = raw.get("text") or "", raw.get("image")
+        if not isinstance(text, str):
+            raise DataError("must be a string", file=str(path), row=number, field="text")
+        if image is not None:
+            if not isinstance(image, str) or not image:
+                raise DataError("must be a path string", file=str(path), row=number, field="image")
+            image = str((path.parent / image).resolve())
+            if not Path(image).is_file():
+                raise DataError(f"image file not found: {image}", file=str(path), row=number, field="image")
+        if is_empty(text, image):
+            raise DataError(f"row has {EMPTY_ITEM}", file=str(path), row=number, field="text")
+        rows.append(Row(raw.get("id", number), text, image, raw))
+    if not rows:
+        raise DataError("input has no rows", file=str(path))
+    return rows
+
+
+def load_embedder(model: Path) -> Embedder:
+    """Load the model (imports the model stack only when needed)."""
+    from cocoa.inference.embedder import Embedder
+
+    return Embedder.from_pretrained(model)
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run ``action`` under the one CLI error handler."""
+    return reports_errors(action)()
+
+
+def write_embeddings(out: Path, ids: list[Any], vectors: Any) -> None:
+    """Write ``.npy`` (vectors only) or ``.parquet`` (``id`` as text and ``embedding``), atomically."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if out.suffix == ".npy":
+        write_npy(out, np.asarray(vectors))
+        return
+    table = pa.table({"id": [str(i) for i in ids],
+                      "embedding": pa.array(list(vectors), type=pa.list_(pa.float32()))})
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+
+
+def encode(
+    model: ModelOpt,
+    input: Annotated[Path, typer.Option("--input", help="JSONL rows {id, text, image}.")],
+    out: Annotated[Path, typer.Option("--out", help="Output .npy or .parquet file.")],
+    batch_size: BatchOpt = 32,
+    instruction: InstructionOpt = None,
+    dimensions: DimensionsOpt = None,
+) -> None:
+    """Embed every row of a JSONL file into OUT (.npy, or .parquet with ids)."""
+    if out.suffix not in (".npy", ".parquet"):
+        raise typer.BadParameter("--out must end in .npy or .parquet")
+
+    def action() -> int:
+        rows = read_rows(input)
+        vectors = load_embedder(model).encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
+                                              show_progress=True, dimensions=dimensions)
+        write_embeddings(out, [r.id for r in rows], vectors)
+        return len(rows)
+
+    count = _run(action)
+    Console(stderr=True).print(f"wrote {count} embeddings to {out}")
+
+
+@index_app.command("build")
+def build(
+    model: ModelOpt,
+    input: Annotated[Path, typer.Option("--input", help="JSONL rows {id, text, image}; the row is the payload.")],
+    out: Annotated[Path, typer.Option("--out", help="Index folder to write.")],
+    kind: Annotated[str, typer.Option(help="flat (exact), hnsw or ivf.")] = "flat",
+    batch_size: BatchOpt = 32,
+    instruction: InstructionOpt = None,
+    dimensions: DimensionsOpt = None,
+) -> None:
+    """Embed a JSONL file and save a searchable index of it (queries are later embedded at its width)."""
+    from cocoa.inference.index import VectorIndex
+
+    def action() -> int:
+        rows = read_rows(input)
+        embedder = load_embedder(model)
+        vectors = embedder.encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
+                                  show_progress=True, dimensions=dimensions)
+        index = VectorIndex.build(vectors, [r.id for r in rows], [r.raw for r in rows], kind=kind,
+                                  fingerprint=embedder.fingerprint)
+        index.save(out)
+        return len(index)
+
+    count = _run(action)
+    Console(stderr=True).print(f"indexed {count} rows ({kind}) in {out}")
+
+
+@index_app.command("search")
+def search(
+    model: ModelOpt,
+    index: Annotated[Path, typer.Option("--index", help="Index folder from `index build`.")],
+    query: Annotated[str | None, typer.Option("--query", help="Query text.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Query image file.")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of hits.")] = 5,
+    instruction: InstructionOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print the top-k rows of an index for a text and/or image query."""
+    from cocoa.inference.index import VectorIndex
+
+    if query is None and image is None:
+        raise typer.BadParameter("give --query and/or --image")
+
+    def action() -> list[Any]:
+        loaded = VectorIndex.load(index)
+        embedder = load_embedder(model)
+        if loaded.fingerprint and loaded.fingerprint != embedder.fingerprint:
+            raise DataError(f"index was built with model {loaded.fingerprint}, not {embedder.fingerprint}",
+                            file=str(index))
+        vectors = embedder.encode({"text": query or "", "image": image}, instruction, dimensions=loaded.dim)
+        return loaded.search(vectors, k)[0]
+
+    hits = _run(action)
+    if as_json:
+        typer.echo(json.dumps([{"id": h.id, "score": h.score, "payload": h.payload} for h in hits],
+                              ensure_ascii=False))
+        return
+    table = Table("rank", "id", "score", "payload")
+    for rank, hit in enumerate(hits, start=1):
+        table.add_row(str(rank), str(hit.id), f"{hit.score:.4f}", json.dumps(hit.payload, ensure_ascii=False))
+    Console().print(table)
+
+
+def serve(
+    model: ModelOpt,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    index: Annotated[Path | None, typer.Option("--index", help="Index folder for /v1/search.")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="COCOA_API_KEY",
+                                                help="Require 'Authorization: Bearer KEY'.")] = None,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most items per batched encode call.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for a batch to fill.")] = 5,
+) -> None:
+    """Serve the model over HTTP (OpenAI-compatible /v1/embeddings, /v1/search, /health)."""
+    from cocoa.inference.server import serve as run_server
+
+    _run(lambda: run_server(model, host, port, index, api_key, max_batch=max_batch, max_wait_ms=max_wait_ms))

@@ -1,0 +1,141 @@
+"""A small encode API: texts, images or both in, L2-normalised embeddings out.
+
+Every input becomes an :class:`~cocoa.data.items.Item` and goes through
+:meth:`Encoder.encode_items`, the same preprocessing and pooling that training and
+evaluation use.
+
+Inputs:
+
+* ``str``: text (a string is never taken for a path);
+* :class:`PIL.Image.Image` or :class:`pathlib.Path`: an image;
+* ``{"text": ..., "image": ...}``: text, image or both; here ``image`` may be a path string.
+
+With ``instruction`` the text becomes ``"{instruction}\\n{text}"``; for an input with an image
+and no placeholder in its text it becomes ``"<|image_1|> {instruction}\\n{text}"`` (MMEB style),
+so the image comes first and the instruction follows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, Item, is_empty
+from cocoa.errors import DataError
+from cocoa.inference.encoder import Encoder
+from cocoa.model.matryoshka import check_dimensions, truncate
+
+Input: TypeAlias = str | Path | Image.Image | Mapping[str, Any]
+INPUT_KEYS = frozenset({"text", "image"})
+
+
+def with_instruction(text: str, instruction: str | None, has_image: bool) -> str:
+    """``text`` with ``instruction`` prepended as documented in the module docstring."""
+    if not instruction:
+        return text
+    prompt = f"{instruction}\n{text}" if text else instruction
+    if has_image and IMAGE_PLACEHOLDER not in text:
+        return f"{IMAGE_PLACEHOLDER} {prompt}"
+    return prompt
+
+
+def _image(value: Any, index: int) -> str | Image.Image:
+    if isinstance(value, Image.Image):
+        return value
+    if isinstance(value, str | Path) and str(value):
+        path = Path(value).expanduser().resolve()
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"cannot read image {path}: {exc}", row=index, field="image") from exc
+        return str(path)
+    raise DataError(f"image must be a PIL image or a path, got {type(value).__name__}", row=index, field="image")
+
+
+def to_item(value: Input, instruction: str | None = None, index: int = 0) -> Item:
+    """One input (see the module docstring) as an :class:`Item`; ``index`` names it in errors."""
+    if isinstance(value, str):
+        text, image = value, None
+    elif isinstance(value, Path | Image.Image):
+        text, image = "", _image(value, index)
+    elif isinstance(value, Mapping):
+        unknown = set(value) - INPUT_KEYS
+        if unknown:
+            raise DataError(f"unknown keys {sorted(unknown)}; expected 'text' and/or 'image'", row=index)
+        text = value.get("text") or ""
+        if not isinstance(text, str):
+            raise DataError(f"text must be a string, got {type(text).__name__}", row=index, field="text")
+        image = _image(value["image"], index) if value.get("image") is not None else None
+    else:
+        raise DataError(f"unsupported input type {type(value).__name__}; use str, PIL image, Path or dict",
+                        row=index)
+    if is_empty(text, image):
+        raise DataError(f"input has {EMPTY_ITEM}", row=index, field="text")
+    return Item(with_instruction(text, instruction, image is not None), image)
+
+
+def to_items(inputs: Input | Sequence[Input], instruction: str | None = None) -> list[Item]:
+    """A single input or a sequence of inputs as items."""
+    if isinstance(inputs, str | Path | Image.Image | Mapping):
+        inputs = [inputs]
+    return [to_item(value, instruction, i) for i, value in enumerate(inputs)]
+
+
+class Embedder:
+    """Encode texts and images with a CoCoA checkpoint."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: torch.device | str | None = None) -> Embedder:
+        """Load a checkpoint folder (see :meth:`Encoder.from_pretrained`)."""
+        return cls(Encoder.from_pretrained(path, device=device))
+
+    @property
+    def dim(self) -> int:
+        """The full embedding width."""
+        return self.encoder.backbone.hidden_size
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The widths ``dimensions`` may ask for, ascending: trained Matryoshka widths and the full one."""
+        return self.encoder.widths
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable hash of the model; indexes record it to refuse vectors of another model."""
+        return self.encoder.fingerprint()
+
+    def encode(self, inputs: Input | Sequence[Input], instruction: str | None = None, batch_size: int = 32,
+               show_progress: bool = False, dimensions: int | None = None) -> np.ndarray:
+        """Float32 ``(n, dim)`` L2-normalised embeddings in input order (a single input gives ``n = 1``).
+
+        ``dimensions`` (one of :attr:`widths`) keeps the first that many features, re-normalised.
+        """
+        return self.encode_items(to_items(inputs, instruction), batch_size=batch_size, show_progress=show_progress,
+                                 dimensions=dimensions)
+
+    def encode_items(self, items: Sequence[Item], batch_size: int = 32, show_progress: bool = False,
+                     dimensions: int | None = None) -> np.ndarray:
+        """Embeddings of ready-made items (the evaluator's path)."""
+        width = self.dim if dimensions is None else check_dimensions(dimensions, self.widths)
+        if not items:
+            return np.zeros((0, width), dtype=np.float32)
+        return self.truncate(self.encoder.encode_items(items, batch_size=batch_size, show_progress=show_progress),
+                             width)
+
+    def truncate(self, vectors: np.ndarray, dimensions: int) -> np.ndarray:
+        """Full-width embeddings of this model at ``dimensions`` (one of :attr:`widths`), re-normalised."""
+        width = check_dimensions(dimensions, self.widths)
+        return vectors if width == vectors.shape[1] else truncate(vectors, width)
+
+    def num_tokens(self, item: Item) -> int:
+        """The sequence length of ``item``, EOS included (usage accounting)."""
+        return self.encoder.item_length(item)

@@ -1,0 +1,219 @@
+"""Items in, L2-normalised embeddings out: the encoder shared by evaluation and inference."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+from cocoa.data.collate import Batch, Preprocessor, collate
+from cocoa.data.images import image_size
+from cocoa.data.items import Item
+from cocoa.errors import CocoaError, ConfigError
+from cocoa.model.attention import ATTENTION_MODES, AttentionMode
+from cocoa.model.backbone import Backbone
+from cocoa.model.forward import embed
+from cocoa.model.matryoshka import validate_dims
+
+SPEC_FILE = "cocoa.json"
+
+#: Image sizes by path: item lengths are asked for more than once (evaluator and encoder sort).
+cached_image_size = lru_cache(maxsize=1 << 18)(image_size)
+#: Text token counts kept per encoder, for the same reason (and items repeat instruction texts).
+TEXT_LENGTH_CACHE = 1 << 16
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """How a checkpoint embeds: the attention mode at inference and the token budget.
+
+    Pooling is always the final post-norm state at an explicitly appended EOS; with
+    ``causal`` attention that is last-token pooling (the VLM2Vec-style baseline).
+    ``matryoshka_dims`` are the widths a multi-width InfoNCE trained (``None``: only the full one).
+    """
+
+    attention: AttentionMode = "bidirectional"
+    max_len: int = 4096
+    matryoshka_dims: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_MODES or self.attention == "eos_bridge":
+            raise ConfigError(f"embedding attention must be 'bidirectional' or 'causal', got {self.attention!r}")
+        if self.max_len < 2:
+            raise ConfigError(f"max_len must be at least 2, got {self.max_len}")
+        if self.matryoshka_dims is not None:
+            object.__setattr__(self, "matryoshka_dims", validate_dims(self.matryoshka_dims, "matryoshka_dims"))
+
+    def widths(self, hidden: int) -> tuple[int, ...]:
+        """The embedding widths served, ascending: the trained Matryoshka widths and the full ``hidden``."""
+        dims = validate_dims(self.matryoshka_dims or (hidden,), "matryoshka_dims", hidden)
+        return tuple(sorted({*dims, hidden}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The saved fields; ``matryoshka_dims`` only when set, so older specs (and fingerprints) are unchanged."""
+        data = asdict(self)
+        if self.matryoshka_dims is None:
+            del data["matryoshka_dims"]
+        return data
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / SPEC_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> EmbeddingSpec:
+        path = Path(folder) / SPEC_FILE
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text())
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+        if data.get("matryoshka_dims") is not None:
+            data["matryoshka_dims"] = tuple(data["matryoshka_dims"])
+        return cls(**data)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+class CollatedChunks(Dataset):
+    """Batch ``i`` is the collated sequences of ``items[j] for j in chunks[i]``.
+
+    A :class:`CocoaError` (a missing image, say) is returned rather than raised, so that it
+    reaches the caller from a worker process with its file, row and field intact.
+    """
+
+    def __init__(self, items: Sequence[Item], chunks: list[list[int]], preprocessor: Preprocessor,
+                 pad: int) -> None:
+        self.items, self.chunks, self.preprocessor, self.pad = items, chunks, preprocessor, pad
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index: int) -> Batch | CocoaError:
+        try:
+            return collate([self.preprocessor.embedding_sequence(self.items[i]) for i in self.chunks[index]],
+                           self.pad)
+        except CocoaError as exc:
+            return exc
+
+
+def _unchanged(batch: Batch | CocoaError) -> Batch | CocoaError:
+    return batch
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+class Encoder:
+    """Encodes :class:`Item` lists with a backbone, sorted by length, in the input order.
+
+    ``num_workers`` processes preprocess (tokenise, load and resize images, collate) the
+    next batches while the model encodes; 0 preprocesses in this process.
+    """
+
+    def __init__(self, backbone: Backbone, spec: EmbeddingSpec | None = None, *,
+                 device: torch.device | str | None = None, num_workers: int = 0) -> None:
+        if num_workers < 0:
+            raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
+        self.num_workers = num_workers
+        self.backbone = backbone
+        self.spec = spec or EmbeddingSpec()
+        self.widths = self.spec.widths(backbone.hidden_size)
+        self.device = torch.device(device) if device is not None else next(backbone.model.parameters()).device
+        if self.device.type == "cpu":
+            torch.set_flush_denormal(True)  # trained weights with denormals slow CPU matmuls down
+        self.preprocessor = Preprocessor(backbone, self.spec.max_len)
+        self._text_length = lru_cache(maxsize=TEXT_LENGTH_CACHE)(self._count_text_tokens)
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: torch.device | str | None = None,
+                        dtype: torch.dtype | None = None, attn_implementation: str = "sdpa",
+                        num_workers: int = 0) -> Encoder:
+        """Load a checkpoint folder with its :class:`EmbeddingSpec` (``cocoa.json``)."""
+        device = torch.device(device) if device is not None else default_device()
+        backbone = Backbone.load(path, dtype=dtype or default_dtype(device), attn_implementation=attn_implementation)
+        backbone.model.to(device)
+        return cls(backbone, EmbeddingSpec.load(path), device=device, num_workers=num_workers)
+
+    def item_length(self, item: Item) -> int:
+        """Token count of an item's sequence (image size read from the header only)."""
+        n = self._text_length(item.text) + 1
+        if item.image is not None:
+            proc = self.backbone.image_processor
+            image = item.image
+            width, height = image.size if isinstance(image, Image.Image) else cached_image_size(image)
+            factor = proc.patch_size * proc.merge_size
+            h, w = smart_resize(height, width, factor=factor, min_pixels=proc.size["shortest_edge"],
+                                max_pixels=proc.size["longest_edge"])
+            n += (h // factor) * (w // factor) + 2
+        return n
+
+    def _count_text_tokens(self, text: str) -> int:
+        return len(self.preprocessor.text_ids(text))
+
+    @torch.inference_mode()
+    def encode_items(self, items: Sequence[Item], *, batch_size: int = 32, show_progress: bool = False
+                     ) -> np.ndarray:
+        """Float32 ``(len(items), hidden)`` L2-normalised embeddings, in the order given."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        model = self.backbone.model
+        was_training = model.training
+        model.eval()
+        order = sorted(range(len(items)), key=lambda i: self.item_length(items[i]))
+        out = np.zeros((len(items), self.backbone.hidden_size), dtype=np.float32)
+        chunks = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        bar = tqdm(total=len(items), disable=not show_progress, unit="item", desc="encode")
+        for chunk, batch in zip(chunks, self._batches(items, chunks), strict=True):
+            if isinstance(batch, CocoaError):
+                raise batch
+            out[chunk] = embed(model, batch.to(self.device), self.spec.attention).cpu().numpy()
+            bar.update(len(chunk))
+        bar.close()
+        model.train(was_training)
+        return out
+
+    def _batches(self, items: Sequence[Item], chunks: list[list[int]]) -> Iterable[Batch | CocoaError]:
+        source = CollatedChunks(items, chunks, self.preprocessor, self.backbone.ids.pad)
+        workers = min(self.num_workers, len(chunks) - 1)
+        if workers < 1:
+            return (source[i] for i in range(len(source)))
+        return DataLoader(source, batch_size=None, num_workers=workers, collate_fn=_unchanged,
+                          worker_init_fn=_one_thread, prefetch_factor=2)
+
+    def fingerprint(self) -> str:
+        """A stable hash of the weights, tokenizer, image processor and embedding spec."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            with torch.no_grad():
+                for name, tensor in sorted(self.backbone.model.state_dict().items()):
+                    flat = tensor.detach().flatten()
+                    stats = (flat.float().sum().item(), flat[:32].float().cpu().numpy().round(6).tolist())
+                    h.update(f"{name}{tuple(tensor.shape)}{stats}".encode())
+            proc = self.backbone.image_processor
+            h.update(json.dumps({"spec": self.spec.to_dict(), "vocab": len(self.backbone.tokenizer),
+                                 "size": dict(proc.size), "patch": proc.patch_size, "merge": proc.merge_size},
+                                sort_keys=True).encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint

@@ -1,0 +1,346 @@
+"""An HTTP embedding server: OpenAI-compatible ``/v1/embeddings``, ``/v1/search`` and ``/health``.
+
+Concurrent requests are batched dynamically: each request's items go on a queue, and one
+worker gathers up to ``max_batch`` items (or waits at most ``max_wait_ms`` for more) and
+encodes them in a single :meth:`Embedder.encode_items` call on a worker thread; each request
+gets its own slice back. User mistakes get a JSON ``{"error": {"message", "type", "code"}}``
+with a 4xx status; the server keeps serving after them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from cocoa.data.images import MAX_IMAGE_PIXELS, ImageTooLarge, open_image
+from cocoa.data.items import Item, is_empty
+from cocoa.errors import CocoaError, ConfigError, DataError
+from cocoa.inference.embedder import Embedder, with_instruction
+from cocoa.inference.index import VectorIndex
+from cocoa.model.matryoshka import check_dimensions
+
+
+class ApiError(Exception):
+    """A request error with its HTTP status."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request size limits."""
+
+    max_inputs: int = 256
+    max_text_chars: int = 16_384
+    max_image_bytes: int = 10_000_000
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+    max_body_bytes: int = 64_000_000
+
+
+class InputObject(BaseModel):
+    """One multimodal input: text, a ``data:image/...;base64,`` image, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = None
+    image: str | None = None
+
+
+class EmbeddingRequest(BaseModel):
+    model: str
+    input: str | list[str | InputObject]
+    encoding_format: Literal["float", "base64"] = "float"
+    instruction: str | None = None
+    dimensions: int | None = None
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    text: str | None = None
+    image: str | None = None
+    instruction: str | None = None
+    k: int = Field(default=5, ge=1, le=1000)
+
+
+def decode_image(data: str, limits: Limits, where: str) -> Image.Image:
+    """A ``data:image/...;base64,`` URL (or bare base64) as an RGB image, within ``limits``."""
+    if data.startswith(("http://", "https://")):
+        raise ApiError(400, f"{where}: image URLs are not fetched; send a data:image/...;base64, URL", "invalid_image")
+    if data.startswith("data:"):
+        header, sep, data = data.partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise ApiError(400, f"{where}: image data URL must look like data:image/png;base64,...", "invalid_image")
+    if len(data) > limits.max_image_bytes * 4 // 3 + 4:
+        raise ApiError(413, f"{where}: image is over the limit of {limits.max_image_bytes} bytes", "image_too_large")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, f"{where}: image is not valid base64 ({exc})", "invalid_base64") from exc
+    if len(raw) > limits.max_image_bytes:
+        raise ApiError(413, f"{where}: image is over the limit of {limits.max_image_bytes} bytes", "image_too_large")
+    try:
+        image = open_image(raw, max_pixels=limits.max_image_pixels)
+    except ImageTooLarge as exc:
+        raise ApiError(413, f"{where}: {exc}", "image_too_large") from exc
+    except DataError as exc:
+        raise ApiError(400, f"{where}: {exc}", "invalid_image") from exc
+    return image
+
+
+def parse_input(text: str | None, image: str | None, instruction: str | None, limits: Limits,
+                where: str) -> Item:
+    """One request input as an item, or an :class:`ApiError` naming it."""
+    text = text or ""
+    if len(text) > limits.max_text_chars:
+        raise ApiError(413, f"{where}: text has {len(text)} characters, over the limit of "
+                            f"{limits.max_text_chars}", "text_too_long")
+    pil = decode_image(image, limits, f"{where}.image") if image else None
+    if is_empty(text, pil):
+        raise ApiError(400, f"{where}: input is empty (no text and no image)", "empty_input")
+    return Item(with_instruction(text, instruction, pil is not None), pil)
+
+
+def parse_inputs(raw: str | list[str | InputObject], instruction: str | None, limits: Limits) -> list[Item]:
+    values = [raw] if isinstance(raw, str) else raw
+    if not values:
+        raise ApiError(400, "input is empty; send a string or a non-empty list", "empty_input")
+    if len(values) > limits.max_inputs:
+        raise ApiError(413, f"input has {len(values)} items, over the limit of {limits.max_inputs}", "too_many_inputs")
+    return [parse_input(v, None, instruction, limits, f"input[{i}]") if isinstance(v, str)
+            else parse_input(v.text, v.image, instruction, limits, f"input[{i}]")
+            for i, v in enumerate(values)]
+
+
+@dataclass
+class _Job:
+    items: list[Item]
+    future: asyncio.Future[tuple[np.ndarray, list[int]]]
+
+
+@dataclass
+class Batcher:
+    """Gathers concurrent jobs into one encode call (up to ``max_batch`` items or ``max_wait_ms``)."""
+
+    embedder: Embedder
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    encode_calls: int = 0
+    _queue: asyncio.Queue[_Job] | None = field(default=None, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+
+    async def submit(self, items: list[Item]) -> tuple[np.ndarray, list[int]]:
+        """Embeddings and token counts of ``items``, encoded together with whatever else is waiting."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._loop is not loop or self._task.done():
+            self._queue, self._loop = asyncio.Queue(), loop
+            self._task = loop.create_task(self._run())
+        assert self._queue is not None
+        job = _Job(items, loop.create_future())
+        await self._queue.put(job)
+        return await job.future
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _gather(self, first: _Job) -> tuple[list[_Job], _Job | None]:
+        """``first`` and the jobs that arrive within the wait, plus one left over for the next batch."""
+        assert self._queue is not None
+        jobs, size = [first], len(first.items)
+        deadline = asyncio.get_running_loop().time() + self.max_wait_ms / 1000
+        while size < self.max_batch:
+            timeout = deadline - asyncio.get_running_loop().time()
+            try:
+                job = self._queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(self._queue.get(), timeout)
+            except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                break
+            if size + len(job.items) > self.max_batch:
+                return jobs, job
+            jobs.append(job)
+            size += len(job.items)
+        return jobs, None
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        carry: _Job | None = None
+        while True:
+            first = carry or await self._queue.get()
+            jobs, carry = await self._gather(first)
+            await self._encode([job for job in jobs if not job.future.done()])
+
+    async def _encode(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        items = [item for job in jobs for item in job.items]
+        try:
+            self.encode_calls += 1
+            vectors, tokens = await asyncio.to_thread(self._encode_sync, items)
+        except Exception as exc:
+            if len(jobs) == 1:
+                _fail(jobs[0], exc)
+                return
+            for job in jobs:  # one bad job must not fail the others: retry each alone
+                await self._encode([job])
+            return
+        start = 0
+        for job in jobs:
+            if not job.future.done():
+                end = start + len(job.items)
+                job.future.set_result((vectors[start:end], tokens[start:end]))
+            start += len(job.items)
+
+    def _encode_sync(self, items: list[Item]) -> tuple[np.ndarray, list[int]]:
+        """Vectors and token counts, in one thread (tokenizers are not shared across threads)."""
+        return self.embedder.encode_items(items, self.max_batch), [self.embedder.num_tokens(i) for i in items]
+
+
+def _fail(job: _Job, exc: Exception) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)
+
+
+def _error(status: int, message: str, code: str) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def _encode_vector(vector: np.ndarray, fmt: str) -> list[float] | str:
+    if fmt == "base64":
+        return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector.astype(np.float32).tolist()
+
+
+def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None = None,
+               api_key: str | None = None, max_batch: int = 64, max_wait_ms: float = 5,
+               max_inputs: int = 256, max_text_chars: int = 16_384, max_image_bytes: int = 10_000_000,
+               max_image_pixels: int = MAX_IMAGE_PIXELS, max_body_bytes: int = 64_000_000) -> FastAPI:
+    """The FastAPI app serving ``embedder`` (and ``index`` for ``/v1/search``) as ``model_name``."""
+    if max_batch < 1 or max_wait_ms < 0:
+        raise ConfigError(f"max_batch must be >= 1 and max_wait_ms >= 0, got {max_batch} and {max_wait_ms}")
+    if index is not None:
+        if index.dim not in embedder.widths:
+            raise ConfigError(f"index has dim {index.dim} but the model embeds to widths "
+                              f"{', '.join(map(str, embedder.widths))}")
+        if index.fingerprint and index.fingerprint != embedder.fingerprint:
+            raise ConfigError(f"index was built with model {index.fingerprint}, not this model "
+                              f"({embedder.fingerprint}); rebuild it")
+    limits = Limits(max_inputs, max_text_chars, max_image_bytes, max_image_pixels, max_body_bytes)
+    batcher = Batcher(embedder, max_batch, max_wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="cocoa embeddings", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.code)
+
+    @app.exception_handler(CocoaError)
+    async def _cocoa_error(_: Request, exc: CocoaError) -> JSONResponse:
+        return _error(400, str(exc), "invalid_input")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _validation_message(exc), "invalid_request")
+
+    @app.middleware("http")
+    async def _body_limit(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limits.max_body_bytes:
+            return _error(413, f"request body is over the limit of {limits.max_body_bytes} bytes", "body_too_large")
+        return await call_next(request)
+
+    async def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "missing_api_key")
+        if not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+            raise ApiError(401, "incorrect API key", "invalid_api_key")
+
+    def check_model(name: str | None) -> None:
+        if name is not None and name != model_name:
+            raise ApiError(404, f"model {name!r} not found; this server serves {model_name!r}", "model_not_found")
+
+    def check_width(dimensions: int) -> int:
+        try:
+            return check_dimensions(dimensions, embedder.widths)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc), "unsupported_dimensions") from exc
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": model_name, "dim": embedder.dim, "dimensions": list(embedder.widths),
+                "fingerprint": embedder.fingerprint,
+                "index": None if index is None else {"kind": index.kind, "count": len(index)}}
+
+    @app.post("/v1/embeddings", dependencies=[Depends(authorize)])
+    async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
+        check_model(body.model)
+        width = embedder.dim if body.dimensions is None else check_width(body.dimensions)
+        items = await asyncio.to_thread(parse_inputs, body.input, body.instruction, limits)
+        vectors, counts = await batcher.submit(items)
+        vectors = embedder.truncate(vectors, width)
+        tokens = sum(counts)
+        data = [{"object": "embedding", "index": i, "embedding": _encode_vector(v, body.encoding_format)}
+                for i, v in enumerate(vectors)]
+        return {"object": "list", "data": data, "model": model_name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    @app.post("/v1/search", dependencies=[Depends(authorize)])
+    async def search(body: SearchRequest) -> dict[str, Any]:
+        check_model(body.model)
+        if index is None:
+            raise ApiError(404, "no index is loaded on this server; start it with an index folder", "no_index")
+        item = await asyncio.to_thread(parse_input, body.text, body.image, body.instruction, limits, "query")
+        vectors, _ = await batcher.submit([item])
+        hits = index.search(embedder.truncate(vectors, index.dim), body.k)[0]
+        return {"object": "list", "model": model_name,
+                "data": [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]}
+
+    return app
+
+
+def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, index_dir: str | Path | None = None,
+          api_key: str | None = None, *, model_name: str | None = None, device: str | None = None,
+          **limits: Any) -> None:
+    """Load ``model_dir`` (and ``index_dir``) and serve them with uvicorn until interrupted."""
+    import uvicorn
+
+    embedder = Embedder.from_pretrained(model_dir, device=device)
+    index = VectorIndex.load(index_dir) if index_dir is not None else None
+    app = create_app(embedder, model_name=model_name or Path(model_dir).resolve().name, index=index,
+                     api_key=api_key, **limits)
+    uvicorn.run(app, host=host, port=port)

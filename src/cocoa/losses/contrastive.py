@@ -1,0 +1,93 @@
+"""InfoNCE on EOS embeddings with in-batch negatives gathered across ranks.
+
+Every rank gathers all queries and targets of the global batch (without autograd), puts
+its own shard back in its slot (with autograd) and computes the loss of the whole global
+batch. The gradient reaching the local shard is then exactly that of the global loss; the
+loss is scaled by the world size because DDP and FSDP average gradients over ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from cocoa.model.matryoshka import truncate_tensor
+
+#: Matryoshka widths and their loss weights.
+Widths = tuple[Sequence[int], Sequence[float]]
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather_with_local_grad(x: Tensor) -> Tensor:
+    """All ranks' ``x`` concatenated in rank order; only the local slot carries gradient."""
+    size = world_size()
+    if size == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(size)]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[dist.get_rank()] = x
+    return torch.cat(parts)
+
+
+def info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Tensor | None = None,
+             negative_mask: Tensor | None = None) -> Tensor:
+    """Mean InfoNCE of query i against target i, with all targets (and negatives) as candidates.
+
+    All inputs are L2-normalised ``(n, d)``; ``negatives`` adds one hard negative per query
+    to every query's candidate list, and ``negative_mask`` (``(n,)`` bool) leaves out the
+    slots of queries that have none.
+    """
+    candidates = targets if negatives is None else torch.cat([targets, negatives])
+    logits = (queries @ candidates.T / temperature).float()
+    if negatives is not None and negative_mask is not None:
+        keep = torch.cat([negative_mask.new_ones(targets.shape[0]), negative_mask])
+        logits = logits.masked_fill(~keep, float("-inf"))
+    labels = torch.arange(queries.shape[0], device=queries.device)
+    return F.cross_entropy(logits, labels)
+
+
+def matryoshka_info_nce(queries: Tensor, targets: Tensor, temperature: float, dims: Sequence[int],
+                        weights: Sequence[float], negatives: Tensor | None = None,
+                        negative_mask: Tensor | None = None) -> Tensor:
+    """``sum_i weights[i] * info_nce`` on the first ``dims[i]`` features of every input, re-normalised."""
+    total = queries.new_zeros((), dtype=torch.float32)
+    for dim, weight in zip(dims, weights, strict=True):
+        cut = None if negatives is None else truncate_tensor(negatives, dim)
+        total = total + weight * info_nce(truncate_tensor(queries, dim), truncate_tensor(targets, dim),
+                                          temperature, cut, negative_mask)
+    return total
+
+
+def place_negatives(embeddings: Tensor, rows: Sequence[int], n: int) -> tuple[Tensor, Tensor]:
+    """``(negatives (n, d), mask (n,))`` with the embeddings of the hard negatives of ``rows``.
+
+    Queries without a hard negative get a zero slot that ``info_nce`` masks out, so every
+    rank contributes the same shapes to the gather whichever of its rows have one.
+    """
+    index = torch.tensor(list(rows), dtype=torch.long, device=embeddings.device)
+    negatives = embeddings.new_zeros(n, embeddings.shape[1]).index_copy(0, index, embeddings)
+    mask = torch.zeros(n, dtype=torch.bool, device=embeddings.device).index_fill(0, index, True)
+    return negatives, mask
+
+
+def distributed_info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Tensor | None = None,
+                         negative_mask: Tensor | None = None, widths: Widths | None = None) -> tuple[Tensor, Tensor]:
+    """``(loss to backpropagate, global-batch loss to report)`` across all ranks.
+
+    With ``widths`` (``(dims, weights)``) the loss is :func:`matryoshka_info_nce` of the gathered batch.
+    """
+    q, t = gather_with_local_grad(queries), gather_with_local_grad(targets)
+    n = gather_with_local_grad(negatives) if negatives is not None else None
+    mask = gather_with_local_grad(negative_mask.to(torch.uint8)).bool() if negative_mask is not None else None
+    if widths is None:
+        loss = info_nce(q, t, temperature, n, mask)
+    else:
+        loss = matryoshka_info_nce(q, t, temperature, widths[0], widths[1], n, mask)
+    return loss * world_size(), loss.detach()

@@ -1,0 +1,138 @@
+"""One forward path for every stage: image features, a 4-D attention mask, M-RoPE positions.
+
+The upstream modules are called as they are: the vision tower through
+``get_image_features``, the language model with an additive 4-D mask from
+:mod:`cocoa.model.attention` and explicitly computed 3-D M-RoPE position ids (required when a 4-D
+mask is used). Qwen3-VL's DeepStack features (merged states of early vision layers, added to
+the image positions after the first decoder layers) go in through the language model's own
+``visual_pos_masks`` / ``deepstack_visual_embeds`` arguments; they only add to image
+positions, so every attention mode holds unchanged. An optional ``image_transform`` edits
+the image features before they enter the language model (stage 1's masked auto-encoding
+uses it). A vision tower sharded by FSDP runs on every forward, on a blank image when the
+batch has none, because every rank must gather and reduce the same shards in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributed.fsdp import FSDPModule
+
+from cocoa.data.collate import Batch
+from cocoa.model.attention import AttentionMode, additive_mask
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """Merged image tokens ``(n, hidden)`` in sequence order and, for Qwen3-VL, their DeepStack features.
+
+    ``deepstack[i]`` (same shape as ``tokens``) is added to the image positions after decoder
+    layer ``i``; Qwen2(.5)-VL have none.
+    """
+
+    tokens: Tensor
+    deepstack: tuple[Tensor, ...] = ()
+
+    def hide(self, flags: Tensor, mask: Callable[[Tensor, Tensor], Tensor]) -> ImageFeatures:
+        """Flagged tokens replaced through ``mask(tokens, flags)``, their DeepStack features zeroed.
+
+        Zeroing keeps a hidden token's own pixels from reaching the language model through
+        DeepStack (what the other tokens learned from them inside the vision tower stays, as
+        with Qwen2-VL's merger).
+        """
+        return ImageFeatures(mask(self.tokens, flags),
+                             tuple(d.masked_fill(flags[:, None], 0.0) for d in self.deepstack))
+
+    def total(self) -> Tensor:
+        """Sum of every feature: a zero-weighted use of all vision weights."""
+        return sum((d.sum() for d in self.deepstack), self.tokens.sum())
+
+
+ImageTransform = Callable[[ImageFeatures], ImageFeatures]
+
+
+def vl_model(model: nn.Module) -> nn.Module:
+    """The ``Qwen2VLModel`` / ``Qwen2_5_VLModel`` / ``Qwen3VLModel`` inside a generation wrapper.
+
+    PEFT-wrapped or not.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.model
+
+
+def lm_head(model: nn.Module) -> nn.Module:
+    """The output projection of a generation wrapper (PEFT-wrapped or not)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.lm_head
+
+
+def vision_features(model: nn.Module, pixel_values: Tensor, grid_thw: Tensor) -> ImageFeatures:
+    """The vision tower's merged tokens (and DeepStack features) for ``pixel_values``."""
+    out = vl_model(model).get_image_features(pixel_values, grid_thw, return_dict=True)
+    deepstack = getattr(out, "deepstack_features", None) or ()
+    return ImageFeatures(torch.cat(out.pooler_output, dim=0), tuple(torch.cat(d, dim=0) for d in deepstack))
+
+
+def image_features(model: nn.Module, batch: Batch) -> ImageFeatures | None:
+    """The batch's image features in sequence order, or ``None`` without images."""
+    if batch.pixel_values is None:
+        return None
+    return vision_features(model, batch.pixel_values, batch.image_grid_thw)
+
+
+def blank_image_features(model: nn.Module, device: torch.device) -> ImageFeatures:
+    """The vision tower's output for one all-zero merge window (one merged token)."""
+    cfg = vl_model(model).visual.config
+    merge = cfg.spatial_merge_size
+    pixels = torch.zeros(merge * merge, cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size ** 2,
+                         device=device)
+    return vision_features(model, pixels, torch.tensor([[1, merge, merge]], device=device))
+
+
+def vision_is_sharded(model: nn.Module) -> bool:
+    return any(isinstance(block, FSDPModule) for block in vl_model(model).visual.blocks)
+
+
+def position_ids(model: nn.Module, batch: Batch) -> Tensor:
+    """3-D M-RoPE positions ``(3, batch, len)``; padding ignored, images on their 2-D grid."""
+    return vl_model(model).get_rope_index(
+        batch.input_ids, mm_token_type_ids=batch.mm_token_type_ids, image_grid_thw=batch.image_grid_thw,
+        attention_mask=batch.attention_mask)[0]
+
+
+def hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, *, eos_sees_target: bool = True,
+                  image_transform: ImageTransform | None = None) -> Tensor:
+    """Final post-norm hidden states ``(batch, len, hidden)`` under an attention mode."""
+    vl = vl_model(model)
+    embeds = vl.get_input_embeddings()(batch.input_ids)
+    feats = image_features(model, batch)
+    deepstack: dict[str, object] = {}
+    if feats is not None:
+        if image_transform is not None:
+            feats = image_transform(feats)
+        image_slots = batch.mm_token_type_ids == 1
+        slots = image_slots.unsqueeze(-1).expand_as(embeds)
+        embeds = embeds.masked_scatter(slots, feats.tokens.to(embeds.dtype))
+        if feats.deepstack:
+            deepstack = {"visual_pos_masks": image_slots, "deepstack_visual_embeds": list(feats.deepstack)}
+    elif vision_is_sharded(model):  # zero-weighted, so every vision weight gets a (zero) gradient
+        embeds = embeds + blank_image_features(model, embeds.device).total().to(embeds.dtype) * 0.0
+    mask = additive_mask(batch.roles, mode, embeds.dtype, eos_sees_target=eos_sees_target)
+    out = vl.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(model, batch),
+                            use_cache=False, **deepstack)
+    return out.last_hidden_state
+
+
+def pool(hidden: Tensor, batch: Batch) -> Tensor:
+    """L2-normalised hidden state at each row's EOS (``batch.pool_index``)."""
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    return F.normalize(hidden[rows, batch.pool_index].float(), dim=-1)
+
+
+def embed(model: nn.Module, batch: Batch, mode: AttentionMode = "bidirectional") -> Tensor:
+    """Embeddings ``(batch, hidden)``: the normalised final state at the appended EOS."""
+    return pool(hidden_states(model, batch, mode), batch)

@@ -1,1 +1,0 @@
-"""Training objectives: language modelling / MNTP, masked auto-encoding, InfoNCE."""

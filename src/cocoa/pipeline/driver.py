@@ -1,0 +1,162 @@
+"""The end-to-end driver: data -> stages -> evaluation -> report, resumable at every level.
+
+A pipeline is a YAML file (or the built-in ``mini`` pipeline) naming the stage recipes to
+chain. Each stage writes ``<out>/<n>-<stage>/model``, which becomes the next stage's
+``model.path``. A finished stage is skipped on a rerun; an interrupted one resumes from its
+latest checkpoint; the evaluator resumes at the first unfinished dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+
+from cocoa.errors import ConfigError
+from cocoa.recipe import load_recipe, resolve
+
+console = Console()
+
+
+class StageEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    recipe: str = Field(description="a stage recipe file, relative to the pipeline file, or builtin:<name>")
+    set: list[str] = []
+    name: str | None = None
+
+
+class MiniData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seed: int = 0
+    queries: int = Field(1000, gt=0)
+    train_size: int = Field(2000, gt=0)
+
+
+class EvalSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    data: str | None = Field(None, description="MMEB-eval folder; default: the MiniMMEB built by the pipeline")
+    images: str | None = None
+    datasets: list[str] | None = None
+    batch_size: int = Field(64, gt=0)
+
+
+class Pipeline(BaseModel):
+    """Stages to chain, where their data comes from, and what to evaluate on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = "cocoa"
+    mini: MiniData | None = None
+    data_root: str | None = Field(None, description="training data folder when not building MiniMMEB")
+    stages: list[StageEntry]
+    eval: EvalSection = EvalSection()
+    set: list[str] = Field([], description="overrides applied to every stage")
+
+
+def stage_folder(out: Path, index: int, name: str) -> Path:
+    """Where stage ``index`` of a pipeline writes: ``<out>/<index>-<name>`` (the shipped recipes use the same)."""
+    return out / f"{index}-{name}"
+
+
+def load_pipeline(path: str | Path) -> tuple[Pipeline, Path]:
+    """Read and validate a pipeline file; returns it with the folder its paths are relative to."""
+    path = resolve(path)
+    if not path.is_file():
+        raise ConfigError(f"pipeline file not found: {path}")
+    try:
+        return Pipeline.model_validate(yaml.safe_load(path.read_text()) or {}), path.parent
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"invalid pipeline {path}:\n" + "\n".join(lines)) from None
+
+
+def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] | None = None) -> dict:
+    """Run every stage (skipping finished ones), evaluate the last model, write the report."""
+    from cocoa.data.minimmeb.build import build_mini
+    from cocoa.pipeline.train_stage import train_stage
+
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    data_root = Path(pipeline.data_root) if pipeline.data_root else out / "data"
+    rank = int(os.environ.get("RANK", "0"))
+    if pipeline.mini is not None:
+        console.rule("[bold]data: MiniMMEB")
+        began = time.perf_counter()
+        if rank == 0:
+            build_mini(data_root, seed=pipeline.mini.seed, queries=pipeline.mini.queries,
+                       train_size=pipeline.mini.train_size)
+        else:
+            wait_for(data_root / "manifest.json")
+        timings["data"] = time.perf_counter() - began
+    previous: Path | None = None
+    stage_dirs: list[Path] = []
+    for index, entry in enumerate(pipeline.stages):
+        file = resolve(entry.recipe, base)
+        probe = load_recipe(file)
+        folder = stage_folder(out, index, entry.name or probe.stage)
+        stage_dirs.append(folder)
+        overrides = [f"data.root={data_root}", f"train.output_dir={folder}", *pipeline.set, *entry.set,
+                     *(extra or [])]
+        if previous is not None:
+            overrides.append(f"model.path={previous}")
+        recipe = load_recipe(file, overrides)
+        if recipe.model.path is not None and recipe.model.tiny is not None:
+            raise ConfigError(f"{file}: stage {index} sets model.tiny but follows another stage")
+        previous = folder / "model"
+        if (folder / "result.json").is_file() and previous.is_dir():
+            console.print(f"[green]stage {index} ({recipe.stage}) already done: {previous}")
+            continue
+        console.rule(f"[bold]stage {index}: {recipe.stage}")
+        began = time.perf_counter()
+        train_stage(recipe, resume=(folder / "checkpoints").is_dir())
+        timings[folder.name] = time.perf_counter() - began
+    if previous is None:
+        raise ConfigError("the pipeline has no stages")
+    if rank != 0:
+        return {}
+    summary = evaluate_model(previous, pipeline.eval, data_root, out / "eval")
+    timings["eval"] = summary.pop("seconds")
+    from cocoa.pipeline.report import write_run_report
+    write_run_report(out, stage_dirs, summary, timings, chance=mini_chance(data_root))
+    return summary
+
+
+def mini_chance(data_root: Path) -> dict[str, float] | None:
+    """Chance Precision@1 per dataset from a MiniMMEB manifest (version 2 on), else None."""
+    from cocoa.data.minimmeb.build import Manifest
+
+    path = data_root / "manifest.json"
+    if not path.is_file():
+        return None
+    manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
+    return {info.name: info.chance for info in manifest.datasets if info.chance} or None
+
+
+def wait_for(path: Path, timeout: float = 3600.0) -> None:
+    """Block a non-main rank until the main rank has written ``path``."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise ConfigError(f"timed out waiting for {path} from rank 0")
+        time.sleep(1.0)
+
+
+def evaluate_model(model_dir: Path, section: EvalSection, data_root: Path, out: Path) -> dict:
+    """Evaluate a checkpoint with the MMEB evaluator; returns the summary as a dict."""
+    from cocoa.evaluate.runner import evaluate
+    from cocoa.inference.encoder import Encoder
+
+    console.rule("[bold]evaluation")
+    began = time.perf_counter()
+    data = Path(section.data) if section.data else data_root
+    images = Path(section.images) if section.images else None
+    summary = evaluate(Encoder.from_pretrained(model_dir), data, out, datasets=section.datasets, image_root=images,
+                       batch_size=section.batch_size)
+    result = summary.to_dict()
+    result["seconds"] = time.perf_counter() - began
+    (out / "model.json").write_text(json.dumps({"model": str(model_dir)}))
+    return result

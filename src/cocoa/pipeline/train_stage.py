@@ -1,0 +1,112 @@
+"""Run one stage from a recipe, top to bottom: backbone, data, objective, trainer, checkpoint.
+
+``cocoa train RECIPE.yaml`` calls :func:`train_stage`; launch it the same way on one CPU
+process or with ``torchrun --nproc_per_node N`` on N GPUs.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import yaml
+from torch import nn
+
+from cocoa.data.items import IMAGE_PLACEHOLDER
+from cocoa.errors import ConfigError
+from cocoa.files import atomic_folder, write_json
+from cocoa.inference.encoder import EmbeddingSpec
+from cocoa.integrations.st_layout import write_sentence_transformers_files
+from cocoa.model.backbone import Backbone
+from cocoa.recipe import Recipe
+from cocoa.stages import get_stage
+from cocoa.train import checkpoint, distributed, fsdp
+from cocoa.train.batches import BatchPlan, StepDataset
+from cocoa.train.lora import add_lora, merged
+from cocoa.train.trainer import FitResult, Trainer
+
+TEXT_COLUMNS = ("caption", "qry", "pos_text", "neg_text")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def tokenizer_texts(root: Path) -> list[str]:
+    """All training texts under a data folder (train splits and pre-training corpora)."""
+    texts: list[str] = []
+    for file in sorted(p for sub in ("train", "pretrain") for p in (root / sub).glob("*.parquet")):
+        table = pq.read_table(file)
+        for column in TEXT_COLUMNS:
+            if column in table.column_names:
+                texts.extend(str(t).replace(IMAGE_PLACEHOLDER, " ") for t in table.column(column).to_pylist() if t)
+    if not texts:
+        raise ConfigError(f"no training texts under {root}/train or {root}/pretrain to learn a tokenizer from")
+    return texts
+
+
+def build_backbone(recipe: Recipe) -> Backbone:
+    """Load the checkpoint, or build the tiny preset (its tokenizer learned from the training texts)."""
+    m = recipe.model
+    if m.path is not None:
+        return Backbone.load(m.path, attn_implementation=m.attn_implementation, min_pixels=m.min_pixels,
+                             max_pixels=m.max_pixels)
+    corpus = tokenizer_texts(Path(recipe.data.root)) if m.tokenizer_corpus else None
+    return Backbone.tiny(m.tiny or "tiny", m.family, corpus=corpus, seed=recipe.train.seed,
+                         attn_implementation=m.attn_implementation)
+
+
+def write_model(folder: Path, backbone: Backbone, model: nn.Module, spec: EmbeddingSpec,
+                is_main: bool = True) -> None:
+    """Save the merged model as a plain checkpoint folder, atomically, from the main process.
+
+    Every process calls it: a model sharded by FSDP is gathered to the main process first.
+    """
+    state = checkpoint.full_state_dict(model) if fsdp.is_sharded(model) else None
+    if not is_main:
+        return
+    with atomic_folder(folder) as tmp:
+        Backbone(model=merged(model), tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
+                 ids=backbone.ids).save(tmp, state_dict=state)
+        spec.save(tmp)
+        write_sentence_transformers_files(tmp)
+
+
+def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
+    """Train one stage; writes ``<output_dir>/model`` (merged), metrics and checkpoints."""
+    info = distributed.setup(group=recipe.train.parallel == "fsdp")
+    out = Path(recipe.train.output_dir)
+    seed_everything(recipe.train.seed)
+    backbone = build_backbone(recipe)
+    stage = get_stage(recipe.stage)
+    examples = stage.examples(recipe)
+    plan = BatchPlan(len(examples), recipe.train.batch_size, info.world_size, recipe.train.seed)
+    if plan.steps_per_epoch == 0:
+        raise ConfigError(f"{len(examples)} examples cannot fill one global batch of {plan.global_batch}")
+    total = plan.total_steps(recipe.train.max_steps, recipe.train.epochs)
+
+    model = backbone.model.float()  # the trainer moves (or shards) it onto the device
+    model.config.text_config.use_cache = False
+    if recipe.train.gradient_checkpointing:
+        model.activation_checkpointing_enable()
+        model.enable_input_require_grads()
+    if recipe.train.lora is not None:
+        model = add_lora(model, recipe.train.lora)
+    parts = stage.parts(recipe, backbone, model)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False))
+    trainer = Trainer(parts.objective, StepDataset(examples, parts.builder, plan, info.rank), parts.step, total,
+                      recipe.train, info, out, num_workers=recipe.data.num_workers)
+    result = trainer.fit(resume=resume)
+    write_model(out / "model", backbone, model, stage.embedding_spec(recipe), info.is_main)
+    if info.is_main:
+        write_json(out / "result.json", {"stage": recipe.stage, "examples": len(examples), **result.__dict__})
+    del trainer, parts, model
+    distributed.barrier()  # the model folder is complete before any process goes on (to the next stage)
+    return result

@@ -1,0 +1,178 @@
+"""The YAML recipe of one training stage, validated by a pydantic schema.
+
+Unknown keys and bad values are errors that name the field. ``--set a.b=value`` overrides
+are applied to the raw mapping before validation, so they are validated the same way.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from cocoa.errors import ConfigError
+from cocoa.schema import Strict
+from cocoa.stages import STAGES
+from cocoa.stages.bridge import BridgeConfig
+from cocoa.stages.contrastive import ContrastiveConfig
+from cocoa.stages.warmup import WarmupConfig
+
+
+class ModelConfig(Strict):
+    """Where the backbone comes from: a checkpoint folder, or a named tiny config."""
+
+    path: str | None = None
+    tiny: Literal["tiny", "small"] | None = None
+    family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] = "qwen2_vl"
+    tokenizer_corpus: bool = Field(True, description="tiny only: learn the BPE vocabulary from the training texts")
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    min_pixels: int | None = Field(None, gt=0)
+    max_pixels: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.path is None) == (self.tiny is None):
+            raise ValueError("set exactly one of model.path (a checkpoint folder) and model.tiny (a preset)")
+        return self
+
+
+class DataConfig(Strict):
+    """Training data: a MiniMMEB folder or an MMEB-train folder, and the pre-training corpora."""
+
+    root: str
+    images: str | None = Field(None, description="image root; default: <root>/images")
+    corpus: str | None = Field(None, description="pretrain/warmup: caption corpus; bridge: pairs file")
+    subsets: list[str] | None = None
+    split: Literal["original", "diverse_instruction"] = "original"
+    cap: int | None = Field(100_000, gt=0)
+    max_len: int = Field(4096, ge=8)
+    skip_bad: bool = False
+    num_workers: int = Field(0, ge=0)
+
+
+class LoraConfig(Strict):
+    r: int = Field(8, gt=0)
+    alpha: int = Field(64, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    dora: bool = True
+    init: Literal["gaussian", "default"] = "gaussian"
+    vision: bool = True
+    targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                        "up_proj", "down_proj"])
+
+
+class TrainConfig(Strict):
+    output_dir: str
+    batch_size: int = Field(8, gt=0, description="per process")
+    max_steps: int | None = Field(None, gt=0)
+    epochs: float | None = Field(None, gt=0)
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    grad_clip: float | None = Field(1.0, gt=0)
+    seed: int = 0
+    lora: LoraConfig | None = None
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="ddp: a full model per process (DDP under torchrun); fsdp: weights, gradients and "
+                           "optimiser state sharded across processes (FSDP2), for full fine-tuning")
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    log_every: int = Field(10, gt=0)
+    save_every: int = Field(200, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+
+    @model_validator(mode="after")
+    def _one_length(self) -> TrainConfig:
+        if (self.max_steps is None) == (self.epochs is None):
+            raise ValueError("set exactly one of train.max_steps and train.epochs")
+        return self
+
+    @model_validator(mode="after")
+    def _fsdp_full_fine_tuning(self) -> TrainConfig:
+        if self.parallel == "fsdp" and self.lora is not None:
+            raise ValueError("train.parallel=fsdp shards full fine-tuning only: set train.lora to null, "
+                             "or keep train.parallel=ddp for LoRA")
+        return self
+
+
+class Recipe(Strict):
+    """One stage of training, read top to bottom: model, data, objective, optimisation."""
+
+    stage: str = Field(description="one of the registered stages: " + ", ".join(STAGES))
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    warmup: WarmupConfig = WarmupConfig()
+    bridge: BridgeConfig = BridgeConfig()
+    contrastive: ContrastiveConfig = ContrastiveConfig()
+
+    @field_validator("stage")
+    @classmethod
+    def _registered(cls, stage: str) -> str:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+        return stage
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings (values parsed as YAML) to a nested mapping."""
+    out = yaml.safe_load(yaml.safe_dump(raw))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def parse_recipe(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
+    """Validate a mapping; errors name every bad field."""
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError(f"invalid recipe {source}:\n" + "\n".join(lines)) from None
+
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def builtin(name: str) -> Path:
+    """Path of a recipe or pipeline shipped with the package, e.g. ``tiny/bridge`` or ``pipelines/mini``."""
+    path = Path(str(resources.files("cocoa") / "configs" / f"{name}.yaml"))
+    if not path.is_file():
+        raise ConfigError(f"no built-in recipe {name!r} ({path})")
+    return path
+
+
+def resolve(path: str | Path, base: Path | None = None) -> Path:
+    """``builtin:<name>`` as the shipped file, else ``path`` (relative to ``base`` when given)."""
+    text = str(path)
+    if text.startswith(BUILTIN_PREFIX):
+        return builtin(text[len(BUILTIN_PREFIX):])
+    return base / text if base is not None else Path(text)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a YAML recipe (a file, or ``builtin:<name>``)."""
+    path = resolve(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping")
+    return parse_recipe(apply_overrides(raw, overrides or []), str(path))

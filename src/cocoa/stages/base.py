@@ -1,0 +1,71 @@
+"""What a training stage is: its examples, batch builder, objective and step behind one interface.
+
+A stage file (``pretrain``, ``warmup``, ``bridge``, ``contrastive``) holds everything of one
+stage: its recipe section, how its batches are built, its objective module and which step
+strategy trains it. :mod:`cocoa.stages` registers them in one table by name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import nn
+
+from cocoa.data.mmeb import CaptionPair, read_caption_corpus
+from cocoa.inference.encoder import EmbeddingSpec
+from cocoa.model.backbone import Backbone
+from cocoa.train.batches import BatchBuilder
+from cocoa.train.steps import Step
+
+if TYPE_CHECKING:
+    from cocoa.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class StageParts:
+    """What the trainer runs for a stage: the objective module, its batch builder and its step."""
+
+    objective: nn.Module
+    builder: BatchBuilder
+    step: Step
+
+
+class Stage(ABC):
+    """One stage of the recipe."""
+
+    name: ClassVar[str]
+    #: The stage's training file under the data folder, unless ``data.corpus`` names one.
+    default_corpus: ClassVar[str | None] = None
+
+    @abstractmethod
+    def examples(self, recipe: Recipe) -> list[Any]:
+        """The examples the stage trains on."""
+
+    @abstractmethod
+    def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
+        """The objective (over ``model``, possibly LoRA-wrapped), batch builder and step."""
+
+    def embedding_spec(self, recipe: Recipe) -> EmbeddingSpec:
+        """How the stage's saved model embeds (bidirectional unless the stage says otherwise)."""
+        return EmbeddingSpec(max_len=recipe.data.max_len)
+
+
+def image_root(recipe: Recipe) -> Path:
+    return Path(recipe.data.images) if recipe.data.images else Path(recipe.data.root) / "images"
+
+
+def corpus_path(recipe: Recipe, default: str | None) -> Path:
+    """``data.corpus``, else the stage's default file under ``data.root``."""
+    if recipe.data.corpus:
+        return Path(recipe.data.corpus)
+    if default is None:
+        raise ValueError(f"stage {recipe.stage!r} reads no corpus file")
+    return Path(recipe.data.root) / default
+
+
+def caption_examples(recipe: Recipe, default: str) -> list[CaptionPair]:
+    """The image-caption corpus of the reconstruction stages."""
+    return list(read_caption_corpus(corpus_path(recipe, default), image_root(recipe), skip_bad=recipe.data.skip_bad))

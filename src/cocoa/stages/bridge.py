@@ -1,0 +1,92 @@
+"""Stage 2: EOS-bridged reconstruction.
+
+``[query] <EOS> [target]`` under the ``eos_bridge`` mask: the target block sees the query
+only through the EOS, and a share of its tokens is masked and reconstructed, so the EOS
+state must carry what the target needs from the query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import Field
+from torch import Tensor, nn
+
+from cocoa.data.collate import Batch, Encoded, Preprocessor, collate
+from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
+from cocoa.data.masking import mask_share
+from cocoa.data.mmeb import read_train_pairs
+from cocoa.losses.language import shifted_cross_entropy, token_accuracy
+from cocoa.model.attention import Role
+from cocoa.model.backbone import Backbone
+from cocoa.model.forward import hidden_states, lm_head
+from cocoa.schema import Strict
+from cocoa.stages.base import Stage, StageParts, corpus_path, image_root
+from cocoa.train.steps import LossStep
+
+if TYPE_CHECKING:
+    from cocoa.recipe import Recipe
+
+
+class BridgeConfig(Strict):
+    """The recipe's ``bridge`` section: reconstruct the target through the EOS."""
+
+    target_mask_ratio: float = Field(0.7, gt=0, le=1)
+    eos_sees_target: bool = True
+
+
+class BridgeBuilder:
+    """``[query] <EOS> [target]`` with a share of target tokens masked."""
+
+    def __init__(self, pre: Preprocessor, target_ratio: float) -> None:
+        self.pre, self.target_ratio = pre, target_ratio
+
+    def sequence(self, pair: TrainPair, rng: np.random.Generator) -> Encoded:
+        enc = self.pre.item(pair.query, Role.QUERY)
+        enc.add([self.pre.ids.eos], Role.EOS, protected=True)
+        target = self.pre.item(pair.positive, Role.TARGET)
+        start = len(enc)
+        enc.extend(target)
+        enc = self.pre.fit(enc)
+        positions = [i for i in range(start, len(enc)) if enc.roles[i] == Role.TARGET and not enc.protected[i]]
+        mask_share(enc, positions, self.target_ratio, rng, self.pre.ids.mask)
+        return enc
+
+    def __call__(self, examples: Sequence[TrainPair], rng: np.random.Generator) -> Batch:
+        return collate([self.sequence(ex, rng) for ex in examples], self.pre.ids.pad)
+
+
+class BridgeObjective(nn.Module):
+    """Reconstruct masked target tokens through the EOS under the ``eos_bridge`` mask."""
+
+    def __init__(self, model: nn.Module, config: BridgeConfig) -> None:
+        super().__init__()
+        self.model, self.config = model, config
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        hidden = hidden_states(self.model, batch, "eos_bridge", eos_sees_target=self.config.eos_sees_target)
+        head = lm_head(self.model)
+        return {"loss": shifted_cross_entropy(hidden, batch.labels, head),
+                "accuracy": token_accuracy(hidden, batch.labels, head)}
+
+
+def bridge_pair(pair: TrainPair) -> TrainPair:
+    """Stage 2 reconstructs the positive's text only (as the release does), never its image."""
+    text = pair.positive.text.replace(IMAGE_PLACEHOLDER, "").strip()
+    return TrainPair(pair.query, Item(text), None, pair.subset)
+
+
+class BridgeStage(Stage):
+    name = "bridge"
+    default_corpus = "pretrain/stage2.parquet"
+
+    def examples(self, recipe: Recipe) -> list[TrainPair]:
+        pairs = read_train_pairs(corpus_path(recipe, self.default_corpus), None, image_root(recipe),
+                                 cap=recipe.data.cap, seed=recipe.train.seed, skip_bad=recipe.data.skip_bad)
+        return [bridge_pair(p) for p in pairs if p.positive.text.replace(IMAGE_PLACEHOLDER, "").strip()]
+
+    def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
+        builder = BridgeBuilder(Preprocessor(backbone, recipe.data.max_len), recipe.bridge.target_mask_ratio)
+        return StageParts(BridgeObjective(model, recipe.bridge), builder, LossStep())

@@ -1,0 +1,160 @@
+"""Stage 3: contrastive learning (InfoNCE) on the L2-normalised EOS state.
+
+Rows are ``query <EOS>`` and ``target <EOS>`` (and optional hard negatives), collated in
+chunks; the stage trains with GradCache (:class:`~cocoa.train.steps.GradCacheStep`) and an
+InfoNCE over the whole global batch, optionally at several Matryoshka widths at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+from torch import Tensor, nn
+
+from cocoa.data.collate import Batch, Preprocessor, collate
+from cocoa.data.items import TrainPair
+from cocoa.data.mmeb import read_train_pairs
+from cocoa.inference.encoder import EmbeddingSpec
+from cocoa.losses.contrastive import Widths, distributed_info_nce, place_negatives
+from cocoa.model.backbone import Backbone
+from cocoa.model.forward import hidden_states, lm_head, pool, vl_model
+from cocoa.model.matryoshka import validate_dims
+from cocoa.schema import Strict
+from cocoa.stages.base import Stage, StageParts, image_root
+from cocoa.train.steps import GradCacheStep
+
+if TYPE_CHECKING:
+    from cocoa.recipe import Recipe
+
+
+class MatryoshkaConfig(Strict):
+    """Multi-width InfoNCE: ``sum_i weights[i] * InfoNCE(first dims[i] features, re-normalised)``."""
+
+    dims: list[int] = Field(description="widths, ascending and unique, each at most the model's hidden size")
+    weights: list[float] | None = Field(None, description="one positive weight per width; default: 1 each")
+
+    @field_validator("dims")
+    @classmethod
+    def _dims(cls, dims: list[int]) -> list[int]:
+        return list(validate_dims(dims, "dims"))
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, weights: list[float] | None) -> list[float] | None:
+        if weights is not None and any(w <= 0 for w in weights):
+            raise ValueError(f"weights must be positive, got {weights}")
+        return weights
+
+    @model_validator(mode="after")
+    def _same_length(self) -> MatryoshkaConfig:
+        if self.weights is not None and len(self.weights) != len(self.dims):
+            raise ValueError(f"weights has {len(self.weights)} values but dims has {len(self.dims)}: give one "
+                             "weight per width")
+        return self
+
+    @property
+    def loss_weights(self) -> list[float]:
+        """The weight of each width (1 each when ``weights`` is not set)."""
+        return self.weights if self.weights is not None else [1.0] * len(self.dims)
+
+
+class ContrastiveConfig(Strict):
+    """The recipe's ``contrastive`` section: InfoNCE on EOS embeddings."""
+
+    temperature: float = Field(0.02, gt=0)
+    attention: Literal["bidirectional", "causal"] = "bidirectional"
+    hard_negatives: bool = Field(False, description="add each row's neg_text/neg_image_path as a candidate "
+                                 "(rows without one add none)")
+    gradcache_chunk: int | None = Field(None, gt=0)
+    matryoshka: MatryoshkaConfig | None = Field(None, description="train several embedding widths at once")
+
+    @property
+    def widths(self) -> Widths | None:
+        """``(dims, weights)`` of the multi-width InfoNCE, or ``None`` for the single-width loss."""
+        m = self.matryoshka
+        return None if m is None else (m.dims, m.loss_weights)
+
+
+@dataclass
+class PairBatch:
+    """Rows ``[queries; positives; hard negatives]`` collated in chunks.
+
+    ``negative_of`` lists the queries (by position) whose hard negatives follow the positives,
+    in order; ``None`` when hard negatives are off.
+    """
+
+    chunks: list[Batch]
+    n_queries: int
+    negative_of: tuple[int, ...] | None
+
+
+class ContrastiveBuilder:
+    """``query <EOS>`` and ``target <EOS>`` rows, chunked for GradCache."""
+
+    def __init__(self, pre: Preprocessor, hard_negatives: bool, chunk: int | None) -> None:
+        self.pre, self.hard_negatives, self.chunk = pre, hard_negatives, chunk
+
+    def __call__(self, examples: Sequence[TrainPair], rng: np.random.Generator) -> PairBatch:
+        rows = [ex.query for ex in examples] + [ex.positive for ex in examples]
+        negative_of = None
+        if self.hard_negatives:
+            negative_of = tuple(i for i, ex in enumerate(examples) if ex.negative is not None)
+            rows += [examples[i].negative for i in negative_of]  # type: ignore[misc]
+        seqs = [self.pre.embedding_sequence(item) for item in rows]
+        size = self.chunk or len(seqs)
+        chunks = [collate(seqs[i:i + size], self.pre.ids.pad) for i in range(0, len(seqs), size)]
+        return PairBatch(chunks=chunks, n_queries=len(examples), negative_of=negative_of)
+
+
+class EmbeddingObjective(nn.Module):
+    """L2-normalised EOS embeddings of a chunk (the loss is computed across chunks and ranks)."""
+
+    def __init__(self, model: nn.Module, config: ContrastiveConfig) -> None:
+        super().__init__()
+        self.model, self.config = model, config
+        head = lm_head(model)
+        if head.weight is not vl_model(model).get_input_embeddings().weight:
+            head.requires_grad_(False)  # never used here: no optimiser state, no (FSDP zero) gradient for it
+
+    def forward(self, batch: Batch) -> Tensor:
+        return pool(hidden_states(self.model, batch, self.config.attention), batch)
+
+
+class ContrastiveLoss:
+    """InfoNCE of the queries against the positives (and hard negatives) of the global batch."""
+
+    def __init__(self, config: ContrastiveConfig) -> None:
+        self.config = config
+
+    def __call__(self, emb: Tensor, pairs: PairBatch) -> tuple[Tensor, Tensor]:
+        n, temperature, widths = pairs.n_queries, self.config.temperature, self.config.widths
+        if pairs.negative_of is None:
+            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, widths=widths)
+        negatives, mask = place_negatives(emb[2 * n:], pairs.negative_of, n)
+        return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives, mask, widths=widths)
+
+
+class ContrastiveStage(Stage):
+    name = "contrastive"
+
+    def examples(self, recipe: Recipe) -> list[TrainPair]:
+        data = recipe.data
+        return list(read_train_pairs(Path(data.root), data.subsets, image_root(recipe), split=data.split,
+                                     cap=data.cap, seed=recipe.train.seed, skip_bad=data.skip_bad))
+
+    def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
+        c = recipe.contrastive
+        if c.matryoshka is not None:
+            validate_dims(c.matryoshka.dims, "contrastive.matryoshka.dims", backbone.hidden_size)
+        builder = ContrastiveBuilder(Preprocessor(backbone, recipe.data.max_len), c.hard_negatives, c.gradcache_chunk)
+        return StageParts(EmbeddingObjective(model, c), builder, GradCacheStep(ContrastiveLoss(c)))
+
+    def embedding_spec(self, recipe: Recipe) -> EmbeddingSpec:
+        c = recipe.contrastive
+        return EmbeddingSpec(attention=c.attention, max_len=recipe.data.max_len,
+                             matryoshka_dims=tuple(c.matryoshka.dims) if c.matryoshka is not None else None)

@@ -1,0 +1,68 @@
+"""Stage 0 (tiny models only): causal captioning, standing in for a pretrained MLLM.
+
+Sequences are ``<image> caption <EOS>`` with the causal LM loss on the caption and the EOS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from torch import Tensor, nn
+
+from cocoa.data.collate import Batch, Encoded, Preprocessor, collate
+from cocoa.data.items import Item
+from cocoa.data.mmeb import CaptionPair
+from cocoa.losses.language import IGNORE_INDEX, shifted_cross_entropy, token_accuracy
+from cocoa.model.attention import Role
+from cocoa.model.backbone import Backbone
+from cocoa.model.forward import hidden_states, lm_head
+from cocoa.stages.base import Stage, StageParts, caption_examples
+from cocoa.train.steps import LossStep
+
+if TYPE_CHECKING:
+    from cocoa.recipe import Recipe
+
+
+class PretrainBuilder:
+    """``<image> caption <EOS>``, labels on the caption tokens and the EOS."""
+
+    def __init__(self, pre: Preprocessor) -> None:
+        self.pre = pre
+
+    def sequence(self, ex: CaptionPair) -> Encoded:
+        enc = self.pre.fit(self.pre.item(Item(ex.caption, ex.image.image)), reserve=1)
+        enc.add([self.pre.ids.eos], Role.QUERY, protected=True)
+        enc.labels = [i if not p else IGNORE_INDEX for i, p in zip(enc.ids, enc.protected, strict=True)]
+        enc.labels[-1] = self.pre.ids.eos
+        return enc
+
+    def __call__(self, examples: Sequence[CaptionPair], rng: np.random.Generator) -> Batch:
+        return collate([self.sequence(ex) for ex in examples], self.pre.ids.pad)
+
+
+class PretrainObjective(nn.Module):
+    """Causal language modelling of captions given the image."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        hidden = hidden_states(self.model, batch, "causal")
+        head = lm_head(self.model)
+        return {"loss": shifted_cross_entropy(hidden, batch.labels, head),
+                "accuracy": token_accuracy(hidden, batch.labels, head)}
+
+
+class PretrainStage(Stage):
+    name = "pretrain"
+    default_corpus = "pretrain/stage1.parquet"
+
+    def examples(self, recipe: Recipe) -> list[CaptionPair]:
+        return caption_examples(recipe, self.default_corpus)
+
+    def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
+        return StageParts(PretrainObjective(model), PretrainBuilder(Preprocessor(backbone, recipe.data.max_len)),
+                          LossStep())

@@ -1,0 +1,199 @@
+"""The HTTP server returns the API's vectors, batches concurrent requests and rejects bad input with 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cocoa.data.items import IMAGE_PLACEHOLDER, Item
+from cocoa.errors import ConfigError, DataError
+from cocoa.inference.embedder import Embedder
+from cocoa.inference.encoder import EmbeddingSpec
+from cocoa.inference.index import VectorIndex
+from cocoa.inference.server import Batcher, create_app
+from tests.conftest import make_backbone
+
+MODEL = "tiny-cocoa"
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    folder = tmp_path_factory.mktemp("model")
+    make_backbone().save(folder)
+    EmbeddingSpec().save(folder)
+    return Embedder.from_pretrained(folder, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def index(embedder: Embedder) -> VectorIndex:
+    texts = ["a red dress", "an ankle boot", "a sneaker next to a bag", "a white background"]
+    return VectorIndex.build(embedder.encode(texts), texts, [{"text": t} for t in texts],
+                             fingerprint=embedder.fingerprint)
+
+
+@pytest.fixture(scope="module")
+def client(embedder: Embedder, index: VectorIndex) -> Iterator[TestClient]:
+    app = create_app(embedder, model_name=MODEL, index=index, max_inputs=8, max_image_bytes=100_000,
+                     max_image_pixels=200 * 200, max_text_chars=1000)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def data_url(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def png_url(size: int) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), "white").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def vectors(response: Any) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    rows = sorted(response.json()["data"], key=lambda d: d["index"])
+    return np.array([r["embedding"] if isinstance(r["embedding"], list)
+                     else np.frombuffer(base64.b64decode(r["embedding"]), "<f4") for r in rows], dtype=np.float32)
+
+
+def test_embeddings_equal_encode_items(client: TestClient, embedder: Embedder, image_dir: Path) -> None:
+    images = {n: Image.open(image_dir / f"{n}.png").convert("RGB") for n in "acd"}
+    body_input = ["a photo of a red dress on a white background " * 5, {"image": data_url(image_dir / "a.png")},
+                  {"text": "what is this?", "image": data_url(image_dir / "c.png")}, "boot",
+                  {"text": f"x {IMAGE_PLACEHOLDER} y", "image": data_url(image_dir / "d.png")}]
+    items = [Item(body_input[0]), Item("", images["a"]), Item("what is this?", images["c"]), Item("boot"),
+             Item(f"x {IMAGE_PLACEHOLDER} y", images["d"])]
+    want = embedder.encoder.encode_items(items)
+    for fmt in ("float", "base64"):
+        response = client.post("/v1/embeddings", json={"model": MODEL, "input": body_input, "encoding_format": fmt})
+        np.testing.assert_allclose(vectors(response), want, atol=1e-6)
+        body = response.json()
+        assert body["object"] == "list" and body["model"] == MODEL
+        assert [d["index"] for d in body["data"]] == list(range(5))
+        assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] == sum(
+            embedder.num_tokens(i) for i in items)
+    single = client.post("/v1/embeddings", json={"model": MODEL, "input": "boot"})
+    np.testing.assert_allclose(vectors(single), want[3:4], atol=1e-6)
+    instructed = client.post("/v1/embeddings", json={"model": MODEL, "input": ["a cat"], "instruction": "Find."})
+    np.testing.assert_allclose(vectors(instructed), embedder.encode("a cat", instruction="Find."), atol=1e-6)
+
+
+def test_search_and_health(client: TestClient, embedder: Embedder, index: VectorIndex, image_dir: Path) -> None:
+    response = client.post("/v1/search", json={"text": "red dress", "image": data_url(image_dir / "b.png"), "k": 2})
+    assert response.status_code == 200, response.text
+    want = index.search(embedder.encode({"text": "red dress", "image": image_dir / "b.png"}), 2)[0]
+    got = response.json()["data"]
+    assert [(h["id"], h["payload"]) for h in got] == [(h.id, h.payload) for h in want]
+    np.testing.assert_allclose([h["score"] for h in got], [h.score for h in want], atol=1e-5)
+    health = client.get("/health").json()
+    assert health["model"] == MODEL and health["dim"] == embedder.dim and health["index"]["count"] == 4
+
+
+def test_concurrent_requests_are_batched(embedder: Embedder) -> None:
+    app = create_app(embedder, model_name=MODEL, max_wait_ms=300)
+    texts = [f"request {i} " + "word " * (i * 3) for i in range(8)]
+    want = embedder.encode(texts)
+    results: dict[int, np.ndarray] = {}
+    barrier = threading.Barrier(len(texts))
+    with TestClient(app) as client:
+        def call(i: int) -> None:
+            barrier.wait()
+            results[i] = vectors(client.post("/v1/embeddings", json={"model": MODEL, "input": [texts[i]]}))
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(results) == len(texts)
+    for i, got in results.items():
+        np.testing.assert_allclose(got, want[i:i + 1], atol=1e-5)
+    assert app.state.batcher.encode_calls < len(texts)
+
+
+def test_batcher_isolates_a_failing_job(embedder: Embedder) -> None:
+    async def run() -> list[Any]:
+        batcher = Batcher(embedder, max_batch=16, max_wait_ms=200)
+        jobs = [batcher.submit([Item("fine")]), batcher.submit([Item(f"{IMAGE_PLACEHOLDER} no image")]),
+                batcher.submit([Item("also fine"), Item("three")])]
+        out = await asyncio.gather(*jobs, return_exceptions=True)
+        await batcher.stop()
+        return [r if isinstance(r, Exception) else r[0] for r in out]
+
+    good, bad, pair = asyncio.run(run())
+    assert isinstance(bad, DataError)
+    np.testing.assert_allclose(good, embedder.encode(["fine"]), atol=1e-5)
+    np.testing.assert_allclose(pair, embedder.encode(["also fine", "three"]), atol=1e-5)
+
+
+BAD_REQUESTS = [
+    ({"model": MODEL, "input": [{"image": "data:image/png;base64,@@@not-base64"}]}, 400, "not valid base64"),
+    ({"model": MODEL, "input": [{"image": "data:image/png;base64," + base64.b64encode(b"hello").decode()}]},
+     400, "not a readable image"),
+    ({"model": MODEL, "input": [{"image": "https://example.com/cat.png"}]}, 400, "not fetched"),
+    ({"model": MODEL, "input": [{"image": "data:image/png," + "A" * 8}]}, 400, "must look like"),
+    ({"model": MODEL, "input": [{"image": "data:image/png;base64," + "A" * 140_000}]}, 413, "over the limit"),
+    ({"model": MODEL, "input": [{"image": png_url(300)}]}, 413, "300x300 = 90000 pixels, over the limit of 40000"),
+    ({"model": MODEL, "input": []}, 400, "input is empty"),
+    ({"model": MODEL, "input": ""}, 400, "input[0]: input is empty"),
+    ({"model": MODEL, "input": [{"text": " "}]}, 400, "input is empty"),
+    ({"model": MODEL, "input": ["x"] * 9}, 413, "9 items, over the limit of 8"),
+    ({"model": MODEL, "input": ["x" * 1001]}, 413, "over the limit of 1000"),
+    ({"model": MODEL, "input": [f"{IMAGE_PLACEHOLDER} text only"]}, 400, "placeholder"),
+    ({"model": "gpt-4", "input": "hi"}, 404, "model 'gpt-4' not found"),
+    ({"model": MODEL, "input": "hi", "encoding_format": "int8"}, 422, "encoding_format"),
+    ({"input": "hi"}, 422, "model: Field required"),
+    ({"model": MODEL, "input": [{"txt": "hi"}]}, 422, "invalid request"),
+    ({"model": MODEL, "input": [3]}, 422, "invalid request"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), BAD_REQUESTS)
+def test_bad_input_gets_4xx_and_server_keeps_serving(client: TestClient, body: dict[str, Any], status: int,
+                                                     message: str) -> None:
+    response = client.post("/v1/embeddings", json=body)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]["message"]
+    assert client.post("/v1/embeddings", json={"model": MODEL, "input": "still fine"}).status_code == 200
+
+
+def test_malformed_json_and_search_errors(client: TestClient, embedder: Embedder) -> None:
+    response = client.post("/v1/embeddings", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "JSON" in response.json()["error"]["message"]
+    assert client.post("/v1/search", json={"k": 3}).status_code == 400
+    assert client.post("/v1/search", json={"text": "x", "k": 0}).status_code == 422
+    assert client.post("/v1/search", json={"text": "x", "model": "other"}).status_code == 404
+    with TestClient(create_app(embedder, model_name=MODEL)) as no_index:
+        response = no_index.post("/v1/search", json={"text": "x"})
+        assert response.status_code == 404 and "no index" in response.json()["error"]["message"]
+    with TestClient(create_app(embedder, model_name=MODEL, max_body_bytes=100)) as small:
+        response = small.post("/v1/embeddings", json={"model": MODEL, "input": "x" * 200})
+        assert response.status_code == 413 and "request body" in response.json()["error"]["message"]
+
+
+def test_bearer_auth(embedder: Embedder, index: VectorIndex) -> None:
+    body = {"model": MODEL, "input": "hello"}
+    with TestClient(create_app(embedder, model_name=MODEL, index=index, api_key="s3cret")) as client:
+        missing = client.post("/v1/embeddings", json=body)
+        assert missing.status_code == 401 and "missing API key" in missing.json()["error"]["message"]
+        wrong = client.post("/v1/search", json={"text": "x"}, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "incorrect API key" in wrong.json()["error"]["message"]
+        assert client.get("/health").status_code == 200
+        ok = client.post("/v1/embeddings", json=body, headers={"Authorization": "Bearer s3cret"})
+        np.testing.assert_allclose(vectors(ok), embedder.encode("hello"), atol=1e-6)
+
+
+def test_index_from_another_model_is_refused(embedder: Embedder) -> None:
+    other = VectorIndex.build(np.eye(embedder.dim, dtype=np.float32)[:2], ["a", "b"], fingerprint="other")
+    with pytest.raises(ConfigError, match="rebuild it"):
+        create_app(embedder, model_name=MODEL, index=other)

@@ -1,0 +1,99 @@
+"""Embeddings: EOS pooling, independence from batch neighbours, padding side and batch size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cocoa.data.collate import Preprocessor, collate
+from cocoa.data.items import Item
+from cocoa.errors import DataError
+from cocoa.model.attention import Role
+from cocoa.model.backbone import Backbone
+from cocoa.model.forward import embed, hidden_states
+from tests.conftest import make_backbone
+
+
+def items(image_dir: Path) -> list[Item]:
+    return [
+        Item("<|image_1|> Represent the given image for classification.\n", str(image_dir / "a.png")),
+        Item("Find me an everyday image that matches the given caption: a sneaker next to a bag"),
+        Item("dress"),
+        Item("", str(image_dir / "c.png")),
+        Item("<|image_1|> what is in the top-left corner?", str(image_dir / "d.png")),
+    ]
+
+
+def embed_all(backbone: Backbone, xs: list[Item], side: str, mode: str = "bidirectional") -> torch.Tensor:
+    pre = Preprocessor(backbone, 256)
+    batch = collate([pre.embedding_sequence(x) for x in xs], backbone.ids.pad, padding_side=side)
+    with torch.no_grad():
+        return embed(backbone.model, batch, mode)
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_embedding_independent_of_neighbours_padding_and_batch_size(family: str, mode: str,
+                                                                    image_dir: Path) -> None:
+    backbone = make_backbone(family)
+    xs = items(image_dir)
+    alone = torch.cat([embed_all(backbone, [x], "right", mode) for x in xs])
+    for side in ("right", "left"):
+        torch.testing.assert_close(embed_all(backbone, xs, side, mode), alone, atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(embed_all(backbone, xs[::-1], side, mode), alone.flip(0), atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(embed_all(backbone, xs[1:4], side, mode), alone[1:4], atol=2e-5, rtol=1e-4)
+
+
+def test_embedding_is_normalised_post_norm_state_at_the_eos(tiny_backbone: Backbone, image_dir: Path) -> None:
+    pre = Preprocessor(tiny_backbone, 256)
+    seq = pre.embedding_sequence(items(image_dir)[0])
+    assert seq.ids[-1] == tiny_backbone.ids.eos and seq.roles[-1] == Role.EOS
+    batch = collate([seq], tiny_backbone.ids.pad)
+    with torch.no_grad():
+        hidden = hidden_states(tiny_backbone.model, batch, "bidirectional")
+        vec = embed(tiny_backbone.model, batch)
+        norm = tiny_backbone.model.model.language_model.norm
+        eos = len(seq) - 1
+        expected = hidden[0, eos] / hidden[0, eos].norm()
+    assert int(batch.pool_index[0]) == eos
+    torch.testing.assert_close(vec[0], expected)
+    assert torch.isclose(vec.norm(), torch.tensor(1.0))
+    assert norm.weight.shape[0] == tiny_backbone.hidden_size
+
+
+def test_image_tokens_are_wrapped_and_placed_at_the_placeholder(tiny_backbone: Backbone, image_dir: Path) -> None:
+    pre = Preprocessor(tiny_backbone, 256)
+    ids = tiny_backbone.ids
+    seq = pre.item(Item("look: <|image_1|> done", str(image_dir / "c.png")))
+    start = seq.ids.index(ids.vision_start)
+    assert seq.ids[:start] == pre.text_ids("look: ")
+    assert seq.ids[start + 1:start + 17] == [ids.image] * 16  # 112x112 -> 16 merged tokens
+    assert seq.ids[start + 17] == ids.vision_end
+    assert seq.ids[start + 18:] == pre.text_ids(" done")
+    assert sum(seq.mm) == 16
+    no_placeholder = pre.item(Item("caption", str(image_dir / "a.png")))
+    assert no_placeholder.ids[0] == ids.vision_start
+
+
+def test_max_len_truncates_text_but_never_image_tokens(tiny_backbone: Backbone, image_dir: Path) -> None:
+    long_text = "<|image_1|> " + "a red dress on a white background " * 10
+    seq = Preprocessor(tiny_backbone, 12).embedding_sequence(Item(long_text, str(image_dir / "a.png")))
+    assert len(seq) == 12 and sum(seq.mm) == 4 and seq.ids[-1] == tiny_backbone.ids.eos
+    with pytest.raises(DataError, match="image tokens are never truncated"):
+        Preprocessor(tiny_backbone, 8).embedding_sequence(Item(long_text, str(image_dir / "c.png")))
+
+
+def test_bad_items_are_clear_errors(tiny_backbone: Backbone, tmp_path: Path) -> None:
+    pre = Preprocessor(tiny_backbone, 64)
+    with pytest.raises(DataError, match="neither text nor image"):
+        pre.embedding_sequence(Item("  "))
+    with pytest.raises(DataError, match="placeholder"):
+        pre.embedding_sequence(Item("<|image_1|> caption"))
+    with pytest.raises(DataError, match="not found"):
+        pre.embedding_sequence(Item("x", str(tmp_path / "missing.png")))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image"):
+        pre.embedding_sequence(Item("x", str(broken)))
