@@ -28,9 +28,10 @@ import torch
 import uvicorn
 from PIL import Image
 
+from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.encoder import EmbeddingSpec
-from cocoa.inference.server import Batcher, create_app
+from cocoa.inference.server import create_app
 from cocoa.model.backbone import Backbone
 
 WORDS = ["a", "photo", "of", "a", "red", "dress", "on", "a", "white", "background", "with", "an", "ankle", "boot", "and", "a", "sneaker", "next", "to", "a", "bag"]
@@ -118,13 +119,16 @@ def main() -> None:
     parser.add_argument("--image-every", type=int, default=4, help="every n-th request has an image (0: none)")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5)
+    parser.add_argument("--preprocess-threads", type=int, default=2)
+    parser.add_argument("--pack-tokens", type=int, default=512, help="tokens per packed row (0: padded batches)")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or tiny_model(Path(tmp), args.preset)
         embedder = Embedder.from_pretrained(model_dir, device=args.device)
-        app = create_app(embedder, model_name="bench", max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+        app = create_app(embedder, model_name="bench", max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                         preprocess_threads=args.preprocess_threads, pack_tokens=args.pack_tokens or None)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
@@ -137,7 +141,8 @@ def main() -> None:
         asyncio.run(run_phase("warmup", url, bodies[:8], 1, args.duration, batcher))
         print(f"device {embedder.encoder.device}, torch threads {torch.get_num_threads()}, dim {embedder.dim}, "
               f"{args.requests} requests/phase, 1 in {args.image_every} with an image, max_batch {args.max_batch}, "
-              f"max_wait_ms {args.max_wait_ms}")
+              f"max_wait_ms {args.max_wait_ms}, preprocess_threads {args.preprocess_threads}, "
+              f"pack_tokens {args.pack_tokens or 'off'}")
         sequential = asyncio.run(run_phase("sequential", url, bodies, 1, args.duration, batcher))
         print(sequential.report())
         concurrent = asyncio.run(run_phase(f"{args.clients} clients", url, bodies, args.clients, args.duration,

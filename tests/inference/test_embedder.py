@@ -36,6 +36,8 @@ def test_encode_equals_encode_items_in_order(embedder: Embedder, image_dir: Path
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     singles = np.concatenate([embedder.encode(x) for x in inputs])
     np.testing.assert_allclose(singles, got, atol=1e-5)
+    seqs = [embedder.encoder.preprocessor.embedding_sequence(item) for item in items]
+    np.testing.assert_allclose(embedder.encoder.encode_sequences(seqs, batch_size=4), want, atol=1e-5)
 
 
 def test_strings_are_text_never_paths(embedder: Embedder, image_dir: Path) -> None:

@@ -17,10 +17,11 @@ from PIL import Image
 
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.errors import ConfigError, DataError
+from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.inference.index import VectorIndex
-from cocoa.inference.server import Batcher, create_app
+from cocoa.inference.server import create_app
 from tests.conftest import make_backbone
 
 MODEL = "tiny-cocoa"
@@ -81,7 +82,8 @@ def test_embeddings_equal_encode_items(client: TestClient, embedder: Embedder, i
         assert body["object"] == "list" and body["model"] == MODEL
         assert [d["index"] for d in body["data"]] == list(range(5))
         assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] == sum(
-            embedder.num_tokens(i) for i in items)
+            len(embedder.encoder.preprocessor.embedding_sequence(i)) for i in items)
+        assert response.headers["content-type"] == "application/json"
     single = client.post("/v1/embeddings", json={"model": MODEL, "input": "boot"})
     np.testing.assert_allclose(vectors(single), want[3:4], atol=1e-6)
     instructed = client.post("/v1/embeddings", json={"model": MODEL, "input": ["a cat"], "instruction": "Find."})
@@ -134,6 +136,58 @@ def test_batcher_isolates_a_failing_job(embedder: Embedder) -> None:
     assert isinstance(bad, DataError)
     np.testing.assert_allclose(good, embedder.encode(["fine"]), atol=1e-5)
     np.testing.assert_allclose(pair, embedder.encode(["also fine", "three"]), atol=1e-5)
+
+
+def test_a_job_failing_in_the_model_fails_alone(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    poison = embedder.encoder.preprocessor.embedding_sequence(Item("poison " * 7)).ids
+    real = embedder.encoder.encode_sequences
+
+    def encode(seqs: list[Any], **kwargs: Any) -> np.ndarray:
+        if any(seq.ids == poison for seq in seqs):
+            raise RuntimeError("the model failed")
+        return real(seqs, **kwargs)
+
+    monkeypatch.setattr(embedder.encoder, "encode_sequences", encode)
+
+    async def run() -> tuple[list[Any], int]:
+        batcher = Batcher(embedder, max_batch=16, max_wait_ms=2000)
+        out = await asyncio.gather(batcher.submit([Item("fine")]), batcher.submit([Item("poison " * 7)]),
+                                   batcher.submit([Item("also fine")]), return_exceptions=True)
+        await batcher.stop()
+        return out, batcher.encode_calls
+
+    (good, bad, other), calls = asyncio.run(run())
+    assert isinstance(bad, RuntimeError)
+    np.testing.assert_allclose(good[0], real([embedder.encoder.preprocessor.embedding_sequence(Item("fine"))],
+                                             batch_size=1), atol=1e-5)
+    assert other[1] == [len(embedder.encoder.preprocessor.embedding_sequence(Item("also fine")))]
+    assert calls > 3  # the shared batch failed, then each job was encoded alone
+
+
+def test_a_lone_request_does_not_wait_for_the_batch_to_fill(embedder: Embedder) -> None:
+    async def run() -> np.ndarray:
+        batcher = Batcher(embedder, max_wait_ms=3_600_000)
+        vectors, _ = await asyncio.wait_for(batcher.submit([Item("alone")]), timeout=60)
+        await batcher.stop()
+        return vectors
+
+    np.testing.assert_allclose(asyncio.run(run()), embedder.encode(["alone"]), atol=1e-5)
+
+
+def test_preprocessing_threads_have_their_own_tokenizer(embedder: Embedder) -> None:
+    base = embedder.encoder.preprocessor
+    copy = base.for_thread()
+    assert copy.tokenizer is not base.tokenizer and copy.backbone is base.backbone
+    item = Item("a red dress on a white background")
+    assert copy.embedding_sequence(item).ids == base.embedding_sequence(item).ids
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"max_batch": 0}, "max_batch"),
+                                                 ({"preprocess_threads": 0}, "preprocess_threads"),
+                                                 ({"max_wait_ms": -1}, "max_wait_ms")])
+def test_bad_batcher_settings_are_refused(embedder: Embedder, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Batcher(embedder, **kwargs)
 
 
 BAD_REQUESTS = [

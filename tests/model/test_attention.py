@@ -42,6 +42,15 @@ def test_causal_and_bidirectional_mask_tables() -> None:
                                                                  [0, 1, 1, 1]]
 
 
+def test_packed_segments_see_only_themselves() -> None:
+    roles = torch.tensor([[Q, E, Q, Q, E, P]])
+    segments = torch.tensor([[0, 0, 1, 1, 1, -1]])
+    assert allowed(roles, "bidirectional", segments=segments)[0].int().tolist() == [
+        [1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 0], [0, 0, 1, 1, 1, 0], [0, 0, 1, 1, 1, 0],
+        [0, 0, 0, 0, 0, 1]]
+    assert allowed(roles, "causal", segments=segments)[0, 4].int().tolist() == [0, 0, 1, 1, 1, 0]
+
+
 def test_additive_mask_values_and_bad_mode() -> None:
     mask = additive_mask(torch.tensor([[Q, P]]), "bidirectional", torch.float32)
     assert mask.shape == (1, 1, 2, 2)

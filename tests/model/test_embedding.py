@@ -12,7 +12,7 @@ from cocoa.data.items import Item
 from cocoa.errors import DataError
 from cocoa.model.attention import Role
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import embed, hidden_states
+from cocoa.model.forward import embed, hidden_states, pack_rows
 from tests.conftest import make_backbone
 
 
@@ -26,11 +26,12 @@ def items(image_dir: Path) -> list[Item]:
     ]
 
 
-def embed_all(backbone: Backbone, xs: list[Item], side: str, mode: str = "bidirectional") -> torch.Tensor:
+def embed_all(backbone: Backbone, xs: list[Item], side: str, mode: str = "bidirectional",
+              pack_tokens: int | None = None) -> torch.Tensor:
     pre = Preprocessor(backbone, 256)
     batch = collate([pre.embedding_sequence(x) for x in xs], backbone.ids.pad, padding_side=side)
     with torch.no_grad():
-        return embed(backbone.model, batch, mode)
+        return embed(backbone.model, batch, mode, pack_tokens=pack_tokens)
 
 
 @pytest.mark.parametrize("mode", ["bidirectional", "causal"])
@@ -44,6 +45,26 @@ def test_embedding_independent_of_neighbours_padding_and_batch_size(family: str,
         torch.testing.assert_close(embed_all(backbone, xs, side, mode), alone, atol=2e-5, rtol=1e-4)
         torch.testing.assert_close(embed_all(backbone, xs[::-1], side, mode), alone.flip(0), atol=2e-5, rtol=1e-4)
         torch.testing.assert_close(embed_all(backbone, xs[1:4], side, mode), alone[1:4], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_packed_rows_give_the_padded_embeddings(family: str, mode: str, image_dir: Path) -> None:
+    backbone = make_backbone(family)
+    xs = items(image_dir) * 2
+    padded = embed_all(backbone, xs, "right", mode)
+    lengths = [len(Preprocessor(backbone, 256).embedding_sequence(x)) for x in xs]
+    # one row for all, rows of a few sequences, and rows shorter than the longest sequence
+    for pack_tokens in (sum(lengths), 2 * max(lengths), max(lengths) // 2):
+        for side in ("right", "left"):
+            torch.testing.assert_close(embed_all(backbone, xs, side, mode, pack_tokens), padded, atol=2e-5,
+                                       rtol=1e-4)
+
+
+def test_pack_rows_fills_rows_in_order() -> None:
+    assert pack_rows([3, 3, 3, 5, 1], 6) == [0, 0, 1, 2, 2]
+    assert pack_rows([7, 2, 9, 1], 4) == [0, 1, 2, 3]  # longer than a row: a row of its own
+    assert pack_rows([2, 2, 2], 100) == [0, 0, 0]
 
 
 def test_embedding_is_normalised_post_norm_state_at_the_eos(tiny_backbone: Backbone, image_dir: Path) -> None:

@@ -9,6 +9,7 @@ Qwen2-VL compute 2-D M-RoPE positions), placed where the text has the MMEB place
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
@@ -90,11 +91,22 @@ class Preprocessor:
         if max_len < 2:
             raise DataError(f"max_len must be at least 2, got {max_len}", field="max_len")
         self.backbone = backbone
+        self.tokenizer = backbone.tokenizer
         self.ids = backbone.ids
         self.max_len = max_len
 
+    def for_thread(self) -> Preprocessor:
+        """A copy with a tokenizer of its own, for use from another thread.
+
+        A fast tokenizer is one Rust object that raises "Already borrowed" when one thread
+        changes its truncation or padding while another encodes; copies share nothing.
+        """
+        clone = copy.copy(self)
+        clone.tokenizer = copy.deepcopy(self.tokenizer)
+        return clone
+
     def text_ids(self, text: str) -> list[int]:
-        return list(self.backbone.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def image_block(self, image: str | Image.Image, role: Role = Role.QUERY) -> Encoded:
         """``vision_start``, one ``image_pad`` per merged patch, ``vision_end``, with pixels."""

@@ -203,9 +203,15 @@ def serve(
     api_key: Annotated[str | None, typer.Option(envvar="COCOA_API_KEY",
                                                 help="Require 'Authorization: Bearer KEY'.")] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="Most items per batched encode call.")] = 64,
-    max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for a batch to fill.")] = 5,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for requests still being preprocessed "
+                                                          "to join a batch.")] = 5,
+    preprocess_threads: Annotated[int, typer.Option(min=1, help="Threads that parse, tokenise and resize "
+                                                               "requests while the model encodes.")] = 2,
+    pack_tokens: Annotated[int, typer.Option(min=0, help="Tokens per packed row: a batch's sequences share rows "
+                                                         "so no compute goes to padding (0: pad instead).")] = 512,
 ) -> None:
     """Serve the model over HTTP (OpenAI-compatible /v1/embeddings, /v1/search, /health)."""
     from cocoa.inference.server import serve as run_server
 
-    _run(lambda: run_server(model, host, port, index, api_key, max_batch=max_batch, max_wait_ms=max_wait_ms))
+    _run(lambda: run_server(model, host, port, index, api_key, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                            preprocess_threads=preprocess_threads, pack_tokens=pack_tokens or None))

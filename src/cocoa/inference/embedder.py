@@ -135,7 +135,3 @@ class Embedder:
         """Full-width embeddings of this model at ``dimensions`` (one of :attr:`widths`), re-normalised."""
         width = check_dimensions(dimensions, self.widths)
         return vectors if width == vectors.shape[1] else truncate(vectors, width)
-
-    def num_tokens(self, item: Item) -> int:
-        """The sequence length of ``item``, EOS included (usage accounting)."""
-        return self.encoder.item_length(item)

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-from cocoa.data.collate import Batch, Preprocessor, collate
+from cocoa.data.collate import Batch, Encoded, Preprocessor, collate
 from cocoa.data.images import image_size
 from cocoa.data.items import Item
 from cocoa.errors import CocoaError, ConfigError
@@ -172,26 +172,55 @@ class Encoder:
     def _count_text_tokens(self, text: str) -> int:
         return len(self.preprocessor.text_ids(text))
 
-    @torch.inference_mode()
-    def encode_items(self, items: Sequence[Item], *, batch_size: int = 32, show_progress: bool = False
-                     ) -> np.ndarray:
-        """Float32 ``(len(items), hidden)`` L2-normalised embeddings, in the order given."""
+    def encode_items(self, items: Sequence[Item], *, batch_size: int = 32, show_progress: bool = False,
+                     pack_tokens: int | None = None) -> np.ndarray:
+        """Float32 ``(len(items), hidden)`` L2-normalised embeddings, in the order given.
+
+        ``pack_tokens`` packs each batch's sequences into rows of that many tokens, so the model
+        skips the padding (:func:`~cocoa.model.forward.embed`).
+        """
+        order = sorted(range(len(items)), key=lambda i: self.item_length(items[i]))
+        chunks = self._chunks(order, batch_size)
+        return self._embed(chunks, self._batches(items, chunks), len(items), show_progress, pack_tokens)
+
+    def encode_sequences(self, seqs: Sequence[Encoded], *, batch_size: int = 32, pack_tokens: int | None = None
+                         ) -> np.ndarray:
+        """Embeddings of sequences made by :meth:`Preprocessor.embedding_sequence`, in the order given.
+
+        The server preprocesses each request on its own threads and hands the model only these.
+        """
+        chunks = self._chunks(sorted(range(len(seqs)), key=lambda i: len(seqs[i])), batch_size)
+        pad = self.backbone.ids.pad
+        batches = (collate([seqs[i] for i in chunk], pad) for chunk in chunks)
+        return self._embed(chunks, batches, len(seqs), pack_tokens=pack_tokens)
+
+    @staticmethod
+    def _chunks(order: list[int], batch_size: int) -> list[list[int]]:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+    @torch.inference_mode()
+    def _embed(self, chunks: list[list[int]], batches: Iterable[Batch | CocoaError], n: int,
+               show_progress: bool = False, pack_tokens: int | None = None) -> np.ndarray:
+        """Row ``chunks[i]`` of the output is the embedding of ``batches[i]``, in eval mode."""
+        if pack_tokens is not None and pack_tokens < 2:
+            raise ConfigError(f"pack_tokens must be at least 2, got {pack_tokens}")
         model = self.backbone.model
         was_training = model.training
         model.eval()
-        order = sorted(range(len(items)), key=lambda i: self.item_length(items[i]))
-        out = np.zeros((len(items), self.backbone.hidden_size), dtype=np.float32)
-        chunks = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-        bar = tqdm(total=len(items), disable=not show_progress, unit="item", desc="encode")
-        for chunk, batch in zip(chunks, self._batches(items, chunks), strict=True):
-            if isinstance(batch, CocoaError):
-                raise batch
-            out[chunk] = embed(model, batch.to(self.device), self.spec.attention).cpu().numpy()
-            bar.update(len(chunk))
-        bar.close()
-        model.train(was_training)
+        out = np.zeros((n, self.backbone.hidden_size), dtype=np.float32)
+        bar = tqdm(total=n, disable=not show_progress, unit="item", desc="encode")
+        try:
+            for chunk, batch in zip(chunks, batches, strict=True):
+                if isinstance(batch, CocoaError):
+                    raise batch
+                out[chunk] = embed(model, batch.to(self.device), self.spec.attention,
+                                   pack_tokens=pack_tokens).cpu().numpy()
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+            model.train(was_training)
         return out
 
     def _batches(self, items: Sequence[Item], chunks: list[list[int]]) -> Iterable[Batch | CocoaError]:

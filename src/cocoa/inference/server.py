@@ -1,34 +1,35 @@
 """An HTTP embedding server: OpenAI-compatible ``/v1/embeddings``, ``/v1/search`` and ``/health``.
 
-Concurrent requests are batched dynamically: each request's items go on a queue, and one
-worker gathers up to ``max_batch`` items (or waits at most ``max_wait_ms`` for more) and
-encodes them in a single :meth:`Embedder.encode_items` call on a worker thread; each request
-gets its own slice back. User mistakes get a JSON ``{"error": {"message", "type", "code"}}``
-with a 4xx status; the server keeps serving after them.
+Each request is parsed and preprocessed on a preprocessing thread, then batched dynamically
+with the other requests in flight into one model call (:mod:`cocoa.inference.batcher`); the
+event loop only routes and writes the JSON (orjson, vectors straight from numpy). User
+mistakes get a JSON ``{"error": {"message", "type", "code"}}`` with a 4xx status; the server
+keeps serving after them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from cocoa.data.images import MAX_IMAGE_PIXELS, ImageTooLarge, open_image
 from cocoa.data.items import Item, is_empty
 from cocoa.errors import CocoaError, ConfigError, DataError
+from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder, with_instruction
 from cocoa.inference.index import VectorIndex
 from cocoa.model.matryoshka import check_dimensions
@@ -127,97 +128,6 @@ def parse_inputs(raw: str | list[str | InputObject], instruction: str | None, li
             for i, v in enumerate(values)]
 
 
-@dataclass
-class _Job:
-    items: list[Item]
-    future: asyncio.Future[tuple[np.ndarray, list[int]]]
-
-
-@dataclass
-class Batcher:
-    """Gathers concurrent jobs into one encode call (up to ``max_batch`` items or ``max_wait_ms``)."""
-
-    embedder: Embedder
-    max_batch: int = 64
-    max_wait_ms: float = 5.0
-    encode_calls: int = 0
-    _queue: asyncio.Queue[_Job] | None = field(default=None, repr=False)
-    _task: asyncio.Task[None] | None = field(default=None, repr=False)
-    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
-
-    async def submit(self, items: list[Item]) -> tuple[np.ndarray, list[int]]:
-        """Embeddings and token counts of ``items``, encoded together with whatever else is waiting."""
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._loop is not loop or self._task.done():
-            self._queue, self._loop = asyncio.Queue(), loop
-            self._task = loop.create_task(self._run())
-        assert self._queue is not None
-        job = _Job(items, loop.create_future())
-        await self._queue.put(job)
-        return await job.future
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _gather(self, first: _Job) -> tuple[list[_Job], _Job | None]:
-        """``first`` and the jobs that arrive within the wait, plus one left over for the next batch."""
-        assert self._queue is not None
-        jobs, size = [first], len(first.items)
-        deadline = asyncio.get_running_loop().time() + self.max_wait_ms / 1000
-        while size < self.max_batch:
-            timeout = deadline - asyncio.get_running_loop().time()
-            try:
-                job = self._queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(self._queue.get(), timeout)
-            except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                break
-            if size + len(job.items) > self.max_batch:
-                return jobs, job
-            jobs.append(job)
-            size += len(job.items)
-        return jobs, None
-
-    async def _run(self) -> None:
-        assert self._queue is not None
-        carry: _Job | None = None
-        while True:
-            first = carry or await self._queue.get()
-            jobs, carry = await self._gather(first)
-            await self._encode([job for job in jobs if not job.future.done()])
-
-    async def _encode(self, jobs: list[_Job]) -> None:
-        if not jobs:
-            return
-        items = [item for job in jobs for item in job.items]
-        try:
-            self.encode_calls += 1
-            vectors, tokens = await asyncio.to_thread(self._encode_sync, items)
-        except Exception as exc:
-            if len(jobs) == 1:
-                _fail(jobs[0], exc)
-                return
-            for job in jobs:  # one bad job must not fail the others: retry each alone
-                await self._encode([job])
-            return
-        start = 0
-        for job in jobs:
-            if not job.future.done():
-                end = start + len(job.items)
-                job.future.set_result((vectors[start:end], tokens[start:end]))
-            start += len(job.items)
-
-    def _encode_sync(self, items: list[Item]) -> tuple[np.ndarray, list[int]]:
-        """Vectors and token counts, in one thread (tokenizers are not shared across threads)."""
-        return self.embedder.encode_items(items, self.max_batch), [self.embedder.num_tokens(i) for i in items]
-
-
-def _fail(job: _Job, exc: Exception) -> None:
-    if not job.future.done():
-        job.future.set_exception(exc)
-
-
 def _error(status: int, message: str, code: str) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
@@ -231,19 +141,28 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def _encode_vector(vector: np.ndarray, fmt: str) -> list[float] | str:
+def _encode_vector(vector: np.ndarray, fmt: str) -> np.ndarray | str:
     if fmt == "base64":
         return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
-    return vector.astype(np.float32).tolist()
+    return np.ascontiguousarray(vector, dtype=np.float32)
+
+
+def _json(payload: dict[str, Any]) -> Response:
+    """``payload`` as JSON; numpy vectors are written by orjson directly, without Python floats."""
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None = None,
                api_key: str | None = None, max_batch: int = 64, max_wait_ms: float = 5,
                max_inputs: int = 256, max_text_chars: int = 16_384, max_image_bytes: int = 10_000_000,
-               max_image_pixels: int = MAX_IMAGE_PIXELS, max_body_bytes: int = 64_000_000) -> FastAPI:
-    """The FastAPI app serving ``embedder`` (and ``index`` for ``/v1/search``) as ``model_name``."""
-    if max_batch < 1 or max_wait_ms < 0:
-        raise ConfigError(f"max_batch must be >= 1 and max_wait_ms >= 0, got {max_batch} and {max_wait_ms}")
+               max_image_pixels: int = MAX_IMAGE_PIXELS, max_body_bytes: int = 64_000_000,
+               preprocess_threads: int = 2, pack_tokens: int | None = 512) -> FastAPI:
+    """The FastAPI app serving ``embedder`` (and ``index`` for ``/v1/search``) as ``model_name``.
+
+    ``max_batch``, ``max_wait_ms``, ``preprocess_threads`` and ``pack_tokens`` are the
+    :class:`~cocoa.inference.batcher.Batcher`'s.
+    """
+    batcher = Batcher(embedder, max_batch, max_wait_ms, preprocess_threads, pack_tokens)
     if index is not None:
         if index.dim not in embedder.widths:
             raise ConfigError(f"index has dim {index.dim} but the model embeds to widths "
@@ -252,7 +171,6 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
             raise ConfigError(f"index was built with model {index.fingerprint}, not this model "
                               f"({embedder.fingerprint}); rebuild it")
     limits = Limits(max_inputs, max_text_chars, max_image_bytes, max_image_pixels, max_body_bytes)
-    batcher = Batcher(embedder, max_batch, max_wait_ms)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -307,28 +225,27 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
                 "index": None if index is None else {"kind": index.kind, "count": len(index)}}
 
     @app.post("/v1/embeddings", dependencies=[Depends(authorize)])
-    async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
+    async def embeddings(body: EmbeddingRequest) -> Response:
         check_model(body.model)
         width = embedder.dim if body.dimensions is None else check_width(body.dimensions)
-        items = await asyncio.to_thread(parse_inputs, body.input, body.instruction, limits)
-        vectors, counts = await batcher.submit(items)
-        vectors = embedder.truncate(vectors, width)
-        tokens = sum(counts)
+        seqs = await batcher.prepare(parse_inputs, body.input, body.instruction, limits)
+        vectors = embedder.truncate(await batcher.encode(seqs), width)
+        tokens = sum(len(seq) for seq in seqs)
         data = [{"object": "embedding", "index": i, "embedding": _encode_vector(v, body.encoding_format)}
                 for i, v in enumerate(vectors)]
-        return {"object": "list", "data": data, "model": model_name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return _json({"object": "list", "data": data, "model": model_name,
+                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     @app.post("/v1/search", dependencies=[Depends(authorize)])
-    async def search(body: SearchRequest) -> dict[str, Any]:
+    async def search(body: SearchRequest) -> Response:
         check_model(body.model)
         if index is None:
             raise ApiError(404, "no index is loaded on this server; start it with an index folder", "no_index")
-        item = await asyncio.to_thread(parse_input, body.text, body.image, body.instruction, limits, "query")
-        vectors, _ = await batcher.submit([item])
+        seqs = await batcher.prepare(lambda: [parse_input(body.text, body.image, body.instruction, limits, "query")])
+        vectors = await batcher.encode(seqs)
         hits = index.search(embedder.truncate(vectors, index.dim), body.k)[0]
-        return {"object": "list", "model": model_name,
-                "data": [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]}
+        return _json({"object": "list", "model": model_name,
+                      "data": [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]})
 
     return app
 

@@ -101,27 +101,32 @@ def mask_function(mode: AttentionMode, *, eos_sees_target: bool = True) -> MaskF
     raise ConfigError(f"unknown attention mode {mode!r}; choose one of {ATTENTION_MODES}")
 
 
-def allowed(roles: Tensor, mode: AttentionMode, *, eos_sees_target: bool = True) -> Tensor:
+def allowed(roles: Tensor, mode: AttentionMode, *, eos_sees_target: bool = True,
+            segments: Tensor | None = None) -> Tensor:
     """Boolean ``(batch, q, k)``: may query position q attend to key position k.
 
-    Padding queries attend to themselves only, so no softmax row is empty.
+    ``segments`` ``(batch, len)`` numbers the sequences packed into one row: a position then
+    sees its own sequence only. Padding queries attend to themselves only, so no softmax row
+    is empty.
     """
     length = roles.shape[1]
     idx = torch.arange(length, device=roles.device)
     qr, kr = roles[:, :, None], roles[:, None, :]
     qi, ki = idx[None, :, None], idx[None, None, :]
     ok = mask_function(mode, eos_sees_target=eos_sees_target)(qr, kr, qi, ki)
+    if segments is not None:
+        ok = ok & (segments[:, :, None] == segments[:, None, :])
     return ok | ((qr == Role.PAD) & (qi == ki))
 
 
-def additive_mask(roles: Tensor, mode: AttentionMode, dtype: torch.dtype, *, eos_sees_target: bool = True
-                  ) -> Tensor:
+def additive_mask(roles: Tensor, mode: AttentionMode, dtype: torch.dtype, *, eos_sees_target: bool = True,
+                  segments: Tensor | None = None) -> Tensor:
     """Additive float mask ``(batch, 1, q, k)``: 0 where allowed, the dtype's minimum elsewhere.
 
     A float mask is read correctly by both the ``sdpa`` and ``eager`` backends (``eager``
     mis-reads a boolean one).
     """
-    ok = allowed(roles, mode, eos_sees_target=eos_sees_target)
+    ok = allowed(roles, mode, eos_sees_target=eos_sees_target, segments=segments)
     mask = torch.zeros(ok.shape, dtype=dtype, device=roles.device)
     mask.masked_fill_(~ok, torch.finfo(dtype).min)
     return mask[:, None]

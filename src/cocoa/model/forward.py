@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.distributed.fsdp import FSDPModule
 
 from cocoa.data.collate import Batch
-from cocoa.model.attention import AttentionMode, additive_mask
+from cocoa.model.attention import AttentionMode, Role, additive_mask
 
 
 @dataclass(frozen=True)
@@ -104,27 +104,87 @@ def position_ids(model: nn.Module, batch: Batch) -> Tensor:
         attention_mask=batch.attention_mask)[0]
 
 
-def hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, *, eos_sees_target: bool = True,
-                  image_transform: ImageTransform | None = None) -> Tensor:
-    """Final post-norm hidden states ``(batch, len, hidden)`` under an attention mode."""
-    vl = vl_model(model)
-    embeds = vl.get_input_embeddings()(batch.input_ids)
+def input_embeddings(model: nn.Module, batch: Batch, image_transform: ImageTransform | None = None
+                     ) -> tuple[Tensor, ImageFeatures | None]:
+    """Token embeddings ``(batch, len, hidden)`` with the image features in their slots, and those features."""
+    embeds = vl_model(model).get_input_embeddings()(batch.input_ids)
     feats = image_features(model, batch)
-    deepstack: dict[str, object] = {}
     if feats is not None:
         if image_transform is not None:
             feats = image_transform(feats)
-        image_slots = batch.mm_token_type_ids == 1
-        slots = image_slots.unsqueeze(-1).expand_as(embeds)
+        slots = (batch.mm_token_type_ids == 1).unsqueeze(-1).expand_as(embeds)
         embeds = embeds.masked_scatter(slots, feats.tokens.to(embeds.dtype))
-        if feats.deepstack:
-            deepstack = {"visual_pos_masks": image_slots, "deepstack_visual_embeds": list(feats.deepstack)}
     elif vision_is_sharded(model):  # zero-weighted, so every vision weight gets a (zero) gradient
         embeds = embeds + blank_image_features(model, embeds.device).total().to(embeds.dtype) * 0.0
+    return embeds, feats
+
+
+def _deepstack(feats: ImageFeatures | None, image_slots: Tensor) -> dict[str, object]:
+    if feats is None or not feats.deepstack:
+        return {}
+    return {"visual_pos_masks": image_slots, "deepstack_visual_embeds": list(feats.deepstack)}
+
+
+def hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, *, eos_sees_target: bool = True,
+                  image_transform: ImageTransform | None = None) -> Tensor:
+    """Final post-norm hidden states ``(batch, len, hidden)`` under an attention mode."""
+    embeds, feats = input_embeddings(model, batch, image_transform)
     mask = additive_mask(batch.roles, mode, embeds.dtype, eos_sees_target=eos_sees_target)
-    out = vl.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(model, batch),
-                            use_cache=False, **deepstack)
+    out = vl_model(model).language_model(inputs_embeds=embeds, attention_mask=mask,
+                                         position_ids=position_ids(model, batch), use_cache=False,
+                                         **_deepstack(feats, batch.mm_token_type_ids == 1))
     return out.last_hidden_state
+
+
+def pack_rows(lengths: list[int], capacity: int) -> list[int]:
+    """The packed row of each sequence: in order, a new row when the next one would pass ``capacity``.
+
+    A sequence longer than ``capacity`` gets a row of its own.
+    """
+    rows, row, used = [], -1, capacity
+    for length in lengths:
+        if used + length > capacity:
+            row, used = row + 1, 0
+        rows.append(row)
+        used += length
+    return rows
+
+
+def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int) -> Tensor:
+    """The final states ``(batch, hidden)`` at each row's ``pool_index``, sequences packed into shared rows.
+
+    The padded batch's real tokens (padded on either side), their M-RoPE positions and roles are moved
+    into rows of at most ``pack_tokens`` tokens, several sequences a row, and the mask keeps
+    each sequence to itself, so the states equal :func:`hidden_states` ones while the
+    language model skips the padding. Sequence order is kept, so image tokens (and DeepStack
+    features) stay in order.
+    """
+    embeds, feats = input_embeddings(model, batch)
+    positions = position_ids(model, batch)
+    valid = batch.roles != Role.PAD
+    lengths = valid.sum(1)
+    rows = torch.tensor(pack_rows(lengths.tolist(), pack_tokens), device=lengths.device)
+    starts = lengths.cumsum(0) - lengths
+    offsets = starts - starts[torch.searchsorted(rows, rows)]  # start of each sequence within its row
+    within = valid.cumsum(1) - 1  # each real token's index within its sequence
+    seq, col = valid.nonzero(as_tuple=True)
+    dest_row, dest_col = rows[seq], offsets[seq] + within[seq, col]
+    n_rows, width = int(rows[-1]) + 1, int((offsets + lengths).max())
+    packed = embeds.new_zeros(n_rows, width, embeds.shape[-1])
+    packed[dest_row, dest_col] = embeds[seq, col]
+    roles = torch.full((n_rows, width), int(Role.PAD), dtype=batch.roles.dtype, device=valid.device)
+    roles[dest_row, dest_col] = batch.roles[seq, col]
+    segments = torch.full_like(roles, -1)
+    segments[dest_row, dest_col] = seq
+    packed_positions = positions.new_zeros(positions.shape[0], n_rows, width)
+    packed_positions[:, dest_row, dest_col] = positions[:, seq, col]
+    image_slots = torch.zeros_like(roles, dtype=torch.bool)
+    image_slots[dest_row, dest_col] = batch.mm_token_type_ids[seq, col] == 1
+    mask = additive_mask(roles, mode, embeds.dtype, segments=segments)
+    out = vl_model(model).language_model(inputs_embeds=packed, attention_mask=mask, position_ids=packed_positions,
+                                         use_cache=False, **_deepstack(feats, image_slots))
+    pooled = within.gather(1, batch.pool_index[:, None])[:, 0]
+    return out.last_hidden_state[rows, offsets + pooled]
 
 
 def pool(hidden: Tensor, batch: Batch) -> Tensor:
@@ -133,6 +193,13 @@ def pool(hidden: Tensor, batch: Batch) -> Tensor:
     return F.normalize(hidden[rows, batch.pool_index].float(), dim=-1)
 
 
-def embed(model: nn.Module, batch: Batch, mode: AttentionMode = "bidirectional") -> Tensor:
-    """Embeddings ``(batch, hidden)``: the normalised final state at the appended EOS."""
-    return pool(hidden_states(model, batch, mode), batch)
+def embed(model: nn.Module, batch: Batch, mode: AttentionMode = "bidirectional", *,
+          pack_tokens: int | None = None) -> Tensor:
+    """Embeddings ``(batch, hidden)``: the normalised final state at the appended EOS.
+
+    With ``pack_tokens`` the sequences share rows of that many tokens (:func:`packed_pool_states`):
+    the same embeddings up to float rounding, without computing the padding.
+    """
+    if pack_tokens is None:
+        return pool(hidden_states(model, batch, mode), batch)
+    return F.normalize(packed_pool_states(model, batch, mode, pack_tokens).float(), dim=-1)
