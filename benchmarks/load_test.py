@@ -1,12 +1,16 @@
 """Load test of the embedding server: concurrent clients vs the same requests one at a time.
 
-Starts the server on loopback (uvicorn in a thread) with ``--model DIR`` or a tiny model built
-on the fly, then sends the same request list twice: sequentially, then from ``--clients``
-concurrent clients. Each phase stops after ``--requests`` requests or ``--duration`` seconds.
-Prints requests/s, p50/p99 latency, errors and the mean batch of the server's encode calls,
-which shows what dynamic batching buys. Not a test; not run by CI.
+Starts ``cocoa serve`` on loopback with ``--model DIR`` or a tiny model built on the fly,
+either in a process of its own (``--server process``, as deployed: the clients do not share
+its interpreter) or as uvicorn in a thread of this process (``--server thread``, the first
+version of this benchmark). Then sends the same request list twice: sequentially, then from
+``--clients`` concurrent clients. Each phase stops after ``--requests`` requests or
+``--duration`` seconds. Prints requests/s, p50/p99 latency, errors and the mean batch of the
+server's encode calls (read from ``/health``), which shows what dynamic batching buys. Not a
+test; not run by CI.
 
-    python benchmarks/load_test.py --clients 16 --requests 400
+    python benchmarks/load_test.py --clients 16 --requests 300
+    python benchmarks/load_test.py --clients 16 --requests 300 --serve-arg=--pack-tokens=0
 """
 
 from __future__ import annotations
@@ -16,19 +20,21 @@ import asyncio
 import base64
 import io
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
-import torch
 import uvicorn
 from PIL import Image
 
-from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.inference.server import create_app
@@ -43,14 +49,15 @@ class Phase:
     latencies: list[float]
     errors: int
     seconds: float
-    encode_calls: int
+    encode_calls: int | None
 
     def report(self) -> str:
         n = len(self.latencies)
         lat = np.array(self.latencies or [0.0]) * 1000
         return (f"{self.name:<12} {n:>6} req {n / self.seconds:>8.1f} req/s  p50 {np.percentile(lat, 50):>7.1f} ms  "
-                f"p99 {np.percentile(lat, 99):>7.1f} ms  errors {self.errors}  "
-                f"encode calls {self.encode_calls} (mean batch {n / max(self.encode_calls, 1):.1f} requests)")
+                f"p99 {np.percentile(lat, 99):>7.1f} ms  errors {self.errors}  " + (
+                    "encode calls not reported" if self.encode_calls is None else
+                    f"encode calls {self.encode_calls} (mean batch {n / max(self.encode_calls, 1):.1f} requests)"))
 
 
 def tiny_model(folder: Path, preset: str) -> Path:
@@ -81,12 +88,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def run_phase(name: str, url: str, bodies: list[dict], clients: int, duration: float,
-                    batcher: Batcher) -> Phase:
+def encode_calls(base: str) -> int | None:
+    """The server's encode calls so far (``None`` for a server whose /health does not say)."""
+    batching = httpx.get(f"{base}/health", timeout=30).json().get("batching")
+    return None if batching is None else int(batching["encode_calls"])
+
+
+async def run_phase(name: str, base: str, bodies: list[dict], clients: int, duration: float) -> Phase:
     latencies: list[float] = []
     errors = 0
     pending = iter(bodies)
-    calls_before = batcher.encode_calls
+    calls_before = encode_calls(base)
+    url = f"{base}/v1/embeddings"
     deadline = time.perf_counter() + duration
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -106,7 +119,53 @@ async def run_phase(name: str, url: str, bodies: list[dict], clients: int, durat
     start = time.perf_counter()
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients)) as client:
         await asyncio.gather(*(worker(client) for _ in range(clients)))
-    return Phase(name, latencies, errors, time.perf_counter() - start, batcher.encode_calls - calls_before)
+    seconds = time.perf_counter() - start
+    calls_after = encode_calls(base)
+    calls = None if calls_before is None or calls_after is None else calls_after - calls_before
+    return Phase(name, latencies, errors, seconds, calls)
+
+
+@contextmanager
+def server_process(model_dir: Path, port: int, serve_args: list[str]) -> Iterator[None]:
+    """``cocoa serve`` in a process of its own, until the block ends."""
+    command = [sys.executable, "-c", "from cocoa.cli import app; app()", "serve", "--model", str(model_dir),
+               "--port", str(port), *serve_args]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.perf_counter() + 300
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"the server exited: {proc.stderr.read() if proc.stderr else ''}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() > deadline:
+                raise SystemExit("the server did not start within 300 s")
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def server_thread(model_dir: Path, port: int, serve_args: list[str]) -> Iterator[None]:
+    """The app under uvicorn in a thread of this process (no ``--serve-arg``)."""
+    if serve_args:
+        raise SystemExit("--serve-arg needs --server process")
+    app = create_app(Embedder.from_pretrained(model_dir), model_name=model_dir.name)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def main() -> None:
@@ -117,41 +176,28 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="requests per phase")
     parser.add_argument("--duration", type=float, default=60, help="seconds per phase at most")
     parser.add_argument("--image-every", type=int, default=4, help="every n-th request has an image (0: none)")
-    parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--max-wait-ms", type=float, default=5)
-    parser.add_argument("--preprocess-threads", type=int, default=2)
-    parser.add_argument("--pack-tokens", type=int, default=512, help="tokens per packed row (0: padded batches)")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--server", choices=["process", "thread"], default="process")
+    parser.add_argument("--serve-arg", dest="serve_args", action="append", default=[],
+                        help="an option for `cocoa serve`, e.g. --serve-arg=--max-batch=32 (repeatable)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model or tiny_model(Path(tmp), args.preset)
-        embedder = Embedder.from_pretrained(model_dir, device=args.device)
-        app = create_app(embedder, model_name="bench", max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                         preprocess_threads=args.preprocess_threads, pack_tokens=args.pack_tokens or None)
+        model_dir = args.model or tiny_model(Path(tmp) / "bench", args.preset)
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/v1/embeddings"
-        bodies = make_requests(args.requests, "bench", args.image_every)
-        batcher = app.state.batcher
-        asyncio.run(run_phase("warmup", url, bodies[:8], 1, args.duration, batcher))
-        print(f"device {embedder.encoder.device}, torch threads {torch.get_num_threads()}, dim {embedder.dim}, "
-              f"{args.requests} requests/phase, 1 in {args.image_every} with an image, max_batch {args.max_batch}, "
-              f"max_wait_ms {args.max_wait_ms}, preprocess_threads {args.preprocess_threads}, "
-              f"pack_tokens {args.pack_tokens or 'off'}")
-        sequential = asyncio.run(run_phase("sequential", url, bodies, 1, args.duration, batcher))
-        print(sequential.report())
-        concurrent = asyncio.run(run_phase(f"{args.clients} clients", url, bodies, args.clients, args.duration,
-                                           batcher))
-        print(concurrent.report())
-        speedup = (len(concurrent.latencies) / concurrent.seconds) / (len(sequential.latencies) / sequential.seconds)
-        print(f"throughput gain from dynamic batching: {speedup:.2f}x")
-        server.should_exit = True
-        thread.join(timeout=10)
+        start = server_process if args.server == "process" else server_thread
+        with start(model_dir, port, args.serve_args):
+            base = f"http://127.0.0.1:{port}"
+            model = httpx.get(f"{base}/health", timeout=30).json()["model"]
+            bodies = make_requests(args.requests, model, args.image_every)
+            asyncio.run(run_phase("warmup", base, bodies[:8], 1, args.duration))
+            print(f"server in a {args.server}, serve options {' '.join(args.serve_args) or '(defaults)'}, "
+                  f"{args.requests} requests/phase, 1 in {args.image_every} with an image")
+            sequential = asyncio.run(run_phase("sequential", base, bodies, 1, args.duration))
+            print(sequential.report())
+            concurrent = asyncio.run(run_phase(f"{args.clients} clients", base, bodies, args.clients, args.duration))
+            print(concurrent.report())
+        rate = [len(p.latencies) / p.seconds for p in (sequential, concurrent)]
+        print(f"throughput gain from dynamic batching: {rate[1] / rate[0]:.2f}x")
         if sequential.errors or concurrent.errors:
             raise SystemExit(1)
 

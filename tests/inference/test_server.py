@@ -99,6 +99,7 @@ def test_search_and_health(client: TestClient, embedder: Embedder, index: Vector
     np.testing.assert_allclose([h["score"] for h in got], [h.score for h in want], atol=1e-5)
     health = client.get("/health").json()
     assert health["model"] == MODEL and health["dim"] == embedder.dim and health["index"]["count"] == 4
+    assert health["batching"]["encode_calls"] >= 1 and health["batching"]["items"] >= health["batching"]["encode_calls"]
 
 
 def test_concurrent_requests_are_batched(embedder: Embedder) -> None:
@@ -117,6 +118,8 @@ def test_concurrent_requests_are_batched(embedder: Embedder) -> None:
             t.start()
         for t in threads:
             t.join()
+        batching = client.get("/health").json()["batching"]
+    assert batching == {"encode_calls": app.state.batcher.encode_calls, "items": len(texts)}
     assert len(results) == len(texts)
     for i, got in results.items():
         np.testing.assert_allclose(got, want[i:i + 1], atol=1e-5)

@@ -50,7 +50,7 @@ class Batcher:
             raise ConfigError(f"pack_tokens must be at least 2 (or None: no packing), got {pack_tokens}")
         self.embedder, self.max_batch, self.max_wait_ms = embedder, max_batch, max_wait_ms
         self.pack_tokens = pack_tokens
-        self.encode_calls = 0
+        self.encode_calls = self.encoded_items = 0
         self._preprocessors = threading.local()
         self._preprocess_pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="cocoa-preprocess")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="cocoa-model")
@@ -137,6 +137,7 @@ class Batcher:
         seqs = [seq for job in jobs for seq in job.seqs]
         try:
             self.encode_calls += 1
+            self.encoded_items += len(seqs)
             vectors = await asyncio.get_running_loop().run_in_executor(self._model_pool, self._encode_sync, seqs)
         except Exception as exc:
             if len(jobs) == 1:

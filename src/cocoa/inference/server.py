@@ -222,7 +222,8 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": model_name, "dim": embedder.dim, "dimensions": list(embedder.widths),
                 "fingerprint": embedder.fingerprint,
-                "index": None if index is None else {"kind": index.kind, "count": len(index)}}
+                "index": None if index is None else {"kind": index.kind, "count": len(index)},
+                "batching": {"encode_calls": batcher.encode_calls, "items": batcher.encoded_items}}
 
     @app.post("/v1/embeddings", dependencies=[Depends(authorize)])
     async def embeddings(body: EmbeddingRequest) -> Response:

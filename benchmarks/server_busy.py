@@ -1,0 +1,46 @@
+"""Where the server's time goes under load: the load test (server in a thread) with every model call timed.
+
+Runs ``load_test.py --server thread`` with its arguments and prints, for the last 40 model
+calls (the concurrent phase), how busy the model thread was, the mean call time, items and
+longest sequence per call, and the mean model call of the one-at-a-time phase. Not a test.
+
+    python benchmarks/server_busy.py --clients 16 --requests 300
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import load_test
+import numpy as np
+
+from cocoa.inference.batcher import Batcher
+
+CALLS: list[tuple[float, float, int, int]] = []
+encode_sync = Batcher._encode_sync
+
+
+def timed(self: Batcher, seqs: list) -> np.ndarray:
+    start = time.perf_counter()
+    out = encode_sync(self, seqs)
+    CALLS.append((start, time.perf_counter(), len(seqs), max(len(s) for s in seqs)))
+    return out
+
+
+def main() -> None:
+    Batcher._encode_sync = timed  # type: ignore[method-assign]
+    sys.argv = [sys.argv[0], "--server", "thread", *sys.argv[1:]]
+    load_test.main()
+    last = CALLS[-40:]
+    span = last[-1][1] - last[0][0]
+    work = sum(end - start for start, end, _, _ in last)
+    print(f"last {len(last)} model calls: model busy {work / span:.0%} of {span:.2f} s, mean call "
+          f"{work / len(last) * 1000:.1f} ms, mean items {np.mean([c[2] for c in last]):.1f}, "
+          f"mean longest sequence {np.mean([c[3] for c in last]):.1f} tokens")
+    single = [end - start for start, end, n, _ in CALLS[:-40] if n == 1]
+    print(f"one-at-a-time phase: mean model call {np.mean(single) * 1000:.1f} ms over {len(single)} calls")
+
+
+if __name__ == "__main__":
+    main()
