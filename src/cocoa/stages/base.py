@@ -66,6 +66,11 @@ def corpus_path(recipe: Recipe, default: str | None) -> Path:
     return Path(recipe.data.root) / default
 
 
-def caption_examples(recipe: Recipe, default: str) -> list[CaptionPair]:
-    """The image-caption corpus of the reconstruction stages."""
-    return list(read_caption_corpus(corpus_path(recipe, default), image_root(recipe), skip_bad=recipe.data.skip_bad))
+class CaptionStage(Stage):
+    """A stage that trains on the image-caption corpus (the reconstruction stages 0 and 1)."""
+
+    default_corpus = "pretrain/stage1.parquet"
+
+    def examples(self, recipe: Recipe) -> list[CaptionPair]:
+        return list(read_caption_corpus(corpus_path(recipe, self.default_corpus), image_root(recipe),
+                                        skip_bad=recipe.data.skip_bad))

@@ -18,7 +18,7 @@ from cocoa.losses.language import IGNORE_INDEX, shifted_cross_entropy, token_acc
 from cocoa.model.attention import Role
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head
-from cocoa.stages.base import Stage, StageParts, caption_examples
+from cocoa.stages.base import CaptionStage, StageParts
 from cocoa.train.steps import LossStep
 
 if TYPE_CHECKING:
@@ -56,12 +56,8 @@ class PretrainObjective(nn.Module):
                 "accuracy": token_accuracy(hidden, batch.labels, head)}
 
 
-class PretrainStage(Stage):
+class PretrainStage(CaptionStage):
     name = "pretrain"
-    default_corpus = "pretrain/stage1.parquet"
-
-    def examples(self, recipe: Recipe) -> list[CaptionPair]:
-        return caption_examples(recipe, self.default_corpus)
 
     def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
         return StageParts(PretrainObjective(model), PretrainBuilder(Preprocessor(backbone, recipe.data.max_len)),

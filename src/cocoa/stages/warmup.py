@@ -23,7 +23,7 @@ from cocoa.losses.mae import MAEHead, merged_patch_targets
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head
 from cocoa.schema import Strict
-from cocoa.stages.base import Stage, StageParts, caption_examples
+from cocoa.stages.base import CaptionStage, StageParts
 from cocoa.train.steps import LossStep
 
 if TYPE_CHECKING:
@@ -87,12 +87,8 @@ class WarmupObjective(nn.Module):
         return out
 
 
-class WarmupStage(Stage):
+class WarmupStage(CaptionStage):
     name = "warmup"
-    default_corpus = "pretrain/stage1.parquet"
-
-    def examples(self, recipe: Recipe) -> list[CaptionPair]:
-        return caption_examples(recipe, self.default_corpus)
 
     def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
         w = recipe.warmup
