@@ -1,0 +1,114 @@
+"""The shared inputs of the side-by-side benchmark: a tiny Qwen2-VL folder and Fashion-MNIST in MMEB format.
+
+The model folder is written in the layout of the Hub's Qwen2-VL checkpoints (a flat config with
+``rope_scaling``, the weights under ``model.*`` / ``visual.*`` / ``lm_head``), which transformers
+4.46 (VLM2Vec's) and transformers 5 (cocoa's) both load. The data follows MMEB's own formats in the
+Hugging Face layout, with a README that declares each subset as a config, so that
+``datasets.load_dataset(folder, subset)`` reads it as it reads TIGER-Lab/MMEB-train and MMEB-eval:
+
+- ``train/FashionMNIST/original-00000-of-00001.parquet``: ``qry``, ``qry_image_path``,
+  ``pos_text``, ``pos_image_path`` with MMEB's ImageNet-1K instruction, and empty ``neg_text``,
+  ``neg_image_path`` (VLM2Vec's train set reader fails on a config without them);
+- ``eval/FashionMNIST/test-00000-of-00001.parquet``: ``qry_text``, ``qry_img_path``,
+  ``tgt_text`` (the ten labels, gold first), ``tgt_img_path``;
+- ``images/fashion/{train,test}/NNNNN.png``: 56x56 RGB (four merged tokens each).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cocoa.data.items import IMAGE_PLACEHOLDER
+from cocoa.data.minimmeb.pools import item_image
+from cocoa.data.minimmeb.sources import FASHION_CLASSES, load_fashion_mnist
+from cocoa.model.backbone import Backbone
+
+SUBSET = "FashionMNIST"
+QUERY = f"{IMAGE_PLACEHOLDER} Represent the given image for classification.\n"
+CONFIG_KEYS_DROPPED = ("model_type", "rope_parameters", "layer_types", "dtype")
+
+
+def _readme(split: str) -> str:
+    return (f"---\nconfigs:\n- config_name: {SUBSET}\n  data_files:\n  - split: {split}\n"
+            f"    path: {SUBSET}/{split}-*.parquet\n---\n")
+
+
+def _write(table: dict[str, list], root: Path, split: str) -> None:
+    folder = root / SUBSET
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(table), folder / f"{split}-00000-of-00001.parquet")
+    (root / "README.md").write_text(_readme(split))
+
+
+def build_data(out: Path, train_rows: int, eval_rows: int, seed: int = 0) -> Path:
+    """Write the train and eval sets and their images under ``out``; returns ``out``."""
+    rng = np.random.default_rng(seed)
+    labels_text = list(FASHION_CLASSES)
+    for split, rows in (("train", train_rows), ("test", eval_rows)):
+        images, labels = load_fashion_mnist(split)
+        picked = rng.choice(len(images), size=rows, replace=False)
+        paths = []
+        for index in picked:
+            rel = f"fashion/{split}/{int(index):05d}.png"
+            (out / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+            item_image(images[index]).save(out / "images" / rel)
+            paths.append(rel)
+        golds = [labels_text[int(labels[i])] for i in picked]
+        if split == "train":
+            _write({"qry": [QUERY] * rows, "qry_image_path": paths, "pos_text": golds, "pos_image_path": [""] * rows,
+                    "neg_text": [""] * rows, "neg_image_path": [""] * rows}, out / "train", "original")
+        else:
+            candidates = [[gold] + [t for t in labels_text if t != gold] for gold in golds]
+            _write({"qry_text": [QUERY] * rows, "qry_img_path": paths, "tgt_text": candidates,
+                    "tgt_img_path": [[""] * len(labels_text)] * rows}, out / "eval", "test")
+    return out
+
+
+def hub_config(config: dict) -> dict:
+    """A transformers-5 Qwen2-VL config in the Hub's flat layout (text fields at the top)."""
+    text = config["text_config"]
+    rope = text["rope_parameters"]
+    flat = {k: v for k, v in config.items() if k not in ("text_config", "dtype")}
+    flat.update({k: v for k, v in text.items() if k not in CONFIG_KEYS_DROPPED})
+    flat["rope_theta"] = rope["rope_theta"]
+    flat["rope_scaling"] = {"type": "mrope", "mrope_section": rope["mrope_section"]}
+    flat["torch_dtype"] = "float32"
+    vision = {k: v for k, v in config["vision_config"].items() if k != "rope_parameters"}
+    flat["vision_config"] = vision
+    return flat
+
+
+def build_model(out: Path, preset: str, corpus: list[str], vocab: int = 0, seed: int = 0) -> Path:
+    """A randomly initialised tiny Qwen2-VL folder (tokenizer learned on ``corpus``) in the Hub layout.
+
+    ``vocab`` > 0 gives the embedding and LM-head matrices that many rows (the tokenizer uses the
+    first ones), as real checkpoints carry more rows than their tokenizer has tokens.
+    """
+    backbone = Backbone.tiny(preset, "qwen2_vl", corpus=corpus, seed=seed)
+    if vocab:
+        if vocab < len(backbone.tokenizer):
+            raise ValueError(f"vocab {vocab} is below the tokenizer's {len(backbone.tokenizer)} tokens")
+        backbone.model.resize_token_embeddings(vocab, mean_resizing=False)
+    backbone.save(out)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(hub_config(config), indent=2))
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    processor["min_pixels"] = processor["size"]["shortest_edge"]
+    processor["max_pixels"] = processor["size"]["longest_edge"]
+    (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
+    return out
+
+
+def build(work: Path, preset: str, vocab: int, train_rows: int, eval_rows: int) -> tuple[Path, Path]:
+    """The model folder and the data folder under ``work`` (each kept when built with the same settings)."""
+    data, model = work / f"data-{train_rows}-{eval_rows}", work / f"model-{preset}-vocab{vocab or 'tok'}"
+    if not (data / "eval" / "README.md").is_file():
+        build_data(data, train_rows, eval_rows)
+    if not (model / "config.json").is_file():
+        build_model(model, preset, [QUERY.replace(IMAGE_PLACEHOLDER, " "), *FASHION_CLASSES], vocab)
+    return model, data
