@@ -5,9 +5,10 @@ either in a process of its own (``--server process``, as deployed: the clients d
 its interpreter) or as uvicorn in a thread of this process (``--server thread``, the first
 version of this benchmark). Then sends the same request list twice: sequentially, then from
 ``--clients`` concurrent clients. Each phase stops after ``--requests`` requests or
-``--duration`` seconds. Prints requests/s, p50/p99 latency, errors and the mean batch of the
-server's encode calls (read from ``/health``), which shows what dynamic batching buys. Not a
-test; not run by CI.
+``--duration`` seconds. Prints requests/s, p50/p99 latency, errors, the mean batch of the
+server's encode calls (read from ``/health``), which shows what dynamic batching buys, and the
+server process's CPU time per request (from /proc; the clients share this machine's cores).
+``--url`` loads a server that is already running instead. Not a test; not run by CI.
 
     python benchmarks/load_test.py --clients 16 --requests 300
     python benchmarks/load_test.py --clients 16 --requests 300 --serve-arg=--pack-tokens=0
@@ -19,16 +20,20 @@ import argparse
 import asyncio
 import base64
 import io
+import json
+import os
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -50,6 +55,7 @@ class Phase:
     errors: int
     seconds: float
     encode_calls: int | None
+    server_cpu_s: float | None
 
     def report(self) -> str:
         n = len(self.latencies)
@@ -57,7 +63,8 @@ class Phase:
         return (f"{self.name:<12} {n:>6} req {n / self.seconds:>8.1f} req/s  p50 {np.percentile(lat, 50):>7.1f} ms  "
                 f"p99 {np.percentile(lat, 99):>7.1f} ms  errors {self.errors}  " + (
                     "encode calls not reported" if self.encode_calls is None else
-                    f"encode calls {self.encode_calls} (mean batch {n / max(self.encode_calls, 1):.1f} requests)"))
+                    f"encode calls {self.encode_calls} (mean batch {n / max(self.encode_calls, 1):.1f} requests)") + (
+                    "" if self.server_cpu_s is None else f"  server CPU {1000 * self.server_cpu_s / max(n, 1):.1f} ms/req"))
 
 
 def tiny_model(folder: Path, preset: str) -> Path:
@@ -94,40 +101,84 @@ def encode_calls(base: str) -> int | None:
     return None if batching is None else int(batching["encode_calls"])
 
 
-async def run_phase(name: str, base: str, bodies: list[dict], clients: int, duration: float) -> Phase:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raw_request(base: str, body: dict) -> bytes:
+    """``body`` as a complete HTTP/1.1 POST to ``/v1/embeddings``, serialised once, ahead of the phase."""
+    payload = json.dumps(body).encode()
+    return (f"POST /v1/embeddings HTTP/1.1\r\nHost: {urlsplit(base).netloc}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+
+
+async def raw_post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+    """Send one pre-serialised request on a kept-alive connection; True for a 200 answer."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+    await reader.readexactly(int(headers["content-length"]))
+    return lines[0].split(" ", 2)[1] == "200"
+
+
+async def run_phase(name: str, base: str, bodies: list[dict], clients: int, duration: float,
+                    server_pid: int | None = None, client: str = "raw") -> Phase:
     latencies: list[float] = []
     errors = 0
-    pending = iter(bodies)
     calls_before = encode_calls(base)
+    cpu_before = None if server_pid is None else process_cpu(server_pid)
     url = f"{base}/v1/embeddings"
     deadline = time.perf_counter() + duration
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def timed(post: Callable[[Any], Awaitable[bool]], pending: Iterator[Any]) -> None:
         nonlocal errors
         for body in pending:
             if time.perf_counter() > deadline:
                 return
             start = time.perf_counter()
             try:
-                response = await client.post(url, json=body)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
+                ok = await post(body)
+            except (httpx.HTTPError, OSError, asyncio.IncompleteReadError):
                 ok = False
             latencies.append(time.perf_counter() - start)
             errors += not ok
 
-    start = time.perf_counter()
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients)) as client:
-        await asyncio.gather(*(worker(client) for _ in range(clients)))
+    async def httpx_worker(session: httpx.AsyncClient, pending: Iterator[dict]) -> None:
+        async def post(body: dict) -> bool:
+            return (await session.post(url, json=body)).status_code == 200
+
+        await timed(post, pending)
+
+    async def raw_worker(pending: Iterator[bytes]) -> None:
+        parts = urlsplit(base)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            await timed(lambda request: raw_post(reader, writer, request), pending)
+        finally:
+            writer.close()
+
+    if client == "raw":
+        pending_raw = iter([raw_request(base, body) for body in bodies])
+        start = time.perf_counter()
+        await asyncio.gather(*(raw_worker(pending_raw) for _ in range(clients)))
+    else:
+        pending = iter(bodies)
+        start = time.perf_counter()
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients)) as session:
+            await asyncio.gather(*(httpx_worker(session, pending) for _ in range(clients)))
     seconds = time.perf_counter() - start
     calls_after = encode_calls(base)
     calls = None if calls_before is None or calls_after is None else calls_after - calls_before
-    return Phase(name, latencies, errors, seconds, calls)
+    cpu = None if server_pid is None or cpu_before is None else process_cpu(server_pid) - cpu_before
+    return Phase(name, latencies, errors, seconds, calls, cpu)
 
 
 @contextmanager
-def server_process(model_dir: Path, port: int, serve_args: list[str]) -> Iterator[None]:
-    """``cocoa serve`` in a process of its own, until the block ends."""
+def server_process(model_dir: Path, port: int, serve_args: list[str]) -> Iterator[int | None]:
+    """``cocoa serve`` in a process of its own, until the block ends; yields its pid."""
     command = [sys.executable, "-c", "from cocoa.cli import app; app()", "serve", "--model", str(model_dir),
                "--port", str(port), *serve_args]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -144,14 +195,14 @@ def server_process(model_dir: Path, port: int, serve_args: list[str]) -> Iterato
             if time.perf_counter() > deadline:
                 raise SystemExit("the server did not start within 300 s")
             time.sleep(0.2)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
 @contextmanager
-def server_thread(model_dir: Path, port: int, serve_args: list[str]) -> Iterator[None]:
+def server_thread(model_dir: Path, port: int, serve_args: list[str]) -> Iterator[int | None]:
     """The app under uvicorn in a thread of this process (no ``--serve-arg``)."""
     if serve_args:
         raise SystemExit("--serve-arg needs --server process")
@@ -162,7 +213,7 @@ def server_thread(model_dir: Path, port: int, serve_args: list[str]) -> Iterator
     while not server.started:
         time.sleep(0.05)
     try:
-        yield
+        yield None
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -171,30 +222,41 @@ def server_thread(model_dir: Path, port: int, serve_args: list[str]) -> Iterator
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="model folder (default: a tiny model built on the fly)")
+    parser.add_argument("--url", help="load a server that is already running at this base URL instead "
+                                      "(e.g. one started under a profiler)")
     parser.add_argument("--preset", default="small", help="tiny preset when no --model is given")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=400, help="requests per phase")
     parser.add_argument("--duration", type=float, default=60, help="seconds per phase at most")
     parser.add_argument("--image-every", type=int, default=4, help="every n-th request has an image (0: none)")
     parser.add_argument("--server", choices=["process", "thread"], default="process")
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
+                        help="raw: HTTP/1.1 on asyncio streams with requests serialised ahead (the load generator "
+                             "takes less of the cores the server runs on); httpx: the first version's client")
     parser.add_argument("--serve-arg", dest="serve_args", action="append", default=[],
                         help="an option for `cocoa serve`, e.g. --serve-arg=--max-batch=32 (repeatable)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model or tiny_model(Path(tmp) / "bench", args.preset)
-        port = free_port()
-        start = server_process if args.server == "process" else server_thread
-        with start(model_dir, port, args.serve_args):
-            base = f"http://127.0.0.1:{port}"
+        if args.url:
+            serving, base = nullcontext(), args.url.rstrip("/")
+        else:
+            model_dir = args.model or tiny_model(Path(tmp) / "bench", args.preset)
+            port = free_port()
+            start = server_process if args.server == "process" else server_thread
+            serving, base = start(model_dir, port, args.serve_args), f"http://127.0.0.1:{port}"
+        with serving as server_pid:
             model = httpx.get(f"{base}/health", timeout=30).json()["model"]
             bodies = make_requests(args.requests, model, args.image_every)
-            asyncio.run(run_phase("warmup", base, bodies[:8], 1, args.duration))
-            print(f"server in a {args.server}, serve options {' '.join(args.serve_args) or '(defaults)'}, "
-                  f"{args.requests} requests/phase, 1 in {args.image_every} with an image")
-            sequential = asyncio.run(run_phase("sequential", base, bodies, 1, args.duration))
+            asyncio.run(run_phase("warmup", base, bodies[:8], 1, args.duration, client=args.client))
+            where = (f"server at {base}" if args.url else
+                     f"server in a {args.server}, serve options {' '.join(args.serve_args) or '(defaults)'}")
+            print(f"{where}, {args.client} client, {args.requests} requests/phase, 1 in {args.image_every} with an image")
+            sequential = asyncio.run(run_phase("sequential", base, bodies, 1, args.duration, server_pid,
+                                                   args.client))
             print(sequential.report())
-            concurrent = asyncio.run(run_phase(f"{args.clients} clients", base, bodies, args.clients, args.duration))
+            concurrent = asyncio.run(run_phase(f"{args.clients} clients", base, bodies, args.clients, args.duration,
+                                               server_pid, args.client))
             print(concurrent.report())
         rate = [len(p.latencies) / p.seconds for p in (sequential, concurrent)]
         print(f"throughput gain from dynamic batching: {rate[1] / rate[0]:.2f}x")

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from cocoa.cli_errors import reports_errors
-from cocoa.data.minimmeb.build import build_mini
 
 app = typer.Typer(help="Data sets: build MiniMMEB from offline sources.", no_args_is_help=True)
 
@@ -32,6 +31,8 @@ def mini(out: Annotated[Path, typer.Option("--out", help="Output folder.")],
          force: Annotated[bool, typer.Option("--force", help="Rebuild even if a complete build exists.")] = False,
          ) -> None:
     """Build MiniMMEB into OUT and print its datasets."""
+    from cocoa.data.minimmeb.build import build_mini
+
     console = Console()
     start = time.perf_counter()
     manifest = build_mini(out, seed=seed, queries=queries, pool=pool, train_size=train_size,

@@ -15,7 +15,6 @@ from cocoa.evaluate.cards import parse_dataset_info
 from cocoa.evaluate.report import compare_table, summary_table
 from cocoa.evaluate.runner import ItemEncoder, evaluate
 from cocoa.evaluate.summary import Summary
-from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_table
 
 app = typer.Typer(invoke_without_command=True, add_completion=False,
                   help="Evaluate an embedding model on MMEB-V1 or MiniMMEB; `compare` two results.")
@@ -78,6 +77,8 @@ def main(
     if dims is not None and (benchmark or cards):
         raise ConfigError("--dims cannot be combined with --benchmark or --dataset-info yet")
     if dims is not None:
+        from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_table
+
         widths = evaluate_widths(load_encoder(model, workers), parse_widths(dims), data, out, names, images,
                                  batch_size, cache_dir=cache, skip_bad=skip_bad)
         console.print(width_table(widths))

@@ -5,9 +5,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from rich.table import Table
 
 from cocoa import files
@@ -81,6 +78,10 @@ def _dataset_lines(datasets: dict[str, DatasetScore], with_metric: bool) -> list
 
 def score_chart(summary: Summary) -> bytes:
     """A PNG bar chart of per-dataset scores coloured by meta-task, with the overall as a line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: matplotlib costs every command 0.8 s
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     names = list(summary.datasets)
     figure = Figure(figsize=(max(6.0, 0.35 * len(names) + 2), 4.5), layout="constrained")
     FigureCanvasAgg(figure)

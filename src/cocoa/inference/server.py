@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cocoa.data.images import MAX_IMAGE_PIXELS, ImageTooLarge, open_image
 from cocoa.data.items import Item, is_empty
@@ -133,6 +134,27 @@ def _error(status: int, message: str, code: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
 
 
+class BodyLimit:
+    """Refuses a request whose Content-Length is over ``max_bytes`` before its body is read.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) runs
+    every request through a task group and a body stream, which costs the event loop, and
+    with it the model thread that shares the GIL, more than the rest of the request.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.max_bytes:
+                response = _error(413, f"request body is over the limit of {self.max_bytes} bytes", "body_too_large")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -192,12 +214,7 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, _validation_message(exc), "invalid_request")
 
-    @app.middleware("http")
-    async def _body_limit(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limits.max_body_bytes:
-            return _error(413, f"request body is over the limit of {limits.max_body_bytes} bytes", "body_too_large")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
     async def authorize(request: Request) -> None:
         if api_key is None:
