@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -110,7 +111,8 @@ def table_lines(table: dict[str, dict[str, Stat]], label: str, sign: str = "") -
 def interval_lines(table: dict[str, dict[str, Stat]], label: str) -> list[str]:
     lines = ["| " + label + " | " + " | ".join(GROUPS) + " |", "|" + "---|" * (len(GROUPS) + 1)]
     for key, row in table.items():
-        cells = " | ".join(f"[{m - h:+.1f}, {m + h:+.1f}]" for m, _, h in (row[g] for g in GROUPS))
+        cells = " | ".join(f"[{m - h:+.1f}, {m + h:+.1f}]" if math.isfinite(h) else "n/a (one seed)"
+                           for m, _, h in (row[g] for g in GROUPS))
         lines.append(f"| ({key}) {VARIANTS[key][0]} | {cells} |")
     return lines
 

@@ -1,12 +1,15 @@
-"""Generalisation check for an ablation: every trained variant on MiniMMEB's reworded eval sets.
+"""Generalisation check for an ablation: every trained variant on MiniMMEB's held-out wordings.
 
 ``DATA/reworded/`` holds the eval sets of MiniMMEB with every query in a wording no training
-row uses. This evaluates the final model of each (seed, variant) of a finished
-``benchmarks/ablation.py`` run on them, next to its score on the original wording, and writes
-``reworded.json`` and ``reworded.md`` (mean, spread and 95% interval over seeds, and the
-paired difference to the first variant) into the ablation folder.
+row uses, which brings in a few words no training text has; ``DATA/recombined/`` the same
+queries in another held-out wording made only of words the training texts contain (a new
+sentence, no new words). This evaluates the final model of each (seed, variant) of a finished
+``benchmarks/ablation.py`` run on one of them (``--set``), next to its score on the original
+wording, and writes ``<set>.json`` and ``<set>.md`` (mean, spread and 95% interval over
+seeds, and the paired difference to the first variant) into the ablation folder.
 
     python benchmarks/reworded.py --ablation runs/abl-v2 --data runs/mini/data --variants a d
+    python benchmarks/reworded.py --ablation runs/abl-v2 --data runs/mini/data --variants a d --set recombined
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ from cocoa.evaluate.runner import evaluate
 from cocoa.inference.encoder import Encoder
 
 
-def reworded_scores(data: Path, seed_dir: Path, variant: str) -> dict[str, float] | None:
-    """The variant's group scores on the reworded sets (evaluated once, then read back), if it was trained."""
+def reworded_scores(data: Path, seed_dir: Path, variant: str, held_out: str) -> dict[str, float] | None:
+    """The variant's group scores on the ``held_out`` sets (evaluated once, then read back), if it was trained."""
     record = seed_dir / f"eval-{variant}" / "model.json"
     if not record.is_file():
         return None
     model = Path(json.loads(record.read_text())["model"])
-    summary = evaluate(Encoder.from_pretrained(model), data / "reworded", seed_dir / f"reworded-{variant}",
+    summary = evaluate(Encoder.from_pretrained(model), data / held_out, seed_dir / f"{held_out}-{variant}",
                        image_root=data / "images", batch_size=64)
     return group_scores(summary.to_dict())
 
@@ -38,6 +41,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("runs/mini/data"))
     parser.add_argument("--variants", nargs="+", default=["a", "d"])
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: every seed folder")
+    parser.add_argument("--set", dest="held_out", choices=("reworded", "recombined"), default="reworded",
+                        help="reworded: held-out wordings with a few unseen words; recombined: held-out wordings "
+                             "of seen words only")
     args = parser.parse_args()
     seeds = args.seeds if args.seeds is not None else sorted(
         int(p.name[4:]) for p in args.ablation.glob("seed*") if p.name[4:].isdigit())
@@ -46,7 +52,7 @@ def main() -> None:
     done = []
     for seed in seeds:
         seed_dir = args.ablation / f"seed{seed}"
-        scores = {key: reworded_scores(args.data, seed_dir, key) for key in args.variants}
+        scores = {key: reworded_scores(args.data, seed_dir, key, args.held_out) for key in args.variants}
         if any(value is None for value in scores.values()):
             continue
         done.append(seed)
@@ -57,19 +63,22 @@ def main() -> None:
     drop = {key: [{g: o[g] - r[g] for g in GROUPS} for o, r in zip(original[key], reworded[key], strict=True)]
             for key in args.variants}
     first = args.variants[0]
-    lines = [f"Seeds: {done}. Reworded eval sets ({args.data / 'reworded'}): a wording no training row uses.", "",
-             *table_lines(aggregate(reworded), "variant, reworded"), "",
-             "Mean ± sample standard deviation over seeds of Precision@1 (%) on the reworded sets.", "",
-             *table_lines(aggregate(drop), "variant, original minus reworded", "+"), "",
-             "The loss from rewording: original-wording score minus reworded score, same model."]
+    name = args.held_out
+    what = ("a wording no training row uses" if name == "reworded" else
+            "a wording no training row uses, made of words the training texts contain")
+    lines = [f"Seeds: {done}. Eval sets {args.data / name}: {what}.", "",
+             *table_lines(aggregate(reworded), f"variant, {name}"), "",
+             f"Mean ± sample standard deviation over seeds of Precision@1 (%) on the {name} sets.", "",
+             *table_lines(aggregate(drop), f"variant, original minus {name}", "+"), "",
+             "The loss from rewording: original-wording score minus the held-out wording's score, same model."]
     if len(args.variants) > 1:
         differences = paired(reworded)
-        lines += ["", *table_lines(differences, f"reworded, minus ({first}), same seed", "+"), "",
-                  *interval_lines(differences, f"reworded, minus ({first}), 95% interval")]
-    (args.ablation / "reworded.md").write_text("\n".join(lines) + "\n")
-    (args.ablation / "reworded.json").write_text(json.dumps({"seeds": done, "reworded": reworded,
-                                                             "original": original}, indent=2))
-    print((args.ablation / "reworded.md").read_text())
+        lines += ["", *table_lines(differences, f"{name}, minus ({first}), same seed", "+"), "",
+                  *interval_lines(differences, f"{name}, minus ({first}), 95% interval")]
+    (args.ablation / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (args.ablation / f"{name}.json").write_text(json.dumps({"seeds": done, name: reworded,
+                                                            "original": original}, indent=2))
+    print((args.ablation / f"{name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,9 @@ from cocoa.data.minimmeb.leaks import check_leaks
 from cocoa.data.minimmeb.pools import COLOURS, FASHION_LABELS, tint
 from cocoa.data.minimmeb.scenes import position_names
 from cocoa.data.minimmeb.store import CAPTION_SCHEMA, EVAL_SCHEMA, TRAIN_SCHEMA
+from cocoa.data.minimmeb.wordings import HELD_OUT_SETS
 from cocoa.data.mmeb import list_eval_datasets, read_caption_corpus, read_eval_dataset, read_train_pairs
+from cocoa.pipeline.train_stage import tokenizer_texts
 
 SMALL = {"queries": 40, "pool": 100, "train_size": 60, "grounding_candidates": 30}
 
@@ -122,7 +125,7 @@ def test_readers_load_the_build(mini):
 def test_manifest_checksums_and_readme_table(mini):
     out, manifest = mini
     assert Manifest.from_json((out / "manifest.json").read_text()) == manifest
-    assert len(manifest.checksums) == 2 * len(manifest.datasets) + len(manifest.train_rows) + 2
+    assert len(manifest.checksums) == (1 + len(HELD_OUT_SETS)) * len(manifest.datasets) + len(manifest.train_rows) + 2
     assert "dataset-fashion-mnist" in manifest.sources
     table = write_readme_table(manifest)
     assert table.count("\n") == len(manifest.datasets) + 2
@@ -136,6 +139,18 @@ def test_same_seed_same_checksums_and_reuse(mini, tmp_path):
     stamp = (out / "eval" / "FashionTinted.parquet").stat().st_mtime_ns
     assert build_mini(out, seed=0, **SMALL) == manifest
     assert (out / "eval" / "FashionTinted.parquet").stat().st_mtime_ns == stamp
+
+
+def test_a_folder_built_without_a_held_out_copy_is_rebuilt(mini, tmp_path):
+    out, manifest = mini
+    copy = tmp_path / "old-layout"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "recombined")
+    old = Manifest.from_json((copy / "manifest.json").read_text())
+    old.checksums = {k: v for k, v in old.checksums.items() if not k.startswith("recombined/")}
+    (copy / "manifest.json").write_text(old.to_json())
+    assert build_mini(copy, seed=0, **SMALL).checksums == manifest.checksums
+    assert (copy / "recombined" / "FashionMNIST.parquet").is_file()
 
 
 def test_no_leaks_in_build_and_planted_leaks_found(mini, tmp_path):
@@ -186,26 +201,42 @@ def _wording_of(text: str, choices: Sequence[str]) -> str | None:
     return None
 
 
-def test_eval_uses_a_training_wording_and_the_reworded_copy_one_no_training_row_uses(mini):
+@pytest.mark.parametrize(("folder", "attribute"), sorted(HELD_OUT_SETS.items()))
+def test_eval_uses_a_training_wording_and_each_held_out_copy_one_no_training_row_uses(mini, folder, attribute):
     out, manifest = mini
     for name, wording in _QUERY_WORDINGS.items():
         train = pq.read_table(out / "train" / f"{name}.parquet").column("qry").to_pylist()
         used = [_wording_of(text, wording.train) for text in train]
         assert None not in used, name
         assert len(set(used)) > 1, f"{name}: one training wording only"
-        assert not any(_wording_of(text, [wording.held_out]) for text in train), name
+        assert not any(_wording_of(text, [getattr(wording, attribute)]) for text in train), name
         evals = pq.read_table(out / "eval" / f"{name}.parquet").column("qry_text").to_pylist()
         assert all(_wording_of(text, [wording.train[0]]) for text in evals), name
-    held_out = [w.held_out for w in _QUERY_WORDINGS.values()]
+    held_out = [getattr(w, attribute) for w in _QUERY_WORDINGS.values()]
     for info in manifest.datasets:
         original = pq.read_table(out / "eval" / f"{info.name}.parquet")
-        reworded = pq.read_table(out / "reworded" / f"{info.name}.parquet")
+        reworded = pq.read_table(out / folder / f"{info.name}.parquet")
         assert reworded.drop(["qry_text"]).equals(original.drop(["qry_text"])), info.name
         texts = reworded.column("qry_text").to_pylist()
         assert all(_wording_of(text, held_out) for text in texts), info.name
         assert all(a != b for a, b in zip(texts, original.column("qry_text").to_pylist(), strict=True))
-        card = json.loads((out / "reworded" / f"{info.name}.card.json").read_text())
+        card = json.loads((out / folder / f"{info.name}.card.json").read_text())
         assert card == {"meta_task": info.meta_task, "split": info.split}
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.replace("{img}", " ").replace("{x}", " ").lower()))
+
+
+def test_recombined_wordings_use_only_training_words_and_reworded_ones_bring_new_words(mini):
+    out, _ = mini
+    seen: set[str] = set()
+    for text in tokenizer_texts(out):
+        seen |= _words(text)
+    for name, wording in _QUERY_WORDINGS.items():
+        assert _words(wording.recombined) <= seen, (name, _words(wording.recombined) - seen)
+        assert _words(wording.held_out) - seen, name
+        assert wording.recombined not in (*wording.train, wording.held_out), name
 
 
 def test_reword_keeps_the_row_text():
@@ -214,6 +245,8 @@ def test_reword_keeps_the_row_text():
                                                                           "A 2x2 grid with a red bag.")
     assert wordings.CLASSIFY.reword(wordings.CLASSIFY.for_eval()) == wordings.CLASSIFY.format(
         wordings.CLASSIFY.held_out)
+    assert wordings.GROUND.reword(wordings.GROUND.for_eval("bag"), wordings.GROUND.recombined) == (
+        wordings.GROUND.format(wordings.GROUND.recombined, "bag"))
     with pytest.raises(ValueError, match="not worded as"):
         wordings.VQA.reword("What is this?")
 

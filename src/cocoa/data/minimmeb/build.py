@@ -1,15 +1,18 @@
 """Build MiniMMEB: a small MMEB-V1-shaped benchmark from offline real data.
 
 Layout of ``out``: ``images/`` (PNGs; every path in every parquet is relative to it),
-``eval/<Dataset>.parquet`` (MMEB-eval schema), ``reworded/<Dataset>.parquet`` (the same queries in
-wordings no training row uses, with a dataset card each), ``train/<Subset>.parquet`` (MMEB-train schema),
+``eval/<Dataset>.parquet`` (MMEB-eval schema), ``reworded/<Dataset>.parquet`` and
+``recombined/<Dataset>.parquet`` (the same queries in two wordings no training row uses, the
+second made only of words the training texts contain, with a dataset card each; see
+:mod:`~cocoa.data.minimmeb.wordings`), ``train/<Subset>.parquet`` (MMEB-train schema),
 ``pretrain/stage1.parquet`` (``image_path``, ``caption``), ``pretrain/stage2.parquet`` (MMEB-train
 schema) and ``manifest.json``. Same seed and options give byte-identical parquet files.
 
 This builds version 2 (:data:`VERSION`): scenes of colour-tinted items with instance-level
 captions, retrieval of single tinted items by colour and label, several instruction wordings
-in training and a reworded copy of the eval sets in a wording held out from training
-(``cocoa eval --data DIR/reworded --images DIR/images``, reported apart from MiniMMEB). Folders of version 1 (commit 468bc55 and before) stay readable by every
+in training and two copies of the eval sets in wordings held out from training
+(``cocoa eval --data DIR/reworded --images DIR/images``, and ``DIR/recombined``; reported apart
+from MiniMMEB). Folders of version 1 (commit 468bc55 and before) stay readable by every
 reader and evaluator; their manifests load with ``version`` 1.
 """
 
@@ -33,13 +36,14 @@ from cocoa.data.minimmeb.store import (
     write_parquet,
 )
 from cocoa.data.minimmeb.tasks import EvalTable, TaskBuilder, TrainTable
+from cocoa.data.minimmeb.wordings import HELD_OUT_SETS
 from cocoa.errors import DataError
 from cocoa.files import write_bytes
 
 #: The MiniMMEB version this builder writes.
 VERSION = 2
 META_TASKS = ("classification", "vqa", "retrieval", "grounding")
-_OWNED = ("images", "eval", "reworded", "train", "pretrain", "manifest.json")
+_OWNED = ("images", "eval", *HELD_OUT_SETS, "train", "pretrain", "manifest.json")
 #: Train subsets whose positives are texts: they also make up the stage-2 corpus.
 _STAGE2_SUBSETS = ("FashionMNIST", "EmojiGroup", "EmojiSubgroup", "ItemI2T", "SceneI2T", "SceneVQA")
 
@@ -109,10 +113,12 @@ def build_mini(out: Path, seed: int = 0, queries: int = 1000, *, pool: int = 100
     for table in evals:
         checksums[f"eval/{table.name}.parquet"] = write_parquet(
             out / "eval" / f"{table.name}.parquet", table.columns, EVAL_SCHEMA)
-        checksums[f"reworded/{table.name}.parquet"] = write_parquet(
-            out / "reworded" / f"{table.name}.parquet", table.reworded().columns, EVAL_SCHEMA)
         card = {"meta_task": table.meta_task, "split": table.split}
-        write_bytes(out / "reworded" / f"{table.name}.card.json", json.dumps(card).encode())
+        for folder, attribute in HELD_OUT_SETS.items():
+            reworded = table.reworded(getattr(table.wording, attribute))
+            checksums[f"{folder}/{table.name}.parquet"] = write_parquet(
+                out / folder / f"{table.name}.parquet", reworded.columns, EVAL_SCHEMA)
+            write_bytes(out / folder / f"{table.name}.card.json", json.dumps(card).encode())
     for table in trains:
         checksums[f"train/{table.name}.parquet"] = write_parquet(
             out / "train" / f"{table.name}.parquet", table.columns, TRAIN_SCHEMA)
@@ -197,13 +203,16 @@ def _info(table: EvalTable) -> DatasetInfo:
 
 
 def _complete_manifest(out: Path) -> Manifest | None:
-    """The manifest of ``out`` if every file it lists is present with its checksum."""
+    """The manifest of ``out`` if every file it lists is present with its checksum and every
+    held-out copy is among them (a folder built before a copy was added is rebuilt)."""
     path = out / "manifest.json"
     if not path.is_file():
         return None
     try:
         manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
     except (ValueError, TypeError, KeyError):
+        return None
+    if not all(any(name.startswith(f"{folder}/") for name in manifest.checksums) for folder in HELD_OUT_SETS):
         return None
     for relative, digest in manifest.checksums.items():
         file = out / relative

@@ -1,4 +1,4 @@
-"""Leak check: no eval image or eval query (``eval/``, ``reworded/``) may appear in any training corpus of a
+"""Leak check: no eval image or eval query (``eval/``, ``reworded/``, ``recombined/``) may appear in any training corpus of a
 MiniMMEB folder."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from PIL import Image
+
+from cocoa.data.minimmeb.wordings import HELD_OUT_SETS
 
 _TRAIN_IMAGE_COLUMNS = ("qry_image_path", "pos_image_path", "neg_image_path", "image_path")
 _TRAIN_TEXT_COLUMNS = ("qry", "pos_text", "neg_text", "caption")
@@ -55,7 +57,8 @@ def check_leaks(out_dir: Path) -> list[str]:
                 if text:
                     train_texts.setdefault(text, name)
     leaks: list[str] = []
-    for dataset in sorted((out_dir / "eval").glob("*.parquet")) + sorted((out_dir / "reworded").glob("*.parquet")):
+    for dataset in [file for folder in ("eval", *HELD_OUT_SETS)
+                    for file in sorted((out_dir / folder).glob("*.parquet"))]:
         table = pq.read_table(dataset).to_pydict()
         label = dataset.relative_to(out_dir).as_posix()
         seen: set[str] = set()

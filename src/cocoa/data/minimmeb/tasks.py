@@ -37,9 +37,10 @@ class EvalTable:
     columns: dict[str, list] = field(default_factory=lambda: {
         "qry_text": [], "qry_img_path": [], "tgt_text": [], "tgt_img_path": []})
 
-    def reworded(self) -> EvalTable:
-        """The same dataset with every query in the held-out wording."""
-        columns = {**self.columns, "qry_text": [self.wording.reword(text) for text in self.columns["qry_text"]]}
+    def reworded(self, wording: str | None = None) -> EvalTable:
+        """The same dataset with every query in ``wording`` (default: the first held-out one)."""
+        columns = {**self.columns,
+                   "qry_text": [self.wording.reword(text, wording) for text in self.columns["qry_text"]]}
         return EvalTable(self.name, self.meta_task, self.split, self.wording, columns)
 
     def add(self, query: Pair, candidates: list[Pair]) -> None:
