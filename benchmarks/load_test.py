@@ -129,7 +129,7 @@ async def run_phase(name: str, base: str, bodies: list[dict], clients: int, dura
     latencies: list[float] = []
     errors = 0
     calls_before = encode_calls(base)
-    cpu_before = None if server_pid is None else process_cpu(server_pid)
+    cpu_before = 0.0 if server_pid is None else process_cpu(server_pid)
     url = f"{base}/v1/embeddings"
     deadline = time.perf_counter() + duration
 
@@ -172,7 +172,7 @@ async def run_phase(name: str, base: str, bodies: list[dict], clients: int, dura
     seconds = time.perf_counter() - start
     calls_after = encode_calls(base)
     calls = None if calls_before is None or calls_after is None else calls_after - calls_before
-    cpu = None if server_pid is None or cpu_before is None else process_cpu(server_pid) - cpu_before
+    cpu = None if server_pid is None else process_cpu(server_pid) - cpu_before
     return Phase(name, latencies, errors, seconds, calls, cpu)
 
 
