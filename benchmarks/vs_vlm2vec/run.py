@@ -117,8 +117,9 @@ class Cocoa:
 
     name = "cocoa"
 
-    def __init__(self, dtype: str, port: int, workers: int) -> None:
+    def __init__(self, dtype: str, port: int, workers: int, dedupe: bool) -> None:
         self.bin, self.dtype, self.port, self.workers = REPO / ".venv" / "bin", dtype, port, workers
+        self.dedupe = dedupe
         self.env = dict(os.environ)
 
     def train(self, model: Path, data: Path, out: Path, rows: int, lr: float, r: int) -> Run:
@@ -131,7 +132,7 @@ class Cocoa:
                       "schedule": "linear", "grad_clip": 1.0, "precision": self.dtype, "seed": 0,
                       "log_every": 10, "save_every": 100_000},
             "contrastive": {"temperature": 0.02, "attention": "causal", "hard_negatives": False,
-                            "gradcache_chunk": 8},
+                            "gradcache_chunk": 8, "dedupe": self.dedupe},
         }
         path = out.with_suffix(".yaml")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,11 +195,15 @@ def main() -> None:
     parser.add_argument("--cocoa-workers", type=int, default=0,
                         help="cocoa's data.num_workers: batches built in that many processes beside training "
                              "(VLM2Vec's GradCache trainer runs its processor inside the training step)")
+    parser.add_argument("--cocoa-dedupe", action="store_true",
+                        help="cocoa's contrastive.dedupe: each distinct row of a batch embedded once (here the "
+                             "label texts: about 10 distinct targets in a batch of 32)")
     args = parser.parse_args()
     work = args.work.resolve()
     model, data = build(work, args.preset, args.vocab, args.train_rows, args.eval_rows)
-    systems = [VLM2Vec(work, args.dtype, args.port), Cocoa(args.dtype, args.port, args.cocoa_workers)]
-    tag = f"{args.preset}-vocab{args.vocab or 'tok'}-{args.dtype}-w{args.cocoa_workers}"
+    systems = [VLM2Vec(work, args.dtype, args.port), Cocoa(args.dtype, args.port, args.cocoa_workers, args.cocoa_dedupe)]
+    tag = (f"{args.preset}-vocab{args.vocab or 'tok'}-{args.dtype}-w{args.cocoa_workers}"
+           + ("-dedupe" if args.cocoa_dedupe else ""))
     out = work / "runs" / tag
     if out.exists():
         shutil.rmtree(out)

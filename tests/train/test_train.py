@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 
 from cocoa.data.collate import Preprocessor
+from cocoa.data.items import Item, TrainPair
 from cocoa.errors import ConfigError
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.encoder import Encoder
@@ -30,6 +32,7 @@ from cocoa.stages.contrastive import (
     ContrastiveLoss,
     EmbeddingObjective,
     PairBatch,
+    distinct_rows,
 )
 from cocoa.train import checkpoint
 from cocoa.train.batches import BatchPlan, StepDataset
@@ -180,6 +183,40 @@ def test_gradcache_matches_full_batch(image_dir: Path, tmp_path: Path) -> None:
     g_chunked = grads(objective)
     assert math.isclose(loss_full, loss_chunked, rel_tol=1e-5)
     assert_same_grads(g_full, g_chunked)
+
+
+def test_dedupe_embeds_each_distinct_row_once_with_the_same_loss_and_gradients(image_dir: Path,
+                                                                             tmp_path: Path) -> None:
+    backbone = make_backbone()
+    objective = EmbeddingObjective(backbone.model, ContrastiveConfig(attention="bidirectional"))
+    objective.train()
+    pre = Preprocessor(backbone, 128)
+    base = pairs(image_dir)
+    # two more label-style rows: a positive and a negative that repeat earlier targets
+    examples = [*base, TrainPair(Item("a photo of an ankle boot"), base[0].positive, base[1].positive)]
+    plain = ContrastiveBuilder(pre, hard_negatives=True, chunk=3)(examples, np.random.default_rng(0))
+    deduped = ContrastiveBuilder(pre, hard_negatives=True, chunk=3, dedupe=True)(examples, np.random.default_rng(0))
+    embedded = sum(len(c) for c in deduped.chunks)
+    assert sum(len(c) for c in plain.chunks) == 15 and embedded == 12
+    assert deduped.rows is not None and len(deduped.rows) == 15 and max(deduped.rows) == embedded - 1
+    assert deduped.rows[5] == deduped.rows[9] and deduped.rows[7] == deduped.rows[10] and \
+        deduped.rows[6] == deduped.rows[14], "repeated targets are one row each"
+    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, 3), tmp_path)
+    loss_plain = trainer.compute(plain)["loss"]
+    g_plain = grads(objective)
+    loss_deduped = trainer.compute(deduped)["loss"]
+    g_deduped = grads(objective)
+    assert math.isclose(loss_plain, loss_deduped, rel_tol=1e-5)
+    assert_same_grads(g_plain, g_deduped)
+
+
+def test_distinct_rows_keys_on_text_and_image_path(image_dir: Path) -> None:
+    path = str(image_dir / "a.png")
+    pil = Image.new("RGB", (8, 8))
+    items = [Item("x", path), Item("x"), Item("x", path), Item("", path), Item("x"), Item("x", pil), Item("x", pil)]
+    distinct, rows = distinct_rows(items)
+    assert distinct == [Item("x", path), Item("x"), Item("", path), Item("x", pil), Item("x", pil)]
+    assert rows == (0, 1, 0, 2, 1, 3, 4)
 
 
 def reference_grads(objective: nn.Module, pairs_: PairBatch, temperature: float) -> tuple[float, dict]:

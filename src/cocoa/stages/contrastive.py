@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import torch
+from PIL import Image
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from cocoa.data.collate import Batch, Preprocessor, collate
-from cocoa.data.items import TrainPair
+from cocoa.data.items import Item, TrainPair
 from cocoa.data.mmeb import read_train_pairs
 from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.losses.contrastive import Widths, distributed_info_nce, place_negatives
@@ -71,6 +73,9 @@ class ContrastiveConfig(Strict):
     hard_negatives: bool = Field(False, description="add each row's neg_text/neg_image_path as a candidate "
                                  "(rows without one add none)")
     gradcache_chunk: int | None = Field(None, gt=0)
+    dedupe: bool = Field(False, description="embed identical rows of a batch once (the label texts of "
+                         "classification data, say); the loss still sees every row, so loss and gradient "
+                         "are those of the batch as given (rows then share one dropout draw)")
     matryoshka: MatryoshkaConfig | None = Field(None, description="train several embedding widths at once")
 
     @property
@@ -91,13 +96,35 @@ class PairBatch:
     chunks: list[Batch]
     n_queries: int
     negative_of: tuple[int, ...] | None
+    rows: tuple[int, ...] | None = None
+    """With ``dedupe``, the position among the embedded (distinct) rows of each row above."""
+
+
+def distinct_rows(items: Sequence[Item]) -> tuple[list[Item], tuple[int, ...]]:
+    """The distinct items in first-seen order, and each item's position among them.
+
+    Items are the same when text and image path are; an in-memory image counts as distinct.
+    """
+    seen: dict[tuple[str, str | None], int] = {}
+    distinct: list[Item] = []
+    rows = []
+    for item in items:
+        key = None if isinstance(item.image, Image.Image) else (item.text, item.image)
+        if key is None or key not in seen:
+            if key is not None:
+                seen[key] = len(distinct)
+            rows.append(len(distinct))
+            distinct.append(item)
+        else:
+            rows.append(seen[key])
+    return distinct, tuple(rows)
 
 
 class ContrastiveBuilder:
-    """``query <EOS>`` and ``target <EOS>`` rows, chunked for GradCache."""
+    """``query <EOS>`` and ``target <EOS>`` rows, chunked for GradCache (identical rows once with ``dedupe``)."""
 
-    def __init__(self, pre: Preprocessor, hard_negatives: bool, chunk: int | None) -> None:
-        self.pre, self.hard_negatives, self.chunk = pre, hard_negatives, chunk
+    def __init__(self, pre: Preprocessor, hard_negatives: bool, chunk: int | None, dedupe: bool = False) -> None:
+        self.pre, self.hard_negatives, self.chunk, self.dedupe = pre, hard_negatives, chunk, dedupe
 
     def __call__(self, examples: Sequence[TrainPair], rng: np.random.Generator) -> PairBatch:
         rows = [ex.query for ex in examples] + [ex.positive for ex in examples]
@@ -105,10 +132,13 @@ class ContrastiveBuilder:
         if self.hard_negatives:
             negative_of = tuple(i for i, ex in enumerate(examples) if ex.negative is not None)
             rows += [examples[i].negative for i in negative_of]  # type: ignore[misc]
+        index = None
+        if self.dedupe:
+            rows, index = distinct_rows(rows)
         seqs = [self.pre.embedding_sequence(item) for item in rows]
         size = self.chunk or len(seqs)
         chunks = [collate(seqs[i:i + size], self.pre.ids.pad) for i in range(0, len(seqs), size)]
-        return PairBatch(chunks=chunks, n_queries=len(examples), negative_of=negative_of)
+        return PairBatch(chunks=chunks, n_queries=len(examples), negative_of=negative_of, rows=index)
 
 
 class EmbeddingObjective(nn.Module):
@@ -133,6 +163,8 @@ class ContrastiveLoss:
 
     def __call__(self, emb: Tensor, pairs: PairBatch) -> tuple[Tensor, Tensor]:
         n, temperature, widths = pairs.n_queries, self.config.temperature, self.config.widths
+        if pairs.rows is not None:
+            emb = emb[torch.tensor(pairs.rows, device=emb.device)]
         if pairs.negative_of is None:
             return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, widths=widths)
         negatives, mask = place_negatives(emb[2 * n:], pairs.negative_of, n)
@@ -151,7 +183,8 @@ class ContrastiveStage(Stage):
         c = recipe.contrastive
         if c.matryoshka is not None:
             validate_dims(c.matryoshka.dims, "contrastive.matryoshka.dims", backbone.hidden_size)
-        builder = ContrastiveBuilder(Preprocessor(backbone, recipe.data.max_len), c.hard_negatives, c.gradcache_chunk)
+        builder = ContrastiveBuilder(Preprocessor(backbone, recipe.data.max_len), c.hard_negatives,
+                                     c.gradcache_chunk, c.dedupe)
         return StageParts(EmbeddingObjective(model, c), builder, GradCacheStep(ContrastiveLoss(c)))
 
     def embedding_spec(self, recipe: Recipe) -> EmbeddingSpec:
