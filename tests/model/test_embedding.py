@@ -12,7 +12,7 @@ from cocoa.data.items import Item
 from cocoa.errors import DataError
 from cocoa.model.attention import Role
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import embed, hidden_states, pack_rows
+from cocoa.model.forward import embed, hidden_states, pack_rows, packs
 from tests.conftest import make_backbone
 
 
@@ -59,6 +59,18 @@ def test_packed_rows_give_the_padded_embeddings(family: str, mode: str, image_di
         for side in ("right", "left"):
             torch.testing.assert_close(embed_all(backbone, xs, side, mode, pack_tokens), padded, atol=2e-5,
                                        rtol=1e-4)
+
+
+def test_packing_only_when_it_saves_rows(tiny_backbone: Backbone, image_dir: Path) -> None:
+    pre = Preprocessor(tiny_backbone, 256)
+    seqs = [pre.embedding_sequence(x) for x in items(image_dir)]
+    longest = max(len(s) for s in seqs)
+    assert not packs(collate(seqs[:1], tiny_backbone.ids.pad), 10 * longest)  # one sequence: nothing to save
+    assert packs(collate(seqs, tiny_backbone.ids.pad), sum(len(s) for s in seqs))
+    assert not packs(collate(seqs, tiny_backbone.ids.pad), longest // 2)  # every sequence a row of its own
+    batch = collate(seqs[:1], tiny_backbone.ids.pad)
+    with torch.no_grad():  # the padded path itself, not a packed result close to it
+        assert torch.equal(embed(tiny_backbone.model, batch, pack_tokens=512), embed(tiny_backbone.model, batch))
 
 
 def test_pack_rows_fills_rows_in_order() -> None:

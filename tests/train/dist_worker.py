@@ -41,8 +41,9 @@ TEMPERATURE = 0.05
 LR = 1e-3
 CAPTION = "a photo of a red dress on a white background"
 #: contrastive: the whole batch at once; gradcache: chunks of 2; text_last: chunks of 2, rank 1's last all text;
-#: partial_negatives: chunks of 2, the last query has no hard negative (rank 0's all have one)
-CASES = ("contrastive", "gradcache", "text_last", "partial_negatives", "bridge")
+#: partial_negatives: chunks of 2, the last query has no hard negative (rank 0's all have one);
+#: dedupe: chunks of 2, identical rows embedded once, so that rank 0 has 2 chunks and rank 1 has 3
+CASES = ("contrastive", "gradcache", "text_last", "partial_negatives", "dedupe", "bridge")
 RESUME_STEPS = 4
 
 
@@ -65,6 +66,14 @@ def partial_negative_pairs(image_dir: Path) -> list[TrainPair]:
     """``pairs`` without the last example's hard negative."""
     examples = pairs(image_dir)
     examples[-1] = TrainPair(examples[-1].query, examples[-1].positive)
+    return examples
+
+
+def dedupe_pairs(image_dir: Path) -> list[TrainPair]:
+    """``pairs`` whose second example repeats the first's targets (rank 0's 6 rows are 4 distinct ones)."""
+    examples = pairs(image_dir)
+    first = examples[0]
+    examples[1] = TrainPair(examples[1].query, first.positive, first.negative)
     return examples
 
 
@@ -92,12 +101,14 @@ def train_step(trainer: Trainer, batch: object) -> dict[str, dict[str, torch.Ten
 
 
 def contrastive_case(name: str, image_dir: Path, info: DistInfo, out: Path, parallel: str) -> dict:
-    examples = {"text_last": text_last_pairs, "partial_negatives": partial_negative_pairs}.get(name, pairs)(image_dir)
+    examples = {"text_last": text_last_pairs, "partial_negatives": partial_negative_pairs,
+                "dedupe": dedupe_pairs}.get(name, pairs)(image_dir)
     chunk = None if name == "contrastive" else 2
     backbone = make_backbone()
-    config = ContrastiveConfig(temperature=TEMPERATURE, hard_negatives=True, gradcache_chunk=chunk)
+    config = ContrastiveConfig(temperature=TEMPERATURE, hard_negatives=True, gradcache_chunk=chunk,
+                               dedupe=name == "dedupe")
     objective = EmbeddingObjective(backbone.model, config).train()
-    builder = ContrastiveBuilder(Preprocessor(backbone, 128), True, chunk)
+    builder = ContrastiveBuilder(Preprocessor(backbone, 128), True, chunk, config.dedupe)
     trainer = trainer_for(objective, examples, builder, info, out, parallel, config)
     lo, hi = info.rank * 4 // info.world_size, (info.rank + 1) * 4 // info.world_size
     batch = builder(examples[lo:hi], np.random.default_rng(0))
@@ -105,6 +116,8 @@ def contrastive_case(name: str, image_dir: Path, info: DistInfo, out: Path, para
         assert (batch.chunks[-1].pixel_values is None) == (hi == 4)
     if name == "partial_negatives":  # the ranks disagree on whether their batch has hard negatives
         assert batch.negative_of == tuple(i - lo for i in range(lo, hi) if i != 3)
+    if name == "dedupe" and info.world_size == 2:  # the ranks embed different numbers of chunks
+        assert len(batch.chunks) == (2 if lo == 0 else 3)
     return train_step(trainer, batch)
 
 

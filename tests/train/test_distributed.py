@@ -78,7 +78,9 @@ def test_two_ranks_match_one_process(ranks: dict, single: dict, mode: str, name:
     assert torch.allclose(rank0["metrics"]["grad_norm"], one["metrics"]["grad_norm"], rtol=1e-5)
     # the same AdamW step (|update| ~ lr; elements whose gradient is ~ Adam's eps differ by < 1% of it)
     assert_same(rank0["updates"], rank1["updates"], 0.0)
-    assert_same(rank0["updates"], one["updates"], 1e-5, atol=1e-2 * LR)
+    # (dedupe: one process embeds the global batch's distinct rows, two ranks their own, so the sums
+    # run in another order and an element with a gradient near eps moves by up to 1.3% of lr)
+    assert_same(rank0["updates"], one["updates"], 1e-5, atol=(3e-2 if name == "dedupe" else 1e-2) * LR)
     assert sum(float(u.abs().max()) > 0.5 * LR for u in one["updates"].values()) > len(one["updates"]) // 2
     # every rank reports the loss of the global batch (contrastive) / its own shard (bridge: equal shapes)
     losses = torch.stack([rank0["metrics"]["loss"], rank1["metrics"]["loss"]])

@@ -198,8 +198,17 @@ def embed(model: nn.Module, batch: Batch, mode: AttentionMode = "bidirectional",
     """Embeddings ``(batch, hidden)``: the normalised final state at the appended EOS.
 
     With ``pack_tokens`` the sequences share rows of that many tokens (:func:`packed_pool_states`):
-    the same embeddings up to float rounding, without computing the padding.
+    the same embeddings up to float rounding, without computing the padding. A batch that
+    packing would not put in fewer rows (a single sequence, say) takes the padded path.
     """
-    if pack_tokens is None:
+    if pack_tokens is None or not packs(batch, pack_tokens):
         return pool(hidden_states(model, batch, mode), batch)
     return F.normalize(packed_pool_states(model, batch, mode, pack_tokens).float(), dim=-1)
+
+
+def packs(batch: Batch, pack_tokens: int) -> bool:
+    """Whether rows of ``pack_tokens`` tokens hold the batch's sequences in fewer rows than it has."""
+    if batch.input_ids.shape[0] < 2:
+        return False
+    lengths = (batch.roles != Role.PAD).sum(1).tolist()
+    return pack_rows(lengths, pack_tokens)[-1] + 1 < len(lengths)

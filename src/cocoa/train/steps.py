@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from cocoa.data.collate import Batch
@@ -68,7 +69,8 @@ class GradCacheStep:
 
     def __call__(self, ctx: StepContext, batch: Chunked) -> dict[str, float]:
         chunks = [c.to(ctx.device) for c in batch.chunks]
-        if len(chunks) == 1:
+        total = most_chunks(len(chunks), ctx.device)
+        if total == 1:
             with ctx.autocast():
                 emb = ctx.engine(chunks[0]).float()
             loss, report = self.loss(emb, batch)
@@ -79,12 +81,30 @@ class GradCacheStep:
             for chunk in chunks:
                 rng_states.append(checkpoint.rng_state())
                 cached.append(ctx.module(chunk).float())
+            for _ in range(total - len(chunks)):
+                ctx.module(chunks[-1])
         emb = torch.cat(cached).requires_grad_()
         loss, report = self.loss(emb, batch)
         loss.backward()
         grads = torch.split(emb.grad, [len(c) for c in chunks])
-        for i, (chunk, grad) in enumerate(zip(chunks, grads, strict=True)):
-            checkpoint.set_rng_state(rng_states[i])
-            with ctx.accumulate(i == len(chunks) - 1), ctx.autocast():
+        replays = list(zip(chunks, grads, rng_states, strict=True))
+        replays += [(chunks[-1], torch.zeros_like(grads[-1]), rng_states[-1])] * (total - len(chunks))
+        for i, (chunk, grad, state) in enumerate(replays):
+            checkpoint.set_rng_state(state)
+            with ctx.accumulate(i == len(replays) - 1), ctx.autocast():
                 (ctx.engine(chunk).float() * grad).sum().backward()
         return {"loss": float(report)}
+
+
+def most_chunks(count: int, device: torch.device) -> int:
+    """The most chunks any rank has this step (``count`` in a single process).
+
+    Ranks may have different counts (deduplicated rows, rows without hard negatives). FSDP
+    gathers the weights on every chunk's forward, so a rank with fewer chunks runs its last
+    one again, with a zero gradient, until the counts match.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return count
+    most = torch.tensor([count], device=device)
+    dist.all_reduce(most, op=dist.ReduceOp.MAX)
+    return int(most)
