@@ -167,6 +167,16 @@ def assert_same_grads(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rt
     assert nonzero > len(a) // 2
 
 
+def assert_same_step(trainer: Trainer, objective: nn.Module, a: PairBatch, b: PairBatch) -> None:
+    """The two batches give the same loss and the same gradients."""
+    loss_a = trainer.compute(a)["loss"]
+    g_a = grads(objective)
+    loss_b = trainer.compute(b)["loss"]
+    g_b = grads(objective)
+    assert math.isclose(loss_a, loss_b, rel_tol=1e-5)
+    assert_same_grads(g_a, g_b)
+
+
 def test_gradcache_matches_full_batch(image_dir: Path, tmp_path: Path) -> None:
     backbone = make_backbone()
     objective = EmbeddingObjective(backbone.model, ContrastiveConfig(attention="bidirectional"))
@@ -177,12 +187,7 @@ def test_gradcache_matches_full_batch(image_dir: Path, tmp_path: Path) -> None:
     chunked = ContrastiveBuilder(pre, hard_negatives=True, chunk=2)(examples, np.random.default_rng(0))
     assert len(full.chunks) == 1 and len(chunked.chunks) == 6 and chunked.negative_of == (0, 1, 2, 3)
     trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, None), tmp_path)
-    loss_full = trainer.compute(full)["loss"]
-    g_full = grads(objective)
-    loss_chunked = trainer.compute(chunked)["loss"]
-    g_chunked = grads(objective)
-    assert math.isclose(loss_full, loss_chunked, rel_tol=1e-5)
-    assert_same_grads(g_full, g_chunked)
+    assert_same_step(trainer, objective, full, chunked)
 
 
 def test_dedupe_embeds_each_distinct_row_once_with_the_same_loss_and_gradients(image_dir: Path,
@@ -202,12 +207,7 @@ def test_dedupe_embeds_each_distinct_row_once_with_the_same_loss_and_gradients(i
     assert deduped.rows[5] == deduped.rows[9] and deduped.rows[7] == deduped.rows[10] and \
         deduped.rows[6] == deduped.rows[14], "repeated targets are one row each"
     trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, 3), tmp_path)
-    loss_plain = trainer.compute(plain)["loss"]
-    g_plain = grads(objective)
-    loss_deduped = trainer.compute(deduped)["loss"]
-    g_deduped = grads(objective)
-    assert math.isclose(loss_plain, loss_deduped, rel_tol=1e-5)
-    assert_same_grads(g_plain, g_deduped)
+    assert_same_step(trainer, objective, plain, deduped)
 
 
 def test_distinct_rows_keys_on_text_and_image_path(image_dir: Path) -> None:
