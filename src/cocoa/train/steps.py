@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from cocoa.data.collate import Batch
+from cocoa.losses.contrastive import world_size
 from cocoa.train import checkpoint
 
 
@@ -103,7 +104,7 @@ def most_chunks(count: int, device: torch.device) -> int:
     gathers the weights on every chunk's forward, so a rank with fewer chunks runs its last
     one again, with a zero gradient, until the counts match.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if world_size() == 1:
         return count
     most = torch.tensor([count], device=device)
     dist.all_reduce(most, op=dist.ReduceOp.MAX)
