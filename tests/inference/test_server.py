@@ -12,27 +12,26 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
+from typer.testing import CliRunner
 
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.errors import ConfigError, DataError
+from cocoa.inference import server
 from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder
-from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.inference.index import VectorIndex
-from cocoa.inference.server import create_app
-from tests.conftest import make_backbone
+from cocoa.inference.server import create_app, model_threads
 
 MODEL = "tiny-cocoa"
 
 
 @pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    folder = tmp_path_factory.mktemp("model")
-    make_backbone().save(folder)
-    EmbeddingSpec().save(folder)
-    return Embedder.from_pretrained(folder, device="cpu")
+def embedder(model_dir: Path) -> Embedder:
+    return Embedder.from_pretrained(model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +190,35 @@ def test_preprocessing_threads_have_their_own_tokenizer(embedder: Embedder) -> N
 def test_bad_batcher_settings_are_refused(embedder: Embedder, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Batcher(embedder, **kwargs)
+
+
+def test_serve_leaves_one_core_to_the_event_loop_unless_told(model_dir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        server.serve(model_dir)
+        server.serve(model_dir, torch_threads=1)
+        torch.set_num_threads(1)
+        server.serve(model_dir)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2, 1, 1]
+    with pytest.raises(ConfigError, match="torch_threads"):
+        model_threads(0)
+
+
+def test_serve_cli_passes_the_torch_threads(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cocoa.cli import app
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(server, "serve", lambda *args, **kwargs: calls.append(kwargs))
+    for extra in (["--torch-threads", "3"], []):
+        result = CliRunner().invoke(app, ["serve", "--model", str(model_dir), *extra])
+        assert result.exit_code == 0, result.output
+    assert [call["torch_threads"] for call in calls] == [3, None]
 
 
 BAD_REQUESTS = [

@@ -209,9 +209,12 @@ def serve(
                                                                "requests while the model encodes.")] = 2,
     pack_tokens: Annotated[int, typer.Option(min=0, help="Tokens per packed row: a batch's sequences share rows "
                                                          "so no compute goes to padding (0: pad instead).")] = 512,
+    torch_threads: Annotated[int, typer.Option(min=0, help="Torch threads for the model (0: all but one, which "
+                                                           "is left to the event loop and preprocessing).")] = 0,
 ) -> None:
     """Serve the model over HTTP (OpenAI-compatible /v1/embeddings, /v1/search, /health)."""
     from cocoa.inference.server import serve as run_server
 
     _run(lambda: run_server(model, host, port, index, api_key, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                            preprocess_threads=preprocess_threads, pack_tokens=pack_tokens or None))
+                            preprocess_threads=preprocess_threads, pack_tokens=pack_tokens or None,
+                            torch_threads=torch_threads or None))

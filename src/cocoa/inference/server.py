@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
+import torch
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -268,12 +269,29 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     return app
 
 
+def model_threads(requested: int | None = None) -> int:
+    """Torch threads for the served model: ``requested``, or every torch thread but one.
+
+    The one left over is for the event loop and the preprocessing threads: on a CPU, torch's
+    threads otherwise compete with them for the cores while holding the work of a batch.
+    """
+    if requested is None:
+        return max(1, torch.get_num_threads() - 1)
+    if requested < 1:
+        raise ConfigError(f"torch_threads must be at least 1 (or None: all but one), got {requested}")
+    return requested
+
+
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, index_dir: str | Path | None = None,
           api_key: str | None = None, *, model_name: str | None = None, device: str | None = None,
-          **limits: Any) -> None:
-    """Load ``model_dir`` (and ``index_dir``) and serve them with uvicorn until interrupted."""
+          torch_threads: int | None = None, **limits: Any) -> None:
+    """Load ``model_dir`` (and ``index_dir``) and serve them with uvicorn until interrupted.
+
+    ``torch_threads``: see :func:`model_threads` (set for this whole process).
+    """
     import uvicorn
 
+    torch.set_num_threads(model_threads(torch_threads))
     embedder = Embedder.from_pretrained(model_dir, device=device)
     index = VectorIndex.load(index_dir) if index_dir is not None else None
     app = create_app(embedder, model_name=model_name or Path(model_dir).resolve().name, index=index,
