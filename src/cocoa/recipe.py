@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from cocoa.errors import ConfigError
+from cocoa.model.protocol import DEFAULT_PROTOCOL, PROTOCOLS, ImagePolicy, Protocol
 from cocoa.schema import Strict
 from cocoa.stages import STAGES
 from cocoa.stages.bridge import BridgeConfig
@@ -64,6 +65,43 @@ class LoraConfig(Strict):
                                                         "up_proj", "down_proj"])
 
 
+class ImageConfig(Strict):
+    """An image policy (:class:`~cocoa.model.protocol.ImagePolicy`): squash side, then pixel bounds."""
+
+    square: int | None = Field(None, gt=0, description="squash every image to this square side first")
+    min_pixels: int | None = Field(None, gt=0, description="default: the image processor's own")
+    max_pixels: int | None = Field(None, gt=0, description="default: the image processor's own")
+
+
+class ProtocolConfig(Strict):
+    """The recipe's ``protocol`` section: the embedding protocol the stage builds its sequences with.
+
+    ``preset`` names one of :data:`~cocoa.model.protocol.PROTOCOLS`; ``image`` replaces its image
+    policy for this stage's training data; ``append`` (a token string, or null for none) replaces its
+    appended token when given. The saved model records the result.
+    """
+
+    preset: str = DEFAULT_PROTOCOL
+    image: ImageConfig | None = None
+    append: str | None = Field(None, description="left out: the preset's token; null: append nothing")
+
+    @field_validator("preset")
+    @classmethod
+    def _known(cls, preset: str) -> str:
+        if preset not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {preset!r}; choose one of {', '.join(PROTOCOLS)}")
+        return preset
+
+    def resolve(self) -> Protocol:
+        """The preset with this section's changes."""
+        protocol = PROTOCOLS[self.preset]
+        if self.image is not None:
+            protocol = protocol.replace(image=ImagePolicy(**self.image.model_dump()))
+        if "append" in self.model_fields_set:
+            protocol = protocol.replace(append=self.append)
+        return protocol
+
+
 class TrainConfig(Strict):
     output_dir: str
     batch_size: int = Field(8, gt=0, description="per process")
@@ -106,6 +144,7 @@ class Recipe(Strict):
     model: ModelConfig
     data: DataConfig
     train: TrainConfig
+    protocol: ProtocolConfig = ProtocolConfig()
     warmup: WarmupConfig = WarmupConfig()
     bridge: BridgeConfig = BridgeConfig()
     contrastive: ContrastiveConfig = ContrastiveConfig()

@@ -14,6 +14,7 @@ from cocoa.errors import ConfigError, DataError
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.integrations.st_layout import write_sentence_transformers_files
+from cocoa.model.protocol import PROTOCOLS
 
 st = pytest.importorskip("sentence_transformers")
 
@@ -22,7 +23,7 @@ st = pytest.importorskip("sentence_transformers")
 def folder(request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp(f"st-{request.param}") / "model"
     shutil.copytree(model_dir, out)
-    EmbeddingSpec(attention=request.param, matryoshka_dims=(32,)).save(out)
+    EmbeddingSpec(PROTOCOLS["cocoa"].replace(attention=request.param), matryoshka_dims=(32,)).save(out)
     return write_sentence_transformers_files(out)
 
 
@@ -53,7 +54,7 @@ def test_attention_mode_is_kept(model_dir: Path, tmp_path: Path) -> None:
     bidirectional = st.SentenceTransformer(str(write_sentence_transformers_files(shutil.copytree(
         model_dir, tmp_path / "b"))), device="cpu", trust_remote_code=True)
     causal_dir = shutil.copytree(model_dir, tmp_path / "c")
-    EmbeddingSpec(attention="causal").save(causal_dir)
+    EmbeddingSpec(PROTOCOLS["cocoa"].replace(attention="causal")).save(causal_dir)
     causal = st.SentenceTransformer(str(write_sentence_transformers_files(causal_dir)), device="cpu",
                                     trust_remote_code=True)
     text = ["a sneaker next to a bag"]

@@ -18,6 +18,7 @@ from cocoa.inference.encoder import SPEC_FILE, EmbeddingSpec
 from cocoa.integrations.st_layout import MODULES_FILE
 from cocoa.integrations.vllm import NOTES_FILE, SERVE_SCRIPT, export_vllm, vllm_prompt
 from cocoa.model.backbone import Backbone
+from cocoa.model.protocol import PROTOCOLS
 
 
 def vllm_tokens(prompt: str, item: Item, backbone: Backbone, pre: Preprocessor) -> list[int]:
@@ -56,7 +57,7 @@ def test_bidirectional_is_refused_unless_asked(model_dir: Path, tmp_path: Path) 
 
 
 def test_causal_export(model_dir: Path, tmp_path: Path) -> None:
-    folder = checkpoint(model_dir, tmp_path, EmbeddingSpec(attention="causal", matryoshka_dims=(32,)))
+    folder = checkpoint(model_dir, tmp_path, EmbeddingSpec(PROTOCOLS["cocoa"].replace(attention="causal"), matryoshka_dims=(32,)))
     result = export_vllm(folder, tmp_path / "out")
     assert result.exact and result.attention == "causal"
     names = {p.name for p in (tmp_path / "out").iterdir()}

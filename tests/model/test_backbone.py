@@ -17,6 +17,7 @@ from cocoa.data.items import Item
 from cocoa.errors import ConfigError
 from cocoa.inference.encoder import EmbeddingSpec, Encoder
 from cocoa.model.backbone import MASK_TOKEN, Backbone, TokenIds
+from cocoa.model.protocol import PROTOCOLS
 from tests.conftest import CORPUS, make_backbone
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
@@ -56,7 +57,7 @@ def test_load_rejects_a_folder_without_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_checkpoint_round_trip_gives_identical_embeddings(family: str, tmp_path: Path, image_dir: Path) -> None:
     backbone = make_backbone(family)
-    spec = EmbeddingSpec(attention="causal", max_len=128)
+    spec = EmbeddingSpec(PROTOCOLS["cocoa"].replace(attention="causal"), max_len=128)
     folder = backbone.save(tmp_path / "ckpt")
     spec.save(folder)
     items = [Item("<|image_1|> Represent the given image.", str(image_dir / "a.png")),

@@ -29,6 +29,7 @@ from cocoa.inference.server import create_app
 from cocoa.integrations.st_layout import MODULES_FILE
 from cocoa.losses.contrastive import distributed_info_nce, matryoshka_info_nce, place_negatives
 from cocoa.model.matryoshka import validate_dims
+from cocoa.model.protocol import PROTOCOLS
 from cocoa.recipe import TrainConfig, load_recipe
 from cocoa.stages import get_stage
 from cocoa.stages.contrastive import (
@@ -92,7 +93,7 @@ def test_trainer_step_reports_the_brute_force_loss_with_gradcache(image_dir: Pat
     dims, weights = [16, 48, HIDDEN], [0.25, 0.5, 1.0]
     config = ContrastiveConfig(temperature=0.05, hard_negatives=True,
                                matryoshka=MatryoshkaConfig(dims=dims, weights=weights))
-    objective = EmbeddingObjective(backbone.model, config)
+    objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"])
     examples = pairs(image_dir)
     batch = ContrastiveBuilder(Preprocessor(backbone, 128), hard_negatives=True, chunk=3)(
         examples, np.random.default_rng(0))
@@ -132,8 +133,8 @@ def test_widths_above_the_hidden_size_are_refused_before_training(tmp_path: Path
         get_stage("contrastive").parts(recipe, backbone, backbone.model)
 
 
-def test_spec_records_widths_and_stays_unchanged_without_them(tmp_path: Path) -> None:
-    assert EmbeddingSpec().to_dict() == {"attention": "bidirectional", "max_len": 4096}
+def test_spec_records_widths_only_when_set(tmp_path: Path) -> None:
+    assert EmbeddingSpec().to_dict() == {"protocol": PROTOCOLS["cocoa"].to_dict(), "max_len": 4096}
     EmbeddingSpec(matryoshka_dims=WIDTHS).save(tmp_path)
     assert EmbeddingSpec.load(tmp_path).matryoshka_dims == WIDTHS
     with pytest.raises(ConfigError, match="matryoshka_dims: widths must be strictly ascending"):

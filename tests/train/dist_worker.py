@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
+from cocoa.model.protocol import PROTOCOLS
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import TrainConfig, load_recipe
 from cocoa.stages.bridge import BridgeBuilder, BridgeConfig, BridgeObjective
@@ -107,7 +108,7 @@ def contrastive_case(name: str, image_dir: Path, info: DistInfo, out: Path, para
     backbone = make_backbone()
     config = ContrastiveConfig(temperature=TEMPERATURE, hard_negatives=True, gradcache_chunk=chunk,
                                dedupe=name == "dedupe")
-    objective = EmbeddingObjective(backbone.model, config).train()
+    objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"]).train()
     builder = ContrastiveBuilder(Preprocessor(backbone, 128), True, chunk, config.dedupe)
     trainer = trainer_for(objective, examples, builder, info, out, parallel, config)
     lo, hi = info.rank * 4 // info.world_size, (info.rank + 1) * 4 // info.world_size

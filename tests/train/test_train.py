@@ -23,6 +23,7 @@ from cocoa.errors import ConfigError
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.encoder import Encoder
 from cocoa.losses.contrastive import info_nce
+from cocoa.model.protocol import PROTOCOLS
 from cocoa.pipeline.driver import load_pipeline
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import LoraConfig, TrainConfig, apply_overrides, builtin, load_recipe, parse_recipe
@@ -179,7 +180,7 @@ def assert_same_step(trainer: Trainer, objective: nn.Module, a: PairBatch, b: Pa
 
 def test_gradcache_matches_full_batch(image_dir: Path, tmp_path: Path) -> None:
     backbone = make_backbone()
-    objective = EmbeddingObjective(backbone.model, ContrastiveConfig(attention="bidirectional"))
+    objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"])
     objective.train()
     pre = Preprocessor(backbone, 128)
     examples = pairs(image_dir)
@@ -193,7 +194,7 @@ def test_gradcache_matches_full_batch(image_dir: Path, tmp_path: Path) -> None:
 def test_dedupe_embeds_each_distinct_row_once_with_the_same_loss_and_gradients(image_dir: Path,
                                                                              tmp_path: Path) -> None:
     backbone = make_backbone()
-    objective = EmbeddingObjective(backbone.model, ContrastiveConfig(attention="bidirectional"))
+    objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"])
     objective.train()
     pre = Preprocessor(backbone, 128)
     base = pairs(image_dir)
@@ -237,7 +238,7 @@ def test_gradcache_replays_lora_dropout(image_dir: Path, tmp_path: Path) -> None
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.05)
-    objective = EmbeddingObjective(model, ContrastiveConfig(attention="bidirectional"))
+    objective = EmbeddingObjective(model, PROTOCOLS["cocoa"])
     objective.train()
     pre = Preprocessor(backbone, 128)
     examples = pairs(image_dir)

@@ -1,10 +1,11 @@
 """From items to padded batches: the one place that places image tokens.
 
 Every stage, the evaluator and the inference API build their sequences here, so training,
-evaluation and serving can never disagree about preprocessing. Each image becomes
-``<|vision_start|> <|image_pad|> x n <|vision_end|>`` (the start token is what lets
-Qwen2-VL compute 2-D M-RoPE positions), placed where the text has the MMEB placeholder
-``<|image_1|>``, or before the text when it has none.
+evaluation and serving can never disagree about preprocessing. A
+:class:`~cocoa.model.protocol.Protocol` decides the details: each image is sized by its image
+policy and becomes ``<|vision_start|> <|image_pad|> x n <|vision_end|>`` (or the pads alone),
+placed where the text has the MMEB placeholder ``<|image_1|>``, or before the text when it has
+none; the protocol's token (if any) is appended to an embedding sequence.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from torch import Tensor
 
 from cocoa.data.images import open_image
 from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, Item, is_empty
-from cocoa.errors import DataError
+from cocoa.errors import ConfigError, DataError
 from cocoa.losses.language import IGNORE_INDEX
 from cocoa.model.attention import Role
 from cocoa.model.backbone import Backbone
+from cocoa.model.protocol import DEFAULT_PROTOCOL, Protocol, get_protocol
 
 
 @dataclass
@@ -85,15 +87,30 @@ class Batch:
 
 
 class Preprocessor:
-    """Tokenises items and images for a backbone, never truncating image tokens."""
+    """Tokenises items and images for a backbone under a protocol, never truncating image tokens.
 
-    def __init__(self, backbone: Backbone, max_len: int = 4096) -> None:
+    ``embedding_token`` is the protocol's appended token (stage 2's bridge token too); without
+    one it is the tokenizer's EOS, which then serves only as a bridge.
+    """
+
+    def __init__(self, backbone: Backbone, max_len: int = 4096, protocol: Protocol | None = None) -> None:
         if max_len < 2:
             raise DataError(f"max_len must be at least 2, got {max_len}", field="max_len")
         self.backbone = backbone
         self.tokenizer = backbone.tokenizer
         self.ids = backbone.ids
         self.max_len = max_len
+        self.protocol = protocol or get_protocol(DEFAULT_PROTOCOL)
+        self.appended = None if self.protocol.append is None else self.token_id(self.protocol.append)
+        self.embedding_token = self.ids.eos if self.appended is None else self.appended
+
+    def token_id(self, token: str) -> int:
+        """The id of a single token of the tokenizer, or an error naming the protocol."""
+        value = self.tokenizer.convert_tokens_to_ids(token)
+        if value is None or value == self.tokenizer.unk_token_id:
+            raise ConfigError(f"protocol {self.protocol.name!r} appends {token!r}, which the tokenizer does not "
+                              "have as one token")
+        return int(value)
 
     def for_thread(self) -> Preprocessor:
         """A copy with a tokenizer of its own, for use from another thread.
@@ -108,16 +125,26 @@ class Preprocessor:
     def text_ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def pixels(self, image: str | Image.Image) -> dict[str, Tensor]:
+        """``pixel_values`` and ``image_grid_thw`` of an image sized by the protocol's image policy."""
+        policy = self.protocol.image
+        processor = self.backbone.image_processor
+        low, high = policy.bounds(processor)
+        return processor(images=[policy.squash(open_image(image))], return_tensors="pt",
+                         size={"shortest_edge": low, "longest_edge": high})
+
     def image_block(self, image: str | Image.Image, role: Role = Role.QUERY) -> Encoded:
-        """``vision_start``, one ``image_pad`` per merged patch, ``vision_end``, with pixels."""
-        pil = open_image(image)
-        out = self.backbone.image_processor(images=[pil], return_tensors="pt")
+        """One ``image_pad`` per merged patch (inside ``vision_start`` / ``vision_end`` unless bare), with pixels."""
+        out = self.pixels(image)
         grid = out["image_grid_thw"]
         n_tokens = int(grid.prod()) // self.backbone.merge_size ** 2
+        wrapped = self.protocol.image_tokens == "vision_block"
         block = Encoded()
-        block.add([self.ids.vision_start], role, protected=True)
+        if wrapped:
+            block.add([self.ids.vision_start], role, protected=True)
         block.add([self.ids.image] * n_tokens, role, mm=1, protected=True)
-        block.add([self.ids.vision_end], role, protected=True)
+        if wrapped:
+            block.add([self.ids.vision_end], role, protected=True)
         block.pixels.append(out["pixel_values"])
         block.grids.append(grid)
         return block
@@ -169,9 +196,11 @@ class Preprocessor:
         return out
 
     def embedding_sequence(self, item: Item) -> Encoded:
-        """``item <EOS>``: the sequence whose EOS state is the embedding."""
+        """``item`` followed by the protocol's appended token: the sequence whose pooled state is the embedding."""
+        if self.appended is None:
+            return self.fit(self.item(item))
         enc = self.fit(self.item(item), reserve=1)
-        enc.add([self.ids.eos], Role.EOS, protected=True)
+        enc.add([self.appended], Role.EOS, protected=True)
         return enc
 
 

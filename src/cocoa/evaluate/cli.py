@@ -20,11 +20,14 @@ app = typer.Typer(invoke_without_command=True, add_completion=False,
                   help="Evaluate an embedding model on MMEB-V1 or MiniMMEB; `compare` two results.")
 
 
-def load_encoder(model_dir: Path, workers: int = 0) -> ItemEncoder:
-    """Load the model in ``model_dir`` (imports the model stack only when needed)."""
+def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None) -> ItemEncoder:
+    """Load the model in ``model_dir`` under ``protocol`` (default: the one it records; imports the
+    model stack only when needed)."""
     from cocoa.inference.encoder import Encoder
+    from cocoa.model.protocol import get_protocol
 
-    return Encoder.from_pretrained(model_dir, num_workers=workers)
+    chosen = get_protocol(protocol) if protocol is not None else None
+    return Encoder.from_pretrained(model_dir, num_workers=workers, protocol=chosen)
 
 
 def parse_widths(text: str) -> list[int]:
@@ -63,6 +66,9 @@ def main(
                                                   "default: the full width into OUT.")] = None,
     benchmark: Annotated[str | None, typer.Option(help="MMEB-V1 or MMEB-V2 (default: from a manifest, "
                                                        "else guessed from the dataset names).")] = None,
+    protocol: Annotated[str | None, typer.Option(
+        help="Embedding protocol: cocoa, cocoa-release, vlm2vec-v1[-low|-mid|-high], vlm2vec-v2 "
+             "(default: the one the checkpoint records; cocoa for a folder without cocoa.json).")] = None,
     dataset_info: Annotated[list[str] | None, typer.Option(
         help="NAME=META_TASK[:SPLIT] for a dataset no registry knows (repeatable; instead of a dataset card).")] = None,
 ) -> None:
@@ -79,12 +85,12 @@ def main(
     if dims is not None:
         from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_table
 
-        widths = evaluate_widths(load_encoder(model, workers), parse_widths(dims), data, out, names, images,
+        widths = evaluate_widths(load_encoder(model, workers, protocol), parse_widths(dims), data, out, names, images,
                                  batch_size, cache_dir=cache, skip_bad=skip_bad)
         console.print(width_table(widths))
         console.print(f"per-width results in {out}/dim-<width>; scores in {out / WIDTHS_FILE}")
         return
-    summary = evaluate(load_encoder(model, workers), data, out, names, images, batch_size,
+    summary = evaluate(load_encoder(model, workers, protocol), data, out, names, images, batch_size,
                        cache_dir=cache, skip_bad=skip_bad, benchmark=benchmark, dataset_info=cards)
     console.print(summary_table(summary))
     console.print(f"encoded {summary.encoded} items, {summary.cache_hits} cache hits; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -44,6 +45,8 @@ def _label(label: str, complete: bool) -> str:
 def summary_markdown(summary: Summary) -> str:
     """The contents of ``summary.md``."""
     lines = [f"# {summary.benchmark} results", "", f"Encoder fingerprint: `{summary.fingerprint}`", ""]
+    if summary.protocol is not None:
+        lines += [f"Protocol: {protocol_line(summary.protocol)}", ""]
     if not summary.complete:
         lines += [f"**PARTIAL RUN: {summary.overall.done} of {summary.overall.total} datasets scored. "
                   "The overall below is the mean over the scored datasets only, not the benchmark score.** "
@@ -114,9 +117,22 @@ def write_reports(summary: Summary, out_dir: Path) -> None:
     files.write_bytes(out_dir / "scores.png", score_chart(summary))
 
 
+def protocol_line(protocol: dict[str, Any]) -> str:
+    """``cocoa-release`` (image square 672, 200704-1003520 px; vision_block; append <|endoftext|>; ...)."""
+    image = protocol.get("image") or {}
+    sizes = [f"square {image['square']}" if image.get("square") else "no squash",
+             f"{image.get('min_pixels') or 'processor'}-{image.get('max_pixels') or 'processor'} px"]
+    append = protocol.get("append") or "nothing"
+    return (f"`{protocol.get('name')}` (image {', '.join(sizes)}; {protocol.get('image_tokens')} image tokens; "
+            f"append {append}; pool {protocol.get('pooling')}; {protocol.get('attention')} attention; "
+            f"{protocol.get('positions')} positions)")
+
+
 def summary_table(summary: Summary) -> Table:
     """A rich table of one summary: group means, then datasets."""
     title = summary.benchmark if summary.complete else f"{summary.benchmark} (PARTIAL)"
+    if summary.protocol is not None:
+        title += f", protocol {summary.protocol.get('name')}"
     mixed = any(d.metric != "hit@1" for d in (*summary.datasets.values(), *summary.extra.values()))
     table = Table("", "Score" if mixed else "Precision@1", title=title)
     for label, group in _groups(summary).items():

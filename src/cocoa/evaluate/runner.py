@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -44,6 +44,12 @@ class ItemEncoder(Protocol):
     def item_length(self, item: Item) -> int:
         """The token count used to sort items by length."""
         ...
+
+
+def protocol_record(encoder: ItemEncoder) -> dict[str, Any] | None:
+    """The encoder's protocol as recorded in score files and summaries (``None`` if it has none)."""
+    protocol = getattr(encoder, "protocol", None)
+    return protocol.to_dict() if protocol is not None else None
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ def _metric_fields(result: DatasetResult) -> dict[str, object]:
 
 
 def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benchmark: Benchmark,
-                   fingerprint: str, dataset: EvalDataset | CorpusDataset) -> None:
+                   fingerprint: str, dataset: EvalDataset | CorpusDataset, protocol: dict[str, Any] | None) -> None:
     """Write predictions, then the score file (its presence marks the dataset as finished)."""
     source, skipped = dataset.source, getattr(dataset, "skipped", 0)
     records = (result.predictions.records(dataset.doc_ids) if isinstance(result.predictions, Rankings)
@@ -140,7 +146,7 @@ def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benc
         "n_queries": len(result.predictions), "unique_items": result.unique_items,
         "encoded": result.encoded, "cache_hits": result.cache_hits,
         "skipped_rows": skipped, "seconds": round(result.seconds, 3), "fingerprint": fingerprint,
-        "source": source,
+        "protocol": protocol, "source": source,
     })
 
 
@@ -153,7 +159,8 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     The benchmark and the groups of datasets outside it come from :func:`cocoa.evaluate.plan.plan`
     (``benchmark`` names MMEB-V1 or MMEB-V2; ``dataset_info`` gives cards by dataset name).
     Datasets whose score file already holds this encoder's fingerprint are skipped, so an
-    interrupted run resumes at the first unfinished one. The summary covers every dataset of
+    interrupted run resumes at the first unfinished one. The fingerprint covers the embedding
+    protocol, so a re-evaluation under another protocol re-encodes (and caches apart). The summary covers every dataset of
     the benchmark scored in ``out_dir`` with this fingerprint and is flagged incomplete when
     any is missing; datasets outside the benchmark are reported apart (``Summary.extra``).
     Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``). Images resolve against
@@ -176,12 +183,13 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
                                skip_bad=skip_bad)
         result = run_dataset(encoder, dataset, cache, batch_size=batch_size, show_progress=show_progress,
                              metric=info.metric)
-        _write_dataset(out_dir, result, info, chosen.benchmark, fingerprint, dataset)
+        _write_dataset(out_dir, result, info, chosen.benchmark, fingerprint, dataset, protocol_record(encoder))
         encoded, hits = encoded + result.encoded, hits + result.cache_hits
         evaluated.append(info.name)
     names = chosen.benchmark.names() + [info.name for info in chosen.extra]
     scores = {name: score for name in names if (score := read_score(out_dir, name, fingerprint)) is not None}
     summary = summarize(chosen.benchmark, scores, fingerprint, chosen.extra)
     summary.encoded, summary.cache_hits, summary.evaluated, summary.resumed = encoded, hits, evaluated, resumed
+    summary.protocol = protocol_record(encoder)
     write_reports(summary, out_dir)
     return summary

@@ -40,6 +40,8 @@ class Summary:
     A run that lacks datasets of the benchmark is ``complete = False`` and its group means
     cover only the finished datasets (``done`` of ``total``). ``extra`` holds datasets scored in
     the same run that are not part of the benchmark: reported apart, in no group mean.
+    ``protocol`` records how items were embedded; two summaries under different protocols
+    compare models and protocols at once.
     """
 
     benchmark: str
@@ -54,6 +56,8 @@ class Summary:
     evaluated: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     extra: dict[str, DatasetScore] = field(default_factory=dict)
+    protocol: dict[str, Any] | None = None
+    """The embedding protocol the scores were computed under (:meth:`Protocol.to_dict`)."""
 
     @property
     def complete(self) -> bool:
@@ -82,6 +86,7 @@ class Summary:
             encoded=int(data.get("encoded", 0)), cache_hits=int(data.get("cache_hits", 0)),
             evaluated=list(data.get("evaluated", [])), resumed=list(data.get("resumed", [])),
             extra={k: DatasetScore(**v) for k, v in data.get("extra", {}).items()},
+            protocol=data.get("protocol"),
         )
 
 

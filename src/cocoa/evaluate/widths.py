@@ -51,6 +51,11 @@ class TruncatedEncoder:
     def fingerprint(self) -> str:
         return f"{self.encoder.fingerprint()}-dim{self.width}"
 
+    @property
+    def protocol(self) -> object:
+        """The wrapped encoder's protocol (``None`` if it has none)."""
+        return getattr(self.encoder, "protocol", None)
+
     def item_length(self, item: Item) -> int:
         return self.encoder.item_length(item)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,16 +15,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
 from cocoa.data.collate import Batch, Encoded, Preprocessor, collate
 from cocoa.data.images import image_size
 from cocoa.data.items import Item
 from cocoa.errors import CocoaError, ConfigError
-from cocoa.model.attention import ATTENTION_MODES, AttentionMode
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed
 from cocoa.model.matryoshka import validate_dims
+from cocoa.model.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol
 
 SPEC_FILE = "cocoa.json"
 
@@ -36,24 +35,31 @@ TEXT_LENGTH_CACHE = 1 << 16
 
 @dataclass(frozen=True)
 class EmbeddingSpec:
-    """How a checkpoint embeds: the attention mode at inference and the token budget.
+    """How a checkpoint embeds: its :class:`~cocoa.model.protocol.Protocol` and token budget.
 
-    Pooling is always the final post-norm state at an explicitly appended EOS; with
-    ``causal`` attention that is last-token pooling (the VLM2Vec-style baseline).
     ``matryoshka_dims`` are the widths a multi-width InfoNCE trained (``None``: only the full one).
+    A ``cocoa.json`` written before protocols were recorded (``attention`` and no ``protocol``)
+    loads as the ``cocoa`` protocol with that attention, which is what such a checkpoint did.
     """
 
-    attention: AttentionMode = "bidirectional"
+    protocol: Protocol = PROTOCOLS[DEFAULT_PROTOCOL]
     max_len: int = 4096
     matryoshka_dims: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.attention not in ATTENTION_MODES or self.attention == "eos_bridge":
-            raise ConfigError(f"embedding attention must be 'bidirectional' or 'causal', got {self.attention!r}")
         if self.max_len < 2:
             raise ConfigError(f"max_len must be at least 2, got {self.max_len}")
         if self.matryoshka_dims is not None:
             object.__setattr__(self, "matryoshka_dims", validate_dims(self.matryoshka_dims, "matryoshka_dims"))
+
+    @property
+    def attention(self) -> str:
+        """The attention the protocol embeds with."""
+        return self.protocol.attention
+
+    def with_protocol(self, protocol: Protocol) -> EmbeddingSpec:
+        """The same budget and widths under another protocol."""
+        return replace(self, protocol=protocol)
 
     def widths(self, hidden: int) -> tuple[int, ...]:
         """The embedding widths served, ascending: the trained Matryoshka widths and the full ``hidden``."""
@@ -61,10 +67,10 @@ class EmbeddingSpec:
         return tuple(sorted({*dims, hidden}))
 
     def to_dict(self) -> dict[str, Any]:
-        """The saved fields; ``matryoshka_dims`` only when set, so older specs (and fingerprints) are unchanged."""
-        data = asdict(self)
-        if self.matryoshka_dims is None:
-            del data["matryoshka_dims"]
+        """The saved fields; ``matryoshka_dims`` only when set."""
+        data: dict[str, Any] = {"protocol": self.protocol.to_dict(), "max_len": self.max_len}
+        if self.matryoshka_dims is not None:
+            data["matryoshka_dims"] = list(self.matryoshka_dims)
         return data
 
     def save(self, folder: str | Path) -> None:
@@ -72,16 +78,22 @@ class EmbeddingSpec:
 
     @classmethod
     def load(cls, folder: str | Path) -> EmbeddingSpec:
+        """The spec in ``folder/cocoa.json``; a folder without one (another project's checkpoint) gets the default."""
         path = Path(folder) / SPEC_FILE
         if not path.is_file():
             return cls()
         data = json.loads(path.read_text())
-        unknown = set(data) - {f.name for f in fields(cls)}
+        unknown = set(data) - {"protocol", "attention", "max_len", "matryoshka_dims"}
         if unknown:
             raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
-        if data.get("matryoshka_dims") is not None:
-            data["matryoshka_dims"] = tuple(data["matryoshka_dims"])
-        return cls(**data)
+        if "protocol" in data:
+            if "attention" in data:
+                raise ConfigError(f"{path}: give the attention inside protocol, not beside it")
+            protocol = Protocol.from_dict(data["protocol"], f"{path}: protocol")
+        else:
+            protocol = PROTOCOLS[DEFAULT_PROTOCOL].replace(attention=data.get("attention", "bidirectional"))
+        dims = data.get("matryoshka_dims")
+        return cls(protocol, int(data.get("max_len", 4096)), tuple(dims) if dims is not None else None)
 
 
 def default_device() -> torch.device:
@@ -142,31 +154,40 @@ class Encoder:
         self.device = torch.device(device) if device is not None else next(backbone.model.parameters()).device
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # trained weights with denormals slow CPU matmuls down
-        self.preprocessor = Preprocessor(backbone, self.spec.max_len)
+        self.preprocessor = Preprocessor(backbone, self.spec.max_len, self.spec.protocol)
         self._text_length = lru_cache(maxsize=TEXT_LENGTH_CACHE)(self._count_text_tokens)
         self._fingerprint: str | None = None
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None, attn_implementation: str = "sdpa",
-                        num_workers: int = 0) -> Encoder:
-        """Load a checkpoint folder with its :class:`EmbeddingSpec` (``cocoa.json``)."""
+                        num_workers: int = 0, protocol: Protocol | None = None) -> Encoder:
+        """Load a checkpoint folder with its :class:`EmbeddingSpec` (``cocoa.json``).
+
+        ``protocol`` replaces the one the checkpoint records (to evaluate it as another project does).
+        """
         device = torch.device(device) if device is not None else default_device()
         backbone = Backbone.load(path, dtype=dtype or default_dtype(device), attn_implementation=attn_implementation)
         backbone.model.to(device)
-        return cls(backbone, EmbeddingSpec.load(path), device=device, num_workers=num_workers)
+        spec = EmbeddingSpec.load(path)
+        if protocol is not None:
+            spec = spec.with_protocol(protocol)
+        return cls(backbone, spec, device=device, num_workers=num_workers)
+
+    @property
+    def protocol(self) -> Protocol:
+        """The protocol items are embedded under."""
+        return self.spec.protocol
 
     def item_length(self, item: Item) -> int:
         """Token count of an item's sequence (image size read from the header only)."""
-        n = self._text_length(item.text) + 1
+        protocol = self.spec.protocol
+        n = self._text_length(item.text) + (protocol.append is not None)
         if item.image is not None:
-            proc = self.backbone.image_processor
             image = item.image
             width, height = image.size if isinstance(image, Image.Image) else cached_image_size(image)
-            factor = proc.patch_size * proc.merge_size
-            h, w = smart_resize(height, width, factor=factor, min_pixels=proc.size["shortest_edge"],
-                                max_pixels=proc.size["longest_edge"])
-            n += (h // factor) * (w // factor) + 2
+            n += protocol.image.tokens(width, height, self.backbone.image_processor)
+            n += 2 if protocol.image_tokens == "vision_block" else 0
         return n
 
     def _count_text_tokens(self, text: str) -> int:
@@ -215,7 +236,8 @@ class Encoder:
             for chunk, batch in zip(chunks, batches, strict=True):
                 if isinstance(batch, CocoaError):
                     raise batch
-                out[chunk] = embed(model, batch.to(self.device), self.spec.attention,
+                out[chunk] = embed(model, batch.to(self.device), self.protocol.attention,
+                                   pooling=self.protocol.pooling, positions=self.protocol.positions,
                                    pack_tokens=pack_tokens).cpu().numpy()
                 bar.update(len(chunk))
         finally:

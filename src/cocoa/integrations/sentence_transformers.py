@@ -47,7 +47,7 @@ class CocoaModule(InputModule):
         self.model = self.backbone.model
         self.tokenizer = self.backbone.tokenizer
         self.spec = EmbeddingSpec.load(model_name_or_path)
-        self.preprocessor = Preprocessor(self.backbone, self.spec.max_len)
+        self.preprocessor = Preprocessor(self.backbone, self.spec.max_len, self.spec.protocol)
         self.max_seq_length = self.spec.max_len
 
     @property
@@ -67,7 +67,9 @@ class CocoaModule(InputModule):
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         batch = Batch(**{f.name: features[f.name] for f in fields(Batch) if f.name in features})
-        features["sentence_embedding"] = embed(self.model, batch, self.spec.attention)
+        features["sentence_embedding"] = embed(self.model, batch, self.spec.attention,
+                                                    pooling=self.spec.protocol.pooling,
+                                                    positions=self.spec.protocol.positions)
         return features
 
     def get_embedding_dimension(self) -> int:

@@ -5,9 +5,10 @@ converted to an embedding model (``--runner pooling --convert embed``), pooling 
 token's final post-norm state and L2-normalising it. Its language model always attends
 causally. So:
 
-* a ``causal`` checkpoint (``contrastive.attention: causal``, the VLM2Vec-style baseline)
-  computes cocoa's embedding there when the prompt ends with cocoa's explicit EOS
-  (:func:`vllm_prompt`): the last token is then the EOS and LAST pooling is EOS pooling;
+* a ``causal`` checkpoint with last-token pooling and grid positions (``contrastive.attention:
+  causal``, or a VLM2Vec-style protocol) computes cocoa's embedding there when the prompt is
+  cocoa's sequence (:func:`vllm_prompt`): the last token is then the appended one (or the
+  last real one) and LAST pooling is cocoa's pooling;
 * a ``bidirectional`` checkpoint (CoCoA's default) cannot be served exactly: vLLM would
   run it causally and return different vectors from the ones cocoa trained and evaluated.
   :func:`export_vllm` refuses it unless asked to export anyway.
@@ -32,6 +33,7 @@ from cocoa.errors import ConfigError
 from cocoa.inference.encoder import SPEC_FILE, EmbeddingSpec
 from cocoa.integrations.st_layout import CONFIG_FILE, MODULES_FILE
 from cocoa.model.backbone import TokenIds
+from cocoa.model.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol
 
 #: cocoa-only files left out of the export (vLLM would try to read ``modules.json`` as a pooling config).
 COCOA_FILES = frozenset({SPEC_FILE, MODULES_FILE, CONFIG_FILE})
@@ -39,21 +41,24 @@ POOLER_CONFIG = {"pooling_type": "LAST", "normalize": True}
 SERVE_SCRIPT, NOTES_FILE = "serve_vllm.sh", "cocoa_vllm.json"
 
 
-def vllm_prompt(item: Item, tokenizer: PreTrainedTokenizerBase) -> str:
+def vllm_prompt(item: Item, tokenizer: PreTrainedTokenizerBase, protocol: Protocol | None = None) -> str:
     """The prompt whose tokens (one ``<|image_pad|>`` that vLLM expands per image) are cocoa's sequence.
 
-    As in cocoa's preprocessor the image goes at the placeholder (or first) between vision
-    start/end tokens, and the EOS is appended; cocoa's ``max_len`` truncation of long texts
-    is not applied.
+    As in cocoa's preprocessor the image goes at the placeholder (or first), between vision
+    start/end tokens unless the protocol lays them out bare, and the protocol's token is
+    appended; cocoa's ``max_len`` truncation of long texts and its image policy are not applied
+    (vLLM sizes images with the folder's image processor).
     """
+    protocol = protocol or PROTOCOLS[DEFAULT_PROTOCOL]
     ids = TokenIds.from_tokenizer(tokenizer)
-    eos = tokenizer.convert_ids_to_tokens(ids.eos)
+    end_token = protocol.append or ""
     text = item.text or ""
     if item.image is None:
-        return f"{text}{eos}"
+        return f"{text}{end_token}"
     before, after = text.split(IMAGE_PLACEHOLDER, 1) if IMAGE_PLACEHOLDER in text else ("", text)
     start, pad, end = tokenizer.convert_ids_to_tokens([ids.vision_start, ids.image, ids.vision_end])
-    return f"{before}{start}{pad}{end}{after.replace(IMAGE_PLACEHOLDER, '')}{eos}"
+    image = f"{start}{pad}{end}" if protocol.image_tokens == "vision_block" else pad
+    return f"{before}{image}{after.replace(IMAGE_PLACEHOLDER, '')}{end_token}"
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ def export_vllm(model_dir: str | Path, out: str | Path, *, allow_causal_mismatch
     if not config_path.is_file():
         raise ConfigError(f"{model_dir} is not a model folder: {config_path} is missing")
     spec = EmbeddingSpec.load(model_dir)
-    exact = spec.attention == "causal"
+    exact = spec.attention == "causal" and spec.protocol.pooling == "last" and spec.protocol.positions == "grid"
     if not exact and not allow_causal_mismatch:
         raise ConfigError(f"{model_dir} embeds with {spec.attention} attention, but vLLM runs Qwen2-VL's language "
                           "model causally, so it would return different vectors; serve it with `cocoa serve`, "

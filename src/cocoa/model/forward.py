@@ -24,6 +24,7 @@ from torch.distributed.fsdp import FSDPModule
 
 from cocoa.data.collate import Batch
 from cocoa.model.attention import AttentionMode, Role, additive_mask
+from cocoa.model.protocol import Pooling, Positions
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,16 @@ def vision_is_sharded(model: nn.Module) -> bool:
     return any(isinstance(block, FSDPModule) for block in vl_model(model).visual.blocks)
 
 
-def position_ids(model: nn.Module, batch: Batch) -> Tensor:
-    """3-D M-RoPE positions ``(3, batch, len)``; padding ignored, images on their 2-D grid."""
+def position_ids(model: nn.Module, batch: Batch, positions: Positions = "grid") -> Tensor:
+    """3-D M-RoPE positions ``(3, batch, len)``, padding ignored.
+
+    ``grid``: images on their 2-D grid (the model's own rope index). ``sequential``: one running
+    position per real token on all three axes, image tokens included.
+    """
+    if positions == "sequential":
+        mask = batch.attention_mask
+        running = (mask.cumsum(1) - 1).clamp(min=0) * mask
+        return running[None].expand(3, -1, -1).contiguous()
     return vl_model(model).get_rope_index(
         batch.input_ids, mm_token_type_ids=batch.mm_token_type_ids, image_grid_thw=batch.image_grid_thw,
         attention_mask=batch.attention_mask)[0]
@@ -126,12 +135,12 @@ def _deepstack(feats: ImageFeatures | None, image_slots: Tensor) -> dict[str, ob
 
 
 def hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, *, eos_sees_target: bool = True,
-                  image_transform: ImageTransform | None = None) -> Tensor:
+                  image_transform: ImageTransform | None = None, positions: Positions = "grid") -> Tensor:
     """Final post-norm hidden states ``(batch, len, hidden)`` under an attention mode."""
     embeds, feats = input_embeddings(model, batch, image_transform)
     mask = additive_mask(batch.roles, mode, embeds.dtype, eos_sees_target=eos_sees_target)
     out = vl_model(model).language_model(inputs_embeds=embeds, attention_mask=mask,
-                                         position_ids=position_ids(model, batch), use_cache=False,
+                                         position_ids=position_ids(model, batch, positions), use_cache=False,
                                          **_deepstack(feats, batch.mm_token_type_ids == 1))
     return out.last_hidden_state
 
@@ -150,7 +159,8 @@ def pack_rows(lengths: list[int], capacity: int) -> list[int]:
     return rows
 
 
-def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int) -> Tensor:
+def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int,
+                       positions: Positions = "grid") -> Tensor:
     """The final states ``(batch, hidden)`` at each row's ``pool_index``, sequences packed into shared rows.
 
     The padded batch's real tokens (padded on either side), their M-RoPE positions and roles are moved
@@ -160,7 +170,7 @@ def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack
     features) stay in order.
     """
     embeds, feats = input_embeddings(model, batch)
-    positions = position_ids(model, batch)
+    rope = position_ids(model, batch, positions)
     valid = batch.roles != Role.PAD
     lengths = valid.sum(1)
     rows = torch.tensor(pack_rows(lengths.tolist(), pack_tokens), device=lengths.device)
@@ -176,8 +186,8 @@ def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack
     roles[dest_row, dest_col] = batch.roles[seq, col]
     segments = torch.full_like(roles, -1)
     segments[dest_row, dest_col] = seq
-    packed_positions = positions.new_zeros(positions.shape[0], n_rows, width)
-    packed_positions[:, dest_row, dest_col] = positions[:, seq, col]
+    packed_positions = rope.new_zeros(rope.shape[0], n_rows, width)
+    packed_positions[:, dest_row, dest_col] = rope[:, seq, col]
     image_slots = torch.zeros_like(roles, dtype=torch.bool)
     image_slots[dest_row, dest_col] = batch.mm_token_type_ids[seq, col] == 1
     mask = additive_mask(roles, mode, embeds.dtype, segments=segments)
@@ -187,23 +197,28 @@ def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack
     return out.last_hidden_state[rows, offsets + pooled]
 
 
-def pool(hidden: Tensor, batch: Batch) -> Tensor:
-    """L2-normalised hidden state at each row's EOS (``batch.pool_index``)."""
+def pool(hidden: Tensor, batch: Batch, pooling: Pooling = "last") -> Tensor:
+    """L2-normalised embeddings: the state at each row's ``pool_index`` (the appended token, else the
+    last real one) for ``last``; the mean over its real tokens for ``mean``."""
+    if pooling == "mean":
+        real = (batch.roles != Role.PAD).unsqueeze(-1).to(hidden.dtype)
+        return F.normalize(((hidden * real).sum(1) / real.sum(1)).float(), dim=-1)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     return F.normalize(hidden[rows, batch.pool_index].float(), dim=-1)
 
 
-def embed(model: nn.Module, batch: Batch, mode: AttentionMode = "bidirectional", *,
-          pack_tokens: int | None = None) -> Tensor:
-    """Embeddings ``(batch, hidden)``: the normalised final state at the appended EOS.
+def embed(model: nn.Module, batch: Batch, mode: AttentionMode = "bidirectional", *, pooling: Pooling = "last",
+          positions: Positions = "grid", pack_tokens: int | None = None) -> Tensor:
+    """Embeddings ``(batch, hidden)``: the normalised pooled final state (:func:`pool`).
 
     With ``pack_tokens`` the sequences share rows of that many tokens (:func:`packed_pool_states`):
     the same embeddings up to float rounding, without computing the padding. A batch that
-    packing would not put in fewer rows (a single sequence, say) takes the padded path.
+    packing would not put in fewer rows (a single sequence, say), and mean pooling, take the
+    padded path.
     """
-    if pack_tokens is None or not packs(batch, pack_tokens):
-        return pool(hidden_states(model, batch, mode), batch)
-    return F.normalize(packed_pool_states(model, batch, mode, pack_tokens).float(), dim=-1)
+    if pack_tokens is None or pooling == "mean" or not packs(batch, pack_tokens):
+        return pool(hidden_states(model, batch, mode, positions=positions), batch, pooling)
+    return F.normalize(packed_pool_states(model, batch, mode, pack_tokens, positions).float(), dim=-1)
 
 
 def packs(batch: Batch, pack_tokens: int) -> bool:

@@ -43,6 +43,8 @@ class EvalSection(BaseModel):
     images: str | None = None
     datasets: list[str] | None = None
     batch_size: int = Field(64, gt=0)
+    protocol: str | None = Field(None, description="embedding protocol to evaluate with (default: the one the "
+                                                   "final model records)")
 
 
 class Pipeline(BaseModel):
@@ -149,12 +151,14 @@ def evaluate_model(model_dir: Path, section: EvalSection, data_root: Path, out: 
     """Evaluate a checkpoint with the MMEB evaluator; returns the summary as a dict."""
     from cocoa.evaluate.runner import evaluate
     from cocoa.inference.encoder import Encoder
+    from cocoa.model.protocol import get_protocol
 
     console.rule("[bold]evaluation")
     began = time.perf_counter()
     data = Path(section.data) if section.data else data_root
     images = Path(section.images) if section.images else None
-    summary = evaluate(Encoder.from_pretrained(model_dir), data, out, datasets=section.datasets, image_root=images,
+    protocol = get_protocol(section.protocol) if section.protocol is not None else None
+    summary = evaluate(Encoder.from_pretrained(model_dir, protocol=protocol), data, out, datasets=section.datasets, image_root=images,
                        batch_size=section.batch_size)
     result = summary.to_dict()
     result["seconds"] = time.perf_counter() - began

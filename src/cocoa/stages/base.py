@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
+from cocoa.data.collate import Preprocessor
 from cocoa.data.mmeb import CaptionPair, read_caption_corpus
 from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.model.backbone import Backbone
+from cocoa.model.protocol import Protocol
 from cocoa.train.batches import BatchBuilder
 from cocoa.train.steps import Step
 
@@ -48,9 +50,17 @@ class Stage(ABC):
     def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
         """The objective (over ``model``, possibly LoRA-wrapped), batch builder and step."""
 
+    def protocol(self, recipe: Recipe) -> Protocol:
+        """The protocol the stage builds its sequences with (the recipe's ``protocol`` section)."""
+        return recipe.protocol.resolve()
+
+    def preprocessor(self, recipe: Recipe, backbone: Backbone) -> Preprocessor:
+        """The stage's preprocessor: its protocol and the recipe's ``data.max_len``."""
+        return Preprocessor(backbone, recipe.data.max_len, self.protocol(recipe))
+
     def embedding_spec(self, recipe: Recipe) -> EmbeddingSpec:
-        """How the stage's saved model embeds (bidirectional unless the stage says otherwise)."""
-        return EmbeddingSpec(max_len=recipe.data.max_len)
+        """How the stage's saved model embeds: the stage's protocol, recorded in ``cocoa.json``."""
+        return EmbeddingSpec(self.protocol(recipe), recipe.data.max_len)
 
 
 def image_root(recipe: Recipe) -> Path:

@@ -45,7 +45,7 @@ class BridgeBuilder:
 
     def sequence(self, pair: TrainPair, rng: np.random.Generator) -> Encoded:
         enc = self.pre.item(pair.query, Role.QUERY)
-        enc.add([self.pre.ids.eos], Role.EOS, protected=True)
+        enc.add([self.pre.embedding_token], Role.EOS, protected=True)
         target = self.pre.item(pair.positive, Role.TARGET)
         start = len(enc)
         enc.extend(target)
@@ -88,5 +88,5 @@ class BridgeStage(Stage):
         return [bridge_pair(p) for p in pairs if p.positive.text.replace(IMAGE_PLACEHOLDER, "").strip()]
 
     def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
-        builder = BridgeBuilder(Preprocessor(backbone, recipe.data.max_len), recipe.bridge.target_mask_ratio)
+        builder = BridgeBuilder(self.preprocessor(recipe, backbone), recipe.bridge.target_mask_ratio)
         return StageParts(BridgeObjective(model, recipe.bridge), builder, LossStep())

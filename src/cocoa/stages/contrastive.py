@@ -26,6 +26,7 @@ from cocoa.losses.contrastive import Widths, distributed_info_nce, place_negativ
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head, pool, vl_model
 from cocoa.model.matryoshka import validate_dims
+from cocoa.model.protocol import Protocol
 from cocoa.schema import Strict
 from cocoa.stages.base import Stage, StageParts, image_root
 from cocoa.train.steps import GradCacheStep
@@ -69,7 +70,8 @@ class ContrastiveConfig(Strict):
     """The recipe's ``contrastive`` section: InfoNCE on EOS embeddings."""
 
     temperature: float = Field(0.02, gt=0)
-    attention: Literal["bidirectional", "causal"] = "bidirectional"
+    attention: Literal["bidirectional", "causal"] | None = Field(
+        None, description="the embedding attention; default: the recipe protocol's (bidirectional for cocoa)")
     hard_negatives: bool = Field(False, description="add each row's neg_text/neg_image_path as a candidate "
                                  "(rows without one add none)")
     gradcache_chunk: int | None = Field(None, gt=0)
@@ -142,17 +144,18 @@ class ContrastiveBuilder:
 
 
 class EmbeddingObjective(nn.Module):
-    """L2-normalised EOS embeddings of a chunk (the loss is computed across chunks and ranks)."""
+    """L2-normalised pooled embeddings of a chunk under a protocol (the loss is computed across chunks and ranks)."""
 
-    def __init__(self, model: nn.Module, config: ContrastiveConfig) -> None:
+    def __init__(self, model: nn.Module, protocol: Protocol) -> None:
         super().__init__()
-        self.model, self.config = model, config
+        self.model, self.protocol = model, protocol
         head = lm_head(model)
         if head.weight is not vl_model(model).get_input_embeddings().weight:
             head.requires_grad_(False)  # never used here: no optimiser state, no (FSDP zero) gradient for it
 
     def forward(self, batch: Batch) -> Tensor:
-        return pool(hidden_states(self.model, batch, self.config.attention), batch)
+        p = self.protocol
+        return pool(hidden_states(self.model, batch, p.attention, positions=p.positions), batch, p.pooling)
 
 
 class ContrastiveLoss:
@@ -183,11 +186,17 @@ class ContrastiveStage(Stage):
         c = recipe.contrastive
         if c.matryoshka is not None:
             validate_dims(c.matryoshka.dims, "contrastive.matryoshka.dims", backbone.hidden_size)
-        builder = ContrastiveBuilder(Preprocessor(backbone, recipe.data.max_len), c.hard_negatives,
+        builder = ContrastiveBuilder(self.preprocessor(recipe, backbone), c.hard_negatives,
                                      c.gradcache_chunk, c.dedupe)
-        return StageParts(EmbeddingObjective(model, c), builder, GradCacheStep(ContrastiveLoss(c)))
+        return StageParts(EmbeddingObjective(model, self.protocol(recipe)), builder, GradCacheStep(ContrastiveLoss(c)))
+
+    def protocol(self, recipe: Recipe) -> Protocol:
+        """The recipe's protocol, with ``contrastive.attention`` when that is set."""
+        protocol = super().protocol(recipe)
+        attention = recipe.contrastive.attention
+        return protocol if attention is None else protocol.replace(attention=attention)
 
     def embedding_spec(self, recipe: Recipe) -> EmbeddingSpec:
         c = recipe.contrastive
-        return EmbeddingSpec(attention=c.attention, max_len=recipe.data.max_len,
-                             matryoshka_dims=tuple(c.matryoshka.dims) if c.matryoshka is not None else None)
+        return EmbeddingSpec(self.protocol(recipe), recipe.data.max_len,
+                             tuple(c.matryoshka.dims) if c.matryoshka is not None else None)

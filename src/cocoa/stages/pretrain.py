@@ -60,5 +60,5 @@ class PretrainStage(CaptionStage):
     name = "pretrain"
 
     def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
-        return StageParts(PretrainObjective(model), PretrainBuilder(Preprocessor(backbone, recipe.data.max_len)),
+        return StageParts(PretrainObjective(model), PretrainBuilder(self.preprocessor(recipe, backbone)),
                           LossStep())

@@ -94,5 +94,5 @@ class WarmupStage(CaptionStage):
         w = recipe.warmup
         proc = backbone.image_processor
         pixel_dim = 3 * proc.temporal_patch_size * proc.patch_size ** 2
-        builder = WarmupBuilder(Preprocessor(backbone, recipe.data.max_len), w.text_mask_ratio, w.image_mask_ratio)
+        builder = WarmupBuilder(self.preprocessor(recipe, backbone), w.text_mask_ratio, w.image_mask_ratio)
         return StageParts(WarmupObjective(model, w, pixel_dim, backbone.merge_size), builder, LossStep())

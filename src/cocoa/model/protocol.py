@@ -1,0 +1,174 @@
+"""Embedding protocols: how an item becomes model input and then an embedding, as named presets.
+
+A :class:`Protocol` fixes every choice that moves an MMEB score while the weights stay the same:
+how an image is sized (:class:`ImagePolicy`), how its tokens are laid out in the text, which
+token (if any) is appended, which position is pooled, the attention and the M-RoPE positions
+of image tokens. Training stages, the evaluator, the encoder and the server all read one, and
+a checkpoint records the one it was trained with (``cocoa.json``).
+
+The presets (:data:`PROTOCOLS`) reproduce the reference code paths; ``docs/protocols.md`` says,
+point by point, where they come from and how they differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from PIL import Image
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+from cocoa.errors import ConfigError
+
+ImageTokens = Literal["vision_block", "bare"]
+Pooling = Literal["last", "mean"]
+Positions = Literal["grid", "sequential"]
+EmbeddingAttention = Literal["bidirectional", "causal"]
+
+#: Qwen2-VL's token budget unit: one merged token covers 28 x 28 pixels.
+TOKEN_PIXELS = 28 * 28
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """How an image is sized before the vision tower.
+
+    ``square``: first squashed to ``square`` x ``square`` pixels (aspect ratio ignored, PIL
+    bicubic), as the release's and VLM2Vec v1's ``--image_resolution`` do. Then the processor's
+    ``smart_resize`` keeps the aspect ratio and brings the area within ``[min_pixels,
+    max_pixels]``, on multiples of patch x merge pixels; a bound left ``None`` is the
+    checkpoint's own image processor's.
+    """
+
+    square: int | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("square", "min_pixels", "max_pixels"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"image policy: {name} must be a positive integer or null, got {value!r}")
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise ConfigError(f"image policy: min_pixels {self.min_pixels} is over max_pixels {self.max_pixels}")
+
+    def bounds(self, processor: Any) -> tuple[int, int]:
+        """``(min_pixels, max_pixels)``: this policy's, else ``processor``'s own."""
+        low = self.min_pixels if self.min_pixels is not None else int(processor.size["shortest_edge"])
+        high = self.max_pixels if self.max_pixels is not None else int(processor.size["longest_edge"])
+        if low > high:
+            raise ConfigError(f"image policy: min_pixels {low} is over max_pixels {high} (one of them is the "
+                              "image processor's own)")
+        return low, high
+
+    def squash(self, image: Image.Image) -> Image.Image:
+        """``image`` resized to the square side, or unchanged without one."""
+        if self.square is None or image.size == (self.square, self.square):
+            return image
+        return image.resize((self.square, self.square), Image.Resampling.BICUBIC)
+
+    def resized(self, width: int, height: int, processor: Any) -> tuple[int, int]:
+        """``(height, width)`` in pixels that an image of ``width`` x ``height`` enters the vision tower at."""
+        if self.square is not None:
+            width = height = self.square
+        low, high = self.bounds(processor)
+        factor = int(processor.patch_size) * int(processor.merge_size)
+        return smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
+
+    def tokens(self, width: int, height: int, processor: Any) -> int:
+        """Merged image tokens (``<|image_pad|>`` count) of an image of ``width`` x ``height``."""
+        h, w = self.resized(width, height, processor)
+        factor = int(processor.patch_size) * int(processor.merge_size)
+        return (h // factor) * (w // factor)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything between an item and its embedding that is not a weight.
+
+    - ``image``: the :class:`ImagePolicy`.
+    - ``image_tokens``: ``vision_block`` wraps the image pads in ``<|vision_start|>`` /
+      ``<|vision_end|>``; ``bare`` puts the pads alone where the MMEB placeholder was
+      (VLM2Vec v1).
+    - ``append``: the token appended to every sequence (a token string, ``None``: nothing);
+      it is also stage 2's bridge token.
+    - ``pooling``: ``last`` pools the last real token (the appended one when there is one),
+      ``mean`` averages every real token.
+    - ``attention``: ``bidirectional`` or ``causal``.
+    - ``positions``: ``grid`` gives image tokens their 2-D M-RoPE positions; ``sequential``
+      gives every token one running position (what Qwen2-VL's rope index did for image pads
+      with no ``<|vision_start|>`` before them, in the transformers VLM2Vec v1 ran).
+    """
+
+    name: str
+    image: ImagePolicy = ImagePolicy()
+    image_tokens: ImageTokens = "vision_block"
+    append: str | None = "<|endoftext|>"
+    pooling: Pooling = "last"
+    attention: EmbeddingAttention = "bidirectional"
+    positions: Positions = "grid"
+
+    def __post_init__(self) -> None:
+        allowed = {"image_tokens": ("vision_block", "bare"), "pooling": ("last", "mean"),
+                   "attention": ("bidirectional", "causal"), "positions": ("grid", "sequential")}
+        for name, values in allowed.items():
+            if getattr(self, name) not in values:
+                raise ConfigError(f"protocol {self.name!r}: {name} must be one of {values}, "
+                                  f"got {getattr(self, name)!r}")
+        if self.append is not None and not (isinstance(self.append, str) and self.append):
+            raise ConfigError(f"protocol {self.name!r}: append must be a token string or null, got {self.append!r}")
+
+    def replace(self, **changes: Any) -> Protocol:
+        """A copy with ``changes``; ``image`` may be given as a mapping."""
+        if isinstance(changes.get("image"), dict):
+            changes["image"] = ImagePolicy(**changes["image"])
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "protocol") -> Protocol:
+        """Inverse of :meth:`to_dict`; unknown keys are errors naming ``source``."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: a protocol must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{source}: unknown protocol keys {sorted(unknown)}")
+        if "name" not in data:
+            raise ConfigError(f"{source}: a protocol needs a name")
+        image = data.get("image") or {}
+        if not isinstance(image, dict) or set(image) - {f.name for f in dataclasses.fields(ImagePolicy)}:
+            raise ConfigError(f"{source}: image must be a mapping of square, min_pixels, max_pixels; got {image!r}")
+        return cls(**{**data, "image": ImagePolicy(**image)})
+
+
+#: Qwen2-VL bounds of the release's processor (``load_processor``): 256 to 1280 merged tokens.
+RELEASE_BOUNDS = {"min_pixels": 256 * TOKEN_PIXELS, "max_pixels": 1280 * TOKEN_PIXELS}
+
+#: The shipped presets by name.
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+    Protocol("cocoa"),
+    Protocol("cocoa-release", ImagePolicy(square=672, **RELEASE_BOUNDS)),
+    Protocol("vlm2vec-v1-low", ImagePolicy(square=336, min_pixels=3136, max_pixels=12845056),
+             image_tokens="bare", append=None, attention="causal", positions="sequential"),
+    Protocol("vlm2vec-v1-mid", ImagePolicy(square=672, min_pixels=3136, max_pixels=12845056),
+             image_tokens="bare", append=None, attention="causal", positions="sequential"),
+    Protocol("vlm2vec-v1-high", ImagePolicy(square=1344, min_pixels=3136, max_pixels=12845056),
+             image_tokens="bare", append=None, attention="causal", positions="sequential"),
+    Protocol("vlm2vec-v2", ImagePolicy(min_pixels=3136, max_pixels=1280 * TOKEN_PIXELS),
+             append=None, attention="causal"),
+)}
+#: ``vlm2vec-v1`` alone is the setting VLM2Vec v1's Qwen2-VL scripts evaluate with.
+PROTOCOLS["vlm2vec-v1"] = dataclasses.replace(PROTOCOLS["vlm2vec-v1-high"], name="vlm2vec-v1")
+
+DEFAULT_PROTOCOL = "cocoa"
+
+
+def get_protocol(name: str) -> Protocol:
+    """The preset called ``name``, or an error listing them."""
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
