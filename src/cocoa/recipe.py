@@ -54,6 +54,12 @@ class DataConfig(Strict):
     num_workers: int = Field(0, ge=0)
 
 
+#: The release's LoRA targets that name vision-block modules: Qwen2-VL's qkv, fc1, fc2, Qwen2.5-VL's gated MLP
+#: (gate/up/down_proj, which its list names for the language model) and Qwen3-VL's linear_fc1/2 (its MLP's
+#: names for fc1/fc2). The attention output ``proj`` is not in the release's list.
+VISION_TARGETS = ("qkv", "fc1", "fc2", "gate_proj", "up_proj", "down_proj", "linear_fc1", "linear_fc2")
+
+
 class LoraConfig(Strict):
     r: int = Field(8, gt=0)
     alpha: int = Field(64, gt=0)
@@ -63,6 +69,10 @@ class LoraConfig(Strict):
     vision: bool = True
     targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                         "up_proj", "down_proj"])
+    vision_targets: list[str] = Field(
+        default_factory=lambda: list(VISION_TARGETS),
+        description="vision-block projections adapted when vision is true: the release's list as it reaches "
+                    "the vision tower; add 'proj' (attention output) to adapt that too")
 
 
 class ImageConfig(Strict):

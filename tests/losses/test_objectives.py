@@ -20,7 +20,8 @@ from cocoa.losses.language import IGNORE_INDEX, shifted_cross_entropy
 from cocoa.losses.mae import MAEHead, merged_patch_targets
 from cocoa.model.attention import Role
 from cocoa.model.backbone import Backbone
-from cocoa.stages.bridge import BridgeBuilder
+from cocoa.model.protocol import PROTOCOLS
+from cocoa.stages.bridge import BridgeBuilder, bridge_pair
 from cocoa.stages.pretrain import PretrainBuilder
 from cocoa.stages.warmup import WarmupBuilder
 
@@ -153,6 +154,21 @@ def test_warmup_builder_deterministic_given_rng(pre: Preprocessor, image_dir: Pa
     builder = WarmupBuilder(pre, 0.2, 0.5)
     a, b = builder(examples, np.random.default_rng(5)), builder(examples, np.random.default_rng(5))
     assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.image_token_mask, b.image_token_mask)
+
+
+def test_bridge_targets_raw_keep_the_placeholder_text_and_the_bridge_is_the_protocol_token(
+        tiny_backbone: Backbone, image_dir: Path) -> None:
+    text = "\n<|image_1|> a sneaker next to a bag"
+    pair = TrainPair(Item("Represent the given image.", str(image_dir / "a.png")), Item(text, str(image_dir / "b.png")))
+    assert bridge_pair(pair, raw=True).positive == Item(text)
+    assert bridge_pair(pair).positive == Item("a sneaker next to a bag")
+    release = Preprocessor(tiny_backbone, 2048, PROTOCOLS["cocoa-release"])
+    seq = BridgeBuilder(release, 0.5, raw_targets=True).sequence(bridge_pair(pair, raw=True), np.random.default_rng(0))
+    eos = seq.roles.index(Role.EOS)
+    assert seq.ids[eos] == tiny_backbone.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    target = [i if label == IGNORE_INDEX else label for i, label in zip(seq.ids[eos + 1:], seq.labels[eos + 1:],
+                                                                         strict=True)]
+    assert target == release.text_ids(text)  # placeholder characters and the newline tokenised as text
 
 
 def test_bridge_builder_eos_between_query_and_target(pre: Preprocessor, image_dir: Path) -> None:

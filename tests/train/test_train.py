@@ -138,6 +138,25 @@ def test_lora_stage_with_checkpointing_merges_into_a_plain_checkpoint(start: str
     vision_mlp = "mlp.linear_fc1" if family == "qwen3_vl" else "mlp.fc1"
     assert any("visual.blocks" in n and vision_mlp in n for n in changed), "the vision MLP has adapters too"
     assert not any("embed_tokens" in n or "lm_head" in n for n in changed), "frozen weights stayed frozen"
+    assert not any("visual.blocks" in n and "attn.proj" in n for n in changed), "proj is opt-in"
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_lora_targets_are_the_release_list_with_vision_proj_opt_in(family: str) -> None:
+    def adapted(config: LoraConfig) -> set[str]:
+        model = add_lora(make_backbone(family).model, config)
+        return {name.split(".lora_A")[0] for name, _ in model.named_parameters() if ".lora_A." in name}
+
+    default = adapted(LoraConfig())
+    vision = {name.rsplit(".", 1)[-1] for name in default if "visual" in name}
+    language = {name.rsplit(".", 1)[-1] for name in default if "language_model" in name}
+    assert language == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    expected = {"qwen2_vl": {"qkv", "fc1", "fc2"}, "qwen2_5_vl": {"qkv", "gate_proj", "up_proj", "down_proj"},
+                "qwen3_vl": {"qkv", "linear_fc1", "linear_fc2"}}[family]
+    assert vision == expected
+    with_proj = adapted(LoraConfig(vision_targets=[*LoraConfig().vision_targets, "proj"]))
+    assert {name for name in with_proj - default} == {n for n in with_proj if n.endswith("attn.proj")} != set()
+    assert not any("visual" in name for name in adapted(LoraConfig(vision=False)))
 
 
 # --- GradCache ---------------------------------------------------------------------------
@@ -389,9 +408,15 @@ def test_paper_pipelines_validate_with_whole_merge_windows(name: str, patch: int
     assert [r.stage for r in stages] == ["warmup", "bridge", "contrastive"]
     assert stages[0].model.path is not None and stages[0].model.path.startswith("/models/")
     for recipe in stages:
-        for pixels in (recipe.model.min_pixels, recipe.model.max_pixels):
-            side = math.isqrt(pixels or 0)
-            assert side * side == pixels and side % (2 * patch) == 0, (recipe.stage, pixels)
+        image = recipe.protocol.resolve().image
+        assert recipe.protocol.preset == "cocoa-release"
+        if image.square is not None:
+            assert image.square % (2 * patch) == 0, (recipe.stage, image)
+        else:
+            side = math.isqrt(image.min_pixels or 0)
+            assert image.min_pixels == image.max_pixels == side * side and side % (2 * patch) == 0, recipe.stage
+    assert stages[1].bridge.targets == "raw"
+    assert pipeline.eval.protocol == "cocoa-release"
 
 
 @pytest.mark.parametrize("bad", ["train.lr", "train.lr.x=1"])

@@ -145,25 +145,26 @@ class Protocol:
         return cls(**{**data, "image": ImagePolicy(**image)})
 
 
-#: Qwen2-VL bounds of the release's processor (``load_processor``): 256 to 1280 merged tokens.
-RELEASE_BOUNDS = {"min_pixels": 256 * TOKEN_PIXELS, "max_pixels": 1280 * TOKEN_PIXELS}
+#: A Qwen2-VL checkpoint's own image-processor bounds (``preprocessor_config.json`` of Qwen2-VL-Instruct),
+#: which the release's and VLM2Vec v1's evaluation read through ``AutoProcessor``.
+CHECKPOINT_BOUNDS = {"min_pixels": 56 * 56, "max_pixels": 16384 * TOKEN_PIXELS}
+#: VLM2Vec v2's defaults (``--min_pixels`` / ``--max_pixels``): 4 to 1280 merged tokens.
+VLM2VEC_V2_BOUNDS = {"min_pixels": 4 * TOKEN_PIXELS, "max_pixels": 1280 * TOKEN_PIXELS}
+#: VLM2Vec v1's evaluation: a bare ``<|image_pad|>``, nothing appended, the last token pooled, causal,
+#: and (no ``<|vision_start|>`` for its rope index to find) one running position for every token.
+_VLM2VEC_V1 = {"image_tokens": "bare", "append": None, "attention": "causal", "positions": "sequential"}
 
 #: The shipped presets by name.
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("cocoa"),
-    Protocol("cocoa-release", ImagePolicy(square=672, **RELEASE_BOUNDS)),
-    Protocol("vlm2vec-v1-low", ImagePolicy(square=336, min_pixels=3136, max_pixels=12845056),
-             image_tokens="bare", append=None, attention="causal", positions="sequential"),
-    Protocol("vlm2vec-v1-mid", ImagePolicy(square=672, min_pixels=3136, max_pixels=12845056),
-             image_tokens="bare", append=None, attention="causal", positions="sequential"),
-    Protocol("vlm2vec-v1-high", ImagePolicy(square=1344, min_pixels=3136, max_pixels=12845056),
-             image_tokens="bare", append=None, attention="causal", positions="sequential"),
-    Protocol("vlm2vec-v2", ImagePolicy(min_pixels=3136, max_pixels=1280 * TOKEN_PIXELS),
-             append=None, attention="causal"),
+    Protocol("cocoa-release", ImagePolicy(square=672, **CHECKPOINT_BOUNDS), append="<|im_end|>",
+             positions="sequential"),
+    Protocol("vlm2vec-v1", ImagePolicy(square=1344, **CHECKPOINT_BOUNDS), **_VLM2VEC_V1),
+    Protocol("vlm2vec-v1-low", ImagePolicy(square=128, **CHECKPOINT_BOUNDS), **_VLM2VEC_V1),
+    Protocol("vlm2vec-v1-mid", ImagePolicy(square=672, **CHECKPOINT_BOUNDS), **_VLM2VEC_V1),
+    Protocol("vlm2vec-v1-high", ImagePolicy(square=1344, **CHECKPOINT_BOUNDS), **_VLM2VEC_V1),
+    Protocol("vlm2vec-v2", ImagePolicy(**VLM2VEC_V2_BOUNDS), **_VLM2VEC_V1),
 )}
-#: ``vlm2vec-v1`` alone is the setting VLM2Vec v1's Qwen2-VL scripts evaluate with.
-PROTOCOLS["vlm2vec-v1"] = dataclasses.replace(PROTOCOLS["vlm2vec-v1-high"], name="vlm2vec-v1")
-
 DEFAULT_PROTOCOL = "cocoa"
 
 

@@ -8,7 +8,7 @@ state must carry what the target needs from the query.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
@@ -35,18 +35,26 @@ class BridgeConfig(Strict):
 
     target_mask_ratio: float = Field(0.7, gt=0, le=1)
     eos_sees_target: bool = True
+    targets: Literal["clean", "raw"] = Field(
+        "clean", description="clean: the positive's text without the image placeholder and outer whitespace, "
+                             "rows left empty dropped; raw: pos_text tokenised as it is, placeholder characters "
+                             "and newlines included (the release), rows with no text dropped")
 
 
 class BridgeBuilder:
     """``[query] <EOS> [target]`` with a share of target tokens masked."""
 
-    def __init__(self, pre: Preprocessor, target_ratio: float) -> None:
-        self.pre, self.target_ratio = pre, target_ratio
+    def __init__(self, pre: Preprocessor, target_ratio: float, raw_targets: bool = False) -> None:
+        self.pre, self.target_ratio, self.raw_targets = pre, target_ratio, raw_targets
 
     def sequence(self, pair: TrainPair, rng: np.random.Generator) -> Encoded:
         enc = self.pre.item(pair.query, Role.QUERY)
         enc.add([self.pre.embedding_token], Role.EOS, protected=True)
-        target = self.pre.item(pair.positive, Role.TARGET)
+        if self.raw_targets:
+            target = Encoded()
+            target.add(self.pre.text_ids(pair.positive.text), Role.TARGET)
+        else:
+            target = self.pre.item(pair.positive, Role.TARGET)
         start = len(enc)
         enc.extend(target)
         enc = self.pre.fit(enc)
@@ -72,9 +80,13 @@ class BridgeObjective(nn.Module):
                 "accuracy": token_accuracy(hidden, batch.labels, head)}
 
 
-def bridge_pair(pair: TrainPair) -> TrainPair:
-    """Stage 2 reconstructs the positive's text only (as the release does), never its image."""
-    text = pair.positive.text.replace(IMAGE_PLACEHOLDER, "").strip()
+def bridge_pair(pair: TrainPair, raw: bool = False) -> TrainPair:
+    """Stage 2 reconstructs the positive's text only (as the release does), never its image.
+
+    ``raw`` keeps the text as it is (the release tokenises ``pos_text`` with its placeholder);
+    otherwise the placeholder and the outer whitespace are removed.
+    """
+    text = pair.positive.text if raw else pair.positive.text.replace(IMAGE_PLACEHOLDER, "").strip()
     return TrainPair(pair.query, Item(text), None, pair.subset)
 
 
@@ -85,8 +97,11 @@ class BridgeStage(Stage):
     def examples(self, recipe: Recipe) -> list[TrainPair]:
         pairs = read_train_pairs(corpus_path(recipe, self.default_corpus), None, image_root(recipe),
                                  cap=recipe.data.cap, seed=recipe.train.seed, skip_bad=recipe.data.skip_bad)
-        return [bridge_pair(p) for p in pairs if p.positive.text.replace(IMAGE_PLACEHOLDER, "").strip()]
+        raw = recipe.bridge.targets == "raw"
+        return [bridge_pair(p, raw) for p in pairs
+                if (p.positive.text if raw else p.positive.text.replace(IMAGE_PLACEHOLDER, "").strip())]
 
     def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
-        builder = BridgeBuilder(self.preprocessor(recipe, backbone), recipe.bridge.target_mask_ratio)
+        builder = BridgeBuilder(self.preprocessor(recipe, backbone), recipe.bridge.target_mask_ratio,
+                                recipe.bridge.targets == "raw")
         return StageParts(BridgeObjective(model, recipe.bridge), builder, LossStep())

@@ -8,18 +8,13 @@ from torch import nn
 
 from cocoa.recipe import LoraConfig
 
-#: Vision-tower projection names of Qwen2-VL (qkv, proj, fc1, fc2), Qwen2.5-VL (+ gated MLP) and
-#: Qwen3-VL (linear_fc1, linear_fc2).
-VISION_TARGETS = ("qkv", "proj", "fc1", "fc2", "gate_proj", "up_proj", "down_proj",
-                  "linear_fc1", "linear_fc2")
-
 
 def target_regex(config: LoraConfig) -> str:
-    """A regex over module names: the LLM's projections, plus the vision tower's if asked."""
+    """A regex over module names: the LLM's projections, plus the vision blocks' if asked."""
     text = rf".*language_model.*\.({'|'.join(config.targets)})"
     if not config.vision:
         return text
-    return rf"({text})|(.*visual\.blocks.*\.({'|'.join(VISION_TARGETS)}))"
+    return rf"({text})|(.*visual\.blocks.*\.({'|'.join(config.vision_targets)}))"
 
 
 def add_lora(model: nn.Module, config: LoraConfig) -> PeftModel:
