@@ -69,6 +69,9 @@ class LoraConfig(Strict):
     vision: bool = True
     targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                         "up_proj", "down_proj"])
+    train_mask_token: bool = Field(
+        True, description="stages that mask tokens (warmup, bridge): train the mask token's embedding row, which "
+                          "the frozen embedding matrix would otherwise leave at its initial value")
     vision_targets: list[str] = Field(
         default_factory=lambda: list(VISION_TARGETS),
         description="vision-block projections adapted when vision is true: the release's list as it reaches "

@@ -137,8 +137,12 @@ def test_lora_stage_with_checkpointing_merges_into_a_plain_checkpoint(start: str
     assert any("visual" in n for n in changed), "vision-tower adapters were trained and merged"
     vision_mlp = "mlp.linear_fc1" if family == "qwen3_vl" else "mlp.fc1"
     assert any("visual.blocks" in n and vision_mlp in n for n in changed), "the vision MLP has adapters too"
-    assert not any("embed_tokens" in n or "lm_head" in n for n in changed), "frozen weights stayed frozen"
+    assert not any("lm_head" in n for n in changed), "frozen weights stayed frozen"
     assert not any("visual.blocks" in n and "attn.proj" in n for n in changed), "proj is opt-in"
+    embed = next(n for n in base if n.endswith("embed_tokens.weight"))
+    mask_id = Encoder.from_pretrained(pretrained / "model", device="cpu").backbone.ids.mask
+    rows = (base[embed] != merged[embed]).any(1).nonzero().flatten().tolist()
+    assert rows == [mask_id], "of the embedding matrix only the mask token's row trains"
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
@@ -157,6 +161,13 @@ def test_lora_targets_are_the_release_list_with_vision_proj_opt_in(family: str) 
     with_proj = adapted(LoraConfig(vision_targets=[*LoraConfig().vision_targets, "proj"]))
     assert {name for name in with_proj - default} == {n for n in with_proj if n.endswith("attn.proj")} != set()
     assert not any("visual" in name for name in adapted(LoraConfig(vision=False)))
+    backbone = make_backbone(family)
+    mask = backbone.ids.mask
+    with_token = add_lora(backbone.model, LoraConfig(), [mask])
+    trainable = [n for n, p in with_token.named_parameters() if p.requires_grad and "embed_tokens" in n]
+    assert trainable and all("token_adapter" in n for n in trainable)
+    assert not any(p.requires_grad for n, p in add_lora(make_backbone(family).model, LoraConfig()).named_parameters()
+                   if "embed_tokens" in n)
 
 
 # --- GradCache ---------------------------------------------------------------------------

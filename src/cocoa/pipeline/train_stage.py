@@ -95,8 +95,9 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
     if recipe.train.gradient_checkpointing:
         model.activation_checkpointing_enable()
         model.enable_input_require_grads()
-    if recipe.train.lora is not None:
-        model = add_lora(model, recipe.train.lora)
+    lora = recipe.train.lora
+    if lora is not None:
+        model = add_lora(model, lora, [backbone.ids.mask] if lora.train_mask_token and stage.masks_tokens else [])
     parts = stage.parts(recipe, backbone, model)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,8 @@ class Stage(ABC):
     name: ClassVar[str]
     #: The stage's training file under the data folder, unless ``data.corpus`` names one.
     default_corpus: ClassVar[str | None] = None
+    #: Whether the stage replaces tokens by the mask token (whose embedding row must then train).
+    masks_tokens: ClassVar[bool] = False
 
     @abstractmethod
     def examples(self, recipe: Recipe) -> list[Any]:

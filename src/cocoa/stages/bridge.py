@@ -93,6 +93,7 @@ def bridge_pair(pair: TrainPair, raw: bool = False) -> TrainPair:
 class BridgeStage(Stage):
     name = "bridge"
     default_corpus = "pretrain/stage2.parquet"
+    masks_tokens = True
 
     def examples(self, recipe: Recipe) -> list[TrainPair]:
         pairs = read_train_pairs(corpus_path(recipe, self.default_corpus), None, image_root(recipe),

@@ -89,6 +89,7 @@ class WarmupObjective(nn.Module):
 
 class WarmupStage(CaptionStage):
     name = "warmup"
+    masks_tokens = True
 
     def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
         w = recipe.warmup

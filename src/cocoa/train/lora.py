@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model
 from torch import nn
@@ -17,11 +19,16 @@ def target_regex(config: LoraConfig) -> str:
     return rf"({text})|(.*visual\.blocks.*\.({'|'.join(config.vision_targets)}))"
 
 
-def add_lora(model: nn.Module, config: LoraConfig) -> PeftModel:
-    """Wrap ``model`` with trainable adapters; every base weight is frozen."""
+def add_lora(model: nn.Module, config: LoraConfig, trainable_tokens: Sequence[int] = ()) -> PeftModel:
+    """Wrap ``model`` with trainable adapters; every base weight is frozen.
+
+    ``trainable_tokens``: input-embedding rows trained as they are (peft's trainable tokens), such
+    as a mask token the frozen embedding matrix would otherwise leave at its initial value.
+    """
     peft_config = PeftLoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
                                  use_dora=config.dora, target_modules=target_regex(config),
-                                 init_lora_weights="gaussian" if config.init == "gaussian" else True)
+                                 init_lora_weights="gaussian" if config.init == "gaussian" else True,
+                                 trainable_token_indices=sorted(set(trainable_tokens)) or None)
     return get_peft_model(model, peft_config)
 
 
