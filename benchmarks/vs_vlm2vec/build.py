@@ -95,13 +95,20 @@ def build_model(out: Path, preset: str, corpus: list[str], vocab: int = 0, seed:
             raise ValueError(f"vocab {vocab} is below the tokenizer's {len(backbone.tokenizer)} tokens")
         backbone.model.resize_token_embeddings(vocab, mean_resizing=False)
     backbone.save(out)
-    config = json.loads((out / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps(hub_config(config), indent=2))
-    processor = json.loads((out / "preprocessor_config.json").read_text())
+    return hub_layout(out)
+
+
+def hub_layout(folder: Path) -> Path:
+    """Rewrite a saved model folder's config and image-processor files in the Hub's layout, which
+    transformers 4.46 (VLM2Vec's pin) reads as well as 5 does; returns ``folder``."""
+    config = json.loads((folder / "config.json").read_text())
+    if "text_config" in config:
+        (folder / "config.json").write_text(json.dumps(hub_config(config), indent=2))
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
     processor["min_pixels"] = processor["size"]["shortest_edge"]
     processor["max_pixels"] = processor["size"]["longest_edge"]
-    (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
-    return out
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
+    return folder
 
 
 def build(work: Path, preset: str, vocab: int, train_rows: int, eval_rows: int) -> tuple[Path, Path]:

@@ -67,8 +67,9 @@ class VLM2Vec:
 
     name = "vlm2vec"
 
-    def __init__(self, work: Path, dtype: str, port: int) -> None:
+    def __init__(self, work: Path, dtype: str, port: int, resolution: str = "original", max_len: int = 128) -> None:
         self.src, self.venv, self.dtype, self.port = work / "VLM2Vec", work / "venv", dtype, port
+        self.resolution, self.max_len = resolution, max_len
         if not (self.src / "train.py").is_file() or not (self.venv / "bin" / "python").is_file():
             raise SystemExit(f"VLM2Vec is not set up under {work}: run benchmarks/vs_vlm2vec/setup.sh {work}")
         self.env = {**os.environ, "VLM2VEC_ATTN": "sdpa", "PYTHONPATH": str(self.src),
@@ -76,7 +77,7 @@ class VLM2Vec:
                     "WANDB_MODE": "disabled"}
 
     def common(self, data: Path) -> list[str]:
-        return ["--image_dir", str(data / "images"), "--image_resolution", "original", "--max_len", "128",
+        return ["--image_dir", str(data / "images"), "--image_resolution", self.resolution, "--max_len", str(self.max_len),
                 "--pooling", "last", "--normalize", "True", "--subset_name", SUBSET,
                 "--dataloader_num_workers", "0", "--report_to", "none"]
 

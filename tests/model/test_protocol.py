@@ -20,7 +20,8 @@ from cocoa.model.forward import embed, hidden_states, pool, position_ids
 from cocoa.model.protocol import PROTOCOLS, ImagePolicy, Protocol, get_protocol
 from tests.conftest import make_backbone
 
-#: The processor bounds of a Qwen2-VL checkpoint (preprocessor_config.json of Qwen2-VL-2B-Instruct).
+#: The processor bounds of a Qwen2-VL checkpoint (preprocessor_config.json of Qwen2-VL-2B-Instruct), which the
+#: squashing presets meet as they are.
 QWEN2_VL = build_image_processor(min_pixels=3136, max_pixels=12845056)
 
 # (width, height) -> merged image tokens, computed by hand: squash, then smart_resize on multiples of 28.
@@ -46,13 +47,17 @@ def test_image_token_counts_match_hand_computed_values(name: str) -> None:
         assert policy.tokens(width, height, QWEN2_VL) == tokens, (name, width, height)
 
 
-def test_cocoa_uses_the_checkpoints_own_bounds() -> None:
+def test_cocoa_release_and_vlm2vec_v1_use_the_checkpoints_own_bounds() -> None:
     tiny = build_image_processor()  # 1 to 36 tokens
     policy = PROTOCOLS["cocoa"].image
     assert policy.bounds(tiny) == (28 * 28, 168 * 168)
     # 1700x2200 over 168x168 of area: scaled by sqrt(1700 * 2200 / 28224) = 11.51 -> 168 x 140 -> 6 x 5
     assert policy.tokens(1700, 2200, tiny) == 30
     assert policy.tokens(1700, 2200, QWEN2_VL) == 61 * 79  # under the 12.8M cap: 1708 x 2212
+    # the release and VLM2Vec v1 read the checkpoint's processor too: a 672 square meets the tiny cap, 168 x 168
+    for name in ("cocoa-release", "vlm2vec-v1-mid"):
+        assert PROTOCOLS[name].image.tokens(1700, 2200, tiny) == 36
+    assert PROTOCOLS["vlm2vec-v2"].image.tokens(1700, 2200, tiny) == 1240  # v2 passes its own bounds
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +151,7 @@ def test_spec_records_the_protocol_and_reads_older_files(tmp_path: Path) -> None
     EmbeddingSpec(protocol, 512).save(tmp_path)
     saved = json.loads((tmp_path / "cocoa.json").read_text())
     assert saved["protocol"]["name"] == "cocoa-release" and saved["protocol"]["append"] == "<|im_end|>"
-    assert saved["protocol"]["image"] == {"square": 672, "min_pixels": 3136, "max_pixels": 12845056}
+    assert saved["protocol"]["image"] == {"square": 672, "min_pixels": None, "max_pixels": None}
     assert EmbeddingSpec.load(tmp_path) == EmbeddingSpec(protocol, 512)
     (tmp_path / "cocoa.json").write_text(json.dumps({"attention": "causal", "max_len": 128}))
     old = EmbeddingSpec.load(tmp_path)

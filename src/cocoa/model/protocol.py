@@ -145,24 +145,22 @@ class Protocol:
         return cls(**{**data, "image": ImagePolicy(**image)})
 
 
-#: A Qwen2-VL checkpoint's own image-processor bounds (``preprocessor_config.json`` of Qwen2-VL-Instruct),
-#: which the release's and VLM2Vec v1's evaluation read through ``AutoProcessor``.
-CHECKPOINT_BOUNDS = {"min_pixels": 56 * 56, "max_pixels": 16384 * TOKEN_PIXELS}
 #: VLM2Vec v2's defaults (``--min_pixels`` / ``--max_pixels``): 4 to 1280 merged tokens.
 VLM2VEC_V2_BOUNDS = {"min_pixels": 4 * TOKEN_PIXELS, "max_pixels": 1280 * TOKEN_PIXELS}
 #: VLM2Vec v1's evaluation: a bare ``<|image_pad|>``, nothing appended, the last token pooled, causal,
 #: and (no ``<|vision_start|>`` for its rope index to find) one running position for every token.
 _VLM2VEC_V1 = {"image_tokens": "bare", "append": None, "attention": "causal", "positions": "sequential"}
 
-#: The shipped presets by name.
+#: The shipped presets by name. The release's and VLM2Vec v1's evaluation read the image processor from the
+#: checkpoint (``AutoProcessor``), so their squashed images meet the checkpoint's own pixel bounds
+#: (3136 to 12845056 for Qwen2-VL-Instruct); VLM2Vec v2 passes its own.
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("cocoa"),
-    Protocol("cocoa-release", ImagePolicy(square=672, **CHECKPOINT_BOUNDS), append="<|im_end|>",
-             positions="sequential"),
-    Protocol("vlm2vec-v1", ImagePolicy(square=1344, **CHECKPOINT_BOUNDS), **_VLM2VEC_V1),
-    Protocol("vlm2vec-v1-low", ImagePolicy(square=128, **CHECKPOINT_BOUNDS), **_VLM2VEC_V1),
-    Protocol("vlm2vec-v1-mid", ImagePolicy(square=672, **CHECKPOINT_BOUNDS), **_VLM2VEC_V1),
-    Protocol("vlm2vec-v1-high", ImagePolicy(square=1344, **CHECKPOINT_BOUNDS), **_VLM2VEC_V1),
+    Protocol("cocoa-release", ImagePolicy(square=672), append="<|im_end|>", positions="sequential"),
+    Protocol("vlm2vec-v1", ImagePolicy(square=1344), **_VLM2VEC_V1),
+    Protocol("vlm2vec-v1-low", ImagePolicy(square=128), **_VLM2VEC_V1),
+    Protocol("vlm2vec-v1-mid", ImagePolicy(square=672), **_VLM2VEC_V1),
+    Protocol("vlm2vec-v1-high", ImagePolicy(square=1344), **_VLM2VEC_V1),
     Protocol("vlm2vec-v2", ImagePolicy(**VLM2VEC_V2_BOUNDS), **_VLM2VEC_V1),
 )}
 DEFAULT_PROTOCOL = "cocoa"
