@@ -67,9 +67,10 @@ class VLM2Vec:
 
     name = "vlm2vec"
 
-    def __init__(self, work: Path, dtype: str, port: int, resolution: str = "original", max_len: int = 128) -> None:
+    def __init__(self, work: Path, dtype: str, port: int, resolution: str = "original", max_len: int = 128,
+                 seed: int = 0) -> None:
         self.src, self.venv, self.dtype, self.port = work / "VLM2Vec", work / "venv", dtype, port
-        self.resolution, self.max_len = resolution, max_len
+        self.resolution, self.max_len, self.seed = resolution, max_len, seed
         if not (self.src / "train.py").is_file() or not (self.venv / "bin" / "python").is_file():
             raise SystemExit(f"VLM2Vec is not set up under {work}: run benchmarks/vs_vlm2vec/setup.sh {work}")
         self.env = {**os.environ, "VLM2VEC_ATTN": "sdpa", "PYTHONPATH": str(self.src),
@@ -90,7 +91,7 @@ class VLM2Vec:
                "--gc_q_chunk_size", "8", "--gc_p_chunk_size", "8", "--learning_rate", str(lr),
                "--num_train_epochs", "1", "--lr_scheduler_type", "linear", "--warmup_steps", "0",
                "--save_strategy", "no", "--logging_steps", "10", "--remove_unused_columns", "False",
-               "--seed", "0", *(["--bf16"] if self.dtype == "bf16" else []), *self.common(data)]
+               "--seed", str(self.seed), *(["--bf16"] if self.dtype == "bf16" else []), *self.common(data)]
         log = out.with_suffix(".log")
         wall, rss = timed(cmd, log, self.cache_env(out), self.src)
         found = TRAIN_SAMPLES.findall(log.read_text())
@@ -118,9 +119,10 @@ class Cocoa:
 
     name = "cocoa"
 
-    def __init__(self, dtype: str, port: int, workers: int, dedupe: bool) -> None:
+    def __init__(self, dtype: str, port: int, workers: int, dedupe: bool, protocol: str | None = None,
+                 seed: int = 0) -> None:
         self.bin, self.dtype, self.port, self.workers = REPO / ".venv" / "bin", dtype, port, workers
-        self.dedupe = dedupe
+        self.dedupe, self.protocol, self.seed = dedupe, protocol, seed
         self.env = dict(os.environ)
 
     def train(self, model: Path, data: Path, out: Path, rows: int, lr: float, r: int) -> Run:
@@ -130,11 +132,13 @@ class Cocoa:
             "data": {"root": str(data / "train"), "images": str(data / "images"), "subsets": [SUBSET],
                      "split": "original", "cap": rows, "max_len": 128, "num_workers": self.workers},
             "train": {"output_dir": str(out), "batch_size": 32, "epochs": 1, "lr": lr, "warmup_steps": 0,
-                      "schedule": "linear", "grad_clip": 1.0, "precision": self.dtype, "seed": 0,
+                      "schedule": "linear", "grad_clip": 1.0, "precision": self.dtype, "seed": self.seed,
                       "log_every": 10, "save_every": 100_000},
             "contrastive": {"temperature": 0.02, "attention": "causal", "hard_negatives": False,
                             "gradcache_chunk": 8, "dedupe": self.dedupe},
         }
+        if self.protocol is not None:  # images as they are, like VLM2Vec's --image_resolution original
+            recipe["protocol"] = {"preset": self.protocol, "image": {}}
         path = out.with_suffix(".yaml")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(recipe))
@@ -196,15 +200,20 @@ def main() -> None:
     parser.add_argument("--cocoa-workers", type=int, default=0,
                         help="cocoa's data.num_workers: batches built in that many processes beside training "
                              "(VLM2Vec's GradCache trainer runs its processor inside the training step)")
+    parser.add_argument("--cocoa-protocol", help="the protocol cocoa trains and evaluates with, images unsquashed "
+                                                  "(vlm2vec-v1: VLM2Vec's own; default: cocoa's, causal)")
+    parser.add_argument("--seed", type=int, default=0, help="both trainers' seed")
     parser.add_argument("--cocoa-dedupe", action="store_true",
                         help="cocoa's contrastive.dedupe: each distinct row of a batch embedded once (here the "
                              "label texts: about 10 distinct targets in a batch of 32)")
     args = parser.parse_args()
     work = args.work.resolve()
     model, data = build(work, args.preset, args.vocab, args.train_rows, args.eval_rows)
-    systems = [VLM2Vec(work, args.dtype, args.port), Cocoa(args.dtype, args.port, args.cocoa_workers, args.cocoa_dedupe)]
+    systems = [VLM2Vec(work, args.dtype, args.port, seed=args.seed),
+               Cocoa(args.dtype, args.port, args.cocoa_workers, args.cocoa_dedupe, args.cocoa_protocol, args.seed)]
     tag = (f"{args.preset}-vocab{args.vocab or 'tok'}-{args.dtype}-w{args.cocoa_workers}"
-           + ("-dedupe" if args.cocoa_dedupe else ""))
+           + ("-dedupe" if args.cocoa_dedupe else "") + (f"-{args.cocoa_protocol}" if args.cocoa_protocol else "")
+           + f"-seed{args.seed}")
     out = work / "runs" / tag
     if out.exists():
         shutil.rmtree(out)
