@@ -84,6 +84,8 @@ class ImageConfig(Strict):
     square: int | None = Field(None, gt=0, description="squash every image to this square side first")
     min_pixels: int | None = Field(None, gt=0, description="default: the image processor's own")
     max_pixels: int | None = Field(None, gt=0, description="default: the image processor's own")
+    enlarge: tuple[int, int] | None = Field(None, description="[side, to]: an image with a side under side pixels "
+                                                              "is squashed to to x to first")
 
 
 class ProtocolConfig(Strict):

@@ -28,15 +28,15 @@ QWEN2_VL = build_image_processor(min_pixels=3136, max_pixels=12845056)
 # cocoa-release: 672x672 = 24 x 24 merge windows of 28 -> 576. vlm2vec-v1 low/mid/high: 128 -> rounded to
 # 140 = 5 x 5 = 25, 672 -> 576, 1344 -> 48 x 48 = 2304. vlm2vec-v2 (max 1280 tokens): 1700x2200 is over the cap, so it is
 # scaled by sqrt(1700 * 2200 / 1003520) = 1.9305 and floored: 2200 -> 1120 (40), 1700 -> 868 (31), 1240
-# tokens; 224x224 -> 8 x 8 = 64; 100x60 -> round to 112x56 -> 4 x 2 = 8; 2000x20 -> 1988x28 rounds, under
-# the cap -> 71 x 1 = 71.
+# tokens; 224x224 -> 8 x 8 = 64; 100x60 -> round to 112x56 -> 4 x 2 = 8; 2000x20 has a side under 28, so
+# it is squashed to 56x56 first -> 2 x 2 = 4; 2000x28 -> 1988x28, under the cap -> 71 x 1 = 71.
 EXPECTED_TOKENS = {
     "cocoa-release": {(1700, 2200): 576, (224, 224): 576, (100, 60): 576, (2000, 20): 576},
     "vlm2vec-v1-low": {(1700, 2200): 25, (224, 224): 25, (100, 60): 25, (2000, 20): 25},
     "vlm2vec-v1-mid": {(1700, 2200): 576, (224, 224): 576, (100, 60): 576, (2000, 20): 576},
     "vlm2vec-v1-high": {(1700, 2200): 2304, (224, 224): 2304, (100, 60): 2304, (2000, 20): 2304},
     "vlm2vec-v1": {(1700, 2200): 2304, (224, 224): 2304, (100, 60): 2304, (2000, 20): 2304},
-    "vlm2vec-v2": {(1700, 2200): 1240, (224, 224): 64, (100, 60): 8, (2000, 20): 71},
+    "vlm2vec-v2": {(1700, 2200): 1240, (224, 224): 64, (100, 60): 8, (2000, 20): 4, (2000, 28): 71},
 }
 
 
@@ -97,6 +97,10 @@ def test_the_squash_ignores_the_aspect_ratio(tmp_path: Path) -> None:
     wide = Image.new("RGB", (300, 20))
     assert policy.squash(wide).size == (56, 56)
     assert ImagePolicy().squash(wide) is wide
+    v2 = PROTOCOLS["vlm2vec-v2"].image
+    assert v2.squash(wide).size == (56, 56) and v2.squash(Image.new("RGB", (300, 28))).size == (300, 28)
+    with pytest.raises(ConfigError, match="enlarge must be"):
+        ImagePolicy(enlarge=(28,))  # type: ignore[arg-type]
 
 
 def test_pooled_position_is_the_appended_token_or_the_last_real_one(backbone: Backbone) -> None:
@@ -151,8 +155,10 @@ def test_spec_records_the_protocol_and_reads_older_files(tmp_path: Path) -> None
     EmbeddingSpec(protocol, 512).save(tmp_path)
     saved = json.loads((tmp_path / "cocoa.json").read_text())
     assert saved["protocol"]["name"] == "cocoa-release" and saved["protocol"]["append"] == "<|im_end|>"
-    assert saved["protocol"]["image"] == {"square": 672, "min_pixels": None, "max_pixels": None}
+    assert saved["protocol"]["image"] == {"square": 672, "min_pixels": None, "max_pixels": None, "enlarge": None}
     assert EmbeddingSpec.load(tmp_path) == EmbeddingSpec(protocol, 512)
+    EmbeddingSpec(PROTOCOLS["vlm2vec-v2"]).save(tmp_path)  # enlarge goes to JSON as a list
+    assert EmbeddingSpec.load(tmp_path).protocol == PROTOCOLS["vlm2vec-v2"]
     (tmp_path / "cocoa.json").write_text(json.dumps({"attention": "causal", "max_len": 128}))
     old = EmbeddingSpec.load(tmp_path)
     assert old.protocol == PROTOCOLS["cocoa"].replace(attention="causal") and old.max_len == 128

@@ -35,17 +35,25 @@ class ImagePolicy:
     """How an image is sized before the vision tower.
 
     ``square``: first squashed to ``square`` x ``square`` pixels (aspect ratio ignored, PIL
-    bicubic), as the release's and VLM2Vec v1's ``--image_resolution`` do. Then the processor's
-    ``smart_resize`` keeps the aspect ratio and brings the area within ``[min_pixels,
-    max_pixels]``, on multiples of patch x merge pixels; a bound left ``None`` is the
-    checkpoint's own image processor's.
+    bicubic), as the release's and VLM2Vec v1's ``--image_resolution`` do. ``enlarge`` =
+    ``(side, to)``: an image with a side under ``side`` pixels is first squashed to ``to`` x ``to``
+    (VLM2Vec v2: ``(28, 56)``). Then the processor's ``smart_resize`` keeps the aspect ratio and
+    brings the area within ``[min_pixels, max_pixels]``, on multiples of patch x merge pixels; a
+    bound left ``None`` is the checkpoint's own image processor's.
     """
 
     square: int | None = None
     min_pixels: int | None = None
     max_pixels: int | None = None
+    enlarge: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.enlarge is not None:
+            if (not isinstance(self.enlarge, (list, tuple)) or len(self.enlarge) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.enlarge)):
+                raise ConfigError(f"image policy: enlarge must be [side, to], two positive integers, got "
+                                  f"{self.enlarge!r}")
+            object.__setattr__(self, "enlarge", tuple(self.enlarge))
         for name in ("square", "min_pixels", "max_pixels"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -62,16 +70,24 @@ class ImagePolicy:
                               "image processor's own)")
         return low, high
 
+    def side(self, width: int, height: int) -> int | None:
+        """The square side an image of ``width`` x ``height`` is squashed to first, or ``None``."""
+        if self.enlarge is not None and min(width, height) < self.enlarge[0]:
+            return self.enlarge[1]
+        return self.square
+
     def squash(self, image: Image.Image) -> Image.Image:
-        """``image`` resized to the square side, or unchanged without one."""
-        if self.square is None or image.size == (self.square, self.square):
+        """``image`` squashed to its square side (:meth:`side`), or unchanged without one."""
+        side = self.side(*image.size)
+        if side is None or image.size == (side, side):
             return image
-        return image.resize((self.square, self.square), Image.Resampling.BICUBIC)
+        return image.resize((side, side), Image.Resampling.BICUBIC)
 
     def resized(self, width: int, height: int, processor: Any) -> tuple[int, int]:
         """``(height, width)`` in pixels that an image of ``width`` x ``height`` enters the vision tower at."""
-        if self.square is not None:
-            width = height = self.square
+        side = self.side(width, height)
+        if side is not None:
+            width = height = side
         low, high = self.bounds(processor)
         factor = int(processor.patch_size) * int(processor.merge_size)
         return smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
@@ -126,7 +142,11 @@ class Protocol:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready fields (``image.enlarge`` as a list)."""
+        data = dataclasses.asdict(self)
+        if data["image"]["enlarge"] is not None:
+            data["image"]["enlarge"] = list(data["image"]["enlarge"])
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "protocol") -> Protocol:
@@ -141,7 +161,8 @@ class Protocol:
             raise ConfigError(f"{source}: a protocol needs a name")
         image = data.get("image") or {}
         if not isinstance(image, dict) or set(image) - {f.name for f in dataclasses.fields(ImagePolicy)}:
-            raise ConfigError(f"{source}: image must be a mapping of square, min_pixels, max_pixels; got {image!r}")
+            raise ConfigError(f"{source}: image must be a mapping of square, min_pixels, max_pixels, enlarge; "
+                              f"got {image!r}")
         return cls(**{**data, "image": ImagePolicy(**image)})
 
 
@@ -161,7 +182,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("vlm2vec-v1-low", ImagePolicy(square=128), **_VLM2VEC_V1),
     Protocol("vlm2vec-v1-mid", ImagePolicy(square=672), **_VLM2VEC_V1),
     Protocol("vlm2vec-v1-high", ImagePolicy(square=1344), **_VLM2VEC_V1),
-    Protocol("vlm2vec-v2", ImagePolicy(**VLM2VEC_V2_BOUNDS), **_VLM2VEC_V1),
+    Protocol("vlm2vec-v2", ImagePolicy(enlarge=(28, 56), **VLM2VEC_V2_BOUNDS), **_VLM2VEC_V1),
 )}
 DEFAULT_PROTOCOL = "cocoa"
 
