@@ -31,6 +31,7 @@ def images(tmp_path: Path) -> Path:
         Image.new("RGB", (56, 56), color).save(root / name)
     (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     Image.new("1", (8200, 8200)).save(root / "huge.png")
+    Image.new("RGB", (402, 2)).save(root / "thin.png")
     return root
 
 
@@ -68,6 +69,8 @@ def test_eval_layouts_hf_and_plain(tmp_path, images):
     (_eval_row("missing.png"), "qry_img_path", "not found"),
     (_eval_row("corrupt.png"), "qry_img_path", "cannot read image"),
     (_eval_row("huge.png"), "qry_img_path", "over the limit"),
+    (_eval_row("thin.png"), "qry_img_path", "aspect ratio over 200:1"),
+    (_eval_row(imgs=("", "thin.png")), "tgt_img_path[1]", "aspect ratio over 200:1"),
     (_eval_row(imgs=("", "missing.png")), "tgt_img_path[1]", "not found"),
     (_eval_row(texts=("cat", "")), "tgt_text[1]", "neither text nor image"),
     ({**_eval_row(), "qry_text": "", "qry_img_path": ""}, "qry_text", "neither text nor image"),
@@ -95,10 +98,11 @@ def test_bad_eval_schema_names_field(tmp_path, images):
 
 
 def test_skip_bad_counts_skipped_rows(tmp_path, images):
-    rows = [_eval_row(), _eval_row("missing.png"), _eval_row(texts=("a",), imgs=("", "")), _eval_row("b.png")]
+    rows = [_eval_row(), _eval_row("missing.png"), _eval_row(texts=("a",), imgs=("", "")), _eval_row("b.png"),
+            _eval_row("thin.png")]
     path = _write_eval(tmp_path / "Mixed.parquet", rows)
     dataset = read_eval_dataset(path, None, images, skip_bad=True)
-    assert dataset.skipped == 2
+    assert dataset.skipped == 3
     assert [row.query.image for row in dataset.rows] == [str((images / n).absolute()) for n in ("a.png", "b.png")]
 
 

@@ -118,14 +118,18 @@ def test_cli_encode_npy_and_parquet(embedder: Embedder, model_dir: Path, image_d
     ('{"text": 5}', "field 'text'"),
     ('{"image": "missing.png"}', "image file not found"),
     ('{"id": 1}', "neither text nor image"),
+    ('{"txt": "hello"}', "its keys ['txt'] are kept as payload"),
+    ('{"text": "a\\ud800"}', "lone surrogate"),
+    ('{"image": "thin.png"}', "aspect ratio over 200:1"),
 ])
 def test_cli_encode_bad_rows_name_line(model_dir: Path, tmp_path: Path, line: str, message: str) -> None:
     data = tmp_path / "in.jsonl"
+    Image.new("RGB", (2, 500)).save(tmp_path / "thin.png")
     data.write_text('{"text": "fine"}\n' + line + "\n")
     result = CliRunner().invoke(_cli(), ["encode", "--model", str(model_dir), "--input", str(data),
                                          "--out", str(tmp_path / "o.npy")])
     assert result.exit_code == 1
-    assert message in result.output and "row 2" in result.output
+    assert message in result.output and "row 2" in result.output and str(data) in result.output
     assert not (tmp_path / "o.npy").exists()
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 import torch
 import uvicorn
@@ -24,7 +25,7 @@ from cocoa.inference import server
 from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.index import VectorIndex
-from cocoa.inference.server import create_app, model_threads
+from cocoa.inference.server import Guard, create_app, model_threads
 
 MODEL = "tiny-cocoa"
 
@@ -240,7 +241,59 @@ BAD_REQUESTS = [
     ({"input": "hi"}, 422, "model: Field required"),
     ({"model": MODEL, "input": [{"txt": "hi"}]}, 422, "invalid request"),
     ({"model": MODEL, "input": [3]}, 422, "invalid request"),
+    ({"model": MODEL, "input": [{"image": "data:image/png;base64," + base64.b64encode(b"").decode() + "AA=="}]},
+     400, "not a readable image"),
+    ({"model": MODEL, "input": "hi", "dimensions": True}, 422, "dimensions"),
+    ({"model": MODEL, "input": "hi", "dimensions": "32"}, 422, "dimensions"),
+    ({"model": MODEL, "input": "hi", "instruction": "x" * 1001}, 413, "instruction: text has 1001 characters"),
 ]
+
+
+def png_of(width: int, height: int) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), "white").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+UNEMBEDDABLE = [  # raw JSON bodies: the inputs the processor or the tokenizer would fail on
+    (b'{"model": "tiny-cocoa", "input": [{"image": "%s"}]}' % png_of(402, 2).encode(), "aspect ratio over 200:1"),
+    (b'{"model": "tiny-cocoa", "input": [{"image": "%s"}]}' % png_of(1, 201).encode(), "aspect ratio over 200:1"),
+    (b'{"model": "tiny-cocoa", "input": "\\ud800abc"}', "lone surrogate"),
+    (b'{"model": "tiny-cocoa", "input": "abc", "instruction": "\\udfff"}', "instruction: text is not valid"),
+    (b'{"model": "tiny-cocoa", "input": [{"text": "a\\udc80"}]}', "input[0]: text is not valid Unicode"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), UNEMBEDDABLE)
+def test_inputs_the_model_cannot_take_are_400_on_a_connection_that_stays_open(client: TestClient, body: bytes,
+                                                                             message: str) -> None:
+    response = client.post("/v1/embeddings", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]["message"]
+    assert response.headers.get("connection") != "close"
+    assert client.post("/v1/embeddings", json={"model": MODEL, "input": "still fine"}).status_code == 200
+
+
+def test_search_refuses_the_same_inputs(client: TestClient) -> None:
+    for body, message in ((orjson.dumps({"text": "x", "image": png_of(2, 500)}), "aspect ratio"),
+                          (b'{"text": "\\ud800"}', "lone surrogate")):
+        response = client.post("/v1/search", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400 and message in response.json()["error"]["message"], response.text
+
+
+def test_every_http_error_uses_the_error_envelope(client: TestClient) -> None:
+    bad_utf8 = client.post("/v1/embeddings", content=b'{"model": "\xff\xfe"}',
+                           headers={"content-type": "application/json"})
+    deep = client.post("/v1/embeddings", content=b"[" * 100_000, headers={"content-type": "application/json"})
+    wrong_method = client.get("/v1/embeddings")
+    missing = client.get("/nowhere")
+    for response, status in ((bad_utf8, 400), (deep, 400), (wrong_method, 405), (missing, 404)):
+        assert response.status_code == status, response.text
+        assert set(response.json()) == {"error"} and response.json()["error"]["code"], response.text
+    schema = client.get("/openapi.json").json()["paths"]["/v1/embeddings"]["post"]["responses"]
+    assert {"200", "400", "401", "404", "413", "422"} <= set(schema)
+    models = client.get("/v1/models").json()
+    assert models["object"] == "list" and models["data"][0]["id"] == MODEL
 
 
 @pytest.mark.parametrize(("body", "status", "message"), BAD_REQUESTS)
@@ -268,14 +321,55 @@ def test_malformed_json_and_search_errors(client: TestClient, embedder: Embedder
 
 def test_bearer_auth(embedder: Embedder, index: VectorIndex) -> None:
     body = {"model": MODEL, "input": "hello"}
+    key = {"Authorization": "Bearer s3cret"}
     with TestClient(create_app(embedder, model_name=MODEL, index=index, api_key="s3cret")) as client:
         missing = client.post("/v1/embeddings", json=body)
         assert missing.status_code == 401 and "missing API key" in missing.json()["error"]["message"]
         wrong = client.post("/v1/search", json={"text": "x"}, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and "incorrect API key" in wrong.json()["error"]["message"]
-        assert client.get("/health").status_code == 200
-        ok = client.post("/v1/embeddings", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert client.get("/health").json() == {"status": "ok"}, "liveness only, without the key"
+        assert client.get("/health", headers=key).json()["fingerprint"] == embedder.fingerprint
+        for path in ("/openapi.json", "/docs", "/v1/models"):
+            assert client.get(path).status_code == 401, path
+        assert client.get("/v1/models", headers=key).status_code == 200
+        ok = client.post("/v1/embeddings", json=body, headers=key)
         np.testing.assert_allclose(vectors(ok), embedder.encode("hello"), atol=1e-6)
+
+
+async def _run_guard(guard: Guard, chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> tuple[int, int]:
+    """Send ``chunks`` as a body through ``guard``; returns the status sent and how many chunks were read."""
+    read = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        read += 1
+        return {"type": "http.request", "body": chunks[read - 1], "more_body": read < len(chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/embeddings", "headers": headers, "query_string": b""}
+    await guard(scope, receive, send)
+    return next(m["status"] for m in sent if m["type"] == "http.response.start"), read
+
+
+def test_the_body_limit_counts_chunked_bytes_and_auth_comes_before_the_body(embedder: Embedder) -> None:
+    import asyncio
+
+    app = create_app(embedder, model_name=MODEL, max_body_bytes=1000, api_key="s3cret")
+    guard = app.build_middleware_stack()
+    while not isinstance(guard, Guard):
+        guard = guard.app
+    chunks = [b"x" * 300] * 100  # 30 kB, no Content-Length: a chunked upload
+    key = [(b"authorization", b"Bearer s3cret"), (b"content-type", b"application/json")]
+    status, read = asyncio.run(_run_guard(guard, chunks, key))
+    assert status == 413 and read == 4, "stopped at the first chunk past 1000 bytes"
+    status, read = asyncio.run(_run_guard(guard, chunks, [(b"content-type", b"application/json")]))
+    assert status == 401 and read == 0, "no byte of the body is read without the key"
+    small = [b'{"model": "tiny-cocoa", ', b'"input": "chunked"}']
+    status, read = asyncio.run(_run_guard(guard, small, key))
+    assert status == 200 and read == 2
 
 
 def test_index_from_another_model_is_refused(embedder: Embedder) -> None:

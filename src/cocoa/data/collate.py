@@ -19,7 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from cocoa.data.images import open_image
-from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, Item, is_empty
+from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, Item, is_empty, text_problem
 from cocoa.errors import ConfigError, DataError
 from cocoa.losses.language import IGNORE_INDEX
 from cocoa.model.attention import Role
@@ -164,6 +164,8 @@ class Preprocessor:
             before, after = "", text
         if is_empty(text, item.image):
             raise DataError(f"item has {EMPTY_ITEM}", field="text")
+        if problem := text_problem(text):
+            raise DataError(problem, field="text")
         enc = Encoded()
         enc.add(self.text_ids(before), role)
         if item.image is not None:

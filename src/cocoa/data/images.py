@@ -13,6 +13,9 @@ from cocoa.errors import DataError
 #: The one pixel cap: images with more pixels are refused everywhere (decompression-bomb guard);
 #: the server may be given a lower one.
 MAX_IMAGE_PIXELS = 64_000_000
+#: The widest aspect ratio the Qwen2-VL image processors accept (``smart_resize`` raises past it);
+#: refused everywhere, so readers, the evaluator and the server agree.
+MAX_ASPECT_RATIO = 200
 
 
 class ImageTooLarge(DataError):
@@ -55,9 +58,6 @@ def open_image(source: str | Path | Image.Image | bytes, *, max_pixels: int = MA
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(f"cannot read image: {exc}", file=name, row=row, field=field) from exc
     _check_pixels(image.size, max_pixels, name, row, field)
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise DataError("image is empty", file=name, row=row, field=field)
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
@@ -67,6 +67,18 @@ def _check_pixels(size: tuple[int, int], max_pixels: int, name: str | None, row:
     if width * height > max_pixels:
         raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
                             file=name, row=row, field=field)
+    if problem := shape_problem(width, height):
+        raise DataError(problem, file=name, row=row, field=field)
+
+
+def shape_problem(width: int, height: int) -> str | None:
+    """What makes a ``width`` x ``height`` image unusable by the vision tower (``None``: nothing)."""
+    if width < 1 or height < 1:
+        return "image is empty"
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        return (f"image is {width}x{height}, an aspect ratio over {MAX_ASPECT_RATIO}:1, which the Qwen2-VL "
+                "image processor refuses")
+    return None
 
 
 def image_size(source: str | Path | Image.Image) -> tuple[int, int]:
@@ -80,3 +92,18 @@ def image_size(source: str | Path | Image.Image) -> tuple[int, int]:
             return probe.size
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read image: {exc}", file=str(source)) from exc
+
+
+def image_file_problem(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
+    """What makes the image file at ``path`` unusable, read from its header (``None``: nothing)."""
+    if not Path(path).is_file():
+        return f"image file not found: {path}"
+    try:
+        with Image.open(path) as probe:
+            width, height = probe.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return f"cannot read image {path}: {exc}"
+    if width * height > max_pixels:
+        return f"image {path} is {width}x{height} pixels, over the limit of {max_pixels}"
+    problem = shape_problem(width, height)
+    return f"{problem}: {path}" if problem else None

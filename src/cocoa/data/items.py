@@ -45,6 +45,15 @@ def is_empty(text: str | None, image: object | None) -> bool:
     return image is None and not (text or "").strip()
 
 
+def text_problem(text: str | None) -> str | None:
+    """What makes ``text`` untokenisable (``None``: nothing): a lone surrogate, which has no UTF-8 form."""
+    try:
+        (text or "").encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"text is not valid Unicode: a lone surrogate {text[exc.start]!r} at character {exc.start}"
+    return None
+
+
 @dataclass(frozen=True)
 class EvalRow:
     """One MMEB-eval query with its own candidate list; the gold candidate is index 0."""

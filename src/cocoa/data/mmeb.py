@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from cocoa.data.columns import CODED_STRING, Strings, entry_rows, first_appearance_ids, list_lengths, padded
-from cocoa.data.images import MAX_IMAGE_PIXELS
+from cocoa.data.images import MAX_IMAGE_PIXELS, shape_problem
 from cocoa.data.instruct import INSTRUCTION_FIELDS, apply_format
-from cocoa.data.items import EMPTY_ITEM, EvalDataset, Item, TrainPair, is_empty
+from cocoa.data.items import EMPTY_ITEM, EvalDataset, Item, TrainPair, is_empty, text_problem
 from cocoa.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,10 @@ CAPTION_FIELDS = ("image_path", "caption")
 
 @dataclass(frozen=True, eq=False)
 class LoadedEvalDataset(EvalDataset):
-    """An :class:`EvalDataset` with the number of bad rows skipped while reading."""
+    """An :class:`EvalDataset` with the number of bad rows skipped while reading, and the files read."""
 
     skipped: int = 0
+    files: tuple[str, ...] = ()
 
 
 class TrainPairs(list[TrainPair]):
@@ -86,6 +87,8 @@ class _ImageChecker:
         text = text or ""
         if is_empty(text, image or None):
             raise DataError(EMPTY_ITEM, file=file, row=row, field=fields[0])
+        if problem := text_problem(text):
+            raise DataError(problem, file=file, row=row, field=fields[0])
         return Item(text, self.path(image, file=file, row=row, field=fields[1]) if image else None)
 
     def path(self, relative: str, *, file: str, row: int, field: str) -> str:
@@ -112,6 +115,8 @@ class _ImageChecker:
                 width, height = image.size
                 if width * height > self.max_pixels:
                     return f"image {path} is {width}x{height} pixels, over the limit of {self.max_pixels}"
+                if problem := shape_problem(width, height):
+                    return f"{problem}: {path}"
                 image.verify()
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             return f"cannot read image {path}: {exc}"
@@ -236,13 +241,15 @@ def read_eval_dataset(path: Path, name: str | None, image_root: Path, *, skip_ba
     parts: list[_EvalColumns] = []
     skipped = 0
     dataset_name = name or (Path(path).stem if Path(path).is_file() else Path(path).name)
-    for file in _eval_files(path, name):
+    files = _eval_files(path, name)
+    for file in files:
         columns, bad = _good_eval_rows(_eval_columns(file, dataset_name, instruction_format), checker, str(file),
                                        skip_bad)
         parts.append(columns)
         skipped += bad
     items, queries, candidates = _index_eval_items(_EvalColumns.concat(parts), checker)
-    return LoadedEvalDataset(dataset_name, items, queries, candidates, str(path), skipped)
+    return LoadedEvalDataset(dataset_name, items, queries, candidates, str(path), skipped,
+                             tuple(str(file) for file in files))
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from cocoa.data.mmeb import list_eval_datasets
 from cocoa.data.visdoc import CorpusDataset
 from cocoa.evaluate.cache import EmbeddingCache
 from cocoa.evaluate.cards import Card
+from cocoa.evaluate.freshness import HASHES_FILE, FileHashes, content_key, dataset_fingerprint
 from cocoa.evaluate.plan import plan, read_dataset
 from cocoa.evaluate.ranking import Rankings, rank_corpus
 from cocoa.evaluate.registry import Benchmark, DatasetInfo
@@ -27,6 +29,9 @@ from cocoa.evaluate.summary import Summary, summarize
 
 #: Items handed to the encoder per call (times the batch size); the cache is written after each.
 CHUNK_BATCHES = 8
+
+logger = logging.getLogger(__name__)
+CacheKey = Callable[[Item], tuple[str, str]]
 
 
 class ItemEncoder(Protocol):
@@ -73,9 +78,9 @@ class DatasetResult:
 
 
 def _encode_missing(encoder: ItemEncoder, name: str, items: Sequence[Item], cache: EmbeddingCache,
-                    batch_size: int, show_progress: bool) -> int:
+                    batch_size: int, show_progress: bool, key: CacheKey) -> int:
     """Encode the items not yet in ``cache``, longest first, storing each chunk; returns the count."""
-    missing = sorted((item for item in items if item.key() not in cache), key=encoder.item_length, reverse=True)
+    missing = sorted((item for item in items if key(item) not in cache), key=encoder.item_length, reverse=True)
     chunk = max(1, batch_size * CHUNK_BATCHES)
     with tqdm(total=len(missing), desc=name, unit="item", disable=not show_progress) as bar:
         for start in range(0, len(missing), chunk):
@@ -83,19 +88,20 @@ def _encode_missing(encoder: ItemEncoder, name: str, items: Sequence[Item], cach
             embeddings = np.asarray(encoder.encode_items(part, batch_size=batch_size), dtype=np.float32)
             if embeddings.ndim != 2 or len(embeddings) != len(part):
                 raise ValueError(f"encoder returned shape {embeddings.shape} for {len(part)} items")
-            cache.add(name, [item.key() for item in part], embeddings)
+            cache.add(name, [key(item) for item in part], embeddings)
             bar.update(len(part))
     return len(missing)
 
 
 def run_dataset(encoder: ItemEncoder, dataset: EvalDataset | CorpusDataset, cache: EmbeddingCache, *,
-                batch_size: int = 32, show_progress: bool = False, metric: str = "hit@1") -> DatasetResult:
-    """Encode each unique item of ``dataset`` once (or take it from ``cache``) and score every row
-    against its candidates, or every query against the corpus of a :class:`CorpusDataset`."""
+                batch_size: int = 32, show_progress: bool = False, metric: str = "hit@1",
+                key: CacheKey = Item.key) -> DatasetResult:
+    """Encode each unique item of ``dataset`` once (or take it from ``cache``, by ``key``) and score
+    every row against its candidates, or every query against the corpus of a :class:`CorpusDataset`."""
     started = time.perf_counter()
     items = dataset.items
-    encoded = _encode_missing(encoder, dataset.name, items, cache, batch_size, show_progress)
-    embeddings = cache.get([item.key() for item in items])
+    encoded = _encode_missing(encoder, dataset.name, items, cache, batch_size, show_progress, key)
+    embeddings = cache.get([key(item) for item in items])
     if isinstance(dataset, CorpusDataset):
         predictions: Predictions | Rankings = rank_corpus(embeddings, dataset.queries, dataset.corpus,
                                                           dataset.rel_ptr, dataset.rel_doc, dataset.rel_gain)
@@ -112,15 +118,27 @@ def score_path(out_dir: Path, name: str) -> Path:
     return out_dir / f"{name}_score.json"
 
 
-def read_score(out_dir: Path, name: str, fingerprint: str) -> float | None:
-    """The stored score of ``name`` if its score file matches ``fingerprint``, else ``None``."""
+def read_score(out_dir: Path, name: str, fingerprint: str, data: str | None = None) -> float | None:
+    """The stored score of ``name`` if its score file matches ``fingerprint`` (and the dataset
+    fingerprint ``data``, when given), else ``None``."""
+    return stored_score(out_dir, name, fingerprint, data)[0]
+
+
+def stored_score(out_dir: Path, name: str, fingerprint: str, data: str | None = None) -> tuple[float | None, str]:
+    """``(score, "")`` for a score file that matches, else ``(None, why not)``."""
     try:
         record = json.loads(score_path(out_dir, name).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(record, dict) or record.get("fingerprint") != fingerprint:
-        return None
-    return float(record["score"] if "score" in record else record["precision_at_1"])
+        return None, ""
+    if not isinstance(record, dict):
+        return None, ""
+    if record.get("fingerprint") != fingerprint:
+        return None, (f"its score was computed with another model, preprocessing or protocol (encoder "
+                      f"{record.get('fingerprint')}, now {fingerprint})")
+    if data is not None and record.get("data_fingerprint") != data:
+        return None, (f"its data changed since its score (dataset files or images: "
+                      f"{record.get('data_fingerprint')}, now {data})")
+    return float(record["score"] if "score" in record else record["precision_at_1"]), ""
 
 
 def _metric_fields(result: DatasetResult) -> dict[str, object]:
@@ -133,7 +151,8 @@ def _metric_fields(result: DatasetResult) -> dict[str, object]:
 
 
 def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benchmark: Benchmark,
-                   fingerprint: str, dataset: EvalDataset | CorpusDataset, protocol: dict[str, Any] | None) -> None:
+                   fingerprint: str, dataset: EvalDataset | CorpusDataset, protocol: dict[str, Any] | None,
+                   data: str) -> None:
     """Write predictions, then the score file (its presence marks the dataset as finished)."""
     source, skipped = dataset.source, getattr(dataset, "skipped", 0)
     records = (result.predictions.records(dataset.doc_ids) if isinstance(result.predictions, Rankings)
@@ -146,7 +165,7 @@ def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benc
         "n_queries": len(result.predictions), "unique_items": result.unique_items,
         "encoded": result.encoded, "cache_hits": result.cache_hits,
         "skipped_rows": skipped, "seconds": round(result.seconds, 3), "fingerprint": fingerprint,
-        "protocol": protocol, "source": source,
+        "data_fingerprint": data, "protocol": protocol, "source": source,
     })
 
 
@@ -158,9 +177,13 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
 
     The benchmark and the groups of datasets outside it come from :func:`cocoa.evaluate.plan.plan`
     (``benchmark`` names MMEB-V1 or MMEB-V2; ``dataset_info`` gives cards by dataset name).
-    Datasets whose score file already holds this encoder's fingerprint are skipped, so an
-    interrupted run resumes at the first unfinished one. The fingerprint covers the embedding
-    protocol, so a re-evaluation under another protocol re-encodes (and caches apart). The summary covers every dataset of
+    Datasets whose score file already holds this encoder's fingerprint and this dataset's data
+    fingerprint are skipped, so an interrupted run resumes at the first unfinished one. The
+    encoder fingerprint covers the weights, the model config, dtype and attention kernel, the
+    tokenizer and image processor, and the embedding protocol; the data fingerprint the dataset's
+    files and the content of its images (:mod:`cocoa.evaluate.freshness`). A score that does not
+    match is computed again, with a warning saying why; cached embeddings are keyed by the
+    encoder fingerprint and each image's content. The summary covers every dataset of
     the benchmark scored in ``out_dir`` with this fingerprint and is flagged incomplete when
     any is missing; datasets outside the benchmark are reported apart (``Summary.extra``).
     Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``). Images resolve against
@@ -172,18 +195,25 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
         image_root = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
     fingerprint = encoder.fingerprint()
     cache = EmbeddingCache(cache_dir or out_dir / "cache", fingerprint)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hashes = FileHashes(out_dir / HASHES_FILE)
     encoded = hits = 0
     evaluated: list[str] = []
     resumed: list[str] = []
     for info in chosen.run:
-        if read_score(out_dir, info.name, fingerprint) is not None:
-            resumed.append(info.name)
-            continue
         dataset = read_dataset(data_dir, info, Path(image_root), instruction_format=chosen.formats.get(info.name),
                                skip_bad=skip_bad)
+        data = dataset_fingerprint(dataset, hashes, skip_bad=skip_bad)
+        hashes.save()
+        score, why = stored_score(out_dir, info.name, fingerprint, data)
+        if score is not None:
+            resumed.append(info.name)
+            continue
+        if why:
+            logger.warning("%s: evaluating again: %s", info.name, why)
         result = run_dataset(encoder, dataset, cache, batch_size=batch_size, show_progress=show_progress,
-                             metric=info.metric)
-        _write_dataset(out_dir, result, info, chosen.benchmark, fingerprint, dataset, protocol_record(encoder))
+                             metric=info.metric, key=lambda item: content_key(item, hashes))
+        _write_dataset(out_dir, result, info, chosen.benchmark, fingerprint, dataset, protocol_record(encoder), data)
         encoded, hits = encoded + result.encoded, hits + result.cache_hits
         evaluated.append(info.name)
     names = chosen.benchmark.names() + [info.name for info in chosen.extra]

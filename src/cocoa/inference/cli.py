@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cocoa.cli_errors import reports_errors
-from cocoa.data.items import EMPTY_ITEM, is_empty
+from cocoa.data.images import image_file_problem
+from cocoa.data.items import EMPTY_ITEM, is_empty, text_problem
 from cocoa.errors import DataError
 from cocoa.files import atomic_path, write_npy
 
@@ -68,18 +69,34 @@ def read_rows(path: Path) -> list[Row]:
         text, image = raw.get("text") or "", raw.get("image")
         if not isinstance(text, str):
             raise DataError("must be a string", file=str(path), row=number, field="text")
+        if problem := text_problem(text):
+            raise DataError(problem, file=str(path), row=number, field="text")
         if image is not None:
             if not isinstance(image, str) or not image:
                 raise DataError("must be a path string", file=str(path), row=number, field="image")
             image = str((path.parent / image).resolve())
-            if not Path(image).is_file():
-                raise DataError(f"image file not found: {image}", file=str(path), row=number, field="image")
+            if problem := image_file_problem(image):
+                raise DataError(problem, file=str(path), row=number, field="image")
         if is_empty(text, image):
-            raise DataError(f"row has {EMPTY_ITEM}", file=str(path), row=number, field="text")
+            others = sorted(set(raw) - {"id", "text", "image"})
+            hint = f"; its keys {others} are kept as payload, not embedded" if others else ""
+            raise DataError(f"row has {EMPTY_ITEM} (expected 'text' and/or 'image'{hint})", file=str(path),
+                            row=number, field="text")
         rows.append(Row(raw.get("id", number), text, image, raw))
     if not rows:
         raise DataError("input has no rows", file=str(path))
     return rows
+
+
+def read_key(path: Path) -> str:
+    """The API key on the first line of ``path``, or a :class:`DataError` naming the file."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the API key: {exc}", file=str(path)) from exc
+    if not lines or not lines[0].strip():
+        raise DataError("the API key file is empty", file=str(path))
+    return lines[0].strip()
 
 
 def load_embedder(model: Path) -> Embedder:
@@ -201,7 +218,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     index: Annotated[Path | None, typer.Option("--index", help="Index folder for /v1/search.")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="COCOA_API_KEY",
-                                                help="Require 'Authorization: Bearer KEY'.")] = None,
+                                                help="Require 'Authorization: Bearer KEY' (or set COCOA_API_KEY, or "
+                                                     "--api-key-file, to keep it out of the process list).")] = None,
+    api_key_file: Annotated[Path | None, typer.Option(help="A file holding the API key (its first line).")] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="Most items per batched encode call.")] = 64,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for requests still being preprocessed "
                                                           "to join a batch.")] = 5,
@@ -212,8 +231,13 @@ def serve(
     torch_threads: Annotated[int, typer.Option(min=0, help="Torch threads for the model (0: all but one, which "
                                                            "is left to the event loop and preprocessing).")] = 0,
 ) -> None:
-    """Serve the model over HTTP (OpenAI-compatible /v1/embeddings, /v1/search, /health)."""
+    """Serve the model over HTTP (OpenAI-compatible /v1/embeddings and /v1/models, /v1/search, /health)."""
     from cocoa.inference.server import serve as run_server
+
+    if api_key_file is not None:
+        if api_key is not None:
+            raise typer.BadParameter("give the API key once: --api-key (or COCOA_API_KEY) or --api-key-file")
+        api_key = _run(lambda: read_key(api_key_file))
 
     _run(lambda: run_server(model, host, port, index, api_key, max_batch=max_batch, max_wait_ms=max_wait_ms,
                             preprocess_threads=preprocess_threads, pack_tokens=pack_tokens or None,

@@ -96,6 +96,16 @@ class EmbeddingSpec:
         return cls(protocol, int(data.get("max_len", 4096)), tuple(dims) if dims is not None else None)
 
 
+#: Config keys that say where a model came from or how it was saved, not how it computes (the
+#: weights' dtype is in the weights' own entries).
+_PROVENANCE_KEYS = frozenset({"_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype"})
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the provenance keys, at every depth."""
+    return {k: _settings(v) if isinstance(v, dict) else v for k, v in config.items() if k not in _PROVENANCE_KEYS}
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -254,17 +264,26 @@ class Encoder:
                           worker_init_fn=_one_thread, prefetch_factor=2)
 
     def fingerprint(self) -> str:
-        """A stable hash of the weights, tokenizer, image processor and embedding spec."""
+        """A stable hash of everything that makes an embedding: the weights (each tensor's shape, dtype,
+        sum and first values), the model config, the attention kernel, the tokenizer, the image
+        processor and the embedding spec (protocol included)."""
         if self._fingerprint is None:
             h = hashlib.sha256()
+            model = self.backbone.model
             with torch.no_grad():
-                for name, tensor in sorted(self.backbone.model.state_dict().items()):
+                for name, tensor in sorted(model.state_dict().items()):
                     flat = tensor.detach().flatten()
                     stats = (flat.float().sum().item(), flat[:32].float().cpu().numpy().round(6).tolist())
-                    h.update(f"{name}{tuple(tensor.shape)}{stats}".encode())
-            proc = self.backbone.image_processor
-            h.update(json.dumps({"spec": self.spec.to_dict(), "vocab": len(self.backbone.tokenizer),
-                                 "size": dict(proc.size), "patch": proc.patch_size, "merge": proc.merge_size},
-                                sort_keys=True).encode())
+                    h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}{stats}".encode())
+            config = _settings(model.config.to_dict())
+            tokenizer = self.backbone.tokenizer
+            vocab = (tokenizer.backend_tokenizer.to_str() if getattr(tokenizer, "is_fast", False)
+                     else json.dumps(tokenizer.get_vocab(), sort_keys=True))
+            processor = {k: v for k, v in self.backbone.image_processor.to_dict().items()
+                         if k not in ("processor_class", "image_processor_type")}
+            h.update(json.dumps({"spec": self.spec.to_dict(), "config": config, "processor": processor,
+                                 "attention_kernel": model.config._attn_implementation,
+                                 "tokenizer": hashlib.sha256(vocab.encode()).hexdigest(), "vocab": len(tokenizer)},
+                                sort_keys=True, default=str).encode())
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint

@@ -1,10 +1,12 @@
-"""An HTTP embedding server: OpenAI-compatible ``/v1/embeddings``, ``/v1/search`` and ``/health``.
+"""An HTTP embedding server: OpenAI-compatible ``/v1/embeddings``, ``/v1/models``, ``/v1/search``, ``/health``.
 
 Each request is parsed and preprocessed on a preprocessing thread, then batched dynamically
 with the other requests in flight into one model call (:mod:`cocoa.inference.batcher`); the
-event loop only routes and writes the JSON (orjson, vectors straight from numpy). User
-mistakes get a JSON ``{"error": {"message", "type", "code"}}`` with a 4xx status; the server
-keeps serving after them.
+event loop only routes and writes the JSON (orjson, vectors straight from numpy). Every client
+mistake gets a JSON ``{"error": {"message", "type", "code"}}`` with a 4xx status (never a 5xx),
+checked before the model sees it; the server keeps serving after them. With an API key,
+:class:`Guard` refuses a request without it before reading its body, and counts body bytes as
+they arrive, chunked or not.
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 import torch
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.types import ASGIApp, Receive, Scope, Send
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cocoa.data.images import MAX_IMAGE_PIXELS, ImageTooLarge, open_image
-from cocoa.data.items import Item, is_empty
+from cocoa.data.items import Item, is_empty, text_problem
 from cocoa.errors import CocoaError, ConfigError, DataError
 from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder, with_instruction
@@ -60,25 +63,46 @@ class InputObject(BaseModel):
     """One multimodal input: text, a ``data:image/...;base64,`` image, or both."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str | None = None
-    image: str | None = None
+    text: StrictStr | None = None
+    image: StrictStr | None = None
 
 
 class EmbeddingRequest(BaseModel):
-    model: str
-    input: str | list[str | InputObject]
+    """The OpenAI embeddings request, plus cocoa's ``instruction``; types are strict (no coercion)."""
+
+    model: StrictStr
+    input: StrictStr | list[StrictStr | InputObject]
     encoding_format: Literal["float", "base64"] = "float"
-    instruction: str | None = None
-    dimensions: int | None = None
+    instruction: StrictStr | None = None
+    dimensions: StrictInt | None = None
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: str | None = None
-    text: str | None = None
-    image: str | None = None
-    instruction: str | None = None
-    k: int = Field(default=5, ge=1, le=1000)
+    model: StrictStr | None = None
+    text: StrictStr | None = None
+    image: StrictStr | None = None
+    instruction: StrictStr | None = None
+    k: StrictInt = Field(default=5, ge=1, le=1000)
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    code: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error the server sends: ``{"error": {"message", "type", "code"}}``."""
+
+    error: ErrorBody
+
+
+#: The error statuses each endpoint can answer, for the OpenAPI schema.
+ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in (
+    (400, "an input cannot be embedded (bad image, empty or invalid text, unsupported dimensions)"),
+    (401, "missing or incorrect API key"), (404, "unknown model, or no index loaded"),
+    (413, "over a size limit (body, inputs, text, image)"), (422, "the request does not match the schema"))}
 
 
 def decode_image(data: str, limits: Limits, where: str) -> Image.Image:
@@ -106,13 +130,22 @@ def decode_image(data: str, limits: Limits, where: str) -> Image.Image:
     return image
 
 
+def check_text(text: str, limits: Limits, where: str) -> None:
+    """An :class:`ApiError` naming ``where`` if ``text`` is over the length limit or not valid Unicode."""
+    if len(text) > limits.max_text_chars:
+        raise ApiError(413, f"{where}: text has {len(text)} characters, over the limit of "
+                            f"{limits.max_text_chars}", "text_too_long")
+    if problem := text_problem(text):
+        raise ApiError(400, f"{where}: {problem}", "invalid_text")
+
+
 def parse_input(text: str | None, image: str | None, instruction: str | None, limits: Limits,
                 where: str) -> Item:
     """One request input as an item, or an :class:`ApiError` naming it."""
     text = text or ""
-    if len(text) > limits.max_text_chars:
-        raise ApiError(413, f"{where}: text has {len(text)} characters, over the limit of "
-                            f"{limits.max_text_chars}", "text_too_long")
+    check_text(text, limits, where)
+    if instruction is not None:
+        check_text(instruction, limits, "instruction")
     pil = decode_image(image, limits, f"{where}.image") if image else None
     if is_empty(text, pil):
         raise ApiError(400, f"{where}: input is empty (no text and no image)", "empty_input")
@@ -135,25 +168,67 @@ def _error(status: int, message: str, code: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
 
 
-class BodyLimit:
-    """Refuses a request whose Content-Length is over ``max_bytes`` before its body is read.
+class BodyTooLarge(HTTPException):
+    """A request body over the limit, found while it arrives."""
 
-    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) runs
-    every request through a task group and a body stream, which took more than half of the
-    event loop's time under load (py-spy), time the model thread waits for the GIL.
+
+class Guard:
+    """Refuses a request without the API key before its body is read, and one whose body passes
+    ``max_bytes``, by ``Content-Length`` or, for a chunked upload, as its bytes arrive.
+
+    ``open_paths`` need no key (the liveness check). A plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` runs every request through a task group and a body stream, which took
+    more than half of the event loop's time under load (py-spy), time the model thread waits for
+    the GIL.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, api_key: str | None = None,
+                 open_paths: frozenset[str] = frozenset()) -> None:
+        self.app, self.max_bytes, self.api_key, self.open_paths = app, max_bytes, api_key, open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"")
-            if length.isdigit() and int(length) > self.max_bytes:
-                response = _error(413, f"request body is over the limit of {self.max_bytes} bytes", "body_too_large")
-                await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.api_key is not None and scope["path"] not in self.open_paths:
+            problem = key_problem(headers.get(b"authorization", b"").decode("latin-1"), self.api_key)
+            if problem is not None:
+                await _error(401, *problem)(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await _error(413, *self._too_large())(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise BodyTooLarge(413, self._too_large()[0])
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _too_large(self) -> tuple[str, str]:
+        return f"request body is over the limit of {self.max_bytes} bytes", "body_too_large"
+
+
+def key_problem(authorization: str, api_key: str) -> tuple[str, str] | None:
+    """``(message, code)`` if the ``Authorization`` header does not carry ``api_key`` (compared in
+    constant time), else ``None``."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return "missing API key: send 'Authorization: Bearer <key>'", "missing_api_key"
+    if not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+        return "incorrect API key", "invalid_api_key"
+    return None
+
+
+#: HTTP errors Starlette raises itself, by status, as error codes.
+HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -200,12 +275,19 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
         yield
         await batcher.stop()
 
-    app = FastAPI(title="cocoa embeddings", lifespan=lifespan)
+    docs = {} if api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="cocoa embeddings", lifespan=lifespan, **docs)
     app.state.batcher = batcher
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.message, exc.code)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            return _error(400, "request body is not valid UTF-8 JSON", "invalid_json")
+        return _error(exc.status_code, str(exc.detail), HTTP_CODES.get(exc.status_code, "http_error"))
 
     @app.exception_handler(CocoaError)
     async def _cocoa_error(_: Request, exc: CocoaError) -> JSONResponse:
@@ -215,16 +297,10 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, _validation_message(exc), "invalid_request")
 
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(Guard, max_bytes=limits.max_body_bytes, api_key=api_key, open_paths=frozenset({"/health"}))
 
-    async def authorize(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "missing_api_key")
-        if not secrets.compare_digest(token.strip().encode(), api_key.encode()):
-            raise ApiError(401, "incorrect API key", "invalid_api_key")
+    def authorized(request: Request) -> bool:
+        return api_key is None or key_problem(request.headers.get("authorization", ""), api_key) is None
 
     def check_model(name: str | None) -> None:
         if name is not None and name != model_name:
@@ -237,13 +313,21 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
             raise ApiError(400, str(exc), "unsupported_dimensions") from exc
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        """Liveness for anyone; the model, its fingerprint and counters only with the API key (if one is set)."""
+        if not authorized(request):
+            return {"status": "ok"}
         return {"status": "ok", "model": model_name, "dim": embedder.dim, "dimensions": list(embedder.widths),
                 "fingerprint": embedder.fingerprint,
                 "index": None if index is None else {"kind": index.kind, "count": len(index)},
                 "batching": {"encode_calls": batcher.encode_calls, "items": batcher.encoded_items}}
 
-    @app.post("/v1/embeddings", dependencies=[Depends(authorize)])
+    @app.get("/v1/models", responses={401: ERRORS[401]})
+    async def models() -> dict[str, Any]:
+        """The served model, as OpenAI's model list has it."""
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "cocoa"}]}
+
+    @app.post("/v1/embeddings", responses=ERRORS)
     async def embeddings(body: EmbeddingRequest) -> Response:
         check_model(body.model)
         width = embedder.dim if body.dimensions is None else check_width(body.dimensions)
@@ -255,7 +339,7 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
         return _json({"object": "list", "data": data, "model": model_name,
                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
-    @app.post("/v1/search", dependencies=[Depends(authorize)])
+    @app.post("/v1/search", responses=ERRORS)
     async def search(body: SearchRequest) -> Response:
         check_model(body.model)
         if index is None:

@@ -1,0 +1,88 @@
+"""What a stored score depends on besides the model: the dataset's files and the images they name.
+
+:class:`FileHashes` keeps each file's content hash with the size and modification time it was
+hashed at (``data_hashes.json`` in the output folder), so a warm re-run only stats the files and
+reads again just those whose size or time changed; a file rewritten with the same bytes keeps
+its hash. :func:`dataset_fingerprint` folds the hashes of a dataset's files and images into one
+value that a score file records: a score whose data changed is not resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from cocoa import files
+from cocoa.data.items import EvalDataset, Item
+from cocoa.data.visdoc import CorpusDataset
+
+HASHES_FILE = "data_hashes.json"
+_CHUNK = 1 << 20
+
+
+class FileHashes:
+    """Content hashes of files by absolute path, reused while a file's size and mtime stay the same."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._known: dict[str, list] = {}
+        self._changed = False
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):
+                self._known = {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 3}
+        except (OSError, json.JSONDecodeError):
+            pass
+
+    def sha(self, file: str | Path) -> str:
+        """The SHA-256 of ``file``'s bytes (hex)."""
+        name = os.path.abspath(file)
+        stat = os.stat(name)
+        known = self._known.get(name)
+        if known is not None and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
+            return str(known[2])
+        digest = hashlib.sha256()
+        with open(name, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        self._known[name] = [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
+        self._changed = True
+        return digest.hexdigest()
+
+    def save(self) -> None:
+        """Write the hashes (atomically) if any was computed since loading."""
+        if self._changed:
+            files.write_json(self.path, self._known)
+            self._changed = False
+
+
+def dataset_files(dataset: EvalDataset | CorpusDataset) -> list[Path]:
+    """The files a dataset was read from: the ones it lists, else every file under its source folder."""
+    listed = getattr(dataset, "files", ())
+    if listed:
+        return sorted(Path(file) for file in listed)
+    path = Path(dataset.source)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return [path] if path.is_file() else []
+
+
+def dataset_fingerprint(dataset: EvalDataset | CorpusDataset, hashes: FileHashes, *, skip_bad: bool) -> str:
+    """A hash of the content of the dataset's files and of every image its items name (in item order, by
+    content, so a moved folder keeps it), and of how bad rows were treated."""
+    digest = hashlib.sha256(f"skip_bad={skip_bad}".encode())
+    for file in dataset_files(dataset):
+        digest.update(f"{file.name}\0{hashes.sha(file)}\0".encode())
+    for item in dataset.items:
+        image = hashes.sha(item.image) if isinstance(item.image, str) else ""
+        digest.update(f"{image}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def content_key(item: Item, hashes: FileHashes) -> tuple[str, str]:
+    """The embedding-cache key of ``item``: its text and its image path with the image's content hash,
+    so an image replaced at the same path is encoded again."""
+    text, image = item.key()
+    return (text, f"{image}#{hashes.sha(image)[:16]}") if image else (text, "")
