@@ -8,7 +8,9 @@ version of this benchmark). Then sends the same request list twice: sequentially
 ``--duration`` seconds. Prints requests/s, p50/p99 latency, errors, the mean batch of the
 server's encode calls (read from ``/health``), which shows what dynamic batching buys, and the
 server process's CPU time per request (from /proc; the clients share this machine's cores).
-``--url`` loads a server that is already running instead. Not a test; not run by CI.
+``--url`` loads a server that is already running instead. ``--bad-every N`` makes every N-th
+request one the server must refuse with a 4xx (:data:`BAD_BODIES`) and reports how the good
+requests around them fare. Not a test; not run by CI.
 
     python benchmarks/load_test.py --clients 16 --requests 300
     python benchmarks/load_test.py --clients 16 --requests 300 --serve-arg=--pack-tokens=0
@@ -56,6 +58,8 @@ class Phase:
     seconds: float
     encode_calls: int | None
     server_cpu_s: float | None
+    bad: int = 0
+    bad_not_4xx: int = 0
 
     def report(self) -> str:
         n = len(self.latencies)
@@ -64,7 +68,8 @@ class Phase:
                 f"p99 {np.percentile(lat, 99):>7.1f} ms  errors {self.errors}  " + (
                     "encode calls not reported" if self.encode_calls is None else
                     f"encode calls {self.encode_calls} (mean batch {n / max(self.encode_calls, 1):.1f} requests)") + (
-                    "" if self.server_cpu_s is None else f"  server CPU {1000 * self.server_cpu_s / max(n, 1):.1f} ms/req"))
+                    "" if self.server_cpu_s is None else f"  server CPU {1000 * self.server_cpu_s / max(n, 1):.1f} ms/req") + (
+                    f"  bad requests {self.bad}, answered other than 4xx {self.bad_not_4xx}" if self.bad else ""))
 
 
 def tiny_model(folder: Path, preset: str) -> Path:
@@ -74,10 +79,30 @@ def tiny_model(folder: Path, preset: str) -> Path:
     return folder
 
 
-def make_requests(n: int, model: str, image_every: int, seed: int = 0) -> list[dict]:
+def thin_png() -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (402, 2), "white").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+#: Requests the server must refuse with a 4xx while the good ones around them keep working: a lone
+#: surrogate, an image over 200:1, an instruction over the text limit, a boolean for a number.
+BAD_BODIES = (
+    {"input": "caf\ud800 au lait"},
+    {"input": [{"text": "a thin image", "image": thin_png()}]},
+    {"input": "short", "instruction": "x" * 20_000},
+    {"input": "short", "dimensions": True},
+)
+
+
+def make_requests(n: int, model: str, image_every: int, seed: int = 0, bad_every: int = 0) -> list[dict]:
+    """``n`` request bodies; with ``bad_every``, every n-th is one of :data:`BAD_BODIES` (marked ``_bad``)."""
     rng = np.random.default_rng(seed)
-    out = []
+    out: list[dict] = []
     for i in range(n):
+        if bad_every and i % bad_every == bad_every - 1:
+            out.append({"model": model, **BAD_BODIES[(i // bad_every) % len(BAD_BODIES)], "_bad": True})
+            continue
         text = " ".join(rng.choice(WORDS, size=int(rng.integers(4, 40))))
         item: str | dict = text
         if image_every and i % image_every == 0:
@@ -109,50 +134,54 @@ def process_cpu(pid: int) -> float:
 
 def raw_request(base: str, body: dict) -> bytes:
     """``body`` as a complete HTTP/1.1 POST to ``/v1/embeddings``, serialised once, ahead of the phase."""
-    payload = json.dumps(body).encode()
+    payload = json.dumps({k: v for k, v in body.items() if k != "_bad"}).encode()
     return (f"POST /v1/embeddings HTTP/1.1\r\nHost: {urlsplit(base).netloc}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
 
 
-async def raw_post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
-    """Send one pre-serialised request on a kept-alive connection; True for a 200 answer."""
+async def raw_post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one pre-serialised request on a kept-alive connection; the answer's status."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
     await reader.readexactly(int(headers["content-length"]))
-    return lines[0].split(" ", 2)[1] == "200"
+    return int(lines[0].split(" ", 2)[1])
 
 
 async def run_phase(name: str, base: str, bodies: list[dict], clients: int, duration: float,
                     server_pid: int | None = None, client: str = "raw") -> Phase:
     latencies: list[float] = []
-    errors = 0
+    errors = bad = bad_not_4xx = 0
     calls_before = encode_calls(base)
     cpu_before = 0.0 if server_pid is None else process_cpu(server_pid)
     url = f"{base}/v1/embeddings"
     deadline = time.perf_counter() + duration
 
-    async def timed(post: Callable[[Any], Awaitable[bool]], pending: Iterator[Any]) -> None:
-        nonlocal errors
-        for body in pending:
+    async def timed(post: Callable[[Any], Awaitable[int]], pending: Iterator[tuple[Any, bool]]) -> None:
+        nonlocal errors, bad, bad_not_4xx
+        for body, is_bad in pending:
             if time.perf_counter() > deadline:
                 return
             start = time.perf_counter()
             try:
-                ok = await post(body)
+                status = await post(body)
             except (httpx.HTTPError, OSError, asyncio.IncompleteReadError):
-                ok = False
+                status = 0
+            if is_bad:
+                bad += 1
+                bad_not_4xx += not 400 <= status < 500
+                continue
             latencies.append(time.perf_counter() - start)
-            errors += not ok
+            errors += status != 200
 
-    async def httpx_worker(session: httpx.AsyncClient, pending: Iterator[dict]) -> None:
-        async def post(body: dict) -> bool:
-            return (await session.post(url, json=body)).status_code == 200
+    async def httpx_worker(session: httpx.AsyncClient, pending: Iterator[tuple[dict, bool]]) -> None:
+        async def post(body: dict) -> int:
+            return (await session.post(url, json={k: v for k, v in body.items() if k != "_bad"})).status_code
 
         await timed(post, pending)
 
-    async def raw_worker(pending: Iterator[bytes]) -> None:
+    async def raw_worker(pending: Iterator[tuple[bytes, bool]]) -> None:
         parts = urlsplit(base)
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         try:
@@ -161,11 +190,11 @@ async def run_phase(name: str, base: str, bodies: list[dict], clients: int, dura
             writer.close()
 
     if client == "raw":
-        pending_raw = iter([raw_request(base, body) for body in bodies])
+        pending_raw = iter([(raw_request(base, body), "_bad" in body) for body in bodies])
         start = time.perf_counter()
         await asyncio.gather(*(raw_worker(pending_raw) for _ in range(clients)))
     else:
-        pending = iter(bodies)
+        pending = iter([(body, "_bad" in body) for body in bodies])
         start = time.perf_counter()
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients)) as session:
             await asyncio.gather(*(httpx_worker(session, pending) for _ in range(clients)))
@@ -173,7 +202,7 @@ async def run_phase(name: str, base: str, bodies: list[dict], clients: int, dura
     calls_after = encode_calls(base)
     calls = None if calls_before is None or calls_after is None else calls_after - calls_before
     cpu = None if server_pid is None else process_cpu(server_pid) - cpu_before
-    return Phase(name, latencies, errors, seconds, calls, cpu)
+    return Phase(name, latencies, errors, seconds, calls, cpu, bad, bad_not_4xx)
 
 
 @contextmanager
@@ -229,6 +258,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="requests per phase")
     parser.add_argument("--duration", type=float, default=60, help="seconds per phase at most")
     parser.add_argument("--image-every", type=int, default=4, help="every n-th request has an image (0: none)")
+    parser.add_argument("--bad-every", type=int, default=0,
+                        help="every n-th request is one the server must refuse with a 4xx (0: none); errors then "
+                             "count the good requests only")
     parser.add_argument("--server", choices=["process", "thread"], default="process")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
                         help="raw: HTTP/1.1 on asyncio streams with requests serialised ahead (the load generator "
@@ -247,7 +279,7 @@ def main() -> None:
             serving, base = start(model_dir, port, args.serve_args), f"http://127.0.0.1:{port}"
         with serving as server_pid:
             model = httpx.get(f"{base}/health", timeout=30).json()["model"]
-            bodies = make_requests(args.requests, model, args.image_every)
+            bodies = make_requests(args.requests, model, args.image_every, bad_every=args.bad_every)
             asyncio.run(run_phase("warmup", base, bodies[:8], 1, args.duration, client=args.client))
             where = (f"server at {base}" if args.url else
                      f"server in a {args.server}, serve options {' '.join(args.serve_args) or '(defaults)'}")
@@ -260,7 +292,7 @@ def main() -> None:
             print(concurrent.report())
         rate = [len(p.latencies) / p.seconds for p in (sequential, concurrent)]
         print(f"throughput gain from dynamic batching: {rate[1] / rate[0]:.2f}x")
-        if sequential.errors or concurrent.errors:
+        if sequential.errors or concurrent.errors or sequential.bad_not_4xx or concurrent.bad_not_4xx:
             raise SystemExit(1)
 
 
