@@ -8,15 +8,21 @@ class CocoaError(Exception):
 
 
 class DataError(CocoaError, ValueError):
-    """Bad input data; the message names the file, row and field."""
+    """Bad input data; the message names the file, the row or line, and the field.
+
+    One format for every reader: ``row`` is the 0-based index of a record (a parquet row, an item
+    of a list) and is shown 1-based ("row 1" is the first); ``line`` is the 1-based line of a text
+    file (JSONL) and is shown as it is.
+    """
 
     def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
-                 field: str | None = None) -> None:
-        self.file, self.row, self.field = file, row, field
+                 field: str | None = None, line: int | None = None) -> None:
+        self.file, self.row, self.field, self.line = file, row, field, line
         where = ", ".join(
             part for part in (
                 f"file {file}" if file is not None else "",
-                f"row {row}" if row is not None else "",
+                f"line {line}" if line is not None else "",
+                f"row {row + 1}" if row is not None else "",
                 f"field '{field}'" if field is not None else "",
             ) if part
         )

@@ -205,4 +205,4 @@ def test_bad_rows_raise_an_error_naming_the_row(tmp_path, tgt_text: list[str], t
     with pytest.raises(DataError) as caught:
         evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False)
     assert caught.value.row == 1
-    assert "row 1" in str(caught.value)
+    assert "row 2" in str(caught.value), "shown 1-based"

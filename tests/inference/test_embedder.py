@@ -129,7 +129,7 @@ def test_cli_encode_bad_rows_name_line(model_dir: Path, tmp_path: Path, line: st
     result = CliRunner().invoke(_cli(), ["encode", "--model", str(model_dir), "--input", str(data),
                                          "--out", str(tmp_path / "o.npy")])
     assert result.exit_code == 1
-    assert message in result.output and "row 2" in result.output and str(data) in result.output
+    assert message in result.output and "line 2" in result.output and str(data) in result.output
     assert not (tmp_path / "o.npy").exists()
 
 

@@ -141,12 +141,12 @@ def _read_rows(file: Path, required: tuple[str, ...], optional: tuple[str, ...] 
     name = str(file)
     if file.suffix == ".jsonl":
         rows = []
-        for index, line in enumerate(file.read_text(encoding="utf-8").splitlines()):
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise DataError(f"invalid JSON: {exc}", file=name, row=index) from exc
+                    raise DataError(f"invalid JSON: {exc}", file=name, line=number) from exc
         for index, row in enumerate(rows):
             _check_fields(set(row), required, optional, name, index)
         return rows

@@ -63,25 +63,25 @@ def read_rows(path: Path) -> list[Row]:
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON: {exc.msg}", file=str(path), row=number) from exc
+            raise DataError(f"invalid JSON: {exc.msg}", file=str(path), line=number) from exc
         if not isinstance(raw, dict):
-            raise DataError("row must be a JSON object", file=str(path), row=number)
+            raise DataError("row must be a JSON object", file=str(path), line=number)
         text, image = raw.get("text") or "", raw.get("image")
         if not isinstance(text, str):
-            raise DataError("must be a string", file=str(path), row=number, field="text")
+            raise DataError("must be a string", file=str(path), line=number, field="text")
         if problem := text_problem(text):
-            raise DataError(problem, file=str(path), row=number, field="text")
+            raise DataError(problem, file=str(path), line=number, field="text")
         if image is not None:
             if not isinstance(image, str) or not image:
-                raise DataError("must be a path string", file=str(path), row=number, field="image")
+                raise DataError("must be a path string", file=str(path), line=number, field="image")
             image = str((path.parent / image).resolve())
             if problem := image_file_problem(image):
-                raise DataError(problem, file=str(path), row=number, field="image")
+                raise DataError(problem, file=str(path), line=number, field="image")
         if is_empty(text, image):
             others = sorted(set(raw) - {"id", "text", "image"})
             hint = f"; its keys {others} are kept as payload, not embedded" if others else ""
             raise DataError(f"row has {EMPTY_ITEM} (expected 'text' and/or 'image'{hint})", file=str(path),
-                            row=number, field="text")
+                            line=number, field="text")
         rows.append(Row(raw.get("id", number), text, image, raw))
     if not rows:
         raise DataError("input has no rows", file=str(path))
