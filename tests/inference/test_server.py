@@ -211,6 +211,25 @@ def test_serve_leaves_one_core_to_the_event_loop_unless_told(model_dir: Path,
         model_threads(0)
 
 
+def test_serve_cli_reads_the_api_key_from_a_file_or_the_environment(model_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from cocoa.cli import app
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(server, "serve", lambda *args, **kwargs: calls.append(args))
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret\n")
+    assert CliRunner().invoke(app, ["serve", "--model", str(model_dir), "--api-key-file", str(key_file)]).exit_code == 0
+    assert CliRunner().invoke(app, ["serve", "--model", str(model_dir)], env={"COCOA_API_KEY": "env-key"}).exit_code == 0
+    assert [call[4] for call in calls] == ["s3cret", "env-key"]
+    both = CliRunner().invoke(app, ["serve", "--model", str(model_dir), "--api-key", "x", "--api-key-file",
+                                    str(key_file)])
+    assert both.exit_code != 0 and "give the API key once" in both.output
+    (tmp_path / "empty").write_text("")
+    empty = CliRunner().invoke(app, ["serve", "--model", str(model_dir), "--api-key-file", str(tmp_path / "empty")])
+    assert empty.exit_code != 0 and "API key file is empty" in empty.output
+
+
 def test_serve_cli_passes_the_torch_threads(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cocoa.cli import app
 
