@@ -8,7 +8,8 @@ keeps them), so a second width costs only the truncation and the scoring.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from rich.table import Table
 from cocoa import files
 from cocoa.data.items import Item
 from cocoa.evaluate.cache import EmbeddingCache
+from cocoa.evaluate.freshness import HASHES_FILE, FileHashes, content_key
 from cocoa.evaluate.runner import ItemEncoder, evaluate
 from cocoa.evaluate.summary import Summary
 from cocoa.model.matryoshka import truncate, validate_dims
@@ -33,18 +35,23 @@ def width_dir(out_dir: Path, width: int) -> Path:
 
 
 class TruncatedEncoder:
-    """``encoder``'s embeddings cut to the first ``width`` features and re-normalised."""
+    """``encoder``'s embeddings cut to the first ``width`` features and re-normalised.
 
-    def __init__(self, encoder: ItemEncoder, width: int, full: EmbeddingCache) -> None:
-        self.encoder, self.width, self.full = encoder, width, full
+    The full-width embeddings are cached by ``key`` (by default each image's content with its
+    path, as the evaluator keys its own cache).
+    """
+
+    def __init__(self, encoder: ItemEncoder, width: int, full: EmbeddingCache,
+                 key: Callable[[Item], tuple[str, str]] = Item.key) -> None:
+        self.encoder, self.width, self.full, self.key = encoder, width, full, key
 
     def encode_items(self, items: Sequence[Item], *, batch_size: int = 32,
                      show_progress: bool = False) -> np.ndarray:
-        missing = list({item.key(): item for item in items if item.key() not in self.full}.values())
+        missing = list({self.key(item): item for item in items if self.key(item) not in self.full}.values())
         if missing:
             vectors = self.encoder.encode_items(missing, batch_size=batch_size, show_progress=show_progress)
-            self.full.add(FULL_WIDTH_TAG, [item.key() for item in missing], vectors)
-        full = self.full.get([item.key() for item in items])
+            self.full.add(FULL_WIDTH_TAG, [self.key(item) for item in missing], vectors)
+        full = self.full.get([self.key(item) for item in items])
         validate_dims([self.width], "dims", full.shape[1])
         return truncate(full, self.width)
 
@@ -73,10 +80,13 @@ def evaluate_widths(encoder: ItemEncoder, widths: Sequence[int], data_dir: Path,
     checked = validate_dims(widths, "dims")
     cache_root = cache_dir or Path(out_dir) / "cache"
     full = EmbeddingCache(cache_root, encoder.fingerprint())
-    summaries = {width: evaluate(TruncatedEncoder(encoder, width, full), data_dir, width_dir(out_dir, width),
+    hashes = FileHashes(Path(out_dir) / HASHES_FILE)
+    key = partial(content_key, hashes=hashes)
+    summaries = {width: evaluate(TruncatedEncoder(encoder, width, full, key), data_dir, width_dir(out_dir, width),
                                  datasets, image_root, batch_size, cache_dir=cache_root, skip_bad=skip_bad,
                                  show_progress=show_progress)
                  for width in checked}
+    hashes.save()
     files.write_json(Path(out_dir) / WIDTHS_FILE, {str(w): row for w, row in width_scores(summaries).items()})
     return summaries
 
