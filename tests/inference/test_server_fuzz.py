@@ -69,11 +69,18 @@ def client(model_dir: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def check(response_status: int, body: bytes) -> None:
-    assert response_status < 500, body
-    if response_status >= 400:
-        payload = json.loads(body)
-        assert set(payload) == {"error"} and {"message", "type", "code"} <= set(payload["error"]), body
+def post_and_check(client: TestClient, path: str, raw: bytes) -> None:
+    """POST ``raw`` as JSON: never a 5xx, and every error in the ``{"error": ...}`` envelope."""
+    response = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code < 500, response.content
+    if response.status_code >= 400:
+        payload = json.loads(response.content)
+        assert set(payload) == {"error"} and {"message", "type", "code"} <= set(payload["error"]), response.content
+
+
+def as_json(body: dict) -> bytes:
+    """``body`` with ASCII escapes, so that a lone surrogate reaches the server as ``\\ud800``."""
+    return json.dumps(body, ensure_ascii=True).encode()
 
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -83,30 +90,23 @@ FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCh
 @FUZZ
 @given(body=embedding_bodies)
 def test_embeddings_never_answer_5xx(client: TestClient, body: dict) -> None:
-    raw = json.dumps(body, ensure_ascii=True).encode()  # \ud800 escapes reach the server as lone surrogates
-    response = client.post("/v1/embeddings", content=raw, headers={"content-type": "application/json"})
-    check(response.status_code, response.content)
+    post_and_check(client, "/v1/embeddings", as_json(body))
 
 
 @FUZZ
 @given(body=well_formed)
 def test_well_formed_requests_with_hostile_contents_never_answer_5xx(client: TestClient, body: dict) -> None:
-    raw = json.dumps(body, ensure_ascii=True).encode()
-    response = client.post("/v1/embeddings", content=raw, headers={"content-type": "application/json"})
-    check(response.status_code, response.content)
+    post_and_check(client, "/v1/embeddings", as_json(body))
 
 
 @FUZZ
 @given(body=search_bodies)
 def test_search_never_answers_5xx(client: TestClient, body: dict) -> None:
-    raw = json.dumps(body, ensure_ascii=True).encode()
-    response = client.post("/v1/search", content=raw, headers={"content-type": "application/json"})
-    check(response.status_code, response.content)
+    post_and_check(client, "/v1/search", as_json(body))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
           derandomize=True)
 @given(raw=st.binary(max_size=200), path=st.sampled_from(["/v1/embeddings", "/v1/search"]))
 def test_arbitrary_bytes_never_answer_5xx(client: TestClient, raw: bytes, path: str) -> None:
-    response = client.post(path, content=raw, headers={"content-type": "application/json"})
-    check(response.status_code, response.content)
+    post_and_check(client, path, raw)
