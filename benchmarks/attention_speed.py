@@ -18,9 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cocoa.data.collate import Batch, Preprocessor, collate
+from cocoa.core.batch import Batch
+from cocoa.core.tokens import Role
+from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.model.attention import ATTENTION_MODES, Role
+from cocoa.model.attention import ATTENTION_MODES
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states
 

@@ -49,13 +49,16 @@ import torch
 from PIL import Image
 from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
 
-from cocoa.data.collate import Batch, Preprocessor, collate
+from cocoa.core.batch import Batch
+from cocoa.core.spec import EmbeddingSpec
+from cocoa.core.tokens import Role
+from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.inference.encoder import EmbeddingSpec, Encoder
-from cocoa.model.attention import ATTENTION_MODES, Role
+from cocoa.inference.encoder import Encoder
+from cocoa.model.attention import ATTENTION_MODES
 from cocoa.model.backbone import MODEL_CLASSES, Backbone, TokenIds, build_image_processor
 from cocoa.model.forward import hidden_states
-from cocoa.recipe import LoraConfig
+from cocoa.train.config import LoraConfig
 from cocoa.train.lora import add_lora
 
 #: Published text/vision shapes (config.json of the released checkpoints); weights random.

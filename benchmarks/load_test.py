@@ -42,8 +42,8 @@ import numpy as np
 import uvicorn
 from PIL import Image
 
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.inference.embedder import Embedder
-from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.inference.server import create_app
 from cocoa.model.backbone import Backbone
 

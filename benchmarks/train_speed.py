@@ -37,7 +37,7 @@ def matmul_peak(threads: int, size: int = 2048, repeats: int = 10) -> float:
 
 def measure(preset: str, stage: str, data: Path, steps: int, threads: int) -> dict:
     """Run in a child process: time ``steps`` optimiser steps of one stage."""
-    from cocoa.data.collate import Batch
+    from cocoa.core.batch import Batch
     from cocoa.pipeline.train_stage import build_backbone
     from cocoa.recipe import builtin, load_recipe
     from cocoa.stages import get_stage

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.minimmeb.build import build_mini
-from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.model.backbone import Backbone
 
 CORPUS = [

@@ -25,9 +25,9 @@ from pathlib import Path
 from PIL import Image
 from run import REPO
 
+from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
 from cocoa.model.backbone import Backbone, build_image_processor
-from cocoa.model.protocol import PROTOCOLS
 
 SIDES = (20, 27, 28, 56, 100, 224, 333, 448, 672, 1000, 1344, 1700, 2200)
 V2_PROCESSOR = "src/model/vlm_backbone/qwen2_vl/image_processing_qwen2_vl.py"

@@ -13,13 +13,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from cocoa.core.protocol import DEFAULT_PROTOCOL, PROTOCOLS, ImagePolicy, Protocol
 from cocoa.errors import ConfigError
-from cocoa.model.protocol import DEFAULT_PROTOCOL, PROTOCOLS, ImagePolicy, Protocol
 from cocoa.schema import Strict
 from cocoa.stages import STAGES
 from cocoa.stages.bridge import BridgeConfig
 from cocoa.stages.contrastive import ContrastiveConfig
 from cocoa.stages.warmup import WarmupConfig
+from cocoa.train.config import TrainConfig
 
 
 class ModelConfig(Strict):
@@ -54,32 +55,8 @@ class DataConfig(Strict):
     num_workers: int = Field(0, ge=0)
 
 
-#: The release's LoRA targets that name vision-block modules: Qwen2-VL's qkv, fc1, fc2, Qwen2.5-VL's gated MLP
-#: (gate/up/down_proj, which its list names for the language model) and Qwen3-VL's linear_fc1/2 (its MLP's
-#: names for fc1/fc2). The attention output ``proj`` is not in the release's list.
-VISION_TARGETS = ("qkv", "fc1", "fc2", "gate_proj", "up_proj", "down_proj", "linear_fc1", "linear_fc2")
-
-
-class LoraConfig(Strict):
-    r: int = Field(8, gt=0)
-    alpha: int = Field(64, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    dora: bool = True
-    init: Literal["gaussian", "default"] = "gaussian"
-    vision: bool = True
-    targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                        "up_proj", "down_proj"])
-    train_mask_token: bool = Field(
-        True, description="stages that mask tokens (warmup, bridge): train the mask token's embedding row, which "
-                          "the frozen embedding matrix would otherwise leave at its initial value")
-    vision_targets: list[str] = Field(
-        default_factory=lambda: list(VISION_TARGETS),
-        description="vision-block projections adapted when vision is true: the release's list as it reaches "
-                    "the vision tower; add 'proj' (attention output) to adapt that too")
-
-
 class ImageConfig(Strict):
-    """An image policy (:class:`~cocoa.model.protocol.ImagePolicy`): squash side, then pixel bounds."""
+    """An image policy (:class:`~cocoa.core.protocol.ImagePolicy`): squash side, then pixel bounds."""
 
     square: int | None = Field(None, gt=0, description="squash every image to this square side first")
     min_pixels: int | None = Field(None, gt=0, description="default: the image processor's own")
@@ -91,7 +68,7 @@ class ImageConfig(Strict):
 class ProtocolConfig(Strict):
     """The recipe's ``protocol`` section: the embedding protocol the stage builds its sequences with.
 
-    ``preset`` names one of :data:`~cocoa.model.protocol.PROTOCOLS`; ``image`` replaces its image
+    ``preset`` names one of :data:`~cocoa.core.protocol.PROTOCOLS`; ``image`` replaces its image
     policy for this stage's training data; ``append`` (a token string, or null for none) replaces its
     appended token when given. The saved model records the result.
     """
@@ -115,41 +92,6 @@ class ProtocolConfig(Strict):
         if "append" in self.model_fields_set:
             protocol = protocol.replace(append=self.append)
         return protocol
-
-
-class TrainConfig(Strict):
-    output_dir: str
-    batch_size: int = Field(8, gt=0, description="per process")
-    max_steps: int | None = Field(None, gt=0)
-    epochs: float | None = Field(None, gt=0)
-    lr: float = Field(2e-5, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
-    grad_clip: float | None = Field(1.0, gt=0)
-    seed: int = 0
-    lora: LoraConfig | None = None
-    parallel: Literal["ddp", "fsdp"] = Field(
-        "ddp", description="ddp: a full model per process (DDP under torchrun); fsdp: weights, gradients and "
-                           "optimiser state sharded across processes (FSDP2), for full fine-tuning")
-    gradient_checkpointing: bool = False
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    log_every: int = Field(10, gt=0)
-    save_every: int = Field(200, gt=0)
-    keep_checkpoints: int = Field(2, gt=0)
-
-    @model_validator(mode="after")
-    def _one_length(self) -> TrainConfig:
-        if (self.max_steps is None) == (self.epochs is None):
-            raise ValueError("set exactly one of train.max_steps and train.epochs")
-        return self
-
-    @model_validator(mode="after")
-    def _fsdp_full_fine_tuning(self) -> TrainConfig:
-        if self.parallel == "fsdp" and self.lora is not None:
-            raise ValueError("train.parallel=fsdp shards full fine-tuning only: set train.lora to null, "
-                             "or keep train.parallel=ddp for LoRA")
-        return self
 
 
 class Recipe(Strict):

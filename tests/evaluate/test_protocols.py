@@ -8,9 +8,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cocoa.cli import app
+from cocoa.core.protocol import PROTOCOLS
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.evaluate.runner import evaluate
-from cocoa.inference.encoder import EmbeddingSpec, Encoder
-from cocoa.model.protocol import PROTOCOLS
+from cocoa.inference.encoder import Encoder
 from cocoa.recipe import load_recipe
 from cocoa.stages import get_stage
 from tests.evaluate.test_runner import build_benchmark

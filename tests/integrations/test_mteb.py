@@ -20,7 +20,7 @@ from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData  # noqa: 
 from mteb.abstasks.task_metadata import TaskMetadata  # noqa: E402
 from mteb.types import PromptType  # noqa: E402
 
-from cocoa.inference.encoder import EmbeddingSpec  # noqa: E402
+from cocoa.core.spec import EmbeddingSpec  # noqa: E402
 from cocoa.integrations.mteb import CocoaMtebEncoder  # noqa: E402
 from tests.conftest import make_backbone  # noqa: E402
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from cocoa.core.protocol import PROTOCOLS
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.errors import ConfigError, DataError
 from cocoa.inference.embedder import Embedder
-from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.integrations.st_layout import write_sentence_transformers_files
-from cocoa.model.protocol import PROTOCOLS
 
 st = pytest.importorskip("sentence_transformers")
 

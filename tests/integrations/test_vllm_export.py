@@ -10,15 +10,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cocoa.cli import app
+from cocoa.core.protocol import PROTOCOLS
+from cocoa.core.spec import SPEC_FILE, EmbeddingSpec
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.errors import ConfigError
 from cocoa.inference.embedder import with_instruction
-from cocoa.inference.encoder import SPEC_FILE, EmbeddingSpec
 from cocoa.integrations.st_layout import MODULES_FILE
 from cocoa.integrations.vllm import NOTES_FILE, SERVE_SCRIPT, export_vllm, vllm_prompt
 from cocoa.model.backbone import Backbone
-from cocoa.model.protocol import PROTOCOLS
 
 
 def vllm_tokens(prompt: str, item: Item, backbone: Backbone, pre: Preprocessor) -> list[int]:

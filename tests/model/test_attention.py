@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from cocoa.data.collate import Batch, Preprocessor, collate
+from cocoa.core.batch import Batch
+from cocoa.core.tokens import Role
+from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.errors import ConfigError
 from cocoa.losses.mae import MAEHead
-from cocoa.model.attention import Role, additive_mask, allowed
+from cocoa.model.attention import additive_mask, allowed
 from cocoa.model.forward import ImageFeatures, ImageTransform, hidden_states, vl_model
 from tests.conftest import make_backbone
 

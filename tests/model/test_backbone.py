@@ -13,11 +13,12 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
+from cocoa.core.protocol import PROTOCOLS
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.items import Item
 from cocoa.errors import ConfigError
-from cocoa.inference.encoder import EmbeddingSpec, Encoder
+from cocoa.inference.encoder import Encoder
 from cocoa.model.backbone import MASK_TOKEN, Backbone, TokenIds
-from cocoa.model.protocol import PROTOCOLS
 from tests.conftest import CORPUS, make_backbone
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]

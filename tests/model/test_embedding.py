@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.errors import DataError
-from cocoa.model.attention import Role
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed, hidden_states, pack_rows, packs
 from tests.conftest import make_backbone

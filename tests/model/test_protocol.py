@@ -10,14 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
+from cocoa.core.protocol import PROTOCOLS, ImagePolicy, Protocol, get_protocol
+from cocoa.core.spec import EmbeddingSpec
+from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.errors import ConfigError
-from cocoa.inference.encoder import EmbeddingSpec, Encoder
-from cocoa.model.attention import Role
+from cocoa.inference.encoder import Encoder
 from cocoa.model.backbone import Backbone, build_image_processor
 from cocoa.model.forward import embed, hidden_states, pool, position_ids
-from cocoa.model.protocol import PROTOCOLS, ImagePolicy, Protocol, get_protocol
 from tests.conftest import make_backbone
 
 #: The processor bounds of a Qwen2-VL checkpoint (preprocessor_config.json of Qwen2-VL-2B-Instruct), which the

@@ -15,6 +15,9 @@ import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from cocoa.core.matryoshka import validate_dims
+from cocoa.core.protocol import PROTOCOLS
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import Item
 from cocoa.errors import ConfigError
@@ -23,14 +26,12 @@ from cocoa.evaluate.runner import evaluate
 from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_dir
 from cocoa.inference.cli import encode, index_app
 from cocoa.inference.embedder import Embedder
-from cocoa.inference.encoder import EmbeddingSpec, Encoder
+from cocoa.inference.encoder import Encoder
 from cocoa.inference.index import VectorIndex
 from cocoa.inference.server import create_app
 from cocoa.integrations.st_layout import MODULES_FILE
 from cocoa.losses.contrastive import distributed_info_nce, matryoshka_info_nce, place_negatives
-from cocoa.model.matryoshka import validate_dims
-from cocoa.model.protocol import PROTOCOLS
-from cocoa.recipe import TrainConfig, load_recipe
+from cocoa.recipe import load_recipe
 from cocoa.stages import get_stage
 from cocoa.stages.contrastive import (
     ContrastiveBuilder,
@@ -39,6 +40,7 @@ from cocoa.stages.contrastive import (
     EmbeddingObjective,
     MatryoshkaConfig,
 )
+from cocoa.train.config import TrainConfig
 from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import GradCacheStep
 from cocoa.train.trainer import Trainer

@@ -10,9 +10,10 @@ from torch import nn
 
 from cocoa.errors import ConfigError
 from cocoa.pipeline.driver import load_pipeline, stage_folder
-from cocoa.recipe import TrainConfig, load_recipe, parse_recipe
+from cocoa.recipe import load_recipe, parse_recipe
 from cocoa.stages import STAGES, get_stage
 from cocoa.train.batches import BatchPlan, StepDataset
+from cocoa.train.config import TrainConfig
 from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import StepContext
 from cocoa.train.trainer import Trainer

@@ -18,11 +18,11 @@ from torch.distributed.tensor import DTensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
-from cocoa.model.protocol import PROTOCOLS
 from cocoa.pipeline.train_stage import train_stage
-from cocoa.recipe import TrainConfig, load_recipe
+from cocoa.recipe import load_recipe
 from cocoa.stages.bridge import BridgeBuilder, BridgeConfig, BridgeObjective
 from cocoa.stages.contrastive import (
     ContrastiveBuilder,
@@ -32,6 +32,7 @@ from cocoa.stages.contrastive import (
 )
 from cocoa.train import distributed
 from cocoa.train.batches import BatchPlan, StepDataset
+from cocoa.train.config import TrainConfig
 from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import GradCacheStep, LossStep
 from cocoa.train.trainer import Trainer

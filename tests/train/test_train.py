@@ -17,16 +17,16 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 
+from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import Item, TrainPair
 from cocoa.errors import ConfigError
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.encoder import Encoder
 from cocoa.losses.contrastive import info_nce
-from cocoa.model.protocol import PROTOCOLS
 from cocoa.pipeline.driver import load_pipeline
 from cocoa.pipeline.train_stage import train_stage
-from cocoa.recipe import LoraConfig, TrainConfig, apply_overrides, builtin, load_recipe, parse_recipe
+from cocoa.recipe import apply_overrides, builtin, load_recipe, parse_recipe
 from cocoa.stages.contrastive import (
     ContrastiveBuilder,
     ContrastiveConfig,
@@ -37,6 +37,7 @@ from cocoa.stages.contrastive import (
 )
 from cocoa.train import checkpoint
 from cocoa.train.batches import BatchPlan, StepDataset
+from cocoa.train.config import LoraConfig, TrainConfig
 from cocoa.train.distributed import DistInfo
 from cocoa.train.lora import add_lora
 from cocoa.train.steps import GradCacheStep

@@ -2,7 +2,7 @@
 
 Every stage, the evaluator and the inference API build their sequences here, so training,
 evaluation and serving can never disagree about preprocessing. A
-:class:`~cocoa.model.protocol.Protocol` decides the details: each image is sized by its image
+:class:`~cocoa.core.protocol.Protocol` decides the details: each image is sized by its image
 policy and becomes ``<|vision_start|> <|image_pad|> x n <|vision_end|>`` (or the pads alone),
 placed where the text has the MMEB placeholder ``<|image_1|>``, or before the text when it has
 none; the protocol's token (if any) is appended to an embedding sequence.
@@ -18,13 +18,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from cocoa.core.batch import Batch
+from cocoa.core.protocol import DEFAULT_PROTOCOL, Protocol, get_protocol
+from cocoa.core.tokens import IGNORE_INDEX, Role
 from cocoa.data.images import open_image
 from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, Item, is_empty, text_problem
 from cocoa.errors import ConfigError, DataError
-from cocoa.losses.language import IGNORE_INDEX
-from cocoa.model.attention import Role
 from cocoa.model.backbone import Backbone
-from cocoa.model.protocol import DEFAULT_PROTOCOL, Protocol, get_protocol
 
 
 @dataclass
@@ -55,35 +55,6 @@ class Encoded:
 
     def num_image_tokens(self) -> int:
         return sum(self.mm)
-
-
-@dataclass
-class Batch:
-    """A padded batch; ``pool_index`` is each row's (first) EOS position.
-
-    ``image_token_mask`` (stage 1 only) flags the merged image tokens hidden from the model.
-    """
-
-    input_ids: Tensor
-    roles: Tensor
-    mm_token_type_ids: Tensor
-    labels: Tensor
-    pool_index: Tensor
-    pixel_values: Tensor | None = None
-    image_grid_thw: Tensor | None = None
-    image_token_mask: Tensor | None = None
-
-    def to(self, device: torch.device | str) -> Batch:
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Batch(**{k: v.to(device) if isinstance(v, Tensor) else v for k, v in moved.items()})
-
-    @property
-    def attention_mask(self) -> Tensor:
-        """The 2-D 0/1 mask of real tokens."""
-        return (self.roles != Role.PAD).long()
-
-    def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
 
 
 class Preprocessor:

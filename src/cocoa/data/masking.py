@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cocoa.core.tokens import IGNORE_INDEX
 from cocoa.data.collate import Encoded
-from cocoa.losses.language import IGNORE_INDEX
 
 
 def choose_masked(n: int, ratio: float, rng: np.random.Generator) -> np.ndarray:

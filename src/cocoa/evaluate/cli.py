@@ -23,8 +23,8 @@ app = typer.Typer(invoke_without_command=True, add_completion=False,
 def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None) -> ItemEncoder:
     """Load the model in ``model_dir`` under ``protocol`` (default: the one it records; imports the
     model stack only when needed)."""
+    from cocoa.core.protocol import get_protocol
     from cocoa.inference.encoder import Encoder
-    from cocoa.model.protocol import get_protocol
 
     chosen = get_protocol(protocol) if protocol is not None else None
     return Encoder.from_pretrained(model_dir, num_workers=workers, protocol=chosen)

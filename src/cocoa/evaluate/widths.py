@@ -16,12 +16,12 @@ import numpy as np
 from rich.table import Table
 
 from cocoa import files
+from cocoa.core.matryoshka import truncate, validate_dims
 from cocoa.data.items import Item
 from cocoa.evaluate.cache import EmbeddingCache
 from cocoa.evaluate.freshness import HASHES_FILE, FileHashes, content_key
 from cocoa.evaluate.runner import ItemEncoder, evaluate
 from cocoa.evaluate.summary import Summary
-from cocoa.model.matryoshka import truncate, validate_dims
 
 #: The cache shard tag of the shared full-width embeddings.
 FULL_WIDTH_TAG = "full-width"

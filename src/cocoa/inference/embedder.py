@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cocoa.core.matryoshka import check_dimensions, truncate
 from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, Item, is_empty
 from cocoa.errors import DataError
 from cocoa.inference.encoder import Encoder
-from cocoa.model.matryoshka import check_dimensions, truncate
 
 Input: TypeAlias = str | Path | Image.Image | Mapping[str, Any]
 INPUT_KEYS = frozenset({"text", "image"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,84 +15,20 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from cocoa.data.collate import Batch, Encoded, Preprocessor, collate
+from cocoa.core.batch import Batch
+from cocoa.core.protocol import Protocol
+from cocoa.core.spec import EmbeddingSpec
+from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.images import image_size
 from cocoa.data.items import Item
 from cocoa.errors import CocoaError, ConfigError
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed
-from cocoa.model.matryoshka import validate_dims
-from cocoa.model.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol
-
-SPEC_FILE = "cocoa.json"
 
 #: Image sizes by path: item lengths are asked for more than once (evaluator and encoder sort).
 cached_image_size = lru_cache(maxsize=1 << 18)(image_size)
 #: Text token counts kept per encoder, for the same reason (and items repeat instruction texts).
 TEXT_LENGTH_CACHE = 1 << 16
-
-
-@dataclass(frozen=True)
-class EmbeddingSpec:
-    """How a checkpoint embeds: its :class:`~cocoa.model.protocol.Protocol` and token budget.
-
-    ``matryoshka_dims`` are the widths a multi-width InfoNCE trained (``None``: only the full one).
-    A ``cocoa.json`` written before protocols were recorded (``attention`` and no ``protocol``)
-    loads as the ``cocoa`` protocol with that attention, which is what such a checkpoint did.
-    """
-
-    protocol: Protocol = PROTOCOLS[DEFAULT_PROTOCOL]
-    max_len: int = 4096
-    matryoshka_dims: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_len < 2:
-            raise ConfigError(f"max_len must be at least 2, got {self.max_len}")
-        if self.matryoshka_dims is not None:
-            object.__setattr__(self, "matryoshka_dims", validate_dims(self.matryoshka_dims, "matryoshka_dims"))
-
-    @property
-    def attention(self) -> str:
-        """The attention the protocol embeds with."""
-        return self.protocol.attention
-
-    def with_protocol(self, protocol: Protocol) -> EmbeddingSpec:
-        """The same budget and widths under another protocol."""
-        return replace(self, protocol=protocol)
-
-    def widths(self, hidden: int) -> tuple[int, ...]:
-        """The embedding widths served, ascending: the trained Matryoshka widths and the full ``hidden``."""
-        dims = validate_dims(self.matryoshka_dims or (hidden,), "matryoshka_dims", hidden)
-        return tuple(sorted({*dims, hidden}))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The saved fields; ``matryoshka_dims`` only when set."""
-        data: dict[str, Any] = {"protocol": self.protocol.to_dict(), "max_len": self.max_len}
-        if self.matryoshka_dims is not None:
-            data["matryoshka_dims"] = list(self.matryoshka_dims)
-        return data
-
-    def save(self, folder: str | Path) -> None:
-        (Path(folder) / SPEC_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, folder: str | Path) -> EmbeddingSpec:
-        """The spec in ``folder/cocoa.json``; a folder without one (another project's checkpoint) gets the default."""
-        path = Path(folder) / SPEC_FILE
-        if not path.is_file():
-            return cls()
-        data = json.loads(path.read_text())
-        unknown = set(data) - {"protocol", "attention", "max_len", "matryoshka_dims"}
-        if unknown:
-            raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
-        if "protocol" in data:
-            if "attention" in data:
-                raise ConfigError(f"{path}: give the attention inside protocol, not beside it")
-            protocol = Protocol.from_dict(data["protocol"], f"{path}: protocol")
-        else:
-            protocol = PROTOCOLS[DEFAULT_PROTOCOL].replace(attention=data.get("attention", "bidirectional"))
-        dims = data.get("matryoshka_dims")
-        return cls(protocol, int(data.get("max_len", 4096)), tuple(dims) if dims is not None else None)
 
 
 #: Config keys that say where a model came from or how it was saved, not how it computes (the

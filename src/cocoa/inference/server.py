@@ -31,13 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cocoa.core.matryoshka import check_dimensions
 from cocoa.data.images import MAX_IMAGE_PIXELS, ImageTooLarge, open_image
 from cocoa.data.items import Item, is_empty, text_problem
 from cocoa.errors import CocoaError, ConfigError, DataError
 from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder, with_instruction
 from cocoa.inference.index import VectorIndex
-from cocoa.model.matryoshka import check_dimensions
 
 
 class ApiError(Exception):

@@ -26,9 +26,9 @@ from mteb.similarity_functions import ScoringFunction
 from mteb.types import PromptType
 from PIL import Image
 
+from cocoa.core.matryoshka import check_dimensions
 from cocoa.errors import DataError
 from cocoa.inference.embedder import Embedder, Input
-from cocoa.model.matryoshka import check_dimensions
 
 #: The encoder batch size when mteb's ``encode_kwargs`` set none.
 DEFAULT_BATCH_SIZE = 32

@@ -21,10 +21,11 @@ from typing import Any
 import torch
 from sentence_transformers.base.modules import InputModule
 
-from cocoa.data.collate import Batch, Preprocessor, collate
+from cocoa.core.batch import Batch
+from cocoa.core.spec import EmbeddingSpec
+from cocoa.data.collate import Preprocessor, collate
 from cocoa.errors import ConfigError
 from cocoa.inference.embedder import Input, to_item
-from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.integrations.st_layout import write_sentence_transformers_files
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed

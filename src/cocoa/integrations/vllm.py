@@ -28,12 +28,12 @@ from pathlib import Path
 
 from transformers import AutoConfig, PreTrainedTokenizerBase
 
+from cocoa.core.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol
+from cocoa.core.spec import SPEC_FILE, EmbeddingSpec
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.errors import ConfigError
-from cocoa.inference.encoder import SPEC_FILE, EmbeddingSpec
 from cocoa.integrations.st_layout import CONFIG_FILE, MODULES_FILE
 from cocoa.model.backbone import TokenIds
-from cocoa.model.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol
 
 #: cocoa-only files left out of the export (vLLM would try to read ``modules.json`` as a pooling config).
 COCOA_FILES = frozenset({SPEC_FILE, MODULES_FILE, CONFIG_FILE})

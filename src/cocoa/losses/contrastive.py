@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from cocoa.model.matryoshka import truncate_tensor
+from cocoa.core.matryoshka import truncate_tensor
 
 #: Matryoshka widths and their loss weights.
 Widths = tuple[Sequence[int], Sequence[float]]

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-#: Label of positions that no loss counts (PyTorch's cross-entropy default).
-IGNORE_INDEX = -100
+from cocoa.core.tokens import IGNORE_INDEX
 
 
 def shifted_cross_entropy(hidden: Tensor, labels: Tensor, head: nn.Module) -> Tensor:

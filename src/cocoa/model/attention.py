@@ -10,12 +10,12 @@ code stays untouched (a 4-D mask passes its mask utilities unchanged).
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import IntEnum
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from cocoa.core.tokens import Role
 from cocoa.errors import ConfigError
 
 AttentionMode = Literal["causal", "bidirectional", "eos_bridge"]
@@ -23,15 +23,6 @@ ATTENTION_MODES: tuple[str, ...] = ("causal", "bidirectional", "eos_bridge")
 
 #: (query role, key role, query index, key index) -> bool, all broadcastable.
 MaskFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
-
-
-class Role(IntEnum):
-    """What a position is: padding, block A (the query), the bridging EOS, or block B."""
-
-    PAD = 0
-    QUERY = 1
-    EOS = 2
-    TARGET = 3
 
 
 def and_masks(*fns: MaskFn) -> MaskFn:

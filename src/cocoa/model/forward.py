@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributed.fsdp import FSDPModule
 
-from cocoa.data.collate import Batch
-from cocoa.model.attention import AttentionMode, Role, additive_mask
-from cocoa.model.protocol import Pooling, Positions
+from cocoa.core.batch import Batch
+from cocoa.core.protocol import Pooling, Positions
+from cocoa.core.tokens import Role
+from cocoa.model.attention import AttentionMode, additive_mask
 
 
 @dataclass(frozen=True)

@@ -149,9 +149,9 @@ def wait_for(path: Path, timeout: float = 3600.0) -> None:
 
 def evaluate_model(model_dir: Path, section: EvalSection, data_root: Path, out: Path) -> dict:
     """Evaluate a checkpoint with the MMEB evaluator; returns the summary as a dict."""
+    from cocoa.core.protocol import get_protocol
     from cocoa.evaluate.runner import evaluate
     from cocoa.inference.encoder import Encoder
-    from cocoa.model.protocol import get_protocol
 
     console.rule("[bold]evaluation")
     began = time.perf_counter()

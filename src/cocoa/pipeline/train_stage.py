@@ -15,10 +15,10 @@ import torch
 import yaml
 from torch import nn
 
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.items import IMAGE_PLACEHOLDER
 from cocoa.errors import ConfigError
 from cocoa.files import atomic_folder, write_json
-from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.integrations.st_layout import write_sentence_transformers_files
 from cocoa.model.backbone import Backbone
 from cocoa.recipe import Recipe

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
+from cocoa.core.protocol import Protocol
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor
 from cocoa.data.mmeb import CaptionPair, read_caption_corpus
-from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.model.backbone import Backbone
-from cocoa.model.protocol import Protocol
 from cocoa.train.batches import BatchBuilder
 from cocoa.train.steps import Step
 

@@ -14,12 +14,13 @@ import numpy as np
 from pydantic import Field
 from torch import Tensor, nn
 
-from cocoa.data.collate import Batch, Encoded, Preprocessor, collate
+from cocoa.core.batch import Batch
+from cocoa.core.tokens import Role
+from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
 from cocoa.data.masking import mask_share
 from cocoa.data.mmeb import read_train_pairs
 from cocoa.losses.language import shifted_cross_entropy, token_accuracy
-from cocoa.model.attention import Role
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head
 from cocoa.schema import Strict

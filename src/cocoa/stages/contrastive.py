@@ -18,15 +18,16 @@ from PIL import Image
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from cocoa.data.collate import Batch, Preprocessor, collate
+from cocoa.core.batch import Batch
+from cocoa.core.matryoshka import validate_dims
+from cocoa.core.protocol import Protocol
+from cocoa.core.spec import EmbeddingSpec
+from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
 from cocoa.data.mmeb import read_train_pairs
-from cocoa.inference.encoder import EmbeddingSpec
 from cocoa.losses.contrastive import Widths, distributed_info_nce, place_negatives
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head, pool, vl_model
-from cocoa.model.matryoshka import validate_dims
-from cocoa.model.protocol import Protocol
 from cocoa.schema import Strict
 from cocoa.stages.base import Stage, StageParts, image_root
 from cocoa.train.steps import GradCacheStep

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import Tensor, nn
 
-from cocoa.data.collate import Batch, Encoded, Preprocessor, collate
+from cocoa.core.batch import Batch
+from cocoa.core.tokens import IGNORE_INDEX, Role
+from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.data.mmeb import CaptionPair
-from cocoa.losses.language import IGNORE_INDEX, shifted_cross_entropy, token_accuracy
-from cocoa.model.attention import Role
+from cocoa.losses.language import shifted_cross_entropy, token_accuracy
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head
 from cocoa.stages.base import CaptionStage, StageParts

@@ -14,7 +14,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from cocoa.data.collate import Batch, Encoded, Preprocessor, collate
+from cocoa.core.batch import Batch
+from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.data.masking import choose_masked, mask_share
 from cocoa.data.mmeb import CaptionPair

@@ -8,7 +8,7 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model
 from torch import nn
 
-from cocoa.recipe import LoraConfig
+from cocoa.train.config import LoraConfig
 
 
 def target_regex(config: LoraConfig) -> str:

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from cocoa.data.collate import Batch
+from cocoa.core.batch import Batch
 from cocoa.losses.contrastive import world_size
 from cocoa.train import checkpoint
 

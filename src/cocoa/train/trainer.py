@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from cocoa.files import write_text
-from cocoa.recipe import TrainConfig
 from cocoa.train import checkpoint, fsdp
 from cocoa.train.batches import StepDataset, passthrough
+from cocoa.train.config import TrainConfig
 from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import Step, StepContext
 

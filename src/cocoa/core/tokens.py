@@ -1,0 +1,17 @@
+"""What a token position is: its role in a sequence, and the label that tells a loss to skip it."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+#: The label of positions no loss is computed on (the convention of ``torch.nn.functional.cross_entropy``).
+IGNORE_INDEX = -100
+
+
+class Role(IntEnum):
+    """What a position is: padding, block A (the query), the bridging EOS, or block B."""
+
+    PAD = 0
+    QUERY = 1
+    EOS = 2
+    TARGET = 3

@@ -1,0 +1,74 @@
+"""Imports run one way: every cocoa module imports only from its own layer or the layers below.
+
+The order, bottom to top, is the one README's pipeline map states. Imports under
+``if TYPE_CHECKING:`` are annotations only and are not followed; imports inside functions are
+(they run, only later).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import cocoa
+
+#: Bottom to top. The base modules beside ``core`` (errors, files, schema, cli_errors) are in its layer.
+LAYERS = ("core", "model", "data", "losses", "train", "stages", "recipe", "inference", "evaluate",
+          "integrations", "pipeline", "cli")
+BASE_MODULES = {"errors": "core", "files": "core", "schema": "core", "cli_errors": "core", "__main__": "cli"}
+PACKAGE = Path(cocoa.__file__).parent
+
+
+def layer_of(module: str) -> str | None:
+    """The layer of a ``cocoa.*`` module name (``None`` for the package root)."""
+    parts = module.split(".")
+    if len(parts) < 2:
+        return None
+    return BASE_MODULES.get(parts[1], parts[1])
+
+
+def runtime_imports(tree: ast.AST) -> list[tuple[int, str]]:
+    """``(line, module)`` of every cocoa import outside ``if TYPE_CHECKING:`` blocks."""
+    found: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cocoa"):
+            if node.module == "cocoa":
+                found.extend((node.lineno, f"cocoa.{alias.name}") for alias in node.names)
+            else:
+                found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names if alias.name.startswith("cocoa."))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def test_every_import_points_to_the_same_layer_or_below() -> None:
+    upward = []
+    files = sorted(PACKAGE.rglob("*.py"))
+    for file in files:
+        parts = file.relative_to(PACKAGE.parent).with_suffix("").parts
+        source = layer_of(".".join(parts))
+        if source is None or (parts[-1] == "__init__" and len(parts) == 2):
+            continue  # the package root re-exports the public API
+        assert source in LAYERS, f"{file}: layer {source!r} is not in the stated order"
+        for line, module in runtime_imports(ast.parse(file.read_text(encoding="utf-8"))):
+            target = layer_of(module)
+            if target is not None and LAYERS.index(target) > LAYERS.index(source):
+                upward.append(f"{file.relative_to(PACKAGE.parent)}:{line} ({source}) imports {module} ({target})")
+    assert len(files) > 50
+    assert not upward, "imports against the layer order:\n" + "\n".join(upward)
+
+
+def test_the_check_sees_an_upward_import() -> None:
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cocoa.recipe import Recipe\n"
+                     "def f():\n    from cocoa.pipeline.driver import run_pipeline\n")
+    assert runtime_imports(tree) == [(5, "cocoa.pipeline.driver")]
+    assert layer_of("cocoa.errors") == "core" and layer_of("cocoa.model.forward") == "model"
