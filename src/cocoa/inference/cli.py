@@ -195,9 +195,7 @@ def search(
     def action() -> list[Any]:
         loaded = VectorIndex.load(index)
         embedder = load_embedder(model)
-        if loaded.fingerprint and loaded.fingerprint != embedder.fingerprint:
-            raise DataError(f"index was built with model {loaded.fingerprint}, not {embedder.fingerprint}",
-                            file=str(index))
+        loaded.check_model(embedder.fingerprint, embedder.widths)
         vectors = embedder.encode({"text": query or "", "image": image}, instruction, dimensions=loaded.dim)
         return loaded.search(vectors, k)[0]
 

@@ -78,6 +78,15 @@ class VectorIndex:
         self.kind, self.fingerprint = kind, fingerprint
         self.nprobe, self.ef_search = nprobe, ef_search
 
+    def check_model(self, fingerprint: str, widths: Sequence[int]) -> None:
+        """A :class:`ConfigError` unless this index was built by the model with ``fingerprint`` (when it
+        records one) at one of its embedding ``widths``."""
+        if self.dim not in widths:
+            raise ConfigError(f"index has dim {self.dim} but the model embeds to widths {', '.join(map(str, widths))}")
+        if self.fingerprint and self.fingerprint != fingerprint:
+            raise ConfigError(f"index was built with model {self.fingerprint}, not this model ({fingerprint}); "
+                              "rebuild it")
+
     @classmethod
     def build(cls, embeddings: np.ndarray, ids: Sequence[Any], payloads: Sequence[dict[str, Any]] | None = None,
               *, kind: str = "flat", fingerprint: str | None = None, hnsw_m: int = 32, nlist: int | None = None,

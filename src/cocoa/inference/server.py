@@ -262,12 +262,7 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     """
     batcher = Batcher(embedder, max_batch, max_wait_ms, preprocess_threads, pack_tokens)
     if index is not None:
-        if index.dim not in embedder.widths:
-            raise ConfigError(f"index has dim {index.dim} but the model embeds to widths "
-                              f"{', '.join(map(str, embedder.widths))}")
-        if index.fingerprint and index.fingerprint != embedder.fingerprint:
-            raise ConfigError(f"index was built with model {index.fingerprint}, not this model "
-                              f"({embedder.fingerprint}); rebuild it")
+        index.check_model(embedder.fingerprint, embedder.widths)
     limits = Limits(max_inputs, max_text_chars, max_image_bytes, max_image_pixels, max_body_bytes)
 
     @asynccontextmanager
