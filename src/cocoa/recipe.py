@@ -8,103 +8,18 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError, create_model, field_validator
 
-from cocoa.core.protocol import DEFAULT_PROTOCOL, PROTOCOLS, ImagePolicy, Protocol
 from cocoa.errors import ConfigError
-from cocoa.schema import Strict
 from cocoa.stages import STAGES
-from cocoa.stages.bridge import BridgeConfig
-from cocoa.stages.contrastive import ContrastiveConfig
-from cocoa.stages.warmup import WarmupConfig
-from cocoa.train.config import TrainConfig
+from cocoa.stages.sections import RecipeBase
 
 
-class ModelConfig(Strict):
-    """Where the backbone comes from: a checkpoint folder, or a named tiny config."""
-
-    path: str | None = None
-    tiny: Literal["tiny", "small"] | None = None
-    family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] = "qwen2_vl"
-    tokenizer_corpus: bool = Field(True, description="tiny only: learn the BPE vocabulary from the training texts")
-    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
-    min_pixels: int | None = Field(None, gt=0)
-    max_pixels: int | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelConfig:
-        if (self.path is None) == (self.tiny is None):
-            raise ValueError("set exactly one of model.path (a checkpoint folder) and model.tiny (a preset)")
-        return self
-
-
-class DataConfig(Strict):
-    """Training data: a MiniMMEB folder or an MMEB-train folder, and the pre-training corpora."""
-
-    root: str
-    images: str | None = Field(None, description="image root; default: <root>/images")
-    corpus: str | None = Field(None, description="pretrain/warmup: caption corpus; bridge: pairs file")
-    subsets: list[str] | None = None
-    split: Literal["original", "diverse_instruction"] = "original"
-    cap: int | None = Field(100_000, gt=0)
-    max_len: int = Field(4096, ge=8)
-    skip_bad: bool = False
-    num_workers: int = Field(0, ge=0)
-
-
-class ImageConfig(Strict):
-    """An image policy (:class:`~cocoa.core.protocol.ImagePolicy`): squash side, then pixel bounds."""
-
-    square: int | None = Field(None, gt=0, description="squash every image to this square side first")
-    min_pixels: int | None = Field(None, gt=0, description="default: the image processor's own")
-    max_pixels: int | None = Field(None, gt=0, description="default: the image processor's own")
-    enlarge: tuple[int, int] | None = Field(None, description="[side, to]: an image with a side under side pixels "
-                                                              "is squashed to to x to first")
-
-
-class ProtocolConfig(Strict):
-    """The recipe's ``protocol`` section: the embedding protocol the stage builds its sequences with.
-
-    ``preset`` names one of :data:`~cocoa.core.protocol.PROTOCOLS`; ``image`` replaces its image
-    policy for this stage's training data; ``append`` (a token string, or null for none) replaces its
-    appended token when given. The saved model records the result.
-    """
-
-    preset: str = DEFAULT_PROTOCOL
-    image: ImageConfig | None = None
-    append: str | None = Field(None, description="left out: the preset's token; null: append nothing")
-
-    @field_validator("preset")
-    @classmethod
-    def _known(cls, preset: str) -> str:
-        if preset not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {preset!r}; choose one of {', '.join(PROTOCOLS)}")
-        return preset
-
-    def resolve(self) -> Protocol:
-        """The preset with this section's changes."""
-        protocol = PROTOCOLS[self.preset]
-        if self.image is not None:
-            protocol = protocol.replace(image=ImagePolicy(**self.image.model_dump()))
-        if "append" in self.model_fields_set:
-            protocol = protocol.replace(append=self.append)
-        return protocol
-
-
-class Recipe(Strict):
-    """One stage of training, read top to bottom: model, data, objective, optimisation."""
-
-    stage: str = Field(description="one of the registered stages: " + ", ".join(STAGES))
-    model: ModelConfig
-    data: DataConfig
-    train: TrainConfig
-    protocol: ProtocolConfig = ProtocolConfig()
-    warmup: WarmupConfig = WarmupConfig()
-    bridge: BridgeConfig = BridgeConfig()
-    contrastive: ContrastiveConfig = ContrastiveConfig()
+class _Recipe(RecipeBase):
+    """The sections every stage reads, and the stage's name checked against the registry."""
 
     @field_validator("stage")
     @classmethod
@@ -112,6 +27,23 @@ class Recipe(Strict):
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
         return stage
+
+
+def _stage_sections() -> dict[str, Any]:
+    """Each registered stage's section, with its config class and defaults, by section name."""
+    sections: dict[str, Any] = {}
+    for stage in STAGES.values():
+        if stage.section is None or stage.config is None:
+            continue
+        if stage.section in RecipeBase.model_fields or stage.section in sections:
+            raise ConfigError(f"stage {stage.name!r}: section {stage.section!r} is already taken")
+        sections[stage.section] = (stage.config, stage.config())
+    return sections
+
+
+#: One stage of training, read top to bottom: model, data, objective, optimisation; plus the
+#: section of every registered stage (``warmup``, ``bridge``, ``contrastive``), from the registry.
+Recipe = create_model("Recipe", __base__=_Recipe, __module__=__name__, **_stage_sections())
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -132,7 +64,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def parse_recipe(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
+def parse_recipe(raw: dict[str, Any], source: str = "<recipe>") -> RecipeBase:
     """Validate a mapping; errors name every bad field."""
     try:
         return Recipe.model_validate(raw)
@@ -160,7 +92,7 @@ def resolve(path: str | Path, base: Path | None = None) -> Path:
     return base / text if base is not None else Path(text)
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeBase:
     """Read, override and validate a YAML recipe (a file, or ``builtin:<name>``)."""
     path = resolve(path)
     if not path.is_file():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -19,11 +19,10 @@ from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor
 from cocoa.data.mmeb import CaptionPair, read_caption_corpus
 from cocoa.model.backbone import Backbone
+from cocoa.schema import Strict
+from cocoa.stages.sections import RecipeBase
 from cocoa.train.batches import BatchBuilder
 from cocoa.train.steps import Step
-
-if TYPE_CHECKING:
-    from cocoa.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -43,33 +42,42 @@ class Stage(ABC):
     default_corpus: ClassVar[str | None] = None
     #: Whether the stage replaces tokens by the mask token (whose embedding row must then train).
     masks_tokens: ClassVar[bool] = False
+    #: The recipe section of the stage's own settings and its config class (``None``: it has none).
+    section: ClassVar[str | None] = None
+    config: ClassVar[type[Strict] | None] = None
+
+    def settings(self, recipe: RecipeBase) -> Any:
+        """The stage's own section of ``recipe`` (an instance of :attr:`config`)."""
+        if self.section is None:
+            raise ValueError(f"stage {self.name!r} has no recipe section")
+        return getattr(recipe, self.section)
 
     @abstractmethod
-    def examples(self, recipe: Recipe) -> list[Any]:
+    def examples(self, recipe: RecipeBase) -> list[Any]:
         """The examples the stage trains on."""
 
     @abstractmethod
-    def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
+    def parts(self, recipe: RecipeBase, backbone: Backbone, model: nn.Module) -> StageParts:
         """The objective (over ``model``, possibly LoRA-wrapped), batch builder and step."""
 
-    def protocol(self, recipe: Recipe) -> Protocol:
+    def protocol(self, recipe: RecipeBase) -> Protocol:
         """The protocol the stage builds its sequences with (the recipe's ``protocol`` section)."""
         return recipe.protocol.resolve()
 
-    def preprocessor(self, recipe: Recipe, backbone: Backbone) -> Preprocessor:
+    def preprocessor(self, recipe: RecipeBase, backbone: Backbone) -> Preprocessor:
         """The stage's preprocessor: its protocol and the recipe's ``data.max_len``."""
         return Preprocessor(backbone, recipe.data.max_len, self.protocol(recipe))
 
-    def embedding_spec(self, recipe: Recipe) -> EmbeddingSpec:
+    def embedding_spec(self, recipe: RecipeBase) -> EmbeddingSpec:
         """How the stage's saved model embeds: the stage's protocol, recorded in ``cocoa.json``."""
         return EmbeddingSpec(self.protocol(recipe), recipe.data.max_len)
 
 
-def image_root(recipe: Recipe) -> Path:
+def image_root(recipe: RecipeBase) -> Path:
     return Path(recipe.data.images) if recipe.data.images else Path(recipe.data.root) / "images"
 
 
-def corpus_path(recipe: Recipe, default: str | None) -> Path:
+def corpus_path(recipe: RecipeBase, default: str | None) -> Path:
     """``data.corpus``, else the stage's default file under ``data.root``."""
     if recipe.data.corpus:
         return Path(recipe.data.corpus)
@@ -83,6 +91,6 @@ class CaptionStage(Stage):
 
     default_corpus = "pretrain/stage1.parquet"
 
-    def examples(self, recipe: Recipe) -> list[CaptionPair]:
+    def examples(self, recipe: RecipeBase) -> list[CaptionPair]:
         return list(read_caption_corpus(corpus_path(recipe, self.default_corpus), image_root(recipe),
                                         skip_bad=recipe.data.skip_bad))

@@ -8,7 +8,7 @@ state must carry what the target needs from the query.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -25,10 +25,8 @@ from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head
 from cocoa.schema import Strict
 from cocoa.stages.base import Stage, StageParts, corpus_path, image_root
+from cocoa.stages.sections import RecipeBase
 from cocoa.train.steps import LossStep
-
-if TYPE_CHECKING:
-    from cocoa.recipe import Recipe
 
 
 class BridgeConfig(Strict):
@@ -95,15 +93,17 @@ class BridgeStage(Stage):
     name = "bridge"
     default_corpus = "pretrain/stage2.parquet"
     masks_tokens = True
+    section, config = "bridge", BridgeConfig
 
-    def examples(self, recipe: Recipe) -> list[TrainPair]:
+    def examples(self, recipe: RecipeBase) -> list[TrainPair]:
         pairs = read_train_pairs(corpus_path(recipe, self.default_corpus), None, image_root(recipe),
                                  cap=recipe.data.cap, seed=recipe.train.seed, skip_bad=recipe.data.skip_bad)
-        raw = recipe.bridge.targets == "raw"
+        raw = self.settings(recipe).targets == "raw"
         return [bridge_pair(p, raw) for p in pairs
                 if (p.positive.text if raw else p.positive.text.replace(IMAGE_PLACEHOLDER, "").strip())]
 
-    def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
-        builder = BridgeBuilder(self.preprocessor(recipe, backbone), recipe.bridge.target_mask_ratio,
-                                recipe.bridge.targets == "raw")
-        return StageParts(BridgeObjective(model, recipe.bridge), builder, LossStep())
+    def parts(self, recipe: RecipeBase, backbone: Backbone, model: nn.Module) -> StageParts:
+        config = self.settings(recipe)
+        builder = BridgeBuilder(self.preprocessor(recipe, backbone), config.target_mask_ratio,
+                                config.targets == "raw")
+        return StageParts(BridgeObjective(model, config), builder, LossStep())

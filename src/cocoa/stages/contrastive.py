@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,10 +30,8 @@ from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head, pool, vl_model
 from cocoa.schema import Strict
 from cocoa.stages.base import Stage, StageParts, image_root
+from cocoa.stages.sections import RecipeBase
 from cocoa.train.steps import GradCacheStep
-
-if TYPE_CHECKING:
-    from cocoa.recipe import Recipe
 
 
 class MatryoshkaConfig(Strict):
@@ -177,27 +175,28 @@ class ContrastiveLoss:
 
 class ContrastiveStage(Stage):
     name = "contrastive"
+    section, config = "contrastive", ContrastiveConfig
 
-    def examples(self, recipe: Recipe) -> list[TrainPair]:
+    def examples(self, recipe: RecipeBase) -> list[TrainPair]:
         data = recipe.data
         return list(read_train_pairs(Path(data.root), data.subsets, image_root(recipe), split=data.split,
                                      cap=data.cap, seed=recipe.train.seed, skip_bad=data.skip_bad))
 
-    def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
-        c = recipe.contrastive
+    def parts(self, recipe: RecipeBase, backbone: Backbone, model: nn.Module) -> StageParts:
+        c = self.settings(recipe)
         if c.matryoshka is not None:
             validate_dims(c.matryoshka.dims, "contrastive.matryoshka.dims", backbone.hidden_size)
         builder = ContrastiveBuilder(self.preprocessor(recipe, backbone), c.hard_negatives,
                                      c.gradcache_chunk, c.dedupe)
         return StageParts(EmbeddingObjective(model, self.protocol(recipe)), builder, GradCacheStep(ContrastiveLoss(c)))
 
-    def protocol(self, recipe: Recipe) -> Protocol:
+    def protocol(self, recipe: RecipeBase) -> Protocol:
         """The recipe's protocol, with ``contrastive.attention`` when that is set."""
         protocol = super().protocol(recipe)
-        attention = recipe.contrastive.attention
+        attention = self.settings(recipe).attention
         return protocol if attention is None else protocol.replace(attention=attention)
 
-    def embedding_spec(self, recipe: Recipe) -> EmbeddingSpec:
-        c = recipe.contrastive
+    def embedding_spec(self, recipe: RecipeBase) -> EmbeddingSpec:
+        c = self.settings(recipe)
         return EmbeddingSpec(self.protocol(recipe), recipe.data.max_len,
                              tuple(c.matryoshka.dims) if c.matryoshka is not None else None)

@@ -6,7 +6,6 @@ Sequences are ``<image> caption <EOS>`` with the causal LM loss on the caption a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor, nn
@@ -20,10 +19,8 @@ from cocoa.losses.language import shifted_cross_entropy, token_accuracy
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head
 from cocoa.stages.base import CaptionStage, StageParts
+from cocoa.stages.sections import RecipeBase
 from cocoa.train.steps import LossStep
-
-if TYPE_CHECKING:
-    from cocoa.recipe import Recipe
 
 
 class PretrainBuilder:
@@ -60,6 +57,6 @@ class PretrainObjective(nn.Module):
 class PretrainStage(CaptionStage):
     name = "pretrain"
 
-    def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
+    def parts(self, recipe: RecipeBase, backbone: Backbone, model: nn.Module) -> StageParts:
         return StageParts(PretrainObjective(model), PretrainBuilder(self.preprocessor(recipe, backbone)),
                           LossStep())

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,10 +24,8 @@ from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head
 from cocoa.schema import Strict
 from cocoa.stages.base import CaptionStage, StageParts
+from cocoa.stages.sections import RecipeBase
 from cocoa.train.steps import LossStep
-
-if TYPE_CHECKING:
-    from cocoa.recipe import Recipe
 
 
 class WarmupConfig(Strict):
@@ -91,9 +88,10 @@ class WarmupObjective(nn.Module):
 class WarmupStage(CaptionStage):
     name = "warmup"
     masks_tokens = True
+    section, config = "warmup", WarmupConfig
 
-    def parts(self, recipe: Recipe, backbone: Backbone, model: nn.Module) -> StageParts:
-        w = recipe.warmup
+    def parts(self, recipe: RecipeBase, backbone: Backbone, model: nn.Module) -> StageParts:
+        w = self.settings(recipe)
         proc = backbone.image_processor
         pixel_dim = 3 * proc.temporal_patch_size * proc.patch_size ** 2
         builder = WarmupBuilder(self.preprocessor(recipe, backbone), w.text_mask_ratio, w.image_mask_ratio)
