@@ -1,8 +1,8 @@
 """Imports run one way: every cocoa module imports only from its own layer or the layers below.
 
-The order, bottom to top, is the one README's pipeline map states. Imports under
-``if TYPE_CHECKING:`` are annotations only and are not followed; imports inside functions are
-(they run, only later).
+The order, bottom to top, is the one README's pipeline map states. Every import counts: those
+inside functions (they run, only later) and those under ``if TYPE_CHECKING:`` (an annotation that
+names a higher layer is a dependency on it too).
 """
 
 from __future__ import annotations
@@ -27,15 +27,11 @@ def layer_of(module: str) -> str | None:
     return BASE_MODULES.get(parts[1], parts[1])
 
 
-def runtime_imports(tree: ast.AST) -> list[tuple[int, str]]:
-    """``(line, module)`` of every cocoa import outside ``if TYPE_CHECKING:`` blocks."""
+def cocoa_imports(tree: ast.AST) -> list[tuple[int, str]]:
+    """``(line, module)`` of every cocoa import, at any depth."""
     found: list[tuple[int, str]] = []
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cocoa"):
             if node.module == "cocoa":
                 found.extend((node.lineno, f"cocoa.{alias.name}") for alias in node.names)
@@ -59,7 +55,7 @@ def test_every_import_points_to_the_same_layer_or_below() -> None:
         if source is None or (parts[-1] == "__init__" and len(parts) == 2):
             continue  # the package root re-exports the public API
         assert source in LAYERS, f"{file}: layer {source!r} is not in the stated order"
-        for line, module in runtime_imports(ast.parse(file.read_text(encoding="utf-8"))):
+        for line, module in cocoa_imports(ast.parse(file.read_text(encoding="utf-8"))):
             target = layer_of(module)
             if target is not None and LAYERS.index(target) > LAYERS.index(source):
                 upward.append(f"{file.relative_to(PACKAGE.parent)}:{line} ({source}) imports {module} ({target})")
@@ -70,5 +66,5 @@ def test_every_import_points_to_the_same_layer_or_below() -> None:
 def test_the_check_sees_an_upward_import() -> None:
     tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cocoa.recipe import Recipe\n"
                      "def f():\n    from cocoa.pipeline.driver import run_pipeline\n")
-    assert runtime_imports(tree) == [(5, "cocoa.pipeline.driver")]
+    assert cocoa_imports(tree) == [(3, "cocoa.recipe"), (5, "cocoa.pipeline.driver")]
     assert layer_of("cocoa.errors") == "core" and layer_of("cocoa.model.forward") == "model"
