@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from cocoa.data.eval_sets import list_eval_datasets, read_eval_dataset
 from cocoa.data.items import Item
-from cocoa.data.mmeb import list_eval_datasets, read_eval_dataset
 from cocoa.inference.encoder import Encoder
 
 

@@ -21,8 +21,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from cocoa.data.eval_sets import list_eval_datasets, read_eval_dataset
 from cocoa.data.items import EvalDataset, Item
-from cocoa.data.mmeb import list_eval_datasets, read_eval_dataset
 from cocoa.evaluate.cli import load_encoder
 from cocoa.evaluate.plan import select_datasets
 from cocoa.evaluate.registry import resolve_benchmark

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cocoa.data.eval_sets import read_eval_dataset
 from cocoa.data.instruct import REFERENCE_FORMATS
 from cocoa.data.items import Item
-from cocoa.data.mmeb import read_eval_dataset
 from cocoa.errors import DataError
 from cocoa.evaluate import evaluate
 from tests.evaluate.test_runner import FakeEncoder, write_images

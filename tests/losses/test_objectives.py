@@ -13,10 +13,10 @@ from torch import nn
 
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.tokens import IGNORE_INDEX, Role
+from cocoa.data.captions import CaptionPair
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import Item, TrainPair
 from cocoa.data.masking import choose_masked, mask_tokens
-from cocoa.data.mmeb import CaptionPair
 from cocoa.losses.contrastive import distributed_info_nce, info_nce, place_negatives
 from cocoa.losses.language import shifted_cross_entropy
 from cocoa.losses.mae import MAEHead, merged_patch_targets

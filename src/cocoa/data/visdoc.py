@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from cocoa.data.images import MAX_IMAGE_PIXELS
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
-from cocoa.data.mmeb import _ImageChecker, _log_skipped, _skip
+from cocoa.data.rows import ImageChecker, log_skipped, skip_row
 from cocoa.errors import DataError
 from cocoa.files import write_bytes
 
@@ -134,7 +134,7 @@ def read_visdoc_dataset(folder: Path, image_root: Path, *, name: str | None = No
     """Read one visual-document dataset from ``folder`` (see the module docstring)."""
     folder = Path(folder)
     name = name or folder.name
-    checker = _ImageChecker(image_root, check_images, max_pixels)
+    checker = ImageChecker(image_root, check_images, max_pixels)
     extract_dir = Path(image_root) / name
     skipped = 0
     doc_pos: dict[str, int] = {}
@@ -147,7 +147,7 @@ def read_visdoc_dataset(folder: Path, image_root: Path, *, name: str | None = No
             path = checker.path(_page_image(row, corpus_id, extract_dir, file, index), file=file, row=index,
                                 field="image")
         except DataError as exc:
-            skipped += _skip(exc, skip_bad)
+            skipped += skip_row(exc, skip_bad)
             continue
         doc_pos[corpus_id] = len(doc_paths)
         doc_paths.append(path)
@@ -156,14 +156,14 @@ def read_visdoc_dataset(folder: Path, image_root: Path, *, name: str | None = No
         try:
             score = float(row["score"])
         except (TypeError, ValueError):
-            skipped += _skip(DataError(f"score {row['score']!r} is not a number", file=file, row=index,
+            skipped += skip_row(DataError(f"score {row['score']!r} is not a number", file=file, row=index,
                                        field="score"), skip_bad)
             continue
         if score <= 0:
             continue
         position = doc_pos.get(str(row["corpus-id"]))
         if position is None:
-            skipped += _skip(DataError(f"corpus-id {row['corpus-id']!r} is not in the corpus", file=file,
+            skipped += skip_row(DataError(f"corpus-id {row['corpus-id']!r} is not in the corpus", file=file,
                                        row=index, field="corpus-id"), skip_bad)
             continue
         gains = relevance.setdefault(str(row["query-id"]), {})
@@ -179,13 +179,13 @@ def read_visdoc_dataset(folder: Path, image_root: Path, *, name: str | None = No
                 raise DataError(f"query-id {query_id!r} has no relevant page in qrels", file=file, row=index,
                                 field="query-id")
         except DataError as exc:
-            skipped += _skip(exc, skip_bad)
+            skipped += skip_row(exc, skip_bad)
             continue
         query_texts.append(f"{QUERY_INSTRUCTION} {text}")
         rel_doc += list(relevance[query_id])
         rel_gain += list(relevance[query_id].values())
         rel_ptr.append(len(rel_doc))
-    _log_skipped(str(folder), skipped)
+    log_skipped(str(folder), skipped)
     if not query_texts or not doc_paths:
         raise DataError("no usable query or page", file=str(folder))
     index_of: dict[tuple[str, str], int] = {}

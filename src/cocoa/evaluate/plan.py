@@ -14,8 +14,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cocoa.data.eval_sets import LoadedEvalDataset, is_visdoc_folder, read_eval_dataset
 from cocoa.data.instruct import REFERENCE_FORMATS
-from cocoa.data.mmeb import LoadedEvalDataset, is_visdoc_folder, read_eval_dataset
 from cocoa.data.visdoc import CorpusDataset, read_visdoc_dataset
 from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate.cards import Card, card_file, read_card

@@ -14,8 +14,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cocoa import files
+from cocoa.data.eval_sets import list_eval_datasets
 from cocoa.data.items import EvalDataset, Item
-from cocoa.data.mmeb import list_eval_datasets
 from cocoa.data.visdoc import CorpusDataset
 from cocoa.evaluate.cache import EmbeddingCache
 from cocoa.evaluate.cards import Card

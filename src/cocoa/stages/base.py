@@ -16,8 +16,8 @@ from torch import nn
 
 from cocoa.core.protocol import Protocol
 from cocoa.core.spec import EmbeddingSpec
+from cocoa.data.captions import CaptionPair, read_caption_corpus
 from cocoa.data.collate import Preprocessor
-from cocoa.data.mmeb import CaptionPair, read_caption_corpus
 from cocoa.model.backbone import Backbone
 from cocoa.schema import Strict
 from cocoa.stages.sections import RecipeBase

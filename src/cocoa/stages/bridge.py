@@ -19,7 +19,7 @@ from cocoa.core.tokens import Role
 from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
 from cocoa.data.masking import mask_share
-from cocoa.data.mmeb import read_train_pairs
+from cocoa.data.train_pairs import read_train_pairs
 from cocoa.losses.language import shifted_cross_entropy, token_accuracy
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head

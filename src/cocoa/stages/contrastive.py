@@ -24,7 +24,7 @@ from cocoa.core.protocol import Protocol
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
-from cocoa.data.mmeb import read_train_pairs
+from cocoa.data.train_pairs import read_train_pairs
 from cocoa.losses.contrastive import Widths, distributed_info_nce, place_negatives
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head, pool, vl_model

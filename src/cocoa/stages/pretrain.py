@@ -12,9 +12,9 @@ from torch import Tensor, nn
 
 from cocoa.core.batch import Batch
 from cocoa.core.tokens import IGNORE_INDEX, Role
+from cocoa.data.captions import CaptionPair
 from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.data.mmeb import CaptionPair
 from cocoa.losses.language import shifted_cross_entropy, token_accuracy
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head

@@ -14,10 +14,10 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from cocoa.core.batch import Batch
+from cocoa.data.captions import CaptionPair
 from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.data.masking import choose_masked, mask_share
-from cocoa.data.mmeb import CaptionPair
 from cocoa.losses.language import shifted_cross_entropy, token_accuracy
 from cocoa.losses.mae import MAEHead, merged_patch_targets
 from cocoa.model.backbone import Backbone

@@ -16,6 +16,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cocoa.cli import app
+from cocoa.data.captions import read_caption_corpus
+from cocoa.data.eval_sets import list_eval_datasets, read_eval_dataset
 from cocoa.data.items import IMAGE_PLACEHOLDER
 from cocoa.data.minimmeb import wordings
 from cocoa.data.minimmeb.build import META_TASKS, VERSION, Manifest, build_mini, write_readme_table
@@ -24,7 +26,7 @@ from cocoa.data.minimmeb.pools import COLOURS, FASHION_LABELS, tint
 from cocoa.data.minimmeb.scenes import position_names
 from cocoa.data.minimmeb.store import CAPTION_SCHEMA, EVAL_SCHEMA, TRAIN_SCHEMA
 from cocoa.data.minimmeb.wordings import HELD_OUT_SETS
-from cocoa.data.mmeb import list_eval_datasets, read_caption_corpus, read_eval_dataset, read_train_pairs
+from cocoa.data.train_pairs import read_train_pairs
 from cocoa.pipeline.train_stage import tokenizer_texts
 
 SMALL = {"queries": 40, "pool": 100, "train_size": 60, "grounding_candidates": 30}

@@ -1,0 +1,97 @@
+"""MMEB-train pairs in local folders: query, positive and optional hard negative per row.
+
+Accepted layouts: a parquet or jsonl file; a MiniMMEB folder (``train/``); the Hugging Face
+layout (``<root>/<subset>/<split>-*.parquet`` or ``<root>/<subset>/<split>/*.parquet``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from cocoa.data.images import MAX_IMAGE_PIXELS
+from cocoa.data.items import TrainPair
+from cocoa.data.rows import (
+    ImageChecker,
+    read_rows,
+    validated,
+)
+from cocoa.errors import DataError
+
+TRAIN_FIELDS = ("qry", "qry_image_path", "pos_text", "pos_image_path")
+TRAIN_OPTIONAL_FIELDS = ("neg_text", "neg_image_path")
+
+
+class TrainPairs(list[TrainPair]):
+    """A list of :class:`TrainPair` with the number of bad rows skipped while reading."""
+
+    skipped: int = 0
+
+
+def _train_files(root: Path, split: str) -> dict[str, list[Path]]:
+    """Subset name -> data files of ``split``, for every accepted layout."""
+    root = Path(root)
+    if root.is_file():
+        return {root.stem: [root]}
+    folder = root / "train" if (root / "train").is_dir() else root
+    subsets = {file.stem: [file] for file in sorted(folder.glob("*.parquet")) + sorted(folder.glob("*.jsonl"))}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for pattern in (f"{split}-*", f"{split}/*", f"{split}.*", "*"):
+            files = sorted(f for f in sub.glob(pattern) if f.suffix in (".parquet", ".jsonl"))
+            if files:
+                subsets[sub.name] = files
+                break
+    return subsets
+
+
+def list_train_subsets(root: Path, split: str = "original") -> list[str]:
+    """Train subset names under ``root`` (file, MiniMMEB folder, folder of files, or HF layout)."""
+    return sorted(_train_files(root, split))
+
+
+def read_train_pairs(root: Path, subsets: list[str] | None, image_root: Path, split: str = "original",
+                     cap: int | None = 100_000, seed: int = 0, skip_bad: bool = False, *,
+                     check_images: bool = True, max_pixels: int = MAX_IMAGE_PIXELS) -> TrainPairs:
+    """Read MMEB-train pairs, at most ``cap`` per subset (a sample fixed by ``seed``), in file order."""
+    available = _train_files(root, split)
+    names = sorted(available) if subsets is None else subsets
+    checker = ImageChecker(image_root, check_images, max_pixels)
+    pairs = TrainPairs()
+    for subset in names:
+        if subset not in available:
+            raise DataError(f"unknown train subset {subset!r}; have {', '.join(sorted(available))}", file=str(root))
+        raw: list[dict] = []
+        origin: list[tuple[str, int]] = []
+        for file in available[subset]:
+            rows = read_rows(file, TRAIN_FIELDS, TRAIN_OPTIONAL_FIELDS)
+            raw.extend(rows)
+            origin.extend((str(file), local) for local in range(len(rows)))
+        order: list[int] = list(range(len(raw)))
+        if cap is not None and len(raw) > cap:
+            order = np.random.default_rng([seed, zlib.crc32(subset.encode())]).permutation(len(raw)).tolist()
+        parse = _train_parser(checker, subset, origin)
+        good, bad = validated(raw, iter(order), parse, subset, skip_bad, cap)
+        pairs.extend(pair for _, pair in good)  # type: ignore[misc]
+        pairs.skipped += bad
+    return pairs
+
+
+def _train_parser(checker: ImageChecker, subset: str,
+                  origin: list[tuple[str, int]]) -> Callable[[dict, int], TrainPair]:
+    def parse(row: dict, index: int) -> TrainPair:
+        file, local = origin[index]
+        query = checker.item(row["qry"], row["qry_image_path"], file=file, row=local, fields=("qry", "qry_image_path"))
+        positive = checker.item(row["pos_text"], row["pos_image_path"], file=file, row=local,
+                                fields=("pos_text", "pos_image_path"))
+        negative = (checker.item(row.get("neg_text"), row.get("neg_image_path"), file=file, row=local,
+                                 fields=("neg_text", "neg_image_path"))
+                    if row.get("neg_text") or row.get("neg_image_path") else None)
+        return TrainPair(query, positive, negative, subset)
+
+    return parse
+
+
+# -- pre-training --------------------------------------------------------------------------------
