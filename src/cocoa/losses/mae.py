@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cocoa.core.autograd import zero_through
+
 
 def merged_patch_targets(pixel_values: Tensor, merge_size: int) -> Tensor:
     """``(n_merged, merge**2 * patch_dim)`` pixels, each row normalised to zero mean, unit variance.
@@ -44,7 +46,7 @@ class MAEHead(nn.Module):
     def loss(self, image_states: Tensor, tokens_per_image: list[int], targets: Tensor, masked: Tensor) -> Tensor:
         """MSE between decoded pixels and ``targets`` over masked merged patches only."""
         if not bool(masked.any()):
-            return image_states.sum() * 0.0
+            return zero_through(image_states)
         width = max(tokens_per_image)
         pieces = torch.split(image_states, tokens_per_image)
         padded = torch.zeros(len(pieces), width, image_states.shape[-1], dtype=image_states.dtype,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributed.fsdp import FSDPModule
 
+from cocoa.core.autograd import zero_through
 from cocoa.core.batch import Batch
 from cocoa.core.protocol import Pooling, Positions
 from cocoa.core.tokens import Role
@@ -125,7 +126,7 @@ def input_embeddings(model: nn.Module, batch: Batch, image_transform: ImageTrans
         slots = (batch.mm_token_type_ids == 1).unsqueeze(-1).expand_as(embeds)
         embeds = embeds.masked_scatter(slots, feats.tokens.to(embeds.dtype))
     elif vision_is_sharded(model):  # zero-weighted, so every vision weight gets a (zero) gradient
-        embeds = embeds + blank_image_features(model, embeds.device).total().to(embeds.dtype) * 0.0
+        embeds = embeds + zero_through(blank_image_features(model, embeds.device).total()).to(embeds.dtype)
     return embeds, feats
 
 

@@ -13,6 +13,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from cocoa.core.autograd import zero_through
 from cocoa.core.batch import Batch
 from cocoa.data.captions import CaptionPair
 from cocoa.data.collate import Encoded, Preprocessor, collate
@@ -80,7 +81,7 @@ class WarmupObjective(nn.Module):
             targets = merged_patch_targets(batch.pixel_values, self.merge_size)
             out["mae"] = self.mae.loss(image_states, per_image, targets, masked)
         else:
-            out["mae"] = self.mae.head.weight.sum() * 0.0
+            out["mae"] = zero_through(self.mae.head.weight)
         out["loss"] = mntp + self.config.mae_weight * out["mae"]
         return out
 
