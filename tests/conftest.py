@@ -12,13 +12,7 @@ from PIL import Image
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.minimmeb.build import build_mini
 from cocoa.model.backbone import Backbone
-
-CORPUS = [
-    "a photo of a red dress on a white background",
-    "Represent the given image for classification.",
-    "Find me an everyday image that matches the given caption: a sneaker next to a bag",
-    "what is in the top-left corner? an ankle boot",
-] * 20
+from tests.helpers import make_backbone
 
 
 @pytest.fixture(autouse=True)
@@ -35,12 +29,6 @@ def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pixels = (rng.random((size, size, 3)) * 255).astype("uint8")
         Image.fromarray(pixels).save(folder / f"{name}.png")
     return folder
-
-
-def make_backbone(family: str = "qwen2_vl", attn: str = "sdpa", preset: str = "tiny") -> Backbone:
-    backbone = Backbone.tiny(preset, family, corpus=CORPUS, seed=0, attn_implementation=attn)
-    backbone.model.eval()
-    return backbone
 
 
 @pytest.fixture(scope="session")

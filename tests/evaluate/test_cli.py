@@ -10,7 +10,7 @@ from cocoa.evaluate import cli
 from cocoa.evaluate.registry import Benchmark, DatasetInfo
 from cocoa.evaluate.report import write_reports
 from cocoa.evaluate.summary import summarize
-from tests.evaluate.test_runner import FakeEncoder, build_benchmark
+from tests.helpers import FakeEncoder, build_benchmark
 
 runner = CliRunner()
 

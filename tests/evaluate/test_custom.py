@@ -13,7 +13,7 @@ from cocoa.data.items import Item
 from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate import cli, evaluate
 from cocoa.evaluate.cards import parse_dataset_info
-from tests.evaluate.test_runner import FakeEncoder, write_eval, write_images
+from tests.helpers import FakeEncoder, write_eval, write_images
 
 runner = CliRunner()
 Row = tuple[str, str, list[str], list[str]]

@@ -14,7 +14,7 @@ from PIL import Image
 from cocoa.evaluate.freshness import FileHashes
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.encoder import Encoder
-from tests.evaluate.test_runner import build_benchmark
+from tests.helpers import build_benchmark
 
 
 def run(model: Path, data: Path, out: Path):

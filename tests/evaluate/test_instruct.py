@@ -14,7 +14,7 @@ from cocoa.data.instruct import REFERENCE_FORMATS
 from cocoa.data.items import Item
 from cocoa.errors import DataError
 from cocoa.evaluate import evaluate
-from tests.evaluate.test_runner import FakeEncoder, write_images
+from tests.helpers import FakeEncoder, write_images
 
 SCHEMA = pa.schema([("qry_inst", pa.string()), ("qry_text", pa.string()), ("qry_img_path", pa.string()),
                     ("tgt_inst", pa.string()), ("tgt_text", pa.list_(pa.string())),

@@ -14,8 +14,7 @@ from cocoa.evaluate.runner import evaluate
 from cocoa.inference.encoder import Encoder
 from cocoa.recipe import load_recipe
 from cocoa.stages import get_stage
-from tests.evaluate.test_runner import build_benchmark
-from tests.train_fixtures import recipe_path
+from tests.helpers import build_benchmark, recipe_path
 
 
 def test_another_protocol_re_encodes_and_the_same_one_resumes(model_dir: Path, tmp_path: Path) -> None:

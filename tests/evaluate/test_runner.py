@@ -2,94 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from cocoa.data.items import Item
 from cocoa.errors import DataError
 from cocoa.evaluate import evaluate
-
-SCHEMA = pa.schema([("qry_text", pa.string()), ("qry_img_path", pa.string()),
-                    ("tgt_text", pa.list_(pa.string())), ("tgt_img_path", pa.list_(pa.string()))])
-
-
-class FakeEncoder:
-    """Embeds ``[x,y]`` written in the text as that vector, anything else by a hash of its key."""
-
-    def __init__(self, dim: int = 4, fail_on: str | None = None) -> None:
-        self.dim, self.fail_on = dim, fail_on
-        self.encoded: list[tuple[str, str]] = []
-
-    def vector(self, item: Item) -> np.ndarray:
-        match = re.search(r"\[([-0-9., ]+)\]", item.text)
-        if match:
-            values = np.zeros(self.dim)
-            parsed = [float(v) for v in match.group(1).split(",")]
-            values[:len(parsed)] = parsed
-        else:
-            seed = int.from_bytes(hashlib.sha256(repr(item.key()).encode()).digest()[:8], "little")
-            values = np.random.default_rng(seed).normal(size=self.dim)
-        return (values / np.linalg.norm(values)).astype(np.float32)
-
-    def encode_items(self, items: Sequence[Item], *, batch_size: int = 32,
-                     show_progress: bool = False) -> np.ndarray:
-        vectors = []
-        for item in items:
-            if self.fail_on is not None and self.fail_on in item.text:
-                raise RuntimeError("simulated crash")
-            self.encoded.append(item.key())
-            vectors.append(self.vector(item))
-        return np.stack(vectors)
-
-    def fingerprint(self) -> str:
-        return f"fake-{self.dim}"
-
-    def item_length(self, item: Item) -> int:
-        return len(item.text) + (4 if item.image else 0)
-
-
-def write_eval(path: Path, rows: list[tuple[str, str, list[str], list[str]]]) -> None:
-    """Write MMEB-eval rows ``(qry_text, qry_img_path, tgt_text, tgt_img_path)`` as parquet."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = dict(zip(SCHEMA.names, zip(*rows, strict=True), strict=True))
-    pq.write_table(pa.table({k: list(v) for k, v in columns.items()}, schema=SCHEMA), path)
-
-
-def write_images(folder: Path, *names: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for shade, name in enumerate(names):
-        Image.new("RGB", (8, 8), (shade * 40, 0, 0)).save(folder / name)
-
-
-def build_benchmark(root: Path) -> Path:
-    """A three-dataset MiniMMEB-style folder; the expected scores are Alpha 100, Beta 0, Gamma 100."""
-    write_images(root / "images", "a.png", "b.png")
-    (root / "manifest.json").write_text(json.dumps({"name": "Tiny", "datasets": [
-        {"name": "Alpha", "meta_task": "classification", "split": "IND"},
-        {"name": "Beta", "meta_task": "classification", "split": "OOD"},
-        {"name": "Gamma", "meta_task": "retrieval", "split": "IND"},
-    ]}))
-    write_eval(root / "eval" / "Alpha.parquet", [
-        ("<|image_1|> classify [1,0]", "a.png", ["[1,0] cat", "[0,1] dog"], ["", ""]),
-        ("<|image_1|> classify [0,1]", "b.png", ["[0,1] dog", "[1,0] cat"], ["", ""]),
-    ])
-    write_eval(root / "eval" / "Beta.parquet", [
-        ("which [1,0]", "", ["[0,1] dog", "[1,0] cat"], ["", ""]),
-        ("which [0,1]", "", ["[1,0] cat", "[0,1] dog"], ["", ""]),
-    ])
-    write_eval(root / "eval" / "Gamma.parquet", [
-        ("tie [1,1]", "", ["<|image_1|> gold [1,1]", "other [1,1]", "[0,1] dog"], ["a.png", "", ""]),
-    ])
-    return root
+from tests.helpers import FakeEncoder, build_benchmark, write_eval, write_images
 
 
 def test_scores_groups_and_outputs(tmp_path) -> None:

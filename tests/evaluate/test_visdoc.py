@@ -19,7 +19,7 @@ from cocoa.data.visdoc import QUERY_INSTRUCTION, TARGET_INSTRUCTION, read_visdoc
 from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate import cli, evaluate
 from tests.evaluate.test_instruct import CASES, write_split
-from tests.evaluate.test_runner import FakeEncoder, write_eval, write_images
+from tests.helpers import FakeEncoder, write_eval, write_images
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 

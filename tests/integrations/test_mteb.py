@@ -22,7 +22,7 @@ from mteb.types import PromptType  # noqa: E402
 
 from cocoa.core.spec import EmbeddingSpec  # noqa: E402
 from cocoa.integrations.mteb import CocoaMtebEncoder  # noqa: E402
-from tests.conftest import make_backbone  # noqa: E402
+from tests.helpers import make_backbone  # noqa: E402
 
 CAPTIONS = ["a noisy square", "another noisy square", "a large noisy square", "a medium noisy square"]
 IMAGES = "abcd"

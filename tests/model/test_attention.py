@@ -15,7 +15,7 @@ from cocoa.errors import ConfigError
 from cocoa.losses.mae import MAEHead
 from cocoa.model.attention import additive_mask, allowed
 from cocoa.model.forward import ImageFeatures, ImageTransform, hidden_states, vl_model
-from tests.conftest import make_backbone
+from tests.helpers import make_backbone
 
 Q, E, T, P = Role.QUERY, Role.EOS, Role.TARGET, Role.PAD
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]

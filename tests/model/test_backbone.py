@@ -19,7 +19,7 @@ from cocoa.data.items import Item
 from cocoa.errors import ConfigError
 from cocoa.inference.encoder import Encoder
 from cocoa.model.backbone import MASK_TOKEN, Backbone, TokenIds
-from tests.conftest import CORPUS, make_backbone
+from tests.helpers import CORPUS, make_backbone
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 

@@ -13,7 +13,7 @@ from cocoa.data.items import Item
 from cocoa.errors import DataError
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed, hidden_states, pack_rows, packs
-from tests.conftest import make_backbone
+from tests.helpers import make_backbone
 
 
 def items(image_dir: Path) -> list[Item]:

@@ -19,7 +19,7 @@ from cocoa.errors import ConfigError
 from cocoa.inference.encoder import Encoder
 from cocoa.model.backbone import Backbone, build_image_processor
 from cocoa.model.forward import embed, hidden_states, pool, position_ids
-from tests.conftest import make_backbone
+from tests.helpers import make_backbone
 
 #: The processor bounds of a Qwen2-VL checkpoint (preprocessor_config.json of Qwen2-VL-2B-Instruct), which the
 #: squashing presets meet as they are.

@@ -44,8 +44,7 @@ from cocoa.train.config import TrainConfig
 from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import GradCacheStep
 from cocoa.train.trainer import Trainer
-from tests.conftest import make_backbone
-from tests.train_fixtures import EVAL_DATASET, pairs, recipe_path, stage_overrides
+from tests.helpers import EVAL_DATASET, make_backbone, pairs, recipe_path, stage_overrides
 
 WIDTHS = (32, 64)
 HIDDEN = 96  # the tiny preset's hidden size

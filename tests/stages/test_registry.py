@@ -17,7 +17,7 @@ from cocoa.train.config import TrainConfig
 from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import StepContext
 from cocoa.train.trainer import Trainer
-from tests.train_fixtures import read_metrics
+from tests.helpers import read_metrics
 
 
 def test_every_stage_is_registered_under_its_recipe_name() -> None:

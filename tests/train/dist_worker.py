@@ -36,8 +36,7 @@ from cocoa.train.config import TrainConfig
 from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import GradCacheStep, LossStep
 from cocoa.train.trainer import Trainer
-from tests.conftest import make_backbone
-from tests.train_fixtures import pairs, recipe_path, stage_overrides
+from tests.helpers import make_backbone, pairs, recipe_path, stage_overrides
 
 TEMPERATURE = 0.05
 LR = 1e-3

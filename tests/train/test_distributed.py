@@ -16,9 +16,8 @@ import torch
 from cocoa.inference.encoder import Encoder
 from cocoa.model.backbone import Backbone
 from cocoa.train.distributed import DistInfo
-from tests.conftest import make_backbone
+from tests.helpers import make_backbone, read_metrics
 from tests.train.dist_worker import CASES, LR, RESUME_STEPS, step_results
-from tests.train_fixtures import read_metrics
 
 pytestmark = pytest.mark.slow
 WORKER = Path(__file__).with_name("dist_worker.py")

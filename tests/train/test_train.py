@@ -42,9 +42,9 @@ from cocoa.train.distributed import DistInfo
 from cocoa.train.lora import add_lora
 from cocoa.train.steps import GradCacheStep
 from cocoa.train.trainer import Trainer
-from tests.conftest import make_backbone
-from tests.train_fixtures import (
+from tests.helpers import (
     EVAL_DATASET,
+    make_backbone,
     pairs,
     read_metrics,
     recipe_path,

@@ -1,0 +1,155 @@
+"""Helpers the tests share: tiny backbones, hand-made MMEB-schema benchmarks with a fake encoder,
+and tiny training recipes on a MiniMMEB folder (``mini_dir`` in conftest)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from cocoa.data.items import Item, TrainPair
+from cocoa.model.backbone import Backbone
+from cocoa.recipe import Recipe, builtin, load_recipe
+
+# --- backbones ----------------------------------------------------------------------------
+
+CORPUS = [
+    "a photo of a red dress on a white background",
+    "Represent the given image for classification.",
+    "Find me an everyday image that matches the given caption: a sneaker next to a bag",
+    "what is in the top-left corner? an ankle boot",
+] * 20
+
+
+def make_backbone(family: str = "qwen2_vl", attn: str = "sdpa", preset: str = "tiny") -> Backbone:
+    backbone = Backbone.tiny(preset, family, corpus=CORPUS, seed=0, attn_implementation=attn)
+    backbone.model.eval()
+    return backbone
+
+
+# --- hand-made benchmarks -----------------------------------------------------------------
+
+SCHEMA = pa.schema([("qry_text", pa.string()), ("qry_img_path", pa.string()),
+                    ("tgt_text", pa.list_(pa.string())), ("tgt_img_path", pa.list_(pa.string()))])
+
+
+class FakeEncoder:
+    """Embeds ``[x,y]`` written in the text as that vector, anything else by a hash of its key."""
+
+    def __init__(self, dim: int = 4, fail_on: str | None = None) -> None:
+        self.dim, self.fail_on = dim, fail_on
+        self.encoded: list[tuple[str, str]] = []
+
+    def vector(self, item: Item) -> np.ndarray:
+        match = re.search(r"\[([-0-9., ]+)\]", item.text)
+        if match:
+            values = np.zeros(self.dim)
+            parsed = [float(v) for v in match.group(1).split(",")]
+            values[:len(parsed)] = parsed
+        else:
+            seed = int.from_bytes(hashlib.sha256(repr(item.key()).encode()).digest()[:8], "little")
+            values = np.random.default_rng(seed).normal(size=self.dim)
+        return (values / np.linalg.norm(values)).astype(np.float32)
+
+    def encode_items(self, items: Sequence[Item], *, batch_size: int = 32,
+                     show_progress: bool = False) -> np.ndarray:
+        vectors = []
+        for item in items:
+            if self.fail_on is not None and self.fail_on in item.text:
+                raise RuntimeError("simulated crash")
+            self.encoded.append(item.key())
+            vectors.append(self.vector(item))
+        return np.stack(vectors)
+
+    def fingerprint(self) -> str:
+        return f"fake-{self.dim}"
+
+    def item_length(self, item: Item) -> int:
+        return len(item.text) + (4 if item.image else 0)
+
+
+def write_eval(path: Path, rows: list[tuple[str, str, list[str], list[str]]]) -> None:
+    """Write MMEB-eval rows ``(qry_text, qry_img_path, tgt_text, tgt_img_path)`` as parquet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = dict(zip(SCHEMA.names, zip(*rows, strict=True), strict=True))
+    pq.write_table(pa.table({k: list(v) for k, v in columns.items()}, schema=SCHEMA), path)
+
+
+def write_images(folder: Path, *names: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for shade, name in enumerate(names):
+        Image.new("RGB", (8, 8), (shade * 40, 0, 0)).save(folder / name)
+
+
+def build_benchmark(root: Path) -> Path:
+    """A three-dataset MiniMMEB-style folder; the expected scores are Alpha 100, Beta 0, Gamma 100."""
+    write_images(root / "images", "a.png", "b.png")
+    (root / "manifest.json").write_text(json.dumps({"name": "Tiny", "datasets": [
+        {"name": "Alpha", "meta_task": "classification", "split": "IND"},
+        {"name": "Beta", "meta_task": "classification", "split": "OOD"},
+        {"name": "Gamma", "meta_task": "retrieval", "split": "IND"},
+    ]}))
+    write_eval(root / "eval" / "Alpha.parquet", [
+        ("<|image_1|> classify [1,0]", "a.png", ["[1,0] cat", "[0,1] dog"], ["", ""]),
+        ("<|image_1|> classify [0,1]", "b.png", ["[0,1] dog", "[1,0] cat"], ["", ""]),
+    ])
+    write_eval(root / "eval" / "Beta.parquet", [
+        ("which [1,0]", "", ["[0,1] dog", "[1,0] cat"], ["", ""]),
+        ("which [0,1]", "", ["[1,0] cat", "[0,1] dog"], ["", ""]),
+    ])
+    write_eval(root / "eval" / "Gamma.parquet", [
+        ("tie [1,1]", "", ["<|image_1|> gold [1,1]", "other [1,1]", "[0,1] dog"], ["a.png", "", ""]),
+    ])
+    return root
+
+
+# --- tiny training recipes ----------------------------------------------------------------
+
+#: A small eval dataset of MiniMMEB used for the end-of-chain evaluation.
+EVAL_DATASET = "FashionMNIST"
+
+
+def stage_overrides(stage: str, root: Path, out: Path, steps: int = 3, batch: int = 4) -> list[str]:
+    """Overrides that make a ``configs/tiny`` recipe a few small steps on ``root``."""
+    sets = [f"data.root={root}", f"train.output_dir={out}", f"train.max_steps={steps}", "train.epochs=null",
+            f"train.batch_size={batch}", "train.warmup_steps=0", "train.log_every=1", "data.max_len=96"]
+    if stage == "contrastive":
+        sets += ["data.cap=16", "contrastive.gradcache_chunk=4", "contrastive.temperature=0.05"]
+    if stage == "bridge":
+        sets += ["data.cap=32"]
+    return sets
+
+
+def recipe_path(stage: str) -> Path:
+    """The shipped tiny recipe of a stage."""
+    return builtin(f"tiny/{stage}")
+
+
+def tiny_recipe(stage: str, root: Path, out: Path, *extra: str, steps: int = 3, batch: int = 4) -> Recipe:
+    return load_recipe(recipe_path(stage), [*stage_overrides(stage, root, out, steps, batch), *extra])
+
+
+def read_metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def pairs(image_dir: Path) -> list[TrainPair]:
+    """Four query/positive/negative triples mixing image and text rows."""
+    img = {n: str(image_dir / f"{n}.png") for n in "abcd"}
+    return [
+        TrainPair(Item("Represent the given image for classification.", img["a"]), Item("a red dress"),
+                  Item("an ankle boot")),
+        TrainPair(Item("Find me an everyday image that matches the given caption: a sneaker next to a bag"),
+                  Item("", img["b"]), Item("a photo", img["c"])),
+        TrainPair(Item("what is in the top-left corner?", img["d"]), Item("an ankle boot"),
+                  Item("a red dress on a white background")),
+        TrainPair(Item("a photo of a red dress on a white background"), Item("a white background", img["c"]),
+                  Item("", img["a"])),
+    ]
