@@ -3,7 +3,7 @@
 .PHONY: run test test-quick lint
 
 # CPU math kernels pinned to AVX2 (ATen, MKL, oneDNN), so that `make run` repeats bit for bit
-# within one CPU family (not across families: docs/results.md; benchmarks/cpu_determinism.py).
+# within one CPU family (not across families: docs/results.md; benchmarks/experiments/cpu_determinism.py).
 CPU_PINS := ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 DNNL_MAX_CPU_ISA=AVX2
 
 .venv/.installed: pyproject.toml scripts/install.sh

@@ -281,7 +281,7 @@ def test_eval_cli_dims(matryoshka_dir: Path, mini_dir: Path, tmp_path: Path) -> 
 
 def test_benchmark_script_trains_and_scores_every_width(model_dir: Path, mini_dir: Path, tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location(
-        "matryoshka_benchmark", Path(__file__).parents[2] / "benchmarks" / "matryoshka.py")
+        "matryoshka_benchmark", Path(__file__).parents[2] / "benchmarks" / "experiments" / "matryoshka.py")
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

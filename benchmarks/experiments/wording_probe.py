@@ -6,7 +6,7 @@ task has one); every query of ``--dataset`` is reworded with it (the query's own
 copy is written under ``--out`` and evaluated with the usual evaluator. Prints one markdown row
 per probe, one column per model.
 
-    python benchmarks/wording_probe.py --dataset FashionMNIST --wordings CLASSIFY \\
+    python benchmarks/experiments/wording_probe.py --dataset FashionMNIST --wordings CLASSIFY \\
         --model runs/mini/3-contrastive/model -- $'{img} Find the category of this image.\\n'
 """
 

@@ -6,7 +6,7 @@ with model FLOPs = 6 x (decoder-layer parameters) x tokens per step (forward and
 embedding lookups, the LM head, attention scores and the vision tower are left out, so it
 is a lower bound). Stage 3 re-runs every chunk for GradCache, which the count leaves out too.
 
-    python benchmarks/train_speed.py --data runs/mini/data --presets tiny small --steps 12
+    python benchmarks/speed/train_speed.py --data runs/mini/data --presets tiny small --steps 12
 """
 
 from __future__ import annotations

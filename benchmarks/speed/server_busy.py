@@ -4,7 +4,7 @@ Runs ``load_test.py --server thread`` with its arguments and prints, for the las
 calls (the concurrent phase), how busy the model thread was, the mean call time, items and
 longest sequence per call, and the mean model call of the one-at-a-time phase. Not a test.
 
-    python benchmarks/server_busy.py --clients 16 --requests 300
+    python benchmarks/speed/server_busy.py --clients 16 --requests 300
 """
 
 from __future__ import annotations

@@ -4,12 +4,12 @@
 row uses, which brings in a few words no training text has; ``DATA/recombined/`` the same
 queries in another held-out wording made only of words the training texts contain (a new
 sentence, no new words). This evaluates the final model of each (seed, variant) of a finished
-``benchmarks/ablation.py`` run on one of them (``--set``), next to its score on the original
+``benchmarks/experiments/ablation.py`` run on one of them (``--set``), next to its score on the original
 wording, and writes ``<set>.json`` and ``<set>.md`` (mean, spread and 95% interval over
 seeds, and the paired difference to the first variant) into the ablation folder.
 
-    python benchmarks/reworded.py --ablation runs/abl-v2 --data runs/mini/data --variants a d
-    python benchmarks/reworded.py --ablation runs/abl-v2 --data runs/mini/data --variants a d --set recombined
+    python benchmarks/experiments/reworded.py --ablation runs/abl-v2 --data runs/mini/data --variants a d
+    python benchmarks/experiments/reworded.py --ablation runs/abl-v2 --data runs/mini/data --variants a d --set recombined
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def reworded_scores(data: Path, seed_dir: Path, variant: str, held_out: str) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ablation", type=Path, required=True, help="the --out folder of benchmarks/ablation.py")
+    parser.add_argument("--ablation", type=Path, required=True, help="the --out folder of benchmarks/experiments/ablation.py")
     parser.add_argument("--data", type=Path, default=Path("runs/mini/data"))
     parser.add_argument("--variants", nargs="+", default=["a", "d"])
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: every seed folder")

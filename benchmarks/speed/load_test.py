@@ -12,8 +12,8 @@ server process's CPU time per request (from /proc; the clients share this machin
 request one the server must refuse with a 4xx (:data:`BAD_BODIES`) and reports how the good
 requests around them fare. Not a test; not run by CI.
 
-    python benchmarks/load_test.py --clients 16 --requests 300
-    python benchmarks/load_test.py --clients 16 --requests 300 --serve-arg=--pack-tokens=0
+    python benchmarks/speed/load_test.py --clients 16 --requests 300
+    python benchmarks/speed/load_test.py --clients 16 --requests 300 --serve-arg=--pack-tokens=0
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ section is reported without stopping the others):
    same stage 0 unsharded for comparison of the losses, a ``--resume`` rerun that loads the
    sharded checkpoint, and ``cocoa eval`` of the model FSDP saved.
 
-    python benchmarks/gpu_check.py --out gpu-check
+    python benchmarks/gpu/gpu_check.py --out gpu-check
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every mode runs on the same token layout, ``[image + query text] <EOS> [target text]``,
 so only the mask differs; the target is ``eos_bridge`` at most 1.15x ``bidirectional``.
 
-    python benchmarks/attention_speed.py --presets tiny small --batch 8 --repeats 20
+    python benchmarks/speed/attention_speed.py --presets tiny small --batch 8 --repeats 20
 """
 
 from __future__ import annotations

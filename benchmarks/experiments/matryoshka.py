@@ -7,7 +7,7 @@ width compares Matryoshka training against plain truncation. A stage already tra
 skipped and the evaluator resumes, so a rerun continues. Writes ``matryoshka.json`` and
 ``matryoshka.md`` under ``--out``.
 
-    python benchmarks/matryoshka.py --data runs/mini/data --base runs/mini/2-bridge/model \\
+    python benchmarks/experiments/matryoshka.py --data runs/mini/data --base runs/mini/2-bridge/model \\
         --out runs/matryoshka --dims 24 48 96
 """
 

@@ -7,7 +7,7 @@ eval dataset and reports:
   uniformity       log mean exp(-2 ||f(x) - f(y)||^2) over all item pairs (lower is better)
 and plots the singular-value spectra and the alignment/uniformity plane.
 
-    python benchmarks/compactness.py --data runs/mini/data \
+    python benchmarks/experiments/compactness.py --data runs/mini/data \
         --model a=runs/ablation/seed0/contrastive-attention/model --model d=runs/ablation/seed0/warmup+bridge+contrastive/model
 """
 

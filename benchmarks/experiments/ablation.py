@@ -13,7 +13,7 @@ Writes per-run summaries under --out, then ``ablation.json``, ``ablation.md`` an
 mean, sample standard deviation and a 95% Student-t interval over seeds, per meta-task and
 overall, for every variant and for its paired difference to the first variant.
 
-    python benchmarks/ablation.py --data runs/mini/data --out runs/ablation --seeds 0 1 2
+    python benchmarks/experiments/ablation.py --data runs/mini/data --out runs/ablation --seeds 0 1 2
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ or ATen take other code paths (as another CPU would) change it. With all three p
 (the last settings below), the code paths are those of the pins rather than of the CPU, for
 any x86 CPU with AVX2 and the same thread count.
 
-    python benchmarks/cpu_determinism.py --data runs/mini/data --steps 40
+    python benchmarks/experiments/cpu_determinism.py --data runs/mini/data --steps 40
 """
 
 from __future__ import annotations

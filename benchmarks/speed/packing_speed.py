@@ -3,7 +3,7 @@
 Uses the load test's requests (random texts of 4-40 words, 1 in 4 with an 84x84 image) and
 model (a tiny preset built on the fly); checks that both give the same embeddings. Not a test.
 
-    python benchmarks/packing_speed.py --sizes 1 8 16 32 64 --pack-tokens 512
+    python benchmarks/speed/packing_speed.py --sizes 1 8 16 32 64 --pack-tokens 512
 """
 
 from __future__ import annotations

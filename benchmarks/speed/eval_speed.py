@@ -1,6 +1,6 @@
 """Evaluator speed on a benchmark folder: cached, de-duplicated evaluation vs naive vs encode-once.
 
-Usage: python benchmarks/eval_speed.py --model MODEL_DIR --data MINIMMEB_DIR [--datasets A,B]
+Usage: python benchmarks/speed/eval_speed.py --model MODEL_DIR --data MINIMMEB_DIR [--datasets A,B]
        [--batch-size 32] [--naive-queries 5] [--repeat 1]
 
 Targets: the evaluator is >= 3x faster than a naive evaluator that encodes every query's
