@@ -10,35 +10,26 @@ longest sequence per call, and the mean model call of the one-at-a-time phase. N
 from __future__ import annotations
 
 import sys
-import time
 
 import load_test
 import numpy as np
 
-from cocoa.inference.batcher import Batcher
+from cocoa.inference.batcher import Batcher, EncodeCall
 
-CALLS: list[tuple[float, float, int, int]] = []
-encode_sync = Batcher._encode_sync
-
-
-def timed(self: Batcher, seqs: list) -> np.ndarray:
-    start = time.perf_counter()
-    out = encode_sync(self, seqs)
-    CALLS.append((start, time.perf_counter(), len(seqs), max(len(s) for s in seqs)))
-    return out
+CALLS: list[EncodeCall] = []
 
 
 def main() -> None:
-    Batcher._encode_sync = timed  # type: ignore[method-assign]
+    Batcher.observers.append(CALLS.append)
     sys.argv = [sys.argv[0], "--server", "thread", *sys.argv[1:]]
     load_test.main()
     last = CALLS[-40:]
-    span = last[-1][1] - last[0][0]
-    work = sum(end - start for start, end, _, _ in last)
+    span = last[-1].end - last[0].start
+    work = sum(call.end - call.start for call in last)
     print(f"last {len(last)} model calls: model busy {work / span:.0%} of {span:.2f} s, mean call "
-          f"{work / len(last) * 1000:.1f} ms, mean items {np.mean([c[2] for c in last]):.1f}, "
-          f"mean longest sequence {np.mean([c[3] for c in last]):.1f} tokens")
-    single = [end - start for start, end, n, _ in CALLS[:-40] if n == 1]
+          f"{work / len(last) * 1000:.1f} ms, mean items {np.mean([c.items for c in last]):.1f}, "
+          f"mean longest sequence {np.mean([c.longest for c in last]):.1f} tokens")
+    single = [call.end - call.start for call in CALLS[:-40] if call.items == 1]
     print(f"one-at-a-time phase: mean model call {np.mean(single) * 1000:.1f} ms over {len(single)} calls")
 
 

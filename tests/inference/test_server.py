@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.errors import ConfigError, DataError
 from cocoa.inference import server
-from cocoa.inference.batcher import Batcher
+from cocoa.inference.batcher import Batcher, EncodeCall
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.index import VectorIndex
 from cocoa.inference.server import Guard, create_app, model_threads
@@ -209,6 +209,20 @@ def test_serve_leaves_one_core_to_the_event_loop_unless_told(model_dir: Path,
     assert seen == [2, 1, 1]
     with pytest.raises(ConfigError, match="torch_threads"):
         model_threads(0)
+
+
+def test_batcher_observers_see_every_model_call(client: TestClient, embedder: Embedder) -> None:
+    texts = ["one", "two words", "a somewhat longer third input"]
+    seen: list[EncodeCall] = []
+    Batcher.observers.append(seen.append)
+    try:
+        response = client.post("/v1/embeddings", json={"model": MODEL, "input": texts})
+    finally:
+        Batcher.observers.remove(seen.append)
+    assert response.status_code == 200
+    assert sum(call.items for call in seen) == 3 and all(call.end >= call.start for call in seen)
+    lengths = [len(embedder.encoder.preprocessor.embedding_sequence(Item(text))) for text in texts]
+    assert max(call.longest for call in seen) == max(lengths)
 
 
 def test_serve_cli_reads_the_api_key_from_a_file_or_the_environment(model_dir: Path, tmp_path: Path,

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import ParamSpec
+from typing import ClassVar, ParamSpec
 
 import numpy as np
 
@@ -38,8 +39,24 @@ class _Job:
     future: asyncio.Future[np.ndarray]
 
 
+@dataclass(frozen=True)
+class EncodeCall:
+    """One model call: when it ran (``time.perf_counter`` seconds), how many sequences, the longest."""
+
+    start: float
+    end: float
+    items: int
+    longest: int
+
+
 class Batcher:
-    """Gathers concurrent requests into single encode calls of at most ``max_batch`` items."""
+    """Gathers concurrent requests into single encode calls of at most ``max_batch`` items.
+
+    ``observers`` (shared by every batcher in the process) are called on the model thread with an
+    :class:`EncodeCall` after each model call: a timing hook for profiling, empty by default.
+    """
+
+    observers: ClassVar[list[Callable[[EncodeCall], None]]] = []
 
     def __init__(self, embedder: Embedder, max_batch: int = 64, max_wait_ms: float = 5.0,
                  preprocess_threads: int = 2, pack_tokens: int | None = 512) -> None:
@@ -154,5 +171,11 @@ class Batcher:
             start += len(job.seqs)
 
     def _encode_sync(self, seqs: list[Encoded]) -> np.ndarray:
-        return self.embedder.encoder.encode_sequences(seqs, batch_size=self.max_batch,
-                                                      pack_tokens=self.pack_tokens)
+        start = time.perf_counter()
+        vectors = self.embedder.encoder.encode_sequences(seqs, batch_size=self.max_batch,
+                                                         pack_tokens=self.pack_tokens)
+        if Batcher.observers:
+            call = EncodeCall(start, time.perf_counter(), len(seqs), max(len(seq) for seq in seqs))
+            for observe in Batcher.observers:
+                observe(call)
+        return vectors
