@@ -12,10 +12,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 from PIL import Image
 
+from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
+from cocoa.inference.packing import embed_packed
 from cocoa.model.backbone import Backbone
+from cocoa.model.forward import embed
 from cocoa.recipe import Recipe, builtin, load_recipe
 
 # --- backbones ----------------------------------------------------------------------------
@@ -32,6 +36,31 @@ def make_backbone(family: str = "qwen2_vl", attn: str = "sdpa", preset: str = "t
     backbone = Backbone.tiny(preset, family, corpus=CORPUS, seed=0, attn_implementation=attn)
     backbone.model.eval()
     return backbone
+
+
+# --- embedding batches --------------------------------------------------------------------
+
+def embedding_items(image_dir: Path) -> list[Item]:
+    """Five items of every kind: image with placeholder, texts, image alone, image mid-text."""
+    return [
+        Item("<|image_1|> Represent the given image for classification.\n", str(image_dir / "a.png")),
+        Item("Find me an everyday image that matches the given caption: a sneaker next to a bag"),
+        Item("dress"),
+        Item("", str(image_dir / "c.png")),
+        Item("<|image_1|> what is in the top-left corner?", str(image_dir / "d.png")),
+    ]
+
+
+
+def embed_all(backbone: Backbone, xs: list[Item], side: str, mode: str = "bidirectional",
+              pack_tokens: int | None = None) -> torch.Tensor:
+    """Embeddings of ``xs`` in one batch padded on ``side`` (or packed into rows of ``pack_tokens``)."""
+    pre = Preprocessor(backbone, 256)
+    batch = collate([pre.embedding_sequence(x) for x in xs], backbone.ids.pad, padding_side=side)
+    with torch.no_grad():
+        if pack_tokens is None:
+            return embed(backbone.model, batch, mode)
+        return embed_packed(backbone.model, batch, mode, pack_tokens)
 
 
 # --- hand-made benchmarks -----------------------------------------------------------------

@@ -12,26 +12,8 @@ from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.errors import DataError
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import embed, hidden_states, pack_rows, packs
-from tests.helpers import make_backbone
-
-
-def items(image_dir: Path) -> list[Item]:
-    return [
-        Item("<|image_1|> Represent the given image for classification.\n", str(image_dir / "a.png")),
-        Item("Find me an everyday image that matches the given caption: a sneaker next to a bag"),
-        Item("dress"),
-        Item("", str(image_dir / "c.png")),
-        Item("<|image_1|> what is in the top-left corner?", str(image_dir / "d.png")),
-    ]
-
-
-def embed_all(backbone: Backbone, xs: list[Item], side: str, mode: str = "bidirectional",
-              pack_tokens: int | None = None) -> torch.Tensor:
-    pre = Preprocessor(backbone, 256)
-    batch = collate([pre.embedding_sequence(x) for x in xs], backbone.ids.pad, padding_side=side)
-    with torch.no_grad():
-        return embed(backbone.model, batch, mode, pack_tokens=pack_tokens)
+from cocoa.model.forward import embed, hidden_states
+from tests.helpers import embed_all, embedding_items, make_backbone
 
 
 @pytest.mark.parametrize("mode", ["bidirectional", "causal"])
@@ -39,7 +21,7 @@ def embed_all(backbone: Backbone, xs: list[Item], side: str, mode: str = "bidire
 def test_embedding_independent_of_neighbours_padding_and_batch_size(family: str, mode: str,
                                                                     image_dir: Path) -> None:
     backbone = make_backbone(family)
-    xs = items(image_dir)
+    xs = embedding_items(image_dir)
     alone = torch.cat([embed_all(backbone, [x], "right", mode) for x in xs])
     for side in ("right", "left"):
         torch.testing.assert_close(embed_all(backbone, xs, side, mode), alone, atol=2e-5, rtol=1e-4)
@@ -47,41 +29,9 @@ def test_embedding_independent_of_neighbours_padding_and_batch_size(family: str,
         torch.testing.assert_close(embed_all(backbone, xs[1:4], side, mode), alone[1:4], atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
-def test_packed_rows_give_the_padded_embeddings(family: str, mode: str, image_dir: Path) -> None:
-    backbone = make_backbone(family)
-    xs = items(image_dir) * 2
-    padded = embed_all(backbone, xs, "right", mode)
-    lengths = [len(Preprocessor(backbone, 256).embedding_sequence(x)) for x in xs]
-    # one row for all, rows of a few sequences, and rows shorter than the longest sequence
-    for pack_tokens in (sum(lengths), 2 * max(lengths), max(lengths) // 2):
-        for side in ("right", "left"):
-            torch.testing.assert_close(embed_all(backbone, xs, side, mode, pack_tokens), padded, atol=2e-5,
-                                       rtol=1e-4)
-
-
-def test_packing_only_when_it_saves_rows(tiny_backbone: Backbone, image_dir: Path) -> None:
-    pre = Preprocessor(tiny_backbone, 256)
-    seqs = [pre.embedding_sequence(x) for x in items(image_dir)]
-    longest = max(len(s) for s in seqs)
-    assert not packs(collate(seqs[:1], tiny_backbone.ids.pad), 10 * longest)  # one sequence: nothing to save
-    assert packs(collate(seqs, tiny_backbone.ids.pad), sum(len(s) for s in seqs))
-    assert not packs(collate(seqs, tiny_backbone.ids.pad), longest // 2)  # every sequence a row of its own
-    batch = collate(seqs[:1], tiny_backbone.ids.pad)
-    with torch.no_grad():  # the padded path itself, not a packed result close to it
-        assert torch.equal(embed(tiny_backbone.model, batch, pack_tokens=512), embed(tiny_backbone.model, batch))
-
-
-def test_pack_rows_fills_rows_in_order() -> None:
-    assert pack_rows([3, 3, 3, 5, 1], 6) == [0, 0, 1, 2, 2]
-    assert pack_rows([7, 2, 9, 1], 4) == [0, 1, 2, 3]  # longer than a row: a row of its own
-    assert pack_rows([2, 2, 2], 100) == [0, 0, 0]
-
-
 def test_embedding_is_normalised_post_norm_state_at_the_eos(tiny_backbone: Backbone, image_dir: Path) -> None:
     pre = Preprocessor(tiny_backbone, 256)
-    seq = pre.embedding_sequence(items(image_dir)[0])
+    seq = pre.embedding_sequence(embedding_items(image_dir)[0])
     assert seq.ids[-1] == tiny_backbone.ids.eos and seq.roles[-1] == Role.EOS
     batch = collate([seq], tiny_backbone.ids.pad)
     with torch.no_grad():

@@ -22,6 +22,7 @@ from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.images import image_size
 from cocoa.data.items import Item
 from cocoa.errors import CocoaError, ConfigError
+from cocoa.inference.packing import embed_packed
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed
 
@@ -143,7 +144,7 @@ class Encoder:
         """Float32 ``(len(items), hidden)`` L2-normalised embeddings, in the order given.
 
         ``pack_tokens`` packs each batch's sequences into rows of that many tokens, so the model
-        skips the padding (:func:`~cocoa.model.forward.embed`).
+        skips the padding (:func:`~cocoa.inference.packing.embed_packed`).
         """
         order = sorted(range(len(items)), key=lambda i: self.item_length(items[i]))
         chunks = self._chunks(order, batch_size)
@@ -181,9 +182,12 @@ class Encoder:
             for chunk, batch in zip(chunks, batches, strict=True):
                 if isinstance(batch, CocoaError):
                     raise batch
-                out[chunk] = embed(model, batch.to(self.device), self.protocol.attention,
-                                   pooling=self.protocol.pooling, positions=self.protocol.positions,
-                                   pack_tokens=pack_tokens).cpu().numpy()
+                p = self.protocol
+                vectors = (embed(model, batch.to(self.device), p.attention, pooling=p.pooling, positions=p.positions)
+                           if pack_tokens is None else
+                           embed_packed(model, batch.to(self.device), p.attention, pack_tokens, pooling=p.pooling,
+                                        positions=p.positions))
+                out[chunk] = vectors.cpu().numpy()
                 bar.update(len(chunk))
         finally:
             bar.close()

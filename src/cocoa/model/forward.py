@@ -130,7 +130,8 @@ def input_embeddings(model: nn.Module, batch: Batch, image_transform: ImageTrans
     return embeds, feats
 
 
-def _deepstack(feats: ImageFeatures | None, image_slots: Tensor) -> dict[str, object]:
+def deepstack_kwargs(feats: ImageFeatures | None, image_slots: Tensor) -> dict[str, object]:
+    """The language model's DeepStack arguments for ``feats`` at ``image_slots`` (none without DeepStack)."""
     if feats is None or not feats.deepstack:
         return {}
     return {"visual_pos_masks": image_slots, "deepstack_visual_embeds": list(feats.deepstack)}
@@ -143,60 +144,8 @@ def hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, *, eos_se
     mask = additive_mask(batch.roles, mode, embeds.dtype, eos_sees_target=eos_sees_target)
     out = vl_model(model).language_model(inputs_embeds=embeds, attention_mask=mask,
                                          position_ids=position_ids(model, batch, positions), use_cache=False,
-                                         **_deepstack(feats, batch.mm_token_type_ids == 1))
+                                         **deepstack_kwargs(feats, batch.mm_token_type_ids == 1))
     return out.last_hidden_state
-
-
-def pack_rows(lengths: list[int], capacity: int) -> list[int]:
-    """The packed row of each sequence: in order, a new row when the next one would pass ``capacity``.
-
-    A sequence longer than ``capacity`` gets a row of its own.
-    """
-    rows, row, used = [], -1, capacity
-    for length in lengths:
-        if used + length > capacity:
-            row, used = row + 1, 0
-        rows.append(row)
-        used += length
-    return rows
-
-
-def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int,
-                       positions: Positions = "grid") -> Tensor:
-    """The final states ``(batch, hidden)`` at each row's ``pool_index``, sequences packed into shared rows.
-
-    The padded batch's real tokens (padded on either side), their M-RoPE positions and roles are moved
-    into rows of at most ``pack_tokens`` tokens, several sequences a row, and the mask keeps
-    each sequence to itself, so the states equal :func:`hidden_states` ones while the
-    language model skips the padding. Sequence order is kept, so image tokens (and DeepStack
-    features) stay in order.
-    """
-    embeds, feats = input_embeddings(model, batch)
-    rope = position_ids(model, batch, positions)
-    valid = batch.roles != Role.PAD
-    lengths = valid.sum(1)
-    rows = torch.tensor(pack_rows(lengths.tolist(), pack_tokens), device=lengths.device)
-    starts = lengths.cumsum(0) - lengths
-    offsets = starts - starts[torch.searchsorted(rows, rows)]  # start of each sequence within its row
-    within = valid.cumsum(1) - 1  # each real token's index within its sequence
-    seq, col = valid.nonzero(as_tuple=True)
-    dest_row, dest_col = rows[seq], offsets[seq] + within[seq, col]
-    n_rows, width = int(rows[-1]) + 1, int((offsets + lengths).max())
-    packed = embeds.new_zeros(n_rows, width, embeds.shape[-1])
-    packed[dest_row, dest_col] = embeds[seq, col]
-    roles = torch.full((n_rows, width), int(Role.PAD), dtype=batch.roles.dtype, device=valid.device)
-    roles[dest_row, dest_col] = batch.roles[seq, col]
-    segments = torch.full_like(roles, -1)
-    segments[dest_row, dest_col] = seq
-    packed_positions = rope.new_zeros(rope.shape[0], n_rows, width)
-    packed_positions[:, dest_row, dest_col] = rope[:, seq, col]
-    image_slots = torch.zeros_like(roles, dtype=torch.bool)
-    image_slots[dest_row, dest_col] = batch.mm_token_type_ids[seq, col] == 1
-    mask = additive_mask(roles, mode, embeds.dtype, segments=segments)
-    out = vl_model(model).language_model(inputs_embeds=packed, attention_mask=mask, position_ids=packed_positions,
-                                         use_cache=False, **_deepstack(feats, image_slots))
-    pooled = within.gather(1, batch.pool_index[:, None])[:, 0]
-    return out.last_hidden_state[rows, offsets + pooled]
 
 
 def pool(hidden: Tensor, batch: Batch, pooling: Pooling = "last") -> Tensor:
@@ -210,22 +159,9 @@ def pool(hidden: Tensor, batch: Batch, pooling: Pooling = "last") -> Tensor:
 
 
 def embed(model: nn.Module, batch: Batch, mode: AttentionMode = "bidirectional", *, pooling: Pooling = "last",
-          positions: Positions = "grid", pack_tokens: int | None = None) -> Tensor:
-    """Embeddings ``(batch, hidden)``: the normalised pooled final state (:func:`pool`).
+          positions: Positions = "grid") -> Tensor:
+    """Embeddings ``(batch, hidden)``: the normalised pooled final state (:func:`pool`) of a padded batch.
 
-    With ``pack_tokens`` the sequences share rows of that many tokens (:func:`packed_pool_states`):
-    the same embeddings up to float rounding, without computing the padding. A batch that
-    packing would not put in fewer rows (a single sequence, say), and mean pooling, take the
-    padded path.
+    :func:`cocoa.inference.packing.embed_packed` computes the same without the padding.
     """
-    if pack_tokens is None or pooling == "mean" or not packs(batch, pack_tokens):
-        return pool(hidden_states(model, batch, mode, positions=positions), batch, pooling)
-    return F.normalize(packed_pool_states(model, batch, mode, pack_tokens, positions).float(), dim=-1)
-
-
-def packs(batch: Batch, pack_tokens: int) -> bool:
-    """Whether rows of ``pack_tokens`` tokens hold the batch's sequences in fewer rows than it has."""
-    if batch.input_ids.shape[0] < 2:
-        return False
-    lengths = (batch.roles != Role.PAD).sum(1).tolist()
-    return pack_rows(lengths, pack_tokens)[-1] + 1 < len(lengths)
+    return pool(hidden_states(model, batch, mode, positions=positions), batch, pooling)
