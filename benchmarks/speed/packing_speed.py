@@ -1,4 +1,4 @@
-"""Encode time of one batch, padded vs packed rows (``embed(..., pack_tokens=...)``), by batch size.
+"""Encode time of one batch, padded vs packed rows (``embed`` against ``embed_packed``), by batch size.
 
 Uses the load test's requests (random texts of 4-40 words, 1 in 4 with an 84x84 image) and
 model (a tiny preset built on the fly); checks that both give the same embeddings. Not a test.
