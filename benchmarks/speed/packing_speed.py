@@ -17,7 +17,8 @@ import numpy as np
 from load_test import make_requests, tiny_model
 
 from cocoa.inference.embedder import Embedder
-from cocoa.inference.server import Limits, parse_input
+from cocoa.inference.server import parse_input
+from cocoa.inference.settings import DEFAULTS
 
 
 def main() -> None:
@@ -30,8 +31,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         embedder = Embedder.from_pretrained(tiny_model(Path(tmp), args.preset), device="cpu")
         inputs = [b["input"][0] for b in make_requests(max(args.sizes), "bench", 4)]
-        items = [parse_input(v, None, None, Limits(), f"request {i}") if isinstance(v, str)
-                 else parse_input(v["text"], v["image"], None, Limits(), f"request {i}") for i, v in enumerate(inputs)]
+        items = [parse_input(v, None, None, DEFAULTS, f"request {i}") if isinstance(v, str)
+                 else parse_input(v["text"], v["image"], None, DEFAULTS, f"request {i}") for i, v in enumerate(inputs)]
         seqs = [embedder.encoder.preprocessor.embedding_sequence(item) for item in items]
         print(f"pack_tokens {args.pack_tokens}; median of {args.repeat}")
         print(f"{'batch':>5} {'tokens':>6} {'padded':>8} {'padded ms':>10} {'packed ms':>10} {'speedup':>8} {'max diff':>9}")

@@ -405,6 +405,15 @@ def test_the_body_limit_counts_chunked_bytes_and_auth_comes_before_the_body(embe
     assert status == 200 and read == 2
 
 
+def test_server_settings_have_one_set_of_defaults(embedder: Embedder) -> None:
+    from cocoa.inference.settings import DEFAULTS, ServerSettings
+
+    assert server.server_settings() == DEFAULTS == ServerSettings()
+    assert server.server_settings(max_batch=3).max_batch == 3
+    with pytest.raises(ConfigError, match=r"unknown server settings \['max_bach'\]"):
+        create_app(embedder, model_name=MODEL, max_bach=3)
+
+
 def test_index_from_another_model_is_refused(embedder: Embedder) -> None:
     other = VectorIndex.build(np.eye(embedder.dim, dtype=np.float32)[:2], ["a", "b"], fingerprint="other")
     with pytest.raises(ConfigError, match="rebuild it"):

@@ -22,6 +22,7 @@ from cocoa.data.images import image_file_problem
 from cocoa.data.items import EMPTY_ITEM, is_empty, text_problem
 from cocoa.errors import DataError
 from cocoa.files import atomic_path, write_npy
+from cocoa.inference.settings import DEFAULTS
 
 if TYPE_CHECKING:
     from cocoa.inference.embedder import Embedder
@@ -219,13 +220,13 @@ def serve(
                                                 help="Require 'Authorization: Bearer KEY' (or set COCOA_API_KEY, or "
                                                      "--api-key-file, to keep it out of the process list).")] = None,
     api_key_file: Annotated[Path | None, typer.Option(help="A file holding the API key (its first line).")] = None,
-    max_batch: Annotated[int, typer.Option(min=1, help="Most items per batched encode call.")] = 64,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most items per batched encode call.")] = DEFAULTS.max_batch,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for requests still being preprocessed "
-                                                          "to join a batch.")] = 5,
+                                                          "to join a batch.")] = DEFAULTS.max_wait_ms,
     preprocess_threads: Annotated[int, typer.Option(min=1, help="Threads that parse, tokenise and resize "
-                                                               "requests while the model encodes.")] = 2,
+                                                               "requests while the model encodes.")] = DEFAULTS.preprocess_threads,
     pack_tokens: Annotated[int, typer.Option(min=0, help="Tokens per packed row: a batch's sequences share rows "
-                                                         "so no compute goes to padding (0: pad instead).")] = 512,
+                                                         "so no compute goes to padding (0: pad instead).")] = DEFAULTS.pack_tokens,
     torch_threads: Annotated[int, typer.Option(min=0, help="Torch threads for the model (0: all but one, which "
                                                            "is left to the event loop and preprocessing).")] = 0,
 ) -> None:

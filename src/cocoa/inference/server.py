@@ -16,7 +16,7 @@ import binascii
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,12 +32,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cocoa.core.matryoshka import check_dimensions
-from cocoa.data.images import MAX_IMAGE_PIXELS, ImageTooLarge, open_image
+from cocoa.data.images import ImageTooLarge, open_image
 from cocoa.data.items import Item, is_empty, text_problem
 from cocoa.errors import CocoaError, ConfigError, DataError
 from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder, with_instruction
 from cocoa.inference.index import VectorIndex
+from cocoa.inference.settings import DEFAULTS, ServerSettings
 
 
 class ApiError(Exception):
@@ -46,17 +47,6 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, code: str) -> None:
         super().__init__(message)
         self.status, self.message, self.code = status, message, code
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Request size limits."""
-
-    max_inputs: int = 256
-    max_text_chars: int = 16_384
-    max_image_bytes: int = 10_000_000
-    max_image_pixels: int = MAX_IMAGE_PIXELS
-    max_body_bytes: int = 64_000_000
 
 
 class InputObject(BaseModel):
@@ -105,7 +95,7 @@ ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text
     (413, "over a size limit (body, inputs, text, image)"), (422, "the request does not match the schema"))}
 
 
-def decode_image(data: str, limits: Limits, where: str) -> Image.Image:
+def decode_image(data: str, limits: ServerSettings, where: str) -> Image.Image:
     """A ``data:image/...;base64,`` URL (or bare base64) as an RGB image, within ``limits``."""
     if data.startswith(("http://", "https://")):
         raise ApiError(400, f"{where}: image URLs are not fetched; send a data:image/...;base64, URL", "invalid_image")
@@ -130,7 +120,7 @@ def decode_image(data: str, limits: Limits, where: str) -> Image.Image:
     return image
 
 
-def check_text(text: str, limits: Limits, where: str) -> None:
+def check_text(text: str, limits: ServerSettings, where: str) -> None:
     """An :class:`ApiError` naming ``where`` if ``text`` is over the length limit or not valid Unicode."""
     if len(text) > limits.max_text_chars:
         raise ApiError(413, f"{where}: text has {len(text)} characters, over the limit of "
@@ -139,7 +129,7 @@ def check_text(text: str, limits: Limits, where: str) -> None:
         raise ApiError(400, f"{where}: {problem}", "invalid_text")
 
 
-def parse_input(text: str | None, image: str | None, instruction: str | None, limits: Limits,
+def parse_input(text: str | None, image: str | None, instruction: str | None, limits: ServerSettings,
                 where: str) -> Item:
     """One request input as an item, or an :class:`ApiError` naming it."""
     text = text or ""
@@ -152,7 +142,7 @@ def parse_input(text: str | None, image: str | None, instruction: str | None, li
     return Item(with_instruction(text, instruction, pil is not None), pil)
 
 
-def parse_inputs(raw: str | list[str | InputObject], instruction: str | None, limits: Limits) -> list[Item]:
+def parse_inputs(raw: str | list[str | InputObject], instruction: str | None, limits: ServerSettings) -> list[Item]:
     values = [raw] if isinstance(raw, str) else raw
     if not values:
         raise ApiError(400, "input is empty; send a string or a non-empty list", "empty_input")
@@ -251,19 +241,16 @@ def _json(payload: dict[str, Any]) -> Response:
 
 
 def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None = None,
-               api_key: str | None = None, max_batch: int = 64, max_wait_ms: float = 5,
-               max_inputs: int = 256, max_text_chars: int = 16_384, max_image_bytes: int = 10_000_000,
-               max_image_pixels: int = MAX_IMAGE_PIXELS, max_body_bytes: int = 64_000_000,
-               preprocess_threads: int = 2, pack_tokens: int | None = 512) -> FastAPI:
+               api_key: str | None = None, **settings: Any) -> FastAPI:
     """The FastAPI app serving ``embedder`` (and ``index`` for ``/v1/search``) as ``model_name``.
 
-    ``max_batch``, ``max_wait_ms``, ``preprocess_threads`` and ``pack_tokens`` are the
-    :class:`~cocoa.inference.batcher.Batcher`'s.
+    ``settings`` are :class:`~cocoa.inference.settings.ServerSettings` fields; the ones left out keep
+    their defaults.
     """
-    batcher = Batcher(embedder, max_batch, max_wait_ms, preprocess_threads, pack_tokens)
+    limits = server_settings(**settings)
+    batcher = Batcher(embedder, limits.max_batch, limits.max_wait_ms, limits.preprocess_threads, limits.pack_tokens)
     if index is not None:
         index.check_model(embedder.fingerprint, embedder.widths)
-    limits = Limits(max_inputs, max_text_chars, max_image_bytes, max_image_pixels, max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -346,6 +333,14 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
                       "data": [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]})
 
     return app
+
+
+def server_settings(**settings: Any) -> ServerSettings:
+    """:class:`ServerSettings` with ``settings`` changed, or a :class:`ConfigError` naming an unknown one."""
+    unknown = sorted(set(settings) - {f.name for f in fields(ServerSettings)})
+    if unknown:
+        raise ConfigError(f"unknown server settings {unknown}; known: {', '.join(f.name for f in fields(ServerSettings))}")
+    return replace(DEFAULTS, **settings)
 
 
 def model_threads(requested: int | None = None) -> int:

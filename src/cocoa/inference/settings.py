@@ -1,0 +1,30 @@
+"""Every setting of the embedding server with its default, written once: request limits and batching.
+
+Light on purpose (no torch), so the command line takes its defaults from here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cocoa.data.images import MAX_IMAGE_PIXELS
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Request limits (inputs per request, characters per text or instruction, image bytes and pixels,
+    body bytes) and the :class:`~cocoa.inference.batcher.Batcher`'s batching (items per model call,
+    wait for requests still being preprocessed, preprocessing threads, tokens per packed row)."""
+
+    max_inputs: int = 256
+    max_text_chars: int = 16_384
+    max_image_bytes: int = 10_000_000
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+    max_body_bytes: int = 64_000_000
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    preprocess_threads: int = 2
+    pack_tokens: int | None = 512
+
+
+DEFAULTS = ServerSettings()
