@@ -23,13 +23,14 @@ from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import load_recipe
-from cocoa.stages.bridge import BridgeBuilder, BridgeConfig, BridgeObjective
+from cocoa.stages.bridge import BridgeBuilder
 from cocoa.stages.contrastive import (
     ContrastiveBuilder,
     ContrastiveConfig,
     ContrastiveLoss,
     EmbeddingObjective,
 )
+from cocoa.stages.language import LanguageObjective
 from cocoa.train import distributed
 from cocoa.train.batches import BatchPlan, StepDataset
 from cocoa.train.config import TrainConfig
@@ -124,7 +125,7 @@ def contrastive_case(name: str, image_dir: Path, info: DistInfo, out: Path, para
 
 def bridge_case(image_dir: Path, info: DistInfo, out: Path, parallel: str) -> dict:
     backbone = make_backbone()
-    objective = BridgeObjective(backbone.model, BridgeConfig()).train()
+    objective = LanguageObjective(backbone.model, "eos_bridge").train()
     pre = Preprocessor(backbone, 128)
     builder = BridgeBuilder(pre, 0.7)
     seqs = [builder.sequence(ex, np.random.default_rng(i)) for i, ex in enumerate(bridge_pairs(image_dir))]

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from torch import Tensor, nn
+from torch import nn
 
 from cocoa.core.batch import Batch
 from cocoa.core.tokens import Role
@@ -20,11 +20,10 @@ from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
 from cocoa.data.masking import mask_share
 from cocoa.data.train_pairs import read_train_pairs
-from cocoa.losses.language import shifted_cross_entropy, token_accuracy
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import hidden_states, lm_head
 from cocoa.schema import Strict
 from cocoa.stages.base import Stage, StageParts, corpus_path, image_root
+from cocoa.stages.language import LanguageObjective
 from cocoa.stages.sections import RecipeBase
 from cocoa.train.steps import LossStep
 
@@ -65,20 +64,6 @@ class BridgeBuilder:
         return collate([self.sequence(ex, rng) for ex in examples], self.pre.ids.pad)
 
 
-class BridgeObjective(nn.Module):
-    """Reconstruct masked target tokens through the EOS under the ``eos_bridge`` mask."""
-
-    def __init__(self, model: nn.Module, config: BridgeConfig) -> None:
-        super().__init__()
-        self.model, self.config = model, config
-
-    def forward(self, batch: Batch) -> dict[str, Tensor]:
-        hidden = hidden_states(self.model, batch, "eos_bridge", eos_sees_target=self.config.eos_sees_target)
-        head = lm_head(self.model)
-        return {"loss": shifted_cross_entropy(hidden, batch.labels, head),
-                "accuracy": token_accuracy(hidden, batch.labels, head)}
-
-
 def bridge_pair(pair: TrainPair, raw: bool = False) -> TrainPair:
     """Stage 2 reconstructs the positive's text only (as the release does), never its image.
 
@@ -106,4 +91,5 @@ class BridgeStage(Stage):
         config = self.settings(recipe)
         builder = BridgeBuilder(self.preprocessor(recipe, backbone), config.target_mask_ratio,
                                 config.targets == "raw")
-        return StageParts(BridgeObjective(model, config), builder, LossStep())
+        return StageParts(LanguageObjective(model, "eos_bridge", eos_sees_target=config.eos_sees_target), builder,
+                          LossStep())

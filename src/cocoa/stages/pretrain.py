@@ -8,17 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from torch import Tensor, nn
+from torch import nn
 
 from cocoa.core.batch import Batch
 from cocoa.core.tokens import IGNORE_INDEX, Role
 from cocoa.data.captions import CaptionPair
 from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.losses.language import shifted_cross_entropy, token_accuracy
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import hidden_states, lm_head
 from cocoa.stages.base import CaptionStage, StageParts
+from cocoa.stages.language import LanguageObjective
 from cocoa.stages.sections import RecipeBase
 from cocoa.train.steps import LossStep
 
@@ -40,23 +39,9 @@ class PretrainBuilder:
         return collate([self.sequence(ex) for ex in examples], self.pre.ids.pad)
 
 
-class PretrainObjective(nn.Module):
-    """Causal language modelling of captions given the image."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: Batch) -> dict[str, Tensor]:
-        hidden = hidden_states(self.model, batch, "causal")
-        head = lm_head(self.model)
-        return {"loss": shifted_cross_entropy(hidden, batch.labels, head),
-                "accuracy": token_accuracy(hidden, batch.labels, head)}
-
-
 class PretrainStage(CaptionStage):
     name = "pretrain"
 
     def parts(self, recipe: RecipeBase, backbone: Backbone, model: nn.Module) -> StageParts:
-        return StageParts(PretrainObjective(model), PretrainBuilder(self.preprocessor(recipe, backbone)),
+        return StageParts(LanguageObjective(model, "causal"), PretrainBuilder(self.preprocessor(recipe, backbone)),
                           LossStep())
