@@ -23,11 +23,16 @@ _CHUNK = 1 << 20
 
 
 class FileHashes:
-    """Content hashes of files by absolute path, reused while a file's size and mtime stay the same."""
+    """Content hashes of files by absolute path, reused while a file's size and mtime stay the same.
+
+    A file is looked at (stat, and read if it changed) once per instance: the evaluator asks for the
+    same image's hash several times while it keys the embedding cache.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._known: dict[str, list] = {}
+        self._seen: dict[str, str] = {}
         self._changed = False
         try:
             loaded = json.loads(self.path.read_text(encoding="utf-8"))
@@ -39,17 +44,19 @@ class FileHashes:
     def sha(self, file: str | Path) -> str:
         """The SHA-256 of ``file``'s bytes (hex)."""
         name = os.path.abspath(file)
+        if name in self._seen:
+            return self._seen[name]
         stat = os.stat(name)
         known = self._known.get(name)
-        if known is not None and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
-            return str(known[2])
-        digest = hashlib.sha256()
-        with open(name, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-        self._known[name] = [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
-        self._changed = True
-        return digest.hexdigest()
+        if known is None or known[0] != stat.st_size or known[1] != stat.st_mtime_ns:
+            digest = hashlib.sha256()
+            with open(name, "rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+            known = self._known[name] = [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
+            self._changed = True
+        self._seen[name] = str(known[2])
+        return self._seen[name]
 
     def save(self) -> None:
         """Write the hashes (atomically) if any was computed since loading."""
