@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
 from cocoa.inference.packing import embed_packed
@@ -182,3 +184,40 @@ def pairs(image_dir: Path) -> list[TrainPair]:
         TrainPair(Item("a photo of a red dress on a white background"), Item("a white background", img["c"]),
                   Item("", img["a"])),
     ]
+
+
+#: The tiny preset's hidden size, and the Matryoshka widths of :func:`matryoshka_model`.
+TINY_HIDDEN = 96
+MATRYOSHKA_WIDTHS = (32, 64)
+
+
+def matryoshka_model(folder: Path) -> Path:
+    """A tiny model folder whose ``cocoa.json`` serves :data:`MATRYOSHKA_WIDTHS` besides the full width."""
+    make_backbone().save(folder)
+    EmbeddingSpec(matryoshka_dims=MATRYOSHKA_WIDTHS).save(folder)
+    return folder
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """``x`` with each row divided by its L2 norm."""
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_info_nce(q: np.ndarray, t: np.ndarray, temperature: float, neg: np.ndarray | None = None,
+                   mask: np.ndarray | None = None) -> float:
+    """Mean over queries of -log softmax(target i) with every target and every present negative as candidates."""
+    total = 0.0
+    for i in range(len(q)):
+        candidates = list(t) + ([] if neg is None else [neg[j] for j in range(len(neg)) if mask is None or mask[j]])
+        logits = [float(q[i] @ c) / temperature for c in candidates]
+        top = max(logits)
+        total -= logits[i] - (top + math.log(sum(math.exp(x - top) for x in logits)))
+    return total / len(q)
+
+
+
+def brute_matryoshka(q: np.ndarray, t: np.ndarray, temperature: float, dims: list[int], weights: list[float],
+                     neg: np.ndarray | None = None, mask: np.ndarray | None = None) -> float:
+    return sum(w * brute_info_nce(unit_rows(q[:, :d]), unit_rows(t[:, :d]), temperature,
+                                  None if neg is None else unit_rows(neg[:, :d]), mask)
+               for d, w in zip(dims, weights, strict=True))

@@ -26,7 +26,7 @@ import torch
 
 from cocoa.data.eval_sets import list_eval_datasets, read_eval_dataset
 from cocoa.data.items import Item
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 
 
 def pairs(data: Path, rows: int) -> tuple[list[Item], list[Item]]:
@@ -63,7 +63,7 @@ def main() -> None:
     results = {}
     for spec in args.model:
         label, folder = spec.split("=", 1)
-        encoder = Encoder.from_pretrained(folder, device="cpu")
+        encoder = BatchEncoder.from_pretrained(folder, device="cpu")
         q = encoder.encode_items(queries, batch_size=64)
         t = encoder.encode_items(golds, batch_size=64)
         results[label] = metrics(q, t)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cocoa.evaluate.widths import evaluate_widths, width_scores
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import builtin, load_recipe
 
@@ -66,7 +66,7 @@ def run(data: Path, base: Path, out: Path, dims: Sequence[int], weights: Sequenc
     scores = {}
     for variant in VARIANTS:
         model = train_variant(out / variant, base, data, seed, [*sets, *variant_overrides(variant, dims, weights)])
-        summaries = evaluate_widths(Encoder.from_pretrained(model), dims, data, out / variant / "eval", datasets,
+        summaries = evaluate_widths(BatchEncoder.from_pretrained(model), dims, data, out / variant / "eval", datasets,
                                     batch_size=batch_size)
         scores[variant] = width_scores(summaries)
     command = "python " + " ".join(sys.argv)

@@ -21,7 +21,7 @@ from pathlib import Path
 from ablation import GROUPS, aggregate, group_scores, interval_lines, paired, table_lines
 
 from cocoa.evaluate.runner import evaluate
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 
 
 def reworded_scores(data: Path, seed_dir: Path, variant: str, held_out: str) -> dict[str, float] | None:
@@ -30,7 +30,7 @@ def reworded_scores(data: Path, seed_dir: Path, variant: str, held_out: str) -> 
     if not record.is_file():
         return None
     model = Path(json.loads(record.read_text())["model"])
-    summary = evaluate(Encoder.from_pretrained(model), data / held_out, seed_dir / f"{held_out}-{variant}",
+    summary = evaluate(BatchEncoder.from_pretrained(model), data / held_out, seed_dir / f"{held_out}-{variant}",
                        image_root=data / "images", batch_size=64)
     return group_scores(summary.to_dict())
 

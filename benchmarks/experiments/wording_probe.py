@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from cocoa.data.minimmeb import wordings
 from cocoa.evaluate.runner import evaluate
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 
 
 def reworded_copy(data: Path, dataset: str, wording: wordings.Wordings, probe: str, folder: Path) -> Path:
@@ -47,7 +47,7 @@ def main() -> None:
     wording = getattr(wordings, args.wordings)
     scores = {probe: [] for probe in args.probes}
     for m, model in enumerate(args.model):
-        encoder = Encoder.from_pretrained(model)
+        encoder = BatchEncoder.from_pretrained(model)
         for p, probe in enumerate(args.probes):
             folder = reworded_copy(args.data, args.dataset, wording, probe, args.out / f"probe{p}" / "data")
             summary = evaluate(encoder, folder, args.out / f"probe{p}" / f"model{m}", image_root=args.data / "images",

@@ -14,14 +14,14 @@ section is reported without stopping the others):
    Qwen2.5-VL-7B, run as ``cocoa train`` runs them (fp32 master weights, bf16 autocast):
    forward+backward per attention mode and backend, full and LoRA, with and without
    activation checkpointing; tokens/s, MFU (6 x parameters x tokens, vision tower
-   included) and peak memory; then bf16 inference through :class:`cocoa.inference.encoder.Encoder`
+   included) and peak memory; then bf16 inference through :class:`cocoa.inference.batch_encoder.BatchEncoder`
    in items/s, preprocessing included.
 4. ``e2e``: ``cocoa run mini`` on the GPU (MiniMMEB built from ``$COCOA_FASHION_MNIST_DIR``,
    ``$COCOA_EMOJI_FONT``, ``$COCOA_EMOJI_TEST`` where the Debian packages are absent),
    with its stage times and overall score.
 5. ``adapters``: plain LoRA against DoRA (the paper's recipes) at the published shapes,
    one training step as ``cocoa train`` runs it, with and without activation checkpointing.
-6. ``workers``: bf16 encoding at the first shape with ``Encoder(num_workers=N)`` for several
+6. ``workers``: bf16 encoding at the first shape with ``BatchEncoder(num_workers=N)`` for several
    N, images read from PNG files as the evaluator reads them.
 7. ``fsdp``: ``cocoa train`` with ``train.parallel=fsdp`` in one process on the GPU (NCCL,
    FSDP2 mixed precision): stage 0 then stage 3 on a MiniMMEB folder (``--data``), the
@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -46,15 +45,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common
 
 from cocoa.core.batch import Batch
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.core.tokens import Role
-from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.model.attention import ATTENTION_MODES
 from cocoa.model.backbone import MODEL_CLASSES, Backbone, TokenIds, build_image_processor
 from cocoa.model.forward import hidden_states
@@ -78,41 +78,9 @@ SHAPES: dict[str, tuple[str, dict, dict]] = {
 IMAGE_SIDE = 448  # 1,024 patches, 256 merged image tokens per image
 
 
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median seconds of ``fn`` after ``warmup`` calls, synchronising the GPU."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        sync()
-        began = time.perf_counter()
-        fn()
-        sync()
-        samples.append(time.perf_counter() - began)
-    return statistics.median(samples)
-
-
-def random_image(rng: np.random.Generator, side: int) -> Image.Image:
-    return Image.fromarray((rng.random((side, side, 3)) * 255).astype("uint8"))
-
-
 def bridged_batch(backbone: Backbone, rows: int, side: int, seed: int = 0) -> Batch:
     """``[image + query text] <EOS> [target text]`` rows of varied length (so padded)."""
-    pre = Preprocessor(backbone)
-    rng = np.random.default_rng(seed)
-    seqs = []
-    for row in range(rows):
-        enc = pre.item(Item("<|image_1|> Represent the given image with the following question: what is it?",
-                            random_image(rng, side)))
-        enc.add([pre.ids.eos], Role.EOS)
-        enc.add(pre.text_ids(" ".join(["a red dress on a white background"] * (1 + row % 3))), Role.TARGET)
-        seqs.append(enc)
-    return collate(seqs, pre.ids.pad)
+    return common.bridged_batch(backbone, rows, side, lambda row: 1 + row % 3, seed)
 
 
 # ---------------------------------------------------------------- 1. env
@@ -123,7 +91,7 @@ def section_env(device: torch.device) -> dict:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
-        seconds = timed(lambda: a @ a, repeats=10, warmup=3)
+        seconds = common.timed(lambda: a @ a, repeats=10, warmup=3)
         out.update(name=props.name, memory_gib=props.total_memory / 2**30, sms=props.multi_processor_count,
                    bf16=torch.cuda.is_bf16_supported(), cuda=torch.version.cuda,
                    bf16_matmul_tflops=2 * 8192**3 / seconds / 1e12)
@@ -174,12 +142,12 @@ def run_states(backbone: Backbone, batch: Batch, mode: str, device: torch.device
 def gpu_vs_cpu_cosine(backbone: Backbone, device: torch.device) -> float:
     """Smallest cosine between CPU fp32 and GPU bf16 embeddings of mixed items, batches of 5."""
     rng = np.random.default_rng(1)
-    items = [Item("<|image_1|> a photo", random_image(rng, 28 * int(rng.integers(1, 7)))) for _ in range(12)]
+    items = [Item("<|image_1|> a photo", common.random_image(rng, 28 * int(rng.integers(1, 7)))) for _ in range(12)]
     items += [Item("a query of some length " * int(rng.integers(1, 6))) for _ in range(12)]
     backbone.model.to("cpu", torch.float32)
-    cpu = Encoder(backbone, EmbeddingSpec(), device="cpu").encode_items(items, batch_size=5)
+    cpu = BatchEncoder(backbone, EmbeddingSpec(), device="cpu").encode_items(items, batch_size=5)
     backbone.model.to(device, torch.bfloat16)
-    gpu = Encoder(backbone, EmbeddingSpec(), device=device).encode_items(items, batch_size=5)
+    gpu = BatchEncoder(backbone, EmbeddingSpec(), device=device).encode_items(items, batch_size=5)
     return float((cpu * gpu).sum(axis=1).min())
 
 
@@ -224,7 +192,7 @@ def measure_training(model: torch.nn.Module, batch: Batch, mode: str, flops_per_
     model.zero_grad(set_to_none=True)  # gradients left by the previous setting would count in its peak
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    seconds = timed(lambda: train_step(model, batch, mode), repeats)
+    seconds = common.timed(lambda: train_step(model, batch, mode), repeats)
     tokens = int((batch.roles != Role.PAD).sum())
     return {"ms": seconds * 1e3, "tokens_per_s": tokens / seconds, "rows_per_s": len(batch) / seconds,
             "mfu": flops_per_step / seconds / peak if peak else None,
@@ -271,23 +239,23 @@ def shape_throughput(shape: str, device: torch.device, rows: int, repeats: int, 
     for mode in ("bidirectional", "eos_bridge"):  # no weight gradients of the base: 4, not 6, FLOPs per param
         record(f"lora/sdpa/{mode}/ckpt", lora_model, mode, flops * 4 / 6)
     base = lora_model.merge_and_unload().to(torch.bfloat16).eval()
-    encoder = Encoder(Backbone(model=base, tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
+    encoder = BatchEncoder(Backbone(model=base, tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
                                ids=backbone.ids), EmbeddingSpec(), device=device)
     rng = np.random.default_rng(2)
-    items = [Item("<|image_1|> Represent the given image.", random_image(rng, side)) for _ in range(256)]
+    items = [Item("<|image_1|> Represent the given image.", common.random_image(rng, side)) for _ in range(256)]
     items += [Item(f"a short caption number {i} about a dress") for i in range(256)]
     out[f"{shape}/encode_bf16_items_per_s"] = encoding_rate(encoder, items)
     print(shape, "encode items/s", out[f"{shape}/encode_bf16_items_per_s"], flush=True)
     return out
 
 
-def encoding_rate(encoder: Encoder, items: list[Item]) -> float:
+def encoding_rate(encoder: BatchEncoder, items: list[Item]) -> float:
     """Items per second of ``encode_items`` in batches of 64, after one warm-up batch."""
     encoder.encode_items(items[:64], batch_size=64)
-    sync()
+    common.sync()
     began = time.perf_counter()
     encoder.encode_items(items, batch_size=64)
-    sync()
+    common.sync()
     return len(items) / (time.perf_counter() - began)
 
 
@@ -361,12 +329,12 @@ def section_workers(device: torch.device, shape: str, side: int, workers: list[i
     items = []
     for index in range(256):
         path = folder / f"{index}.png"
-        random_image(rng, side).save(path)
+        common.random_image(rng, side).save(path)
         items.append(Item("<|image_1|> Represent the given image.", str(path)))
     items += [Item(f"a short caption number {i} about a dress") for i in range(256)]
     out: dict = {"items": len(items), "cpu_count": os.cpu_count()}
     for count in workers:
-        encoder = Encoder(Backbone(model=model, tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
+        encoder = BatchEncoder(Backbone(model=model, tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
                                    ids=backbone.ids), EmbeddingSpec(), device=device, num_workers=count)
         out[f"workers_{count}_items_per_s"] = encoding_rate(encoder, items)
         print(shape, "workers", count, out[f"workers_{count}_items_per_s"], flush=True)

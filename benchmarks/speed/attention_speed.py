@@ -9,35 +9,19 @@ so only the mask differs; the target is ``eos_bridge`` at most 1.15x ``bidirecti
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+import sys
 from functools import partial
+from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from cocoa.core.batch import Batch
-from cocoa.core.tokens import Role
-from cocoa.data.collate import Preprocessor, collate
-from cocoa.data.items import Item
 from cocoa.model.attention import ATTENTION_MODES
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states
 
-
-def bridged_batch(backbone: Backbone, batch_size: int, target_words: int) -> Batch:
-    pre = Preprocessor(backbone, 4096)
-    rng = np.random.default_rng(0)
-    seqs = []
-    for _ in range(batch_size):
-        image = Image.fromarray((rng.random((56, 56, 3)) * 255).astype("uint8"))
-        enc = pre.item(Item("<|image_1|> Represent the given image for classification.", image))
-        enc.add([pre.ids.eos], Role.EOS)
-        enc.add(pre.text_ids(" ".join(["a red dress on a white background"] * target_words)), Role.TARGET)
-        seqs.append(enc)
-    return collate(seqs, pre.ids.pad)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import bridged_batch, timed
 
 
 def forward(model: torch.nn.Module, batch: Batch, mode: str) -> None:
@@ -48,16 +32,6 @@ def forward(model: torch.nn.Module, batch: Batch, mode: str) -> None:
 def train_step(model: torch.nn.Module, batch: Batch, mode: str) -> None:
     model.zero_grad(set_to_none=True)
     hidden_states(model, batch, mode).float().pow(2).mean().backward()  # type: ignore[arg-type]
-
-
-def timed(fn: Callable[[], None], repeats: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - began)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -78,7 +52,7 @@ def main() -> None:
     for preset in args.presets:
         backbone = Backbone.tiny(preset, args.family)
         model = backbone.model
-        batch = bridged_batch(backbone, args.batch, args.target_words)
+        batch = bridged_batch(backbone, args.batch, 56, lambda _: args.target_words)
         results = {}
         for mode in ATTENTION_MODES:
             model.eval()

@@ -1,7 +1,7 @@
 """Preprocessing rate without a model: tokenise, process 448x448 images and collate (not a test).
 
 The bound on encoding throughput when preprocessing runs in the main process, as in
-``Encoder.encode_items``; compare with the encode rate of ``benchmarks/gpu/gpu_check.py``.
+``BatchEncoder.encode_items``; compare with the encode rate of ``benchmarks/gpu/gpu_check.py``.
 
     python benchmarks/speed/preprocess_speed.py --items 256 --threads 1
 """

@@ -13,12 +13,12 @@ from PIL import Image
 
 from cocoa.evaluate.freshness import FileHashes
 from cocoa.evaluate.runner import evaluate
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 from tests.helpers import build_benchmark
 
 
 def run(model: Path, data: Path, out: Path):
-    return evaluate(Encoder.from_pretrained(model, device="cpu"), data, out, show_progress=False)
+    return evaluate(BatchEncoder.from_pretrained(model, device="cpu"), data, out, show_progress=False)
 
 
 def test_a_changed_model_config_is_evaluated_again(model_dir: Path, tmp_path: Path,

@@ -11,7 +11,7 @@ from cocoa.cli import app
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.evaluate.runner import evaluate
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.recipe import load_recipe
 from cocoa.stages import get_stage
 from tests.helpers import build_benchmark, recipe_path
@@ -20,21 +20,21 @@ from tests.helpers import build_benchmark, recipe_path
 def test_another_protocol_re_encodes_and_the_same_one_resumes(model_dir: Path, tmp_path: Path) -> None:
     data = build_benchmark(tmp_path / "data")
     out, cache = tmp_path / "out", tmp_path / "cache"
-    cocoa = evaluate(Encoder.from_pretrained(model_dir, device="cpu"), data, out, cache_dir=cache,
+    cocoa = evaluate(BatchEncoder.from_pretrained(model_dir, device="cpu"), data, out, cache_dir=cache,
                      show_progress=False)
     assert cocoa.protocol == PROTOCOLS["cocoa"].to_dict() and cocoa.encoded > 0
     score_file = json.loads((out / "Alpha_score.json").read_text())
     assert score_file["protocol"]["name"] == "cocoa"
 
-    v1 = Encoder.from_pretrained(model_dir, device="cpu", protocol=PROTOCOLS["vlm2vec-v1-low"])
-    assert v1.fingerprint() != Encoder.from_pretrained(model_dir, device="cpu").fingerprint()
+    v1 = BatchEncoder.from_pretrained(model_dir, device="cpu", protocol=PROTOCOLS["vlm2vec-v1-low"])
+    assert v1.fingerprint() != BatchEncoder.from_pretrained(model_dir, device="cpu").fingerprint()
     other = evaluate(v1, data, out, cache_dir=cache, show_progress=False)
     assert other.resumed == [] and other.encoded == cocoa.encoded, "nothing may come from the cocoa run"
     assert json.loads((out / "summary.json").read_text())["protocol"]["name"] == "vlm2vec-v1-low"
     assert json.loads((out / "Alpha_score.json").read_text())["protocol"]["image"]["square"] == 128
     assert "Protocol: `vlm2vec-v1-low`" in (out / "summary.md").read_text()
 
-    again = evaluate(Encoder.from_pretrained(model_dir, device="cpu", protocol=PROTOCOLS["vlm2vec-v1-low"]),
+    again = evaluate(BatchEncoder.from_pretrained(model_dir, device="cpu", protocol=PROTOCOLS["vlm2vec-v1-low"]),
                      data, out, cache_dir=cache, show_progress=False)
     assert again.encoded == 0 and sorted(again.resumed) == sorted(other.evaluated)
 

@@ -1,4 +1,4 @@
-"""The encode API and `cocoa encode` agree with the evaluator's Encoder.encode_items."""
+"""The encode API and `cocoa encode` agree with the evaluator's BatchEncoder.encode_items."""
 
 from __future__ import annotations
 
@@ -135,12 +135,12 @@ def test_cli_encode_bad_rows_name_line(model_dir: Path, tmp_path: Path, line: st
 
 def test_preprocessing_workers_give_the_same_embeddings_and_errors(model_dir: Path, image_dir: Path,
                                                                    tmp_path: Path) -> None:
-    from cocoa.inference.encoder import Encoder
+    from cocoa.inference.batch_encoder import BatchEncoder
 
     items = [Item(f"caption number {i} " * (1 + i % 4)) for i in range(9)]
     items += [Item("<|image_1|> what is it?", str(image_dir / f"{name}.png")) for name in "abcd"]
-    plain = Encoder.from_pretrained(model_dir, device="cpu")
-    workers = Encoder.from_pretrained(model_dir, device="cpu", num_workers=2)
+    plain = BatchEncoder.from_pretrained(model_dir, device="cpu")
+    workers = BatchEncoder.from_pretrained(model_dir, device="cpu", num_workers=2)
     np.testing.assert_allclose(workers.encode_items(items, batch_size=3), plain.encode_items(items, batch_size=3),
                                atol=1e-6)
     truncated = tmp_path / "truncated.png"  # the header (size) reads, the pixels do not: fails in a worker
@@ -149,4 +149,4 @@ def test_preprocessing_workers_give_the_same_embeddings_and_errors(model_dir: Pa
         workers.encode_items([*items, Item("a photo", str(truncated))], batch_size=3)
     assert caught.value.file is not None and "truncated.png" in caught.value.file
     with pytest.raises(ConfigError, match="num_workers"):
-        Encoder.from_pretrained(model_dir, device="cpu", num_workers=-1)
+        BatchEncoder.from_pretrained(model_dir, device="cpu", num_workers=-1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,9 @@ from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.items import Item
 from cocoa.errors import ConfigError
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.model.backbone import MASK_TOKEN, Backbone, TokenIds
-from tests.helpers import CORPUS, make_backbone
+from tests.helpers import make_backbone
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 
@@ -38,11 +40,15 @@ def test_tiny_uses_upstream_classes_and_tokenizer_ids(family: str, cls: type) ->
     assert cfg.text_config.vocab_size == len(tok)
 
 
-def test_presets_have_the_promised_sizes() -> None:
-    tiny = Backbone.tiny("tiny", corpus=CORPUS * 20).num_parameters()
-    small = Backbone.tiny("small", corpus=CORPUS * 20).num_parameters()
-    assert 3e5 < tiny < 2e6
-    assert 3e6 < small < 2e7
+def test_presets_have_the_documented_sizes() -> None:
+    """With a corpus rich enough to fill each preset's vocabulary, the parameter counts are the ones
+    docs/results.md quotes (tiny: 0.83M with 2,048 tokens)."""
+    rng = random.Random(0)
+    corpus = [" ".join("".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9))) for _ in range(50))
+              for _ in range(2000)]
+    tiny, small = Backbone.tiny("tiny", corpus=corpus), Backbone.tiny("small", corpus=corpus)
+    assert (len(tiny.tokenizer), tiny.num_parameters()) == (2048, 829_680)
+    assert (len(small.tokenizer), small.num_parameters()) == (4096, 7_631_872)
 
 
 def test_unknown_preset_is_a_clear_error() -> None:
@@ -63,13 +69,13 @@ def test_checkpoint_round_trip_gives_identical_embeddings(family: str, tmp_path:
     spec.save(folder)
     items = [Item("<|image_1|> Represent the given image.", str(image_dir / "a.png")),
              Item("a sneaker next to a bag"), Item("", str(image_dir / "c.png"))]
-    before = Encoder(backbone, spec).encode_items(items)
-    loaded = Encoder.from_pretrained(folder, device="cpu")
+    before = BatchEncoder(backbone, spec).encode_items(items)
+    loaded = BatchEncoder.from_pretrained(folder, device="cpu")
     assert loaded.spec == spec
     assert TokenIds.from_tokenizer(loaded.backbone.tokenizer) == backbone.ids
     assert loaded.backbone.image_processor.size == backbone.image_processor.size
     np.testing.assert_array_equal(loaded.encode_items(items), before)
-    assert loaded.fingerprint() == Encoder(backbone, spec).fingerprint()
+    assert loaded.fingerprint() == BatchEncoder(backbone, spec).fingerprint()
 
 
 @pytest.mark.parametrize(("family", "patch", "sizes"), [("qwen2_vl", 14, {56: 4, 84: 9, 112: 16}),
@@ -117,5 +123,5 @@ def test_loads_a_qwen3_vl_folder_in_the_released_layout(tmp_path: Path, image_di
     assert proc.patch_size == 16 and tuple(proc.image_mean) == tuple(proc.image_std) == (0.5, 0.5, 0.5)
     items = [Item("<|image_1|> Represent the given image.", str(image_dir / "c.png")), Item("a red dress")]
     spec = EmbeddingSpec(max_len=128)
-    expected = Encoder(backbone, spec).encode_items(items)
-    np.testing.assert_array_equal(Encoder(loaded, spec).encode_items(items), expected)
+    expected = BatchEncoder(backbone, spec).encode_items(items)
+    np.testing.assert_array_equal(BatchEncoder(loaded, spec).encode_items(items), expected)

@@ -16,7 +16,7 @@ from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.errors import ConfigError
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.inference.packing import embed_packed
 from cocoa.model.backbone import Backbone, build_image_processor
 from cocoa.model.forward import hidden_states, pool, position_ids
@@ -90,7 +90,7 @@ def test_preprocessor_follows_the_policy_layout_and_appended_token(backbone: Bac
     else:
         assert seq.ids[-1] == backbone.tokenizer.convert_tokens_to_ids(protocol.append)
         assert seq.roles[-1] == Role.EOS
-    encoder = Encoder(backbone, EmbeddingSpec(protocol, 8192))
+    encoder = BatchEncoder(backbone, EmbeddingSpec(protocol, 8192))
     assert encoder.item_length(item) == len(seq)
 
 
@@ -146,8 +146,8 @@ def test_sequential_positions_run_over_image_tokens(backbone: Backbone, image_di
 def test_sequential_positions_change_the_embedding_of_image_items_only(backbone: Backbone, image_dir: Path) -> None:
     items = [Item("<|image_1|> classify", str(image_dir / "c.png")), Item("a text only")]
     base = PROTOCOLS["cocoa"].replace(image_tokens="bare")
-    grid = Encoder(backbone, EmbeddingSpec(base)).encode_items(items)
-    sequential = Encoder(backbone, EmbeddingSpec(base.replace(positions="sequential"))).encode_items(items)
+    grid = BatchEncoder(backbone, EmbeddingSpec(base)).encode_items(items)
+    sequential = BatchEncoder(backbone, EmbeddingSpec(base.replace(positions="sequential"))).encode_items(items)
     assert abs(grid[0] - sequential[0]).max() > 1e-3
     assert abs(grid[1] - sequential[1]).max() < 1e-5
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.model.backbone import Backbone
 from cocoa.train.distributed import DistInfo
 from tests.helpers import make_backbone, read_metrics
@@ -102,7 +102,7 @@ def test_fsdp_resume_continues_exactly(dist_out: Path) -> None:
     # the model folder is a plain upstream checkpoint, the same after resuming as without stopping
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["architectures"] == ["Qwen2VLForConditionalGeneration"]
-    after = dict(Encoder.from_pretrained(out / "model", device="cpu").backbone.model.named_parameters())
+    after = dict(BatchEncoder.from_pretrained(out / "model", device="cpu").backbone.model.named_parameters())
     uninterrupted = dict(Backbone.load(out / "model-full").model.named_parameters())
     assert after.keys() == uninterrupted.keys() == dict(make_backbone().model.named_parameters()).keys()
     assert all(torch.equal(after[n], uninterrupted[n]) for n in after)

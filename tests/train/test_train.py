@@ -22,7 +22,7 @@ from cocoa.data.collate import Preprocessor
 from cocoa.data.items import Item, TrainPair
 from cocoa.errors import ConfigError
 from cocoa.evaluate.runner import evaluate
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.losses.contrastive import info_nce
 from cocoa.pipeline.driver import load_pipeline
 from cocoa.pipeline.train_stage import train_stage
@@ -91,8 +91,8 @@ def test_pretrain_loss_decreases(pretrained: Path) -> None:
 def test_stage_chain_loads_and_evaluates(start: str, family: str, request: pytest.FixtureRequest,
                                          mini_dir: Path, tmp_path: Path) -> None:
     prev: Path = request.getfixturevalue(start)
-    Encoder.from_pretrained(prev / "model", device="cpu")
-    before = {n: p.clone() for n, p in Encoder.from_pretrained(prev / "model", device="cpu")
+    BatchEncoder.from_pretrained(prev / "model", device="cpu")
+    before = {n: p.clone() for n, p in BatchEncoder.from_pretrained(prev / "model", device="cpu")
               .backbone.model.named_parameters()}
     for stage in ("warmup", "bridge", "contrastive"):
         out = tmp_path / stage
@@ -105,7 +105,7 @@ def test_stage_chain_loads_and_evaluates(start: str, family: str, request: pytes
         if stage == "warmup":
             assert all("mae" in m and "mntp" in m for m in metrics)
         assert (out / "model" / "config.json").is_file() and (out / "result.json").is_file()
-        encoder = Encoder.from_pretrained(out / "model", device="cpu")
+        encoder = BatchEncoder.from_pretrained(out / "model", device="cpu")
         assert encoder.spec.attention == "bidirectional" and encoder.backbone.family == family
         prev = out
     after = dict(encoder.backbone.model.named_parameters())
@@ -130,8 +130,8 @@ def test_lora_stage_with_checkpointing_merges_into_a_plain_checkpoint(start: str
     weights = list((out / "model").glob("*.safetensors"))
     assert weights and not list((out / "model").glob("adapter_*")), "LoRA must be merged, not saved apart"
     assert "lora" not in config
-    merged = dict(Encoder.from_pretrained(out / "model", device="cpu").backbone.model.named_parameters())
-    base = dict(Encoder.from_pretrained(pretrained / "model", device="cpu").backbone.model.named_parameters())
+    merged = dict(BatchEncoder.from_pretrained(out / "model", device="cpu").backbone.model.named_parameters())
+    base = dict(BatchEncoder.from_pretrained(pretrained / "model", device="cpu").backbone.model.named_parameters())
     assert merged.keys() == base.keys(), "the merged model has exactly the upstream parameter names"
     changed = {n for n in base if not torch.equal(base[n], merged[n])}
     assert any("language_model" in n and "q_proj" in n for n in changed)
@@ -141,7 +141,7 @@ def test_lora_stage_with_checkpointing_merges_into_a_plain_checkpoint(start: str
     assert not any("lm_head" in n for n in changed), "frozen weights stayed frozen"
     assert not any("visual.blocks" in n and "attn.proj" in n for n in changed), "proj is opt-in"
     embed = next(n for n in base if n.endswith("embed_tokens.weight"))
-    mask_id = Encoder.from_pretrained(pretrained / "model", device="cpu").backbone.ids.mask
+    mask_id = BatchEncoder.from_pretrained(pretrained / "model", device="cpu").backbone.ids.mask
     rows = (base[embed] != merged[embed]).any(1).nonzero().flatten().tolist()
     assert rows == [mask_id], "of the embedding matrix only the mask token's row trains"
 

@@ -1,6 +1,6 @@
 """The bottom layer: types and settings every other layer shares, importing nothing else of cocoa.
 
-``tokens`` (position roles, the ignored label), ``batch`` (the padded batch a forward pass takes),
+``defaults`` (shared numbers), ``tokens`` (position roles, the ignored label), ``batch`` (the padded batch a forward pass takes),
 ``protocol`` (how an item becomes an embedding), ``matryoshka`` (embedding widths) and ``spec`` (a
 checkpoint's ``cocoa.json``). With :mod:`cocoa.errors`, :mod:`cocoa.files`, :mod:`cocoa.schema`
 and :mod:`cocoa.cli_errors` they may be imported from anywhere.

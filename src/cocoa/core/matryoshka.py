@@ -5,6 +5,10 @@ each trained width: the first ``d`` coordinates of its L2-normalised embedding, 
 their own norm. Truncating a normalised vector and re-normalising equals normalising the
 truncated raw state, so every path (training loss, encode API, CLI, index, server,
 evaluator) truncates the same final vectors the same way.
+
+In cocoa, a *width* is always an embedding's number of features; ``dims`` is a list of
+widths (a recipe's ``matryoshka.dims``, ``cocoa eval --dims``) and ``dimensions`` the one
+width a caller asks for (``Embedder.encode``, the server), as in OpenAI's API.
 """
 
 from __future__ import annotations

@@ -14,13 +14,15 @@ import numpy as np
 from cocoa import files
 
 Key = tuple[str, str]
+#: Longest fingerprint used as a cache folder name as it is; longer or unsafe ones are hashed.
+MAX_FOLDER_NAME = 80
 
 
 def _folder_name(fingerprint: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", fingerprint)
-    if safe == fingerprint and 0 < len(safe) <= 80:
+    if safe == fingerprint and 0 < len(safe) <= MAX_FOLDER_NAME:
         return safe
-    return hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:MAX_FOLDER_NAME // 2]
 
 
 class EmbeddingCache:

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from cocoa.cli_errors import reports_errors
+from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.errors import ConfigError
 from cocoa.evaluate.cards import parse_dataset_info
 from cocoa.evaluate.report import compare_table, summary_table
@@ -24,10 +25,10 @@ def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None)
     """Load the model in ``model_dir`` under ``protocol`` (default: the one it records; imports the
     model stack only when needed)."""
     from cocoa.core.protocol import get_protocol
-    from cocoa.inference.encoder import Encoder
+    from cocoa.inference.batch_encoder import BatchEncoder
 
     chosen = get_protocol(protocol) if protocol is not None else None
-    return Encoder.from_pretrained(model_dir, num_workers=workers, protocol=chosen)
+    return BatchEncoder.from_pretrained(model_dir, num_workers=workers, protocol=chosen)
 
 
 def parse_widths(text: str) -> list[int]:
@@ -51,12 +52,12 @@ def load_summary(path: Path) -> Summary:
 @reports_errors
 def main(
     ctx: typer.Context,
-    model: Annotated[Path | None, typer.Option(help="Model folder (Encoder.from_pretrained).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model folder (BatchEncoder.from_pretrained).")] = None,
     data: Annotated[Path | None, typer.Option(help="Benchmark folder (MiniMMEB or MMEB-eval).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder; rerunning it resumes.")] = None,
     datasets: Annotated[str | None, typer.Option(help="Comma-separated dataset names (default: all).")] = None,
     images: Annotated[Path | None, typer.Option(help="Image root (default: DATA/images or DATA).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size.")] = ENCODE_BATCH_SIZE,
     cache: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: OUT/cache).")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Skip malformed rows instead of failing.")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Preprocessing processes beside the encoder (0: none); "

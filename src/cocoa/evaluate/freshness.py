@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from cocoa import files
+from cocoa.core.defaults import FINGERPRINT_CHARS
 from cocoa.data.items import EvalDataset, Item
 from cocoa.data.visdoc import CorpusDataset
 
@@ -85,7 +86,7 @@ def dataset_fingerprint(dataset: EvalDataset | CorpusDataset, hashes: FileHashes
     for item in dataset.items:
         image = hashes.sha(item.image) if isinstance(item.image, str) else ""
         digest.update(f"{image}\0".encode())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()[:FINGERPRINT_CHARS]
 
 
 def content_key(item: Item, hashes: FileHashes) -> tuple[str, str]:

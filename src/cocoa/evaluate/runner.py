@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cocoa import files
+from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.data.eval_sets import list_eval_datasets
 from cocoa.data.items import EvalDataset, Item
 from cocoa.data.visdoc import CorpusDataset
@@ -37,7 +38,7 @@ CacheKey = Callable[[Item], tuple[str, str]]
 class ItemEncoder(Protocol):
     """What the evaluator needs from a model."""
 
-    def encode_items(self, items: Sequence[Item], *, batch_size: int = 32,
+    def encode_items(self, items: Sequence[Item], *, batch_size: int = ENCODE_BATCH_SIZE,
                      show_progress: bool = False) -> np.ndarray:
         """Float32 ``(n, d)`` L2-normalised embeddings, in the order of ``items``."""
         ...
@@ -94,7 +95,7 @@ def _encode_missing(encoder: ItemEncoder, name: str, items: Sequence[Item], cach
 
 
 def run_dataset(encoder: ItemEncoder, dataset: EvalDataset | CorpusDataset, cache: EmbeddingCache, *,
-                batch_size: int = 32, show_progress: bool = False, metric: str = "hit@1",
+                batch_size: int = ENCODE_BATCH_SIZE, show_progress: bool = False, metric: str = "hit@1",
                 key: CacheKey = Item.key) -> DatasetResult:
     """Encode each unique item of ``dataset`` once (or take it from ``cache``, by ``key``) and score
     every row against its candidates, or every query against the corpus of a :class:`CorpusDataset`."""
@@ -170,7 +171,7 @@ def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benc
 
 
 def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequence[str] | None = None,
-             image_root: Path | None = None, batch_size: int = 32, *, cache_dir: Path | None = None,
+             image_root: Path | None = None, batch_size: int = ENCODE_BATCH_SIZE, *, cache_dir: Path | None = None,
              skip_bad: bool = False, show_progress: bool = True, benchmark: str | None = None,
              dataset_info: Mapping[str, Card] | None = None) -> Summary:
     """Evaluate ``encoder`` on the datasets in ``data_dir``, writing results to ``out_dir``.

@@ -16,6 +16,7 @@ import numpy as np
 from rich.table import Table
 
 from cocoa import files
+from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.core.matryoshka import truncate, validate_dims
 from cocoa.data.items import Item
 from cocoa.evaluate.cache import EmbeddingCache
@@ -45,7 +46,7 @@ class TruncatedEncoder:
                  key: Callable[[Item], tuple[str, str]] = Item.key) -> None:
         self.encoder, self.width, self.full, self.key = encoder, width, full, key
 
-    def encode_items(self, items: Sequence[Item], *, batch_size: int = 32,
+    def encode_items(self, items: Sequence[Item], *, batch_size: int = ENCODE_BATCH_SIZE,
                      show_progress: bool = False) -> np.ndarray:
         missing = list({self.key(item): item for item in items if self.key(item) not in self.full}.values())
         if missing:
@@ -68,7 +69,7 @@ class TruncatedEncoder:
 
 
 def evaluate_widths(encoder: ItemEncoder, widths: Sequence[int], data_dir: Path, out_dir: Path,
-                    datasets: Sequence[str] | None = None, image_root: Path | None = None, batch_size: int = 32,
+                    datasets: Sequence[str] | None = None, image_root: Path | None = None, batch_size: int = ENCODE_BATCH_SIZE,
                     *, cache_dir: Path | None = None, skip_bad: bool = False,
                     show_progress: bool = True) -> dict[int, Summary]:
     """The summary of ``encoder`` at each width: any width up to the full one, trained or not.

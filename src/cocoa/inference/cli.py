@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cocoa.cli_errors import reports_errors
+from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.data.images import image_file_problem
 from cocoa.data.items import EMPTY_ITEM, is_empty, text_problem
 from cocoa.errors import DataError
@@ -131,7 +132,7 @@ def encode(
     model: ModelOpt,
     input: Annotated[Path, typer.Option("--input", help="JSONL rows {id, text, image}.")],
     out: Annotated[Path, typer.Option("--out", help="Output .npy or .parquet file.")],
-    batch_size: BatchOpt = 32,
+    batch_size: BatchOpt = ENCODE_BATCH_SIZE,
     instruction: InstructionOpt = None,
     dimensions: DimensionsOpt = None,
 ) -> None:
@@ -156,7 +157,7 @@ def build(
     input: Annotated[Path, typer.Option("--input", help="JSONL rows {id, text, image}; the row is the payload.")],
     out: Annotated[Path, typer.Option("--out", help="Index folder to write.")],
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw or ivf.")] = "flat",
-    batch_size: BatchOpt = 32,
+    batch_size: BatchOpt = ENCODE_BATCH_SIZE,
     instruction: InstructionOpt = None,
     dimensions: DimensionsOpt = None,
 ) -> None:

@@ -1,7 +1,7 @@
 """A small encode API: texts, images or both in, L2-normalised embeddings out.
 
 Every input becomes an :class:`~cocoa.data.items.Item` and goes through
-:meth:`Encoder.encode_items`, the same preprocessing and pooling that training and
+:meth:`BatchEncoder.encode_items`, the same preprocessing and pooling that training and
 evaluation use.
 
 Inputs:
@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.core.matryoshka import check_dimensions, truncate
 from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, Item, is_empty
 from cocoa.errors import DataError
-from cocoa.inference.encoder import Encoder
+from cocoa.inference.batch_encoder import BatchEncoder
 
 Input: TypeAlias = str | Path | Image.Image | Mapping[str, Any]
 INPUT_KEYS = frozenset({"text", "image"})
@@ -88,15 +89,15 @@ def to_items(inputs: Input | Sequence[Input], instruction: str | None = None) ->
 
 
 class Embedder:
-    """Encode texts and images with a CoCoA checkpoint."""
+    """Encode texts and images with a CoCoA checkpoint: the user API over a :class:`BatchEncoder`."""
 
-    def __init__(self, encoder: Encoder) -> None:
+    def __init__(self, encoder: BatchEncoder) -> None:
         self.encoder = encoder
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: torch.device | str | None = None) -> Embedder:
-        """Load a checkpoint folder (see :meth:`Encoder.from_pretrained`)."""
-        return cls(Encoder.from_pretrained(path, device=device))
+        """Load a checkpoint folder (see :meth:`BatchEncoder.from_pretrained`)."""
+        return cls(BatchEncoder.from_pretrained(path, device=device))
 
     @property
     def dim(self) -> int:
@@ -113,7 +114,7 @@ class Embedder:
         """A stable hash of the model; indexes record it to refuse vectors of another model."""
         return self.encoder.fingerprint()
 
-    def encode(self, inputs: Input | Sequence[Input], instruction: str | None = None, batch_size: int = 32,
+    def encode(self, inputs: Input | Sequence[Input], instruction: str | None = None, batch_size: int = ENCODE_BATCH_SIZE,
                show_progress: bool = False, dimensions: int | None = None) -> np.ndarray:
         """Float32 ``(n, dim)`` L2-normalised embeddings in input order (a single input gives ``n = 1``).
 
@@ -122,7 +123,7 @@ class Embedder:
         return self.encode_items(to_items(inputs, instruction), batch_size=batch_size, show_progress=show_progress,
                                  dimensions=dimensions)
 
-    def encode_items(self, items: Sequence[Item], batch_size: int = 32, show_progress: bool = False,
+    def encode_items(self, items: Sequence[Item], batch_size: int = ENCODE_BATCH_SIZE, show_progress: bool = False,
                      dimensions: int | None = None) -> np.ndarray:
         """Embeddings of ready-made items (the evaluator's path)."""
         width = self.dim if dimensions is None else check_dimensions(dimensions, self.widths)

@@ -67,11 +67,15 @@ def _faiss_index(vectors: np.ndarray, kind: str, hnsw_m: int, nlist: int | None)
     return index
 
 
+#: FAISS defaults: inverted lists probed per IVF query, HNSW search breadth and neighbours per HNSW node.
+NPROBE, EF_SEARCH, HNSW_M = 16, 64, 32
+
+
 class VectorIndex:
     """Embeddings with their ids and payloads; ``search`` returns the top-k by inner product."""
 
     def __init__(self, index: faiss.Index, ids: Sequence[Any], payloads: Sequence[dict[str, Any]], *,
-                 kind: str, fingerprint: str | None = None, nprobe: int = 16, ef_search: int = 64) -> None:
+                 kind: str, fingerprint: str | None = None, nprobe: int = NPROBE, ef_search: int = EF_SEARCH) -> None:
         if index.ntotal != len(ids) or len(ids) != len(payloads):
             raise DataError(f"index holds {index.ntotal} vectors but has {len(ids)} ids and {len(payloads)} payloads")
         self.index, self.ids, self.payloads = index, list(ids), list(payloads)
@@ -89,8 +93,8 @@ class VectorIndex:
 
     @classmethod
     def build(cls, embeddings: np.ndarray, ids: Sequence[Any], payloads: Sequence[dict[str, Any]] | None = None,
-              *, kind: str = "flat", fingerprint: str | None = None, hnsw_m: int = 32, nlist: int | None = None,
-              nprobe: int = 16, ef_search: int = 64) -> VectorIndex:
+              *, kind: str = "flat", fingerprint: str | None = None, hnsw_m: int = HNSW_M, nlist: int | None = None,
+              nprobe: int = NPROBE, ef_search: int = EF_SEARCH) -> VectorIndex:
         """Index ``embeddings`` (``(n, dim)``) under unique JSON-serialisable ``ids``."""
         if kind not in KINDS:
             raise ConfigError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -162,5 +166,5 @@ class VectorIndex:
         if meta.get("format") != FORMAT or index.d != meta.get("dim") or index.ntotal != len(records):
             raise DataError("index files disagree with meta.json (format, dim or count)", file=str(folder))
         return cls(index, [r["id"] for r in records], [r["payload"] for r in records], kind=meta["kind"],
-                   fingerprint=meta.get("fingerprint"), nprobe=meta.get("nprobe", 16),
-                   ef_search=meta.get("ef_search", 64))
+                   fingerprint=meta.get("fingerprint"), nprobe=meta.get("nprobe", NPROBE),
+                   ef_search=meta.get("ef_search", EF_SEARCH))

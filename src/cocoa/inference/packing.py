@@ -53,14 +53,14 @@ def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack
     within = valid.cumsum(1) - 1  # each real token's index within its sequence
     seq, col = valid.nonzero(as_tuple=True)
     dest_row, dest_col = rows[seq], offsets[seq] + within[seq, col]
-    n_rows, width = int(rows[-1]) + 1, int((offsets + lengths).max())
-    packed = embeds.new_zeros(n_rows, width, embeds.shape[-1])
+    n_rows, row_len = int(rows[-1]) + 1, int((offsets + lengths).max())
+    packed = embeds.new_zeros(n_rows, row_len, embeds.shape[-1])
     packed[dest_row, dest_col] = embeds[seq, col]
-    roles = torch.full((n_rows, width), int(Role.PAD), dtype=batch.roles.dtype, device=valid.device)
+    roles = torch.full((n_rows, row_len), int(Role.PAD), dtype=batch.roles.dtype, device=valid.device)
     roles[dest_row, dest_col] = batch.roles[seq, col]
     segments = torch.full_like(roles, -1)
     segments[dest_row, dest_col] = seq
-    packed_positions = rope.new_zeros(rope.shape[0], n_rows, width)
+    packed_positions = rope.new_zeros(rope.shape[0], n_rows, row_len)
     packed_positions[:, dest_row, dest_col] = rope[:, seq, col]
     image_slots = torch.zeros_like(roles, dtype=torch.bool)
     image_slots[dest_row, dest_col] = batch.mm_token_type_ids[seq, col] == 1

@@ -2,7 +2,7 @@
 
 ``modules.json`` names one module, :class:`cocoa.integrations.sentence_transformers.CocoaModule`,
 stored in the folder's root; it reads the checkpoint (weights, tokenizer, image processor and
-``cocoa.json``) as :meth:`cocoa.inference.encoder.Encoder.from_pretrained` does.
+``cocoa.json``) as :meth:`cocoa.inference.batch_encoder.BatchEncoder.from_pretrained` does.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from torch import Tensor
 
 from cocoa.core.matryoshka import truncate_tensor
 
-#: Matryoshka widths and their loss weights.
-Widths = tuple[Sequence[int], Sequence[float]]
+#: ``(dims, weights)``: the Matryoshka widths a loss trains and the weight of each.
+WeightedDims = tuple[Sequence[int], Sequence[float]]
 
 
 def world_size() -> int:
@@ -78,16 +78,17 @@ def place_negatives(embeddings: Tensor, rows: Sequence[int], n: int) -> tuple[Te
 
 
 def distributed_info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Tensor | None = None,
-                         negative_mask: Tensor | None = None, widths: Widths | None = None) -> tuple[Tensor, Tensor]:
+                         negative_mask: Tensor | None = None, weighted_dims: WeightedDims | None = None
+                         ) -> tuple[Tensor, Tensor]:
     """``(loss to backpropagate, global-batch loss to report)`` across all ranks.
 
-    With ``widths`` (``(dims, weights)``) the loss is :func:`matryoshka_info_nce` of the gathered batch.
+    With ``weighted_dims`` the loss is :func:`matryoshka_info_nce` of the gathered batch.
     """
     q, t = gather_with_local_grad(queries), gather_with_local_grad(targets)
     n = gather_with_local_grad(negatives) if negatives is not None else None
     mask = gather_with_local_grad(negative_mask.to(torch.uint8)).bool() if negative_mask is not None else None
-    if widths is None:
+    if weighted_dims is None:
         loss = info_nce(q, t, temperature, n, mask)
     else:
-        loss = matryoshka_info_nce(q, t, temperature, widths[0], widths[1], n, mask)
+        loss = matryoshka_info_nce(q, t, temperature, *weighted_dims, n, mask)
     return loss * world_size(), loss.detach()

@@ -47,11 +47,11 @@ class MAEHead(nn.Module):
         """MSE between decoded pixels and ``targets`` over masked merged patches only."""
         if not bool(masked.any()):
             return zero_through(image_states)
-        width = max(tokens_per_image)
+        longest = max(tokens_per_image)
         pieces = torch.split(image_states, tokens_per_image)
-        padded = torch.zeros(len(pieces), width, image_states.shape[-1], dtype=image_states.dtype,
+        padded = torch.zeros(len(pieces), longest, image_states.shape[-1], dtype=image_states.dtype,
                              device=image_states.device)
-        pad = torch.ones(len(pieces), width, dtype=torch.bool, device=image_states.device)
+        pad = torch.ones(len(pieces), longest, dtype=torch.bool, device=image_states.device)
         for i, piece in enumerate(pieces):
             padded[i, :len(piece)] = piece
             pad[i, :len(piece)] = False

@@ -67,7 +67,7 @@ QWEN_SPECIAL_TOKENS = (
     "<|image_pad|>", "<|video_pad|>", MASK_TOKEN,
 )
 
-#: Named tiny configurations: text width/depth/heads, MLP width, vision width/depth/heads.
+#: Named tiny configurations: text hidden size/depth/heads, MLP size, vision hidden size/depth/heads.
 TINY_PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"hidden": 96, "layers": 3, "heads": 4, "kv_heads": 2, "mlp": 256,
              "vision_dim": 48, "vision_depth": 1, "vision_heads": 2, "vocab": 2048},

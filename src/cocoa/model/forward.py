@@ -8,8 +8,10 @@ the image positions after the first decoder layers) go in through the language m
 ``visual_pos_masks`` / ``deepstack_visual_embeds`` arguments; they only add to image
 positions, so every attention mode holds unchanged. An optional ``image_transform`` edits
 the image features before they enter the language model (stage 1's masked auto-encoding
-uses it). A vision tower sharded by FSDP runs on every forward, on a blank image when the
-batch has none, because every rank must gather and reduce the same shards in the same order.
+uses it). Across ranks the vision tower runs on every forward, on a blank image when the batch
+has none, because every rank must gather and reduce the same weights in the same order (FSDP,
+DDP); that zero-weighted forward is the one mechanism for unused weights, so DDP runs without
+``find_unused_parameters``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributed.fsdp import FSDPModule
@@ -96,8 +99,13 @@ def blank_image_features(model: nn.Module, device: torch.device) -> ImageFeature
     return vision_features(model, pixels, torch.tensor([[1, merge, merge]], device=device))
 
 
-def vision_is_sharded(model: nn.Module) -> bool:
-    return any(isinstance(block, FSDPModule) for block in vl_model(model).visual.blocks)
+def vision_runs_on_every_batch(model: nn.Module) -> bool:
+    """Whether the vision tower must run even on a batch without images: across ranks, when FSDP
+    shards it (every rank gathers the same shards in the same order) or when gradients flow (DDP
+    reduces every trainable weight on every step, so each needs a gradient, zero or not)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    return torch.is_grad_enabled() or any(isinstance(block, FSDPModule) for block in vl_model(model).visual.blocks)
 
 
 def position_ids(model: nn.Module, batch: Batch, positions: Positions = "grid") -> Tensor:
@@ -125,7 +133,7 @@ def input_embeddings(model: nn.Module, batch: Batch, image_transform: ImageTrans
             feats = image_transform(feats)
         slots = (batch.mm_token_type_ids == 1).unsqueeze(-1).expand_as(embeds)
         embeds = embeds.masked_scatter(slots, feats.tokens.to(embeds.dtype))
-    elif vision_is_sharded(model):  # zero-weighted, so every vision weight gets a (zero) gradient
+    elif vision_runs_on_every_batch(model):  # zero-weighted: every vision weight gets a (zero) gradient
         embeds = embeds + zero_through(blank_image_features(model, embeds.device).total()).to(embeds.dtype)
     return embeds, feats
 

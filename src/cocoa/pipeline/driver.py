@@ -138,7 +138,11 @@ def mini_chance(data_root: Path) -> dict[str, float] | None:
     return {info.name: info.chance for info in manifest.datasets if info.chance} or None
 
 
-def wait_for(path: Path, timeout: float = 3600.0) -> None:
+#: How long other ranks wait for rank 0's evaluation or report before giving up.
+RANK0_WAIT_S = 3600.0
+
+
+def wait_for(path: Path, timeout: float = RANK0_WAIT_S) -> None:
     """Block a non-main rank until the main rank has written ``path``."""
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -151,14 +155,14 @@ def evaluate_model(model_dir: Path, section: EvalSection, data_root: Path, out: 
     """Evaluate a checkpoint with the MMEB evaluator; returns the summary as a dict."""
     from cocoa.core.protocol import get_protocol
     from cocoa.evaluate.runner import evaluate
-    from cocoa.inference.encoder import Encoder
+    from cocoa.inference.batch_encoder import BatchEncoder
 
     console.rule("[bold]evaluation")
     began = time.perf_counter()
     data = Path(section.data) if section.data else data_root
     images = Path(section.images) if section.images else None
     protocol = get_protocol(section.protocol) if section.protocol is not None else None
-    summary = evaluate(Encoder.from_pretrained(model_dir, protocol=protocol), data, out, datasets=section.datasets, image_root=images,
+    summary = evaluate(BatchEncoder.from_pretrained(model_dir, protocol=protocol), data, out, datasets=section.datasets, image_root=images,
                        batch_size=section.batch_size)
     result = summary.to_dict()
     result["seconds"] = time.perf_counter() - began

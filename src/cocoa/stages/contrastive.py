@@ -25,7 +25,7 @@ from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
 from cocoa.data.train_pairs import read_train_pairs
-from cocoa.losses.contrastive import Widths, distributed_info_nce, place_negatives
+from cocoa.losses.contrastive import WeightedDims, distributed_info_nce, place_negatives
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import hidden_states, lm_head, pool, vl_model
 from cocoa.schema import Strict
@@ -80,7 +80,7 @@ class ContrastiveConfig(Strict):
     matryoshka: MatryoshkaConfig | None = Field(None, description="train several embedding widths at once")
 
     @property
-    def widths(self) -> Widths | None:
+    def weighted_dims(self) -> WeightedDims | None:
         """``(dims, weights)`` of the multi-width InfoNCE, or ``None`` for the single-width loss."""
         m = self.matryoshka
         return None if m is None else (m.dims, m.loss_weights)
@@ -164,13 +164,14 @@ class ContrastiveLoss:
         self.config = config
 
     def __call__(self, emb: Tensor, pairs: PairBatch) -> tuple[Tensor, Tensor]:
-        n, temperature, widths = pairs.n_queries, self.config.temperature, self.config.widths
+        n, temperature, weighted_dims = pairs.n_queries, self.config.temperature, self.config.weighted_dims
         if pairs.rows is not None:
             emb = emb[torch.tensor(pairs.rows, device=emb.device)]
         if pairs.negative_of is None:
-            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, widths=widths)
+            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, weighted_dims=weighted_dims)
         negatives, mask = place_negatives(emb[2 * n:], pairs.negative_of, n)
-        return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives, mask, widths=widths)
+        return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives, mask,
+                                    weighted_dims=weighted_dims)
 
 
 class ContrastiveStage(Stage):

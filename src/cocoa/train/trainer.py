@@ -126,7 +126,7 @@ class Trainer:
         if not self.info.enabled:
             return objective
         return DistributedDataParallel(objective, device_ids=[self.info.local_rank]
-                                       if self.info.device.type == "cuda" else None, find_unused_parameters=True)
+                                       if self.info.device.type == "cuda" else None)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp is None:

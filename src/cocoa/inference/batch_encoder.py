@@ -1,4 +1,9 @@
-"""Items in, L2-normalised embeddings out: the encoder shared by evaluation and inference."""
+"""Items in, L2-normalised embeddings out, in length-sorted batches: the engine under every encode path.
+
+:class:`BatchEncoder` knows items and batches; :class:`~cocoa.inference.embedder.Embedder` is the
+user-facing API on top of it (raw texts, images and dicts in, Matryoshka dimensions out), and the
+evaluator takes any :class:`~cocoa.evaluate.runner.ItemEncoder`.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cocoa.core.batch import Batch
+from cocoa.core.defaults import ENCODE_BATCH_SIZE, FINGERPRINT_CHARS
 from cocoa.core.protocol import Protocol
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Encoded, Preprocessor, collate
@@ -26,6 +32,8 @@ from cocoa.inference.packing import embed_packed
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed
 
+#: Leading values of each weight tensor that enter the fingerprint (with its shape, dtype and sum).
+FINGERPRINT_VALUES = 32
 #: Image sizes by path: item lengths are asked for more than once (evaluator and encoder sort).
 cached_image_size = lru_cache(maxsize=1 << 18)(image_size)
 #: Text token counts kept per encoder, for the same reason (and items repeat instruction texts).
@@ -82,7 +90,7 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)
 
 
-class Encoder:
+class BatchEncoder:
     """Encodes :class:`Item` lists with a backbone, sorted by length, in the input order.
 
     ``num_workers`` processes preprocess (tokenise, load and resize images, collate) the
@@ -107,7 +115,7 @@ class Encoder:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None, attn_implementation: str = "sdpa",
-                        num_workers: int = 0, protocol: Protocol | None = None) -> Encoder:
+                        num_workers: int = 0, protocol: Protocol | None = None) -> BatchEncoder:
         """Load a checkpoint folder with its :class:`EmbeddingSpec` (``cocoa.json``).
 
         ``protocol`` replaces the one the checkpoint records (to evaluate it as another project does).
@@ -139,7 +147,7 @@ class Encoder:
     def _count_text_tokens(self, text: str) -> int:
         return len(self.preprocessor.text_ids(text))
 
-    def encode_items(self, items: Sequence[Item], *, batch_size: int = 32, show_progress: bool = False,
+    def encode_items(self, items: Sequence[Item], *, batch_size: int = ENCODE_BATCH_SIZE, show_progress: bool = False,
                      pack_tokens: int | None = None) -> np.ndarray:
         """Float32 ``(len(items), hidden)`` L2-normalised embeddings, in the order given.
 
@@ -150,7 +158,7 @@ class Encoder:
         chunks = self._chunks(order, batch_size)
         return self._embed(chunks, self._batches(items, chunks), len(items), show_progress, pack_tokens)
 
-    def encode_sequences(self, seqs: Sequence[Encoded], *, batch_size: int = 32, pack_tokens: int | None = None
+    def encode_sequences(self, seqs: Sequence[Encoded], *, batch_size: int = ENCODE_BATCH_SIZE, pack_tokens: int | None = None
                          ) -> np.ndarray:
         """Embeddings of sequences made by :meth:`Preprocessor.embedding_sequence`, in the order given.
 
@@ -212,7 +220,7 @@ class Encoder:
             with torch.no_grad():
                 for name, tensor in sorted(model.state_dict().items()):
                     flat = tensor.detach().flatten()
-                    stats = (flat.float().sum().item(), flat[:32].float().cpu().numpy().round(6).tolist())
+                    stats = (flat.float().sum().item(), flat[:FINGERPRINT_VALUES].float().cpu().numpy().round(6).tolist())
                     h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}{stats}".encode())
             config = _settings(model.config.to_dict())
             tokenizer = self.backbone.tokenizer
@@ -224,5 +232,5 @@ class Encoder:
                                  "attention_kernel": model.config._attn_implementation,
                                  "tokenizer": hashlib.sha256(vocab.encode()).hexdigest(), "vocab": len(tokenizer)},
                                 sort_keys=True, default=str).encode())
-            self._fingerprint = h.hexdigest()[:16]
+            self._fingerprint = h.hexdigest()[:FINGERPRINT_CHARS]
         return self._fingerprint

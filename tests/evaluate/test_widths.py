@@ -1,0 +1,72 @@
+"""Evaluation at several Matryoshka widths encodes each item once and writes one folder per width."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cocoa.core.defaults import ENCODE_BATCH_SIZE
+from cocoa.data.items import Item
+from cocoa.errors import ConfigError
+from cocoa.evaluate import cli as eval_cli
+from cocoa.evaluate.runner import evaluate
+from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_dir
+from cocoa.inference.batch_encoder import BatchEncoder
+from tests.helpers import EVAL_DATASET, matryoshka_model
+from tests.helpers import TINY_HIDDEN as HIDDEN
+
+
+@pytest.fixture(scope="module")
+def matryoshka_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return matryoshka_model(tmp_path_factory.mktemp("matryoshka-model"))
+
+
+class CountingEncoder:
+    """An encoder that records how many items it was asked to encode."""
+
+    def __init__(self, encoder: BatchEncoder) -> None:
+        self.encoder, self.encoded = encoder, 0
+
+    def encode_items(self, items: Sequence[Item], *, batch_size: int = ENCODE_BATCH_SIZE,
+                     show_progress: bool = False) -> np.ndarray:
+        self.encoded += len(items)
+        return self.encoder.encode_items(items, batch_size=batch_size)
+
+    def fingerprint(self) -> str:
+        return self.encoder.fingerprint()
+
+    def item_length(self, item: Item) -> int:
+        return self.encoder.item_length(item)
+
+
+def test_evaluation_per_width_encodes_each_item_once(matryoshka_dir: Path, mini_dir: Path, tmp_path: Path) -> None:
+    encoder = BatchEncoder.from_pretrained(matryoshka_dir, device="cpu")
+    counting = CountingEncoder(encoder)
+    summaries = evaluate_widths(counting, [32, HIDDEN], mini_dir, tmp_path / "w", [EVAL_DATASET], batch_size=16,
+                                show_progress=False)
+    plain = evaluate(encoder, mini_dir, tmp_path / "plain", [EVAL_DATASET], batch_size=16, show_progress=False)
+    items = summaries[HIDDEN].encoded
+    assert counting.encoded == items == plain.encoded > 0
+    assert summaries[HIDDEN].datasets[EVAL_DATASET].score == plain.datasets[EVAL_DATASET].score
+    assert (width_dir(tmp_path / "w", 32) / f"{EVAL_DATASET}_score.json").is_file()
+    written = json.loads((tmp_path / "w" / WIDTHS_FILE).read_text())
+    assert written["32"]["overall"] == summaries[32].overall.score
+    with pytest.raises(ConfigError, match="dims: width 97 is larger"):
+        evaluate_widths(counting, [HIDDEN + 1], mini_dir, tmp_path / "too-wide", [EVAL_DATASET],
+                        show_progress=False)
+
+
+def test_eval_cli_dims(matryoshka_dir: Path, mini_dir: Path, tmp_path: Path) -> None:
+    base = ["--model", str(matryoshka_dir), "--data", str(mini_dir), "--out", str(tmp_path / "e"),
+            "--datasets", EVAL_DATASET, "--batch-size", "16"]
+    result = CliRunner().invoke(eval_cli.app, [*base, "--dims", "32,96"])
+    assert result.exit_code == 0, result.output
+    assert "score per embedding width" in result.output and (tmp_path / "e" / "dim-96").is_dir()
+    bad = CliRunner().invoke(eval_cli.app, [*base, "--dims", "32,x"])
+    assert bad.exit_code != 0 and "--dims must be comma-separated integers" in bad.output
+
