@@ -42,15 +42,21 @@ def make_backbone(family: str = "qwen2_vl", attn: str = "sdpa", preset: str = "t
 
 # --- embedding batches --------------------------------------------------------------------
 
-def embedding_items(image_dir: Path) -> list[Item]:
-    """Five items of every kind: image with placeholder, texts, image alone, image mid-text."""
-    return [
+def embedding_items(image_dir: Path, video_dir: Path | None = None) -> list[Item]:
+    """Five items of every kind: image with placeholder, texts, image alone, image mid-text; with
+    ``video_dir`` three more: a frame folder with a placeholder, a video file alone, a video and an image."""
+    items = [
         Item("<|image_1|> Represent the given image for classification.\n", str(image_dir / "a.png")),
         Item("Find me an everyday image that matches the given caption: a sneaker next to a bag"),
         Item("dress"),
         Item("", str(image_dir / "c.png")),
         Item("<|image_1|> what is in the top-left corner?", str(image_dir / "d.png")),
     ]
+    if video_dir is not None:
+        items += [Item("<|video_1|> What happens in the video?", video=str(video_dir / "clip")),
+                  Item("", video=str(video_dir / "clip.mp4")),
+                  Item("<|image_1|> is this in <|video_1|>?", str(image_dir / "b.png"), str(video_dir / "long"))]
+    return items
 
 
 

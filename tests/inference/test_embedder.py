@@ -40,16 +40,43 @@ def test_encode_equals_encode_items_in_order(embedder: Embedder, image_dir: Path
     np.testing.assert_allclose(embedder.encoder.encode_sequences(seqs, batch_size=4), want, atol=1e-5)
 
 
+def test_videos_encode_as_items_from_the_api_and_the_command_line(embedder: Embedder, model_dir: Path,
+                                                                 video_dir: Path, tmp_path: Path) -> None:
+    frames = [str(p) for p in sorted((video_dir / "clip").iterdir(), key=lambda p: int(p.stem.split("_")[1]))]
+    inputs = [{"video": video_dir / "clip"}, {"text": "what happens?", "video": frames},
+              {"video": str(video_dir / "clip.mp4")}]
+    items = [Item("", video=str(video_dir / "clip")), Item("what happens?", video=tuple(frames)),
+             Item("", video=str(video_dir / "clip.mp4"))]
+    got = embedder.encode(inputs)
+    np.testing.assert_allclose(got, embedder.encoder.encode_items(items), atol=1e-6)
+    np.testing.assert_allclose(embedder.encode({"video": frames}), got[:1], atol=1e-6)  # a folder = its frames
+    assert embedder.encode({"video": frames}, instruction="Go.").shape == (1, embedder.dim)
+    with pytest.raises(DataError, match="video frame folder not found") as info:
+        embedder.encode([{"text": "ok"}, {"video": tmp_path / "none"}])
+    assert "row 2" in str(info.value) and "field 'video'" in str(info.value)
+    data = tmp_path / "videos.jsonl"
+    data.write_text(json.dumps({"id": "v", "video": str(video_dir / "clip")}) + "\n"
+                    + json.dumps({"video": [], "text": "x"}) + "\n")
+    result = CliRunner().invoke(_cli(), ["encode", "--model", str(model_dir), "--input", str(data),
+                                         "--out", str(tmp_path / "v.npy")])
+    assert result.exit_code == 1 and "line 2" in result.output and "field 'video'" in result.output
+    data.write_text(json.dumps({"id": "v", "video": str(video_dir / "clip")}) + "\n")
+    result = CliRunner().invoke(_cli(), ["encode", "--model", str(model_dir), "--input", str(data),
+                                         "--out", str(tmp_path / "v.npy")])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(tmp_path / "v.npy"), got[:1], atol=1e-6)
+
+
 def test_strings_are_text_never_paths(embedder: Embedder, image_dir: Path) -> None:
     path = str(image_dir / "a.png")
     np.testing.assert_allclose(embedder.encode(path), embedder.encoder.encode_items([Item(path)]), atol=1e-6)
 
 
 def test_instruction_format(embedder: Embedder, image_dir: Path) -> None:
-    assert with_instruction("a cat", "Find the image.", has_image=False) == "Find the image.\na cat"
-    assert with_instruction("", "Classify.", has_image=True) == f"{IMAGE_PLACEHOLDER} Classify."
-    assert with_instruction("q", "Answer.", has_image=True) == f"{IMAGE_PLACEHOLDER} Answer.\nq"
-    assert with_instruction(f"x {IMAGE_PLACEHOLDER} y", "I.", has_image=True) == f"I.\nx {IMAGE_PLACEHOLDER} y"
+    assert with_instruction("a cat", "Find the image.", placeholder=None) == "Find the image.\na cat"
+    assert with_instruction("", "Classify.", placeholder=IMAGE_PLACEHOLDER) == f"{IMAGE_PLACEHOLDER} Classify."
+    assert with_instruction("q", "Answer.", placeholder=IMAGE_PLACEHOLDER) == f"{IMAGE_PLACEHOLDER} Answer.\nq"
+    assert with_instruction(f"x {IMAGE_PLACEHOLDER} y", "I.", placeholder=IMAGE_PLACEHOLDER) == f"I.\nx {IMAGE_PLACEHOLDER} y"
     image = str(image_dir / "b.png")
     got = embedder.encode(["a cat", image_dir / "b.png"], instruction="Find it.")
     want = embedder.encoder.encode_items([Item("Find it.\na cat"), Item(f"{IMAGE_PLACEHOLDER} Find it.", image)])

@@ -16,9 +16,9 @@ from tests.helpers import embed_all, embedding_items, make_backbone
 
 @pytest.mark.parametrize("mode", ["bidirectional", "causal"])
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
-def test_packed_rows_give_the_padded_embeddings(family: str, mode: str, image_dir: Path) -> None:
+def test_packed_rows_give_the_padded_embeddings(family: str, mode: str, image_dir: Path, video_dir: Path) -> None:
     backbone = make_backbone(family)
-    xs = embedding_items(image_dir) * 2
+    xs = embedding_items(image_dir, video_dir) * 2
     padded = embed_all(backbone, xs, "right", mode)
     lengths = [len(Preprocessor(backbone, 256).embedding_sequence(x)) for x in xs]
     # one row for all, rows of a few sequences, and rows shorter than the longest sequence

@@ -36,7 +36,7 @@ def test_prompt_reproduces_cocoa_tokens(tiny_backbone: Backbone, image_dir: Path
     image = str(image_dir / "c.png")
     items = [Item("a red dress on a white background"), Item("", image), Item("what is this? a boot", image),
              Item(f"Look: {IMAGE_PLACEHOLDER} and answer", image),
-             Item(with_instruction("a sneaker", "Represent the given image.", True), image)]
+             Item(with_instruction("a sneaker", "Represent the given image.", IMAGE_PLACEHOLDER), image)]
     for item in items:
         assert vllm_tokens(vllm_prompt(item, tiny_backbone.tokenizer), item, tiny_backbone, pre) == \
             pre.embedding_sequence(item).ids, item.text

@@ -61,8 +61,8 @@ def test_additive_mask_values_and_bad_mode() -> None:
         allowed(torch.tensor([[Q]]), "sideways")  # type: ignore[arg-type]
 
 
-def bridged_batch(pre: Preprocessor, image: str) -> Batch:
-    enc = pre.item(Item("<|image_1|> What is in the picture?", image), Role.QUERY)
+def bridged_batch(pre: Preprocessor, query: Item) -> Batch:
+    enc = pre.item(query, Role.QUERY)
     enc.add([pre.ids.eos], Role.EOS)
     enc.add(pre.text_ids("a red dress on a white background"), Role.TARGET)
     return collate([enc], pre.ids.pad)
@@ -76,10 +76,11 @@ class Probe:
     their unperturbed values, perturbing A leaves B exactly unchanged.
     """
 
-    def __init__(self, family: str, attn: str, image: str) -> None:
+    def __init__(self, family: str, attn: str, query: Item) -> None:
         self.backbone = make_backbone(family, attn)
         pre = Preprocessor(self.backbone, 256)
-        self.batch = bridged_batch(pre, image)
+        self.batch = bridged_batch(pre, query)
+        self.pixels = "pixel_values" if query.image is not None else "pixel_values_videos"
         roles = self.batch.roles[0]
         self.a_text = (roles == Q) & (self.batch.mm_token_type_ids[0] == 0)
         self.eos, self.b = roles == E, roles == T
@@ -91,8 +92,9 @@ class Probe:
             record: bool = False, pin: bool = False) -> torch.Tensor:
         batch = self.batch
         if pixel_noise:
-            noise = torch.randn(batch.pixel_values.shape, generator=self.gen)
-            batch = Batch(**{**batch.__dict__, "pixel_values": batch.pixel_values + noise})
+            pixels = getattr(batch, self.pixels)
+            noise = torch.randn(pixels.shape, generator=self.gen)
+            batch = Batch(**{**batch.__dict__, self.pixels: pixels + noise})
         handles = []
         if embed_noise is not None:
             noise = torch.randn((1, len(embed_noise), self.backbone.hidden_size), generator=self.gen)
@@ -117,10 +119,14 @@ class Probe:
                 handle.remove()
 
 
+@pytest.mark.parametrize("media", ["image", "video"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_eos_bridge_block_b_sees_block_a_only_through_the_eos(family: str, attn: str, image_dir: Path) -> None:
-    probe = Probe(family, attn, str(image_dir / "a.png"))
+def test_eos_bridge_block_b_sees_block_a_only_through_the_eos(family: str, attn: str, media: str, image_dir: Path,
+                                                              video_dir: Path) -> None:
+    query = (Item("<|image_1|> What is in the picture?", str(image_dir / "a.png")) if media == "image"
+             else Item("<|video_1|> What happens in the video?", video=str(video_dir / "clip")))
+    probe = Probe(family, attn, query)
     base = probe.run(record=True)
     for kwargs in ({"embed_noise": probe.a_text}, {"pixel_noise": True}):
         pinned = probe.run(pin=True, **kwargs)
@@ -133,7 +139,7 @@ def test_eos_bridge_block_b_sees_block_a_only_through_the_eos(family: str, attn:
 
 
 def test_the_pinned_probe_catches_a_leaky_mask(image_dir: Path) -> None:
-    probe = Probe("qwen2_vl", "sdpa", str(image_dir / "a.png"))
+    probe = Probe("qwen2_vl", "sdpa", Item("<|image_1|> What is in the picture?", str(image_dir / "a.png")))
     base = probe.run("bidirectional", record=True)
     leaked = probe.run("bidirectional", embed_noise=probe.a_text, pin=True)
     assert (leaked[probe.b] - base[probe.b]).abs().max() > 1e-3

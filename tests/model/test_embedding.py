@@ -18,15 +18,27 @@ from tests.helpers import embed_all, embedding_items, make_backbone
 
 @pytest.mark.parametrize("mode", ["bidirectional", "causal"])
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
-def test_embedding_independent_of_neighbours_padding_and_batch_size(family: str, mode: str,
-                                                                    image_dir: Path) -> None:
+def test_embedding_independent_of_neighbours_padding_and_batch_size(family: str, mode: str, image_dir: Path,
+                                                                    video_dir: Path) -> None:
     backbone = make_backbone(family)
-    xs = embedding_items(image_dir)
+    xs = embedding_items(image_dir, video_dir)
     alone = torch.cat([embed_all(backbone, [x], "right", mode) for x in xs])
     for side in ("right", "left"):
         torch.testing.assert_close(embed_all(backbone, xs, side, mode), alone, atol=2e-5, rtol=1e-4)
         torch.testing.assert_close(embed_all(backbone, xs[::-1], side, mode), alone.flip(0), atol=2e-5, rtol=1e-4)
         torch.testing.assert_close(embed_all(backbone, xs[1:4], side, mode), alone[1:4], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_a_still_video_embeds_as_its_image(family: str, image_dir: Path, video_dir: Path) -> None:
+    """Two equal frames are one temporal patch of that frame: the upstream video path gives the image's
+    features and positions, so only the placeholder differs (Qwen3-VL adds the timestamp text)."""
+    backbone = make_backbone(family)
+    still = embed_all(backbone, [Item("<|video_1|> what is this?", video=str(video_dir / "still"))], "right")
+    image = embed_all(backbone, [Item("<|image_1|> what is this?", str(image_dir / "a.png"))], "right")
+    torch.testing.assert_close(still, image, atol=1e-5, rtol=1e-4)
+    moving = embed_all(backbone, [Item("<|video_1|> what is this?", video=str(video_dir / "clip"))], "right")
+    assert (moving - image).abs().max() > 1e-3
 
 
 def test_embedding_is_normalised_post_norm_state_at_the_eos(tiny_backbone: Backbone, image_dir: Path) -> None:

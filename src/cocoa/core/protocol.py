@@ -99,11 +99,83 @@ class ImagePolicy:
         return (h // factor) * (w // factor)
 
 
+#: The most frames a video may be sampled to (Qwen2-VL's video processor's ``max_frames``).
+MAX_VIDEO_FRAMES = 768
+#: The decompression guard of one video frame, as for images.
+MAX_FRAME_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class VideoPolicy:
+    """How a video is sampled and sized before the vision tower.
+
+    ``frames`` frames are sampled uniformly over the whole video (VLM2Vec-V2's MMEB-V2 setting is
+    8; Qwen3-VL-Embedding's is 64); a video with fewer keeps all of its own. The vision tower
+    merges frames in pairs (temporal patch 2), so an odd count repeats the last frame. Every frame
+    is sized as the first one is by the processor's ``smart_resize`` within ``[min_pixels,
+    max_pixels]`` per frame (``None``: the image policy's bounds).
+    ``fps`` is the frame rate assumed for frame folders and frame lists, which carry none (a video
+    file's own rate is read from it); it only moves Qwen2.5-VL's temporal positions and Qwen3-VL's
+    timestamps. ``max_tokens`` bounds a video's merged tokens; a longer one is refused, naming it.
+    """
+
+    frames: int = 8
+    fps: float = 1.0
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    max_tokens: int = 16_384
+    max_frame_pixels: int = MAX_FRAME_PIXELS
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "max_tokens", "max_frame_pixels", "min_pixels", "max_pixels"):
+            value = getattr(self, name)
+            if value is None and name in ("min_pixels", "max_pixels"):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"video policy: {name} must be a positive integer, got {value!r}")
+        if self.frames > MAX_VIDEO_FRAMES:
+            raise ConfigError(f"video policy: frames is {self.frames}, over the limit of {MAX_VIDEO_FRAMES}")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not self.fps > 0:
+            raise ConfigError(f"video policy: fps must be a positive number, got {self.fps!r}")
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise ConfigError(f"video policy: min_pixels {self.min_pixels} is over max_pixels {self.max_pixels}")
+
+    def bounds(self, image: ImagePolicy, processor: Any) -> tuple[int, int]:
+        """``(min_pixels, max_pixels)`` of one frame: this policy's, else the image policy's."""
+        low, high = image.bounds(processor)
+        low = self.min_pixels if self.min_pixels is not None else low
+        high = self.max_pixels if self.max_pixels is not None else high
+        if low > high:
+            raise ConfigError(f"video policy: min_pixels {low} is over max_pixels {high}")
+        return low, high
+
+    def resized(self, width: int, height: int, image: ImagePolicy, processor: Any) -> tuple[int, int]:
+        """``(height, width)`` in pixels that each frame of a ``width`` x ``height`` video enters the tower at."""
+        low, high = self.bounds(image, processor)
+        factor = int(processor.patch_size) * int(processor.merge_size)
+        return smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
+
+    def sampled(self, available: int) -> int:
+        """How many frames a video with ``available`` frames is sampled to."""
+        return min(self.frames, available)
+
+    def grid(self, width: int, height: int, frames: int, image: ImagePolicy, processor: Any) -> tuple[int, int, int]:
+        """``(t, h, w)`` patch grid of ``frames`` sampled frames: temporal steps, then patches down and across."""
+        h, w = self.resized(width, height, image, processor)
+        temporal, patch = int(processor.temporal_patch_size), int(processor.patch_size)
+        return -(-frames // temporal), h // patch, w // patch
+
+    def tokens(self, width: int, height: int, frames: int, image: ImagePolicy, processor: Any) -> int:
+        """Merged video tokens (``<|video_pad|>`` count) of ``frames`` sampled frames of ``width`` x ``height``."""
+        t, h, w = self.grid(width, height, frames, image, processor)
+        return t * h * w // int(processor.merge_size) ** 2
+
+
 @dataclass(frozen=True)
 class Protocol:
     """Everything between an item and its embedding that is not a weight.
 
-    - ``image``: the :class:`ImagePolicy`.
+    - ``image``: the :class:`ImagePolicy`; ``video``: the :class:`VideoPolicy`.
     - ``image_tokens``: ``vision_block`` wraps the image pads in ``<|vision_start|>`` /
       ``<|vision_end|>``; ``bare`` puts the pads alone where the MMEB placeholder was
       (VLM2Vec v1).
@@ -119,6 +191,7 @@ class Protocol:
 
     name: str
     image: ImagePolicy = ImagePolicy()
+    video: VideoPolicy = VideoPolicy()
     image_tokens: ImageTokens = "vision_block"
     append: str | None = "<|endoftext|>"
     pooling: Pooling = "last"
@@ -136,9 +209,11 @@ class Protocol:
             raise ConfigError(f"protocol {self.name!r}: append must be a token string or null, got {self.append!r}")
 
     def replace(self, **changes: Any) -> Protocol:
-        """A copy with ``changes``; ``image`` may be given as a mapping."""
+        """A copy with ``changes``; ``image`` and ``video`` may be given as mappings."""
         if isinstance(changes.get("image"), dict):
             changes["image"] = ImagePolicy(**changes["image"])
+        if isinstance(changes.get("video"), dict):
+            changes["video"] = VideoPolicy(**changes["video"])
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,7 +238,11 @@ class Protocol:
         if not isinstance(image, dict) or set(image) - {f.name for f in dataclasses.fields(ImagePolicy)}:
             raise ConfigError(f"{source}: image must be a mapping of square, min_pixels, max_pixels, enlarge; "
                               f"got {image!r}")
-        return cls(**{**data, "image": ImagePolicy(**image)})
+        video = data.get("video") or {}
+        if not isinstance(video, dict) or set(video) - {f.name for f in dataclasses.fields(VideoPolicy)}:
+            raise ConfigError(f"{source}: video must be a mapping of "
+                              f"{', '.join(f.name for f in dataclasses.fields(VideoPolicy))}; got {video!r}")
+        return cls(**{**data, "image": ImagePolicy(**image), "video": VideoPolicy(**video)})
 
 
 #: VLM2Vec v2's defaults (``--min_pixels`` / ``--max_pixels``): 4 to 1280 merged tokens.

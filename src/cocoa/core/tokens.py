@@ -1,4 +1,4 @@
-"""What a token position is: its role in a sequence, and the label that tells a loss to skip it."""
+"""What a token position is: its role in a sequence, its modality, and the label that tells a loss to skip it."""
 
 from __future__ import annotations
 
@@ -15,3 +15,11 @@ class Role(IntEnum):
     QUERY = 1
     EOS = 2
     TARGET = 3
+
+
+class Modality(IntEnum):
+    """What a position holds, as the upstream ``mm_token_type_ids`` count it: text, an image or a video token."""
+
+    TEXT = 0
+    IMAGE = 1
+    VIDEO = 2

@@ -1,4 +1,4 @@
-"""From items to padded batches: the one place that places image tokens.
+"""From items to padded batches: the one place that places image and video tokens.
 
 Every stage, the evaluator and the inference API build their sequences here, so training,
 evaluation and serving can never disagree about preprocessing. A
@@ -6,25 +6,45 @@ evaluation and serving can never disagree about preprocessing. A
 policy and becomes ``<|vision_start|> <|image_pad|> x n <|vision_end|>`` (or the pads alone),
 placed where the text has the MMEB placeholder ``<|image_1|>``, or before the text when it has
 none; the protocol's token (if any) is appended to an embedding sequence.
+
+A video is sampled and sized by the video policy and becomes ``<|vision_start|> <|video_pad|> x n
+<|vision_end|>`` (Qwen2-VL, Qwen2.5-VL), or, as Qwen3-VL's processor writes it, one such block per
+temporal patch, each after its timestamp text ``<t seconds>``; it goes where the text has
+``<|video_1|>``, or before the text (after an image placed there).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 from PIL import Image
 from torch import Tensor
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
 from cocoa.core.batch import Batch
 from cocoa.core.protocol import DEFAULT_PROTOCOL, Protocol, get_protocol
-from cocoa.core.tokens import IGNORE_INDEX, Role
+from cocoa.core.tokens import IGNORE_INDEX, Modality, Role
 from cocoa.data.images import open_image
-from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, Item, is_empty, text_problem
+from cocoa.data.items import (
+    EMPTY_ITEM,
+    IMAGE_PLACEHOLDER,
+    VIDEO_PLACEHOLDER,
+    Item,
+    VideoSource,
+    is_empty,
+    text_problem,
+)
+from cocoa.data.videos import Frames, describe, read_frames
 from cocoa.errors import ConfigError, DataError
 from cocoa.model.backbone import Backbone
+
+#: Splits a text at the image and video placeholders, keeping them.
+PLACEHOLDERS = re.compile(f"({re.escape(IMAGE_PLACEHOLDER)}|{re.escape(VIDEO_PLACEHOLDER)})")
 
 
 @dataclass
@@ -38,6 +58,9 @@ class Encoded:
     protected: list[bool] = field(default_factory=list)
     pixels: list[Tensor] = field(default_factory=list)
     grids: list[Tensor] = field(default_factory=list)
+    video_pixels: list[Tensor] = field(default_factory=list)
+    video_grids: list[Tensor] = field(default_factory=list)
+    video_seconds: list[float] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -54,7 +77,8 @@ class Encoded:
             getattr(self, f.name).extend(getattr(other, f.name))
 
     def num_image_tokens(self) -> int:
-        return sum(self.mm)
+        """Image and video tokens (never truncated)."""
+        return sum(1 for m in self.mm if m != Modality.TEXT)
 
 
 class Preprocessor:
@@ -109,39 +133,83 @@ class Preprocessor:
         out = self.pixels(image)
         grid = out["image_grid_thw"]
         n_tokens = int(grid.prod()) // self.backbone.merge_size ** 2
-        wrapped = self.protocol.image_tokens == "vision_block"
         block = Encoded()
-        if wrapped:
-            block.add([self.ids.vision_start], role, protected=True)
-        block.add([self.ids.image] * n_tokens, role, mm=1, protected=True)
-        if wrapped:
-            block.add([self.ids.vision_end], role, protected=True)
+        self._wrap(block, [self.ids.image] * n_tokens, role, Modality.IMAGE)
         block.pixels.append(out["pixel_values"])
         block.grids.append(grid)
         return block
 
+    def frames(self, video: VideoSource) -> Frames:
+        """The sampled frames of ``video`` under the protocol's video policy."""
+        return read_frames(video, self.protocol.video)
+
+    def video_block(self, video: VideoSource, role: Role = Role.QUERY) -> Encoded:
+        """A video's tokens in the backbone family's layout (see the module docstring), with its pixels."""
+        policy, processor = self.protocol.video, self.backbone.image_processor
+        frames = self.frames(video)
+        width, height = frames.images[0].size
+        t, h, w = policy.grid(width, height, len(frames.images), self.protocol.image, processor)
+        per_step = h * w // self.backbone.merge_size ** 2
+        if t * per_step > policy.max_tokens:
+            raise DataError(f"video needs {t * per_step} tokens ({len(frames.images)} frames of {width}x{height}), "
+                            f"over the video policy's max_tokens={policy.max_tokens}; sample fewer frames or "
+                            "lower max_pixels", file=describe(video))
+        low, high = policy.bounds(self.protocol.image, processor)
+        pixels, grid = video_pixels(frames.images, processor, low, high)
+        temporal = int(processor.temporal_patch_size)
+        times = frames.times + frames.times[-1:] * (-len(frames.times) % temporal)
+        block = Encoded()
+        stamped = self.backbone.family == "qwen3_vl"  # one block per temporal step, after its mean time
+        blocks = t if stamped else 1
+        for step in range(blocks):
+            if stamped:
+                stamp = (times[step * temporal] + times[(step + 1) * temporal - 1]) / 2
+                block.add(self.text_ids(f"<{stamp:.1f} seconds>"), role, protected=True)
+            self._wrap(block, [self.ids.video] * (t * per_step // blocks), role, Modality.VIDEO)
+        block.video_pixels.append(pixels)
+        block.video_grids.append(grid)
+        gaps = [b - a for a, b in zip(frames.times, frames.times[1:], strict=False) if b > a]
+        block.video_seconds.append(temporal * (sum(gaps) / len(gaps) if gaps else 1.0 / policy.fps))
+        return block
+
+    def _wrap(self, block: Encoded, pads: list[int], role: Role, modality: Modality) -> None:
+        """``pads`` inside ``<|vision_start|>`` / ``<|vision_end|>`` unless the protocol lays them bare."""
+        wrapped = self.protocol.image_tokens == "vision_block"
+        if wrapped:
+            block.add([self.ids.vision_start], role, protected=True)
+        block.add(pads, role, mm=int(modality), protected=True)
+        if wrapped:
+            block.add([self.ids.vision_end], role, protected=True)
+
     def item(self, item: Item, role: Role = Role.QUERY) -> Encoded:
-        """The tokens of an item, with its image placed at the placeholder (or first)."""
+        """The tokens of an item, with its image and video placed at their placeholders (or first)."""
         text = item.text or ""
-        if item.image is None:
-            if IMAGE_PLACEHOLDER in text:
-                raise DataError(f"text has the image placeholder {IMAGE_PLACEHOLDER} but the item has no image",
-                                field="text")
-            before, after = "", text
-        elif IMAGE_PLACEHOLDER in text:
-            before, after = text.split(IMAGE_PLACEHOLDER, 1)
-            after = after.replace(IMAGE_PLACEHOLDER, "")
-        else:
-            before, after = "", text
-        if is_empty(text, item.image):
+        if is_empty(text, item.image, item.video):
             raise DataError(f"item has {EMPTY_ITEM}", field="text")
         if problem := text_problem(text):
             raise DataError(problem, field="text")
+        media = [(IMAGE_PLACEHOLDER, "image", item.image), (VIDEO_PLACEHOLDER, "video", item.video)]
+        for placeholder, name, value in media:
+            if value is None and placeholder in text:
+                raise DataError(f"text has the {name} placeholder {placeholder} but the item has no {name}",
+                                field="text")
+        blocks = {IMAGE_PLACEHOLDER: self.image_block(item.image, role)} if item.image is not None else {}
+        if item.video is not None:
+            blocks[VIDEO_PLACEHOLDER] = self.video_block(item.video, role)
         enc = Encoded()
-        enc.add(self.text_ids(before), role)
-        if item.image is not None:
-            enc.extend(self.image_block(item.image, role))
-        enc.add(self.text_ids(after), role)
+        for placeholder, block in blocks.items():
+            if placeholder not in text:
+                enc.extend(block)
+        buffer, placed = "", set()
+        for part in PLACEHOLDERS.split(text):  # text and placeholders, in order; repeats are dropped
+            if part in blocks and part not in placed:
+                enc.add(self.text_ids(buffer), role)
+                enc.extend(blocks[part])
+                buffer = ""
+                placed.add(part)
+            elif part not in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER):
+                buffer += part
+        enc.add(self.text_ids(buffer), role)
         return enc
 
     def fit(self, enc: Encoded, reserve: int = 0) -> Encoded:
@@ -162,7 +230,8 @@ class Preprocessor:
                 f"{enc.num_image_tokens()} image tokens, over max_len={self.max_len}; raise max_len or lower "
                 "the image processor's max_pixels (image tokens are never truncated)", field="max_len")
         keep = [i for i in range(len(enc)) if i not in drop]
-        out = Encoded(pixels=enc.pixels, grids=enc.grids)
+        out = Encoded(pixels=enc.pixels, grids=enc.grids, video_pixels=enc.video_pixels, video_grids=enc.video_grids,
+                      video_seconds=enc.video_seconds)
         for name in ("ids", "roles", "mm", "labels", "protected"):
             values = getattr(enc, name)
             setattr(out, name, [values[i] for i in keep])
@@ -175,6 +244,32 @@ class Preprocessor:
         enc = self.fit(self.item(item), reserve=1)
         enc.add([self.appended], Role.EOS, protected=True)
         return enc
+
+
+def video_pixels(frames: list[Image.Image], processor: Any, min_pixels: int, max_pixels: int
+                 ) -> tuple[Tensor, Tensor]:
+    """``(pixel_values_videos, video_grid_thw)`` of ``frames`` in the layout of the upstream video processors.
+
+    Every frame goes through the checkpoint's own image processor at the size ``smart_resize`` gives
+    the first frame (so all share one grid); the image processor fills each patch's temporal slots
+    with copies of its one frame, and here consecutive frames fill them instead (the last frame
+    repeated up to a multiple of the temporal patch). The patch order within each temporal step
+    is the image order, as in ``Qwen2VLVideoProcessor``. A still video (two equal frames) thus has
+    exactly the pixels of its image.
+    """
+    height, width = smart_resize(frames[0].height, frames[0].width,
+                                 factor=int(processor.patch_size) * int(processor.merge_size),
+                                 min_pixels=min_pixels, max_pixels=max_pixels)
+    sized = [f if f.size == (width, height) else f.resize((width, height), Image.Resampling.BICUBIC) for f in frames]
+    out = processor(images=sized, return_tensors="pt", size={"shortest_edge": min_pixels, "longest_edge": max_pixels})
+    temporal, patch = int(processor.temporal_patch_size), int(processor.patch_size)
+    _, grid_h, grid_w = (int(v) for v in out["image_grid_thw"][0])
+    per_frame = out["pixel_values"].reshape(len(sized), grid_h * grid_w, -1, temporal, patch, patch)[:, :, :, 0]
+    if pad := -len(sized) % temporal:
+        per_frame = torch.cat([per_frame, per_frame[-1:].expand(pad, *per_frame.shape[1:])])
+    steps = per_frame.shape[0] // temporal
+    stacked = per_frame.reshape(steps, temporal, *per_frame.shape[1:]).permute(0, 2, 3, 1, 4, 5)
+    return stacked.reshape(steps * grid_h * grid_w, -1).contiguous(), torch.tensor([[steps, grid_h, grid_w]])
 
 
 def collate(seqs: Sequence[Encoded], pad_id: int, padding_side: str = "right") -> Batch:
@@ -197,6 +292,12 @@ def collate(seqs: Sequence[Encoded], pad_id: int, padding_side: str = "right") -
     pool_index = torch.where(is_eos.any(1), is_eos.int().argmax(1), (roles != Role.PAD).int().cumsum(1).argmax(1))
     pixels = [p for s in seqs for p in s.pixels]
     grids = [g for s in seqs for g in s.grids]
+    video_pixels = [p for s in seqs for p in s.video_pixels]
+    video_grids = [g for s in seqs for g in s.video_grids]
+    seconds = [x for s in seqs for x in s.video_seconds]
     return Batch(input_ids=input_ids, roles=roles, mm_token_type_ids=mm, labels=labels, pool_index=pool_index,
                  pixel_values=torch.cat(pixels) if pixels else None,
-                 image_grid_thw=torch.cat(grids) if grids else None)
+                 image_grid_thw=torch.cat(grids) if grids else None,
+                 pixel_values_videos=torch.cat(video_pixels) if video_pixels else None,
+                 video_grid_thw=torch.cat(video_grids) if video_grids else None,
+                 video_second_per_grid=torch.tensor(seconds) if seconds else None)

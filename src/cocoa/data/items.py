@@ -10,39 +10,49 @@ from PIL import Image
 #: The image placeholder used by MMEB files (Phi-3 style). The collator is the one place
 #: that replaces it with the backbone's own image tokens.
 IMAGE_PLACEHOLDER = "<|image_1|>"
+#: Where a video goes in an item's text; without it the video is placed before the text.
+VIDEO_PLACEHOLDER = "<|video_1|>"
+#: An item's video: a frame folder or video file path, or a tuple of frame paths (:mod:`cocoa.data.videos`).
+VideoSource = str | tuple[str, ...]
+#: Separates the image path from the video in :meth:`Item.key` (no path holds a NUL).
+VIDEO_KEY = "\0video:"
 
 
 @dataclass(frozen=True)
 class Item:
-    """A text, an image, or both, as MMEB rows describe a query or candidate.
+    """A text, an image, a video, or text with either or both, as MMEB rows describe a query or candidate.
 
-    ``text`` is used verbatim and may contain :data:`IMAGE_PLACEHOLDER` marking where the
-    image goes; with an image and no placeholder the image is placed before the text.
-    ``image`` is an absolute path, a PIL image, or ``None``.
+    ``text`` is used verbatim and may contain :data:`IMAGE_PLACEHOLDER` / :data:`VIDEO_PLACEHOLDER`
+    marking where the image / video goes; without a placeholder it is placed before the text.
+    ``image`` is an absolute path, a PIL image, or ``None``; ``video`` a :data:`VideoSource` or ``None``.
     """
 
     text: str = ""
     image: str | Image.Image | None = field(default=None, compare=True)
+    video: VideoSource | None = None
 
     @property
     def is_empty(self) -> bool:
-        """Neither text (blank counts as none) nor image: nothing to embed."""
-        return is_empty(self.text, self.image)
+        """Neither text (blank counts as none) nor image nor video: nothing to embed."""
+        return is_empty(self.text, self.image, self.video)
 
     def key(self) -> tuple[str, str]:
-        """A hashable identity for de-duplication and caching (paths only)."""
+        """A hashable identity for de-duplication and caching (paths only): the text and the media paths."""
         if isinstance(self.image, Image.Image):
             raise TypeError("items holding in-memory images have no stable key")
-        return (self.text, self.image or "")
+        if self.video is None:
+            return (self.text, self.image or "")
+        video = self.video if isinstance(self.video, str) else "\n".join(self.video)
+        return (self.text, f"{self.image or ''}{VIDEO_KEY}{video}")
 
 
 #: The message of every "nothing to embed" error.
 EMPTY_ITEM = "neither text nor image"
 
 
-def is_empty(text: str | None, image: object | None) -> bool:
-    """The one test of an empty input: no image and no text beyond whitespace."""
-    return image is None and not (text or "").strip()
+def is_empty(text: str | None, image: object | None, video: object | None = None) -> bool:
+    """The one test of an empty input: no image, no video and no text beyond whitespace."""
+    return image is None and video is None and not (text or "").strip()
 
 
 def text_problem(text: str | None) -> str | None:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from cocoa import files
 from cocoa.core.defaults import FINGERPRINT_CHARS
-from cocoa.data.items import EvalDataset, Item
+from cocoa.data.items import VIDEO_KEY, EvalDataset, Item, VideoSource
+from cocoa.data.videos import frame_files
 from cocoa.data.visdoc import CorpusDataset
 
 HASHES_FILE = "data_hashes.json"
@@ -59,6 +60,23 @@ class FileHashes:
         self._seen[name] = str(known[2])
         return self._seen[name]
 
+    def video_sha(self, video: VideoSource) -> str:
+        """One hash of a video's content: its file's, or its frames' (names and bytes) in order."""
+        if isinstance(video, str) and not Path(video).is_dir():
+            return self.sha(video)
+        frames = [Path(p) for p in video] if isinstance(video, tuple) else frame_files(video)
+        digest = hashlib.sha256()
+        for frame in frames:
+            digest.update(f"{frame.name}\0{self.sha(frame)}\0".encode())
+        return digest.hexdigest()
+
+    def media_key(self, item: Item) -> str:
+        """The media part of ``item``'s cache key: its image path and video with their content hashes."""
+        parts = [f"{item.image}#{self.sha(item.image)[:FINGERPRINT_CHARS]}"] if isinstance(item.image, str) else []
+        if item.video is not None:
+            parts.append(f"video:{item.key()[1].split(VIDEO_KEY, 1)[1]}#{self.video_sha(item.video)[:FINGERPRINT_CHARS]}")
+        return "|".join(parts)
+
     def save(self) -> None:
         """Write the hashes (atomically) if any was computed since loading."""
         if self._changed:
@@ -85,12 +103,12 @@ def dataset_fingerprint(dataset: EvalDataset | CorpusDataset, hashes: FileHashes
         digest.update(f"{file.name}\0{hashes.sha(file)}\0".encode())
     for item in dataset.items:
         image = hashes.sha(item.image) if isinstance(item.image, str) else ""
-        digest.update(f"{image}\0".encode())
+        video = "" if item.video is None else f"\0{hashes.video_sha(item.video)}"
+        digest.update(f"{image}{video}\0".encode())
     return digest.hexdigest()[:FINGERPRINT_CHARS]
 
 
 def content_key(item: Item, hashes: FileHashes) -> tuple[str, str]:
     """The embedding-cache key of ``item``: its text and its image path with the image's content hash,
     so an image replaced at the same path is encoded again."""
-    text, image = item.key()
-    return (text, f"{image}#{hashes.sha(image)[:16]}") if image else (text, "")
+    return item.text, hashes.media_key(item)

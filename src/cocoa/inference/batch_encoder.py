@@ -27,6 +27,7 @@ from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.images import image_size
 from cocoa.data.items import Item
+from cocoa.data.videos import first_frame_size, frame_count
 from cocoa.errors import CocoaError, ConfigError
 from cocoa.inference.packing import embed_packed
 from cocoa.model.backbone import Backbone
@@ -134,14 +135,19 @@ class BatchEncoder:
         return self.spec.protocol
 
     def item_length(self, item: Item) -> int:
-        """Token count of an item's sequence (image size read from the header only)."""
+        """Token count of an item's sequence (image and first-frame sizes read from headers only; a
+        video's timestamp text, which only Qwen3-VL has, is not counted: the count orders batches)."""
         protocol = self.spec.protocol
         n = self._text_length(item.text) + (protocol.append is not None)
+        wrap = 2 if protocol.image_tokens == "vision_block" else 0
         if item.image is not None:
             image = item.image
             width, height = image.size if isinstance(image, Image.Image) else cached_image_size(image)
-            n += protocol.image.tokens(width, height, self.backbone.image_processor)
-            n += 2 if protocol.image_tokens == "vision_block" else 0
+            n += protocol.image.tokens(width, height, self.backbone.image_processor) + wrap
+        if item.video is not None:
+            width, height = first_frame_size(item.video)
+            frames = protocol.video.sampled(frame_count(item.video))
+            n += protocol.video.tokens(width, height, frames, protocol.image, self.backbone.image_processor) + wrap
         return n
 
     def _count_text_tokens(self, text: str) -> int:

@@ -21,6 +21,7 @@ from cocoa.cli_errors import reports_errors
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.data.images import image_file_problem
 from cocoa.data.items import EMPTY_ITEM, is_empty, text_problem
+from cocoa.data.videos import video_problem
 from cocoa.errors import DataError
 from cocoa.files import atomic_path, write_npy
 from cocoa.inference.settings import DEFAULTS
@@ -46,10 +47,11 @@ class Row:
     id: Any
     text: str
     image: str | None
+    video: str | list[str] | None
     raw: dict[str, Any]
 
     def as_input(self) -> dict[str, Any]:
-        return {"text": self.text, "image": self.image}
+        return {"text": self.text, "image": self.image, "video": self.video}
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -79,12 +81,23 @@ def read_rows(path: Path) -> list[Row]:
             image = str((path.parent / image).resolve())
             if problem := image_file_problem(image):
                 raise DataError(problem, file=str(path), line=number, field="image")
-        if is_empty(text, image):
-            others = sorted(set(raw) - {"id", "text", "image"})
+        video = raw.get("video")
+        if video is not None:
+            if isinstance(video, str) and video:
+                video = str((path.parent / video).resolve())
+            elif isinstance(video, list) and video and all(isinstance(v, str) and v for v in video):
+                video = [str((path.parent / v).resolve()) for v in video]
+            else:
+                raise DataError("must be a frame folder or video file path, or a list of frame paths",
+                                file=str(path), line=number, field="video")
+            if problem := video_problem(video if isinstance(video, str) else tuple(video)):
+                raise DataError(problem, file=str(path), line=number, field="video")
+        if is_empty(text, image, video):
+            others = sorted(set(raw) - {"id", "text", "image", "video"})
             hint = f"; its keys {others} are kept as payload, not embedded" if others else ""
-            raise DataError(f"row has {EMPTY_ITEM} (expected 'text' and/or 'image'{hint})", file=str(path),
+            raise DataError(f"row has {EMPTY_ITEM} (expected 'text', 'image' and/or 'video'{hint})", file=str(path),
                             line=number, field="text")
-        rows.append(Row(raw.get("id", number), text, image, raw))
+        rows.append(Row(raw.get("id", number), text, image, video, raw))
     if not rows:
         raise DataError("input has no rows", file=str(path))
     return rows

@@ -8,7 +8,8 @@ Inputs:
 
 * ``str``: text (a string is never taken for a path);
 * :class:`PIL.Image.Image` or :class:`pathlib.Path`: an image;
-* ``{"text": ..., "image": ...}``: text, image or both; here ``image`` may be a path string.
+* ``{"text": ..., "image": ..., "video": ...}``: any of them; here ``image`` may be a path string and
+  ``video`` a frame folder or video file path, or a list of frame paths (:mod:`cocoa.data.videos`).
 
 With ``instruction`` the text becomes ``"{instruction}\\n{text}"``; for an input with an image
 and no placeholder in its text it becomes ``"<|image_1|> {instruction}\\n{text}"`` (MMEB style),
@@ -27,21 +28,23 @@ from PIL import Image
 
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.core.matryoshka import check_dimensions, truncate
-from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, Item, is_empty
+from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, Item, VideoSource, is_empty
+from cocoa.data.videos import video_problem
 from cocoa.errors import DataError
 from cocoa.inference.batch_encoder import BatchEncoder
 
 Input: TypeAlias = str | Path | Image.Image | Mapping[str, Any]
-INPUT_KEYS = frozenset({"text", "image"})
+INPUT_KEYS = frozenset({"text", "image", "video"})
 
 
-def with_instruction(text: str, instruction: str | None, has_image: bool) -> str:
-    """``text`` with ``instruction`` prepended as documented in the module docstring."""
+def with_instruction(text: str, instruction: str | None, placeholder: str | None) -> str:
+    """``text`` with ``instruction`` prepended as documented in the module docstring; ``placeholder`` is the
+    media placeholder to put first (``None``: the input has no image or video)."""
     if not instruction:
         return text
     prompt = f"{instruction}\n{text}" if text else instruction
-    if has_image and IMAGE_PLACEHOLDER not in text:
-        return f"{IMAGE_PLACEHOLDER} {prompt}"
+    if placeholder is not None and placeholder not in text:
+        return f"{placeholder} {prompt}"
     return prompt
 
 
@@ -59,8 +62,22 @@ def _image(value: Any, index: int) -> str | Image.Image:
     raise DataError(f"image must be a PIL image or a path, got {type(value).__name__}", row=index, field="image")
 
 
+def _video(value: Any, index: int) -> VideoSource:
+    if isinstance(value, str | Path) and str(value):
+        source: VideoSource = str(Path(value).expanduser().resolve())
+    elif isinstance(value, list | tuple) and value and all(isinstance(v, str | Path) and str(v) for v in value):
+        source = tuple(str(Path(v).expanduser().resolve()) for v in value)
+    else:
+        raise DataError("video must be a frame folder or video file path, or a list of frame paths", row=index,
+                        field="video")
+    if problem := video_problem(source):
+        raise DataError(problem, row=index, field="video")
+    return source
+
+
 def to_item(value: Input, instruction: str | None = None, index: int = 0) -> Item:
     """One input (see the module docstring) as an :class:`Item`; ``index`` names it in errors."""
+    video = None
     if isinstance(value, str):
         text, image = value, None
     elif isinstance(value, Path | Image.Image):
@@ -68,17 +85,19 @@ def to_item(value: Input, instruction: str | None = None, index: int = 0) -> Ite
     elif isinstance(value, Mapping):
         unknown = set(value) - INPUT_KEYS
         if unknown:
-            raise DataError(f"unknown keys {sorted(unknown)}; expected 'text' and/or 'image'", row=index)
+            raise DataError(f"unknown keys {sorted(unknown)}; expected 'text', 'image' and/or 'video'", row=index)
         text = value.get("text") or ""
         if not isinstance(text, str):
             raise DataError(f"text must be a string, got {type(text).__name__}", row=index, field="text")
         image = _image(value["image"], index) if value.get("image") is not None else None
+        video = _video(value["video"], index) if value.get("video") is not None else None
     else:
         raise DataError(f"unsupported input type {type(value).__name__}; use str, PIL image, Path or dict",
                         row=index)
-    if is_empty(text, image):
+    if is_empty(text, image, video):
         raise DataError(f"input has {EMPTY_ITEM}", row=index, field="text")
-    return Item(with_instruction(text, instruction, image is not None), image)
+    placeholder = IMAGE_PLACEHOLDER if image is not None else VIDEO_PLACEHOLDER if video is not None else None
+    return Item(with_instruction(text, instruction, placeholder), image, video)
 
 
 def to_items(inputs: Input | Sequence[Input], instruction: str | None = None) -> list[Item]:

@@ -63,7 +63,7 @@ def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack
     packed_positions = rope.new_zeros(rope.shape[0], n_rows, row_len)
     packed_positions[:, dest_row, dest_col] = rope[:, seq, col]
     image_slots = torch.zeros_like(roles, dtype=torch.bool)
-    image_slots[dest_row, dest_col] = batch.mm_token_type_ids[seq, col] == 1
+    image_slots[dest_row, dest_col] = batch.visual_slots[seq, col]
     mask = additive_mask(roles, mode, embeds.dtype, segments=segments)
     out = vl_model(model).language_model(inputs_embeds=packed, attention_mask=mask, position_ids=packed_positions,
                                          use_cache=False, **deepstack_kwargs(feats, image_slots))

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cocoa.core.matryoshka import check_dimensions
 from cocoa.data.images import ImageTooLarge, open_image
-from cocoa.data.items import Item, is_empty, text_problem
+from cocoa.data.items import IMAGE_PLACEHOLDER, Item, is_empty, text_problem
 from cocoa.errors import CocoaError, ConfigError, DataError
 from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder, with_instruction
@@ -139,7 +139,7 @@ def parse_input(text: str | None, image: str | None, instruction: str | None, li
     pil = decode_image(image, limits, f"{where}.image") if image else None
     if is_empty(text, pil):
         raise ApiError(400, f"{where}: input is empty (no text and no image)", "empty_input")
-    return Item(with_instruction(text, instruction, pil is not None), pil)
+    return Item(with_instruction(text, instruction, IMAGE_PLACEHOLDER if pil is not None else None), pil)
 
 
 def parse_inputs(raw: str | list[str | InputObject], instruction: str | None, limits: ServerSettings) -> list[Item]:

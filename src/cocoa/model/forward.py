@@ -28,7 +28,7 @@ from torch.distributed.fsdp import FSDPModule
 from cocoa.core.autograd import zero_through
 from cocoa.core.batch import Batch
 from cocoa.core.protocol import Pooling, Positions
-from cocoa.core.tokens import Role
+from cocoa.core.tokens import Modality, Role
 from cocoa.model.attention import AttentionMode, additive_mask
 
 
@@ -52,6 +52,18 @@ class ImageFeatures:
         """
         return ImageFeatures(mask(self.tokens, flags),
                              tuple(d.masked_fill(flags[:, None], 0.0) for d in self.deepstack))
+
+    @staticmethod
+    def interleave(images: ImageFeatures, videos: ImageFeatures, is_image: Tensor) -> ImageFeatures:
+        """Image and video features merged in sequence order; ``is_image`` flags each visual slot."""
+        def merge(a: Tensor, b: Tensor) -> Tensor:
+            out = a.new_empty(len(is_image), a.shape[-1])
+            out[is_image] = a
+            out[~is_image] = b.to(a.dtype)
+            return out
+
+        return ImageFeatures(merge(images.tokens, videos.tokens),
+                             tuple(merge(a, b) for a, b in zip(images.deepstack, videos.deepstack, strict=True)))
 
     def total(self) -> Tensor:
         """Sum of every feature: a zero-weighted use of all vision weights."""
@@ -118,20 +130,28 @@ def position_ids(model: nn.Module, batch: Batch, positions: Positions = "grid") 
         mask = batch.attention_mask
         running = (mask.cumsum(1) - 1).clamp(min=0) * mask
         return running[None].expand(3, -1, -1).contiguous()
+    videos: dict[str, Tensor | None] = {"video_grid_thw": batch.video_grid_thw}
+    if model.config.model_type == "qwen2_5_vl" and batch.video_second_per_grid is not None:
+        videos["second_per_grid_ts"] = batch.video_second_per_grid
     return vl_model(model).get_rope_index(
         batch.input_ids, mm_token_type_ids=batch.mm_token_type_ids, image_grid_thw=batch.image_grid_thw,
-        attention_mask=batch.attention_mask)[0]
+        attention_mask=batch.attention_mask, **videos)[0]
 
 
 def input_embeddings(model: nn.Module, batch: Batch, image_transform: ImageTransform | None = None
                      ) -> tuple[Tensor, ImageFeatures | None]:
-    """Token embeddings ``(batch, len, hidden)`` with the image features in their slots, and those features."""
+    """Token embeddings ``(batch, len, hidden)`` with the image and video features in their slots, and
+    those features (in sequence order); ``image_transform`` edits the image features only."""
     embeds = vl_model(model).get_input_embeddings()(batch.input_ids)
     feats = image_features(model, batch)
+    if feats is not None and image_transform is not None:
+        feats = image_transform(feats)
+    if batch.pixel_values_videos is not None:
+        videos = vision_features(model, batch.pixel_values_videos, batch.video_grid_thw)
+        feats = videos if feats is None else ImageFeatures.interleave(
+            feats, videos, batch.mm_token_type_ids[batch.visual_slots] == Modality.IMAGE)
     if feats is not None:
-        if image_transform is not None:
-            feats = image_transform(feats)
-        slots = (batch.mm_token_type_ids == 1).unsqueeze(-1).expand_as(embeds)
+        slots = batch.visual_slots.unsqueeze(-1).expand_as(embeds)
         embeds = embeds.masked_scatter(slots, feats.tokens.to(embeds.dtype))
     elif vision_runs_on_every_batch(model):  # zero-weighted: every vision weight gets a (zero) gradient
         embeds = embeds + zero_through(blank_image_features(model, embeds.device).total()).to(embeds.dtype)
@@ -152,7 +172,7 @@ def hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, *, eos_se
     mask = additive_mask(batch.roles, mode, embeds.dtype, eos_sees_target=eos_sees_target)
     out = vl_model(model).language_model(inputs_embeds=embeds, attention_mask=mask,
                                          position_ids=position_ids(model, batch, positions), use_cache=False,
-                                         **deepstack_kwargs(feats, batch.mm_token_type_ids == 1))
+                                         **deepstack_kwargs(feats, batch.visual_slots))
     return out.last_hidden_state
 
 

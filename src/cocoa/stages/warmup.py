@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from cocoa.core.autograd import zero_through
 from cocoa.core.batch import Batch
+from cocoa.core.tokens import Modality
 from cocoa.data.captions import CaptionPair
 from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.items import Item
@@ -52,7 +53,7 @@ class WarmupBuilder:
     def __call__(self, examples: Sequence[CaptionPair], rng: np.random.Generator) -> Batch:
         seqs = [self.sequence(ex, rng) for ex in examples]
         batch = collate(seqs, self.pre.ids.pad)
-        n_image_tokens = int(batch.mm_token_type_ids.sum())
+        n_image_tokens = int((batch.mm_token_type_ids == Modality.IMAGE).sum())
         flags = np.zeros(n_image_tokens, dtype=bool)
         flags[choose_masked(n_image_tokens, self.image_ratio, rng)] = True
         batch.image_token_mask = torch.from_numpy(flags)
@@ -76,7 +77,7 @@ class WarmupObjective(nn.Module):
         mntp = shifted_cross_entropy(hidden, batch.labels, head)
         out = {"mntp": mntp, "accuracy": token_accuracy(hidden, batch.labels, head)}
         if batch.pixel_values is not None and masked is not None:
-            image_states = hidden[batch.mm_token_type_ids == 1]
+            image_states = hidden[batch.mm_token_type_ids == Modality.IMAGE]
             per_image = (batch.image_grid_thw.prod(-1) // self.merge_size ** 2).tolist()
             targets = merged_patch_targets(batch.pixel_values, self.merge_size)
             out["mae"] = self.mae.loss(image_states, per_image, targets, masked)
