@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from PIL import Image
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
+from cocoa.data.video_tasks import VIDEO_TASKS
 from cocoa.inference.packing import embed_packed
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed
@@ -227,3 +229,78 @@ def brute_matryoshka(q: np.ndarray, t: np.ndarray, temperature: float, dims: lis
     return sum(w * brute_info_nce(unit_rows(q[:, :d]), unit_rows(t[:, :d]), temperature,
                                   None if neg is None else unit_rows(neg[:, :d]), mask)
                for d, w in zip(dims, weights, strict=True))
+
+
+# --- MMEB-V2 video tasks -----------------------------------------------------------------
+
+def video_frames(folder: Path, count: int = 3) -> None:
+    """``count`` small JPEG frames of noise seeded by the folder's path, named as VLM2Vec-V2's extraction names them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(zlib.crc32(f"{folder.parent.name}/{folder.name}".encode()))
+    for i in range(count):
+        Image.fromarray((rng.random((28, 28, 3)) * 255).astype("uint8")).save(folder / f"frame_{i + 1:04d}.jpg")
+
+
+def video_table(path: Path, rows: dict[str, list]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(rows), path)
+
+
+def frame_root(root: Path, task: str) -> Path:
+    return root / VIDEO_TASKS[task].frames
+
+
+def write_video_snapshot(root: Path) -> Path:
+    """One MMEB-V2 video task of each reader kind, laid out as the Hugging Face snapshots and the frame
+    archives lay them out (tests/data/test_video_tasks.py states what each reader must build from it)."""
+    for vid in ("v1", "v2", "v3"):
+        video_frames(frame_root(root, "K700") / vid)
+    video_table(root / "K700" / "test-00000-of-00001.parquet",
+          {"video_id": ["v1", "v2", "v3"], "pos_text": ["abseiling", "juggling", "abseiling"]})
+    (root / "K700" / "labels.txt").write_text("abseiling\njuggling\nwaiting_in_line\n")
+    video_frames(frame_root(root, "SmthSmthV2") / "s1")
+    video_table(root / "SmthSmthV2" / "data" / "test-00000-of-00001.parquet",
+          {"video_id": ["s1", "s1"], "pos_text": ["Pushing a cup", "Lifting a pen"],
+           "neg_text": [["Dropping a cup", "Pushing a cup"], ["Dropping a cup", "Pushing a cup"]]})
+    for vid in ("m1", "m2"):
+        video_frames(frame_root(root, "MSR-VTT") / vid)
+    video_table(root / "MSR-VTT" / "test_1k" / "test-00000-of-00001.parquet",
+          {"video_id": ["m1", "m2"], "video": ["m1.mp4", "m2.mp4"], "caption": ["a dog runs", "a cat sleeps"]})
+    video_table(root / "MSR-VTT" / "test_9k" / "test-00000-of-00001.parquet",
+          {"video_id": ["m9"], "video": ["m9.mp4"], "caption": ["not in the 1k subset"]})
+    video_frames(frame_root(root, "DiDeMo") / "d1")
+    video_table(root / "DiDeMo" / "test.parquet", {"video": ["clips/d1.mp4"], "caption": ["someone waves"]})
+    for clip in ("query", "positive_3", "negative_1", "negative_2"):
+        video_frames(frame_root(root, "QVHighlight") / "q1" / clip)
+    video_table(root / "QVHighlight" / "test.parquet", {"query": ["a man cooks"], "video_path": ["videos/q1.mp4"]})
+    ms = frame_root(root, "MomentSeeker")
+    for clip in ("movie_a", "movie_b", "movie_c", "clip_x"):
+        video_frames(ms / "video_frames" / clip)
+    Image.new("RGB", (28, 28), "red").save(ms / "query_pic.jpg")
+    video_table(root / "MomentSeeker" / "test.parquet", {
+        "query": ["the car stops", "a red thing", "someone sits"],
+        "input_frames": ["clip/x.mp4", "pic.jpg", ""],
+        "positive_frames": [[{"output_path": "movie/a.mp4"}, {"output_path": "movie/b.mp4"}],
+                            [{"output_path": "movie/c.mp4"}], [{"output_path": "movie/a.mp4"}]],
+        "negative_frames": [[{"output_path": "movie/c.mp4"}], [{"output_path": "movie/a.mp4"}],
+                            [{"output_path": "movie/b.mp4"}]]})
+    video_frames(frame_root(root, "Video-MME") / "vm1")
+    video_table(root / "Video-MME" / "test.parquet", {
+        "videoID": ["vm1"], "question": ["What color is the car?"], "answer": ["B"],
+        "options": [["A. Red.", "B. Blue", "C. Green.", "D. White"]]})
+    video_frames(frame_root(root, "NExTQA") / "n1")
+    video_table(root / "NExTQA" / "MC" / "test-00000-of-00001.parquet", {
+        "video": ["n1"], "question": ["why did the boy run"], "answer": [2],
+        **{f"a{i}": [f"option {i}"] for i in range(5)}})
+    video_frames(frame_root(root, "EgoSchema") / "e1")
+    video_table(root / "EgoSchema" / "Subset" / "test-00000-of-00001.parquet", {
+        "video_idx": ["e1"], "question": ["What is C doing?"], "answer": ["1"],
+        "option": [["A. cooking.", "B. cleaning", "C. reading"]]})
+    video_frames(frame_root(root, "MVBench") / "action_sequence" / "clip1.mp4")
+    video_table(root / "MVBench" / "action_sequence" / "train-00000-of-00001.parquet", {
+        "video": ["clip1.mp4", "clip1.mp4"], "question": ["What happened first?", "And then?"],
+        "candidates": [["sat down", "stood up"], ["ran", "walked"]], "answer": ["stood up", "flew"]})
+    video_frames(frame_root(root, "ActivityNetQA") / "v_a1")
+    video_table(root / "ActivityNetQA" / "test.parquet",
+          {"video_name": ["a1"], "question": ["is the person outdoors"], "answer": ["no"]})
+    return root

@@ -17,7 +17,7 @@ class DataError(CocoaError, ValueError):
 
     def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
                  field: str | None = None, line: int | None = None) -> None:
-        self.file, self.row, self.field, self.line = file, row, field, line
+        self.message, self.file, self.row, self.field, self.line = message, file, row, field, line
         where = ", ".join(
             part for part in (
                 f"file {file}" if file is not None else "",

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from cocoa.data.items import Item
 from cocoa.data.visdoc import QUERY_INSTRUCTION, TARGET_INSTRUCTION, read_visdoc_dataset
-from cocoa.errors import ConfigError, DataError
+from cocoa.errors import DataError
 from cocoa.evaluate import cli, evaluate
 from tests.evaluate.test_instruct import CASES, write_split
 from tests.helpers import FakeEncoder, write_eval, write_images
@@ -124,7 +124,7 @@ def test_image_paths_and_bad_qrels(tmp_path) -> None:
     assert dataset.rel_doc.tolist() == [1, 2] and dataset.rel_gain.tolist() == [1.0, 2.0]
 
 
-def test_a_query_without_relevant_pages_and_video_tasks_are_refused(tmp_path) -> None:
+def test_a_query_without_relevant_pages_and_a_video_task_of_another_schema_are_refused(tmp_path) -> None:
     folder = tmp_path / "Docs"
     write_part(folder, "corpus", {"corpus-id": ["a"], "image": [{"bytes": png(1), "path": None}]},
                pa.schema([("corpus-id", pa.string()), ("image", IMAGE)]))
@@ -134,8 +134,9 @@ def test_a_query_without_relevant_pages_and_video_tasks_are_refused(tmp_path) ->
         read_visdoc_dataset(folder, tmp_path / "img")
     assert caught.value.row == 1
     write_eval(tmp_path / "v" / "MSR-VTT" / "test-00000-of-00001.parquet", [("q", "", ["a"], [""])])
-    with pytest.raises(ConfigError, match="video task"):
+    with pytest.raises(DataError, match="missing field of MSR-VTT") as caught:
         evaluate(FakeEncoder(), tmp_path / "v", tmp_path / "out", show_progress=False, benchmark="mmeb-v2")
+    assert caught.value.field == "video_id"
 
 
 def test_a_missing_part_field_is_named(tmp_path) -> None:

@@ -62,12 +62,13 @@ def _eval_files(path: Path, name: str | None) -> list[Path]:
 
 def list_eval_datasets(root: Path) -> list[str]:
     """Dataset names under ``root``: a MiniMMEB folder, a folder of parquet files, or the HF layout
-    (a dataset folder holding parquet files, or ``corpus`` / ``queries`` / ``qrels`` parts)."""
+    (a dataset folder holding parquet files, itself or in its subset folders, or ``corpus`` /
+    ``queries`` / ``qrels`` parts)."""
     root = Path(root)
     folder = root / "eval" if (root / "eval").is_dir() else root
     names = {file.stem for file in folder.glob("*.parquet")}
     names |= {sub.name for sub in folder.iterdir()
-              if sub.is_dir() and (any(sub.glob("*.parquet")) or is_visdoc_folder(sub))}
+              if sub.is_dir() and (any(sub.glob("*.parquet")) or any(sub.glob("*/*.parquet")) or is_visdoc_folder(sub))}
     return sorted(names)
 
 
@@ -96,8 +97,8 @@ def read_eval_dataset(path: Path, name: str | None, image_root: Path, *, skip_ba
         parts.append(columns)
         skipped += bad
     items, queries, candidates = _index_eval_items(_EvalColumns.concat(parts), checker)
-    return LoadedEvalDataset(dataset_name, items, queries, candidates, str(path), skipped,
-                             tuple(str(file) for file in files))
+    return LoadedEvalDataset(dataset_name, items, queries, candidates, str(path), skipped=skipped,
+                             files=tuple(str(file) for file in files))
 
 
 @dataclass(frozen=True, eq=False)

@@ -77,7 +77,9 @@ class EvalDataset:
     """One MMEB-eval dataset read from disk, with each distinct item stored once.
 
     Row ``i``'s query is ``items[queries[i]]``; its candidates are ``items[j]`` for each ``j`` of
-    ``candidates[i]`` up to the first ``-1`` (which pads rows shorter than the longest).
+    ``candidates[i]`` up to the first ``-1`` (which pads rows shorter than the longest). The gold
+    candidate is the first; with ``golds``, row ``i``'s first ``golds[i]`` candidates are all gold
+    (several, or none when the source's gold is not among its candidates).
     """
 
     name: str
@@ -85,6 +87,7 @@ class EvalDataset:
     queries: np.ndarray
     candidates: np.ndarray
     source: str
+    golds: np.ndarray | None = None
 
     @property
     def rows(self) -> tuple[EvalRow, ...]:

@@ -81,7 +81,8 @@ def sample_indices(total: int, count: int) -> list[int]:
 
 
 def is_video_file(video: VideoSource) -> bool:
-    return isinstance(video, str) and Path(video).suffix.lower() in VIDEO_SUFFIXES
+    """Whether ``video`` is a file to decode (a folder is frames even when named ``clip.mp4``)."""
+    return isinstance(video, str) and Path(video).suffix.lower() in VIDEO_SUFFIXES and not Path(video).is_dir()
 
 
 def read_frames(video: VideoSource, policy: VideoPolicy) -> Frames:
@@ -173,7 +174,7 @@ def video_problem(video: VideoSource, max_pixels: int = MAX_IMAGE_PIXELS) -> str
     try:
         width, height = first_frame_size(video)
     except DataError as exc:
-        return str(exc)
+        return f"{exc.message}: {exc.file}" if exc.file else exc.message
     if isinstance(video, tuple) and (missing := next((p for p in video if not Path(p).is_file()), None)):
         return f"video frame not found: {missing}"
     if width * height > max_pixels:

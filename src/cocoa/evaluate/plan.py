@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cocoa.data.eval_sets import LoadedEvalDataset, is_visdoc_folder, read_eval_dataset
 from cocoa.data.instruct import REFERENCE_FORMATS
+from cocoa.data.video_tasks import VIDEO_TASKS, read_video_task
 from cocoa.data.visdoc import CorpusDataset, read_visdoc_dataset
 from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate.cards import Card, card_file, read_card
@@ -126,11 +127,12 @@ def plan(data_dir: Path, available: Sequence[str], wanted: Sequence[str] | None 
 
 def read_dataset(data_dir: Path, info: DatasetInfo, image_root: Path, *, instruction_format: str | None,
                  skip_bad: bool = False) -> LoadedEvalDataset | CorpusDataset:
-    """Read dataset ``info.name`` in its layout; a video task is refused."""
-    if info.meta_task in VIDEO_META_TASKS:
-        raise ConfigError(f"{info.name} is an MMEB-V2 video task; video frames cannot be decoded with the "
-                          "dependencies of cocoa, so video tasks are not evaluated")
+    """Read dataset ``info.name`` in its layout (an MMEB-V2 video task with its frames under ``data_dir``)."""
     folder = dataset_folder(data_dir, info.name)
+    if info.name in VIDEO_TASKS and info.meta_task in VIDEO_META_TASKS:
+        if folder is None:
+            raise ConfigError(f"{info.name}: no folder {Path(data_dir) / info.name}")
+        return read_video_task(folder, VIDEO_TASKS[info.name], data_dir, skip_bad=skip_bad)
     if folder is not None and is_visdoc_folder(folder):
         return read_visdoc_dataset(folder, image_root, name=info.name, skip_bad=skip_bad)
     if info.metric != "hit@1":

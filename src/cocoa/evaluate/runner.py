@@ -109,7 +109,7 @@ def run_dataset(encoder: ItemEncoder, dataset: EvalDataset | CorpusDataset, cach
     else:
         if metric != "hit@1":
             raise ValueError(f"rows with their own candidates are scored by hit@1, not {metric}")
-        predictions = score_rows(embeddings, dataset.queries, dataset.candidates)
+        predictions = score_rows(embeddings, dataset.queries, dataset.candidates, golds=dataset.golds)
     return DatasetResult(dataset.name, predictions, len(items), encoded, len(items) - encoded,
                          time.perf_counter() - started, metric)
 

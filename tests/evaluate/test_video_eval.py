@@ -1,0 +1,53 @@
+"""`cocoa eval` on MMEB-V2 video tasks: every reader kind end to end, scores equal to a brute-force count."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cocoa.data.video_tasks import VIDEO_TASKS, read_video_task
+from cocoa.evaluate.runner import evaluate
+from cocoa.inference.batch_encoder import BatchEncoder
+from tests.helpers import write_video_snapshot
+
+
+@pytest.fixture(scope="module")
+def evaluated(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, BatchEncoder]:
+    data = write_video_snapshot(tmp_path_factory.mktemp("v2"))
+    out = tmp_path_factory.mktemp("out")
+    encoder = BatchEncoder.from_pretrained(model_dir, device="cpu")
+    evaluate(encoder, data, out, batch_size=4, show_progress=False, benchmark="MMEB-V2")
+    return data, out, encoder
+
+
+def test_every_video_task_is_scored_and_grouped_by_its_meta_task(evaluated: tuple[Path, Path, BatchEncoder]) -> None:
+    _, out, _ = evaluated
+    summary = json.loads((out / "summary.json").read_text())
+    tasks = {"K700", "SmthSmthV2", "MSR-VTT", "DiDeMo", "QVHighlight", "MomentSeeker", "Video-MME", "NExTQA",
+             "EgoSchema", "MVBench", "ActivityNetQA"}
+    assert set(summary["datasets"]) == tasks
+    assert {"video_classification", "video_qa", "video_retrieval", "moment_retrieval"} <= set(summary["meta_tasks"])
+    assert all(json.loads((out / f"{t}_score.json").read_text())["metric"] == "hit@1" for t in tasks)
+
+
+@pytest.mark.parametrize("task", ["K700", "MomentSeeker", "MVBench", "MSR-VTT"])
+def test_hit_at_1_equals_a_brute_force_count(evaluated: tuple[Path, Path, BatchEncoder], task: str) -> None:
+    """Global tasks against the whole label or video set, local ones against the row's candidates, a hit when the
+    best candidate is any gold (MomentSeeker's several, none for an MVBench answer outside its options)."""
+    data, out, encoder = evaluated
+    dataset = read_video_task(data / task, VIDEO_TASKS[task], data)
+    vectors = encoder.encode_items(list(dataset.items))
+    hits = []
+    if hasattr(dataset, "corpus"):
+        for q, gold in zip(dataset.queries, dataset.rel_doc, strict=True):
+            scores = vectors[dataset.corpus] @ vectors[q]
+            hits.append(int(np.argmax(scores)) == gold)
+    else:
+        for q, ids, golds in zip(dataset.queries, dataset.candidates, dataset.golds, strict=True):
+            scores = vectors[ids[ids >= 0]] @ vectors[q]
+            hits.append(int(np.argmax(scores)) < golds)
+    stored = json.loads((out / f"{task}_score.json").read_text())["score"]
+    assert stored == pytest.approx(100.0 * np.mean(hits))
