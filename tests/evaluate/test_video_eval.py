@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from cocoa.data.video_tasks import VIDEO_TASKS, read_video_task
+from cocoa.evaluate import cli
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.batch_encoder import BatchEncoder
 from tests.helpers import write_video_snapshot
@@ -51,3 +53,14 @@ def test_hit_at_1_equals_a_brute_force_count(evaluated: tuple[Path, Path, BatchE
             hits.append(int(np.argmax(scores)) < golds)
     stored = json.loads((out / f"{task}_score.json").read_text())["score"]
     assert stored == pytest.approx(100.0 * np.mean(hits))
+
+
+def test_frames_option_samples_more_frames_and_records_it(evaluated: tuple[Path, Path, BatchEncoder], model_dir: Path,
+                                                          tmp_path: Path) -> None:
+    data, out, _ = evaluated
+    result = CliRunner().invoke(cli.app, ["--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "o"),
+                                          "--datasets", "Video-MME", "--frames", "2", "--benchmark", "MMEB-V2"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "o" / "Video-MME_score.json").read_text())
+    assert record["protocol"]["video"]["frames"] == 2
+    assert record["fingerprint"] != json.loads((out / "Video-MME_score.json").read_text())["fingerprint"]

@@ -18,16 +18,23 @@ from cocoa.evaluate.runner import ItemEncoder, evaluate
 from cocoa.evaluate.summary import Summary
 
 app = typer.Typer(invoke_without_command=True, add_completion=False,
-                  help="Evaluate an embedding model on MMEB-V1 or MiniMMEB; `compare` two results.")
+                  help="Evaluate an embedding model on MiniMMEB, MMEB-V1 or MMEB-V2; `compare` two results.")
 
 
-def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None) -> ItemEncoder:
-    """Load the model in ``model_dir`` under ``protocol`` (default: the one it records; imports the
-    model stack only when needed)."""
+def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None,
+                 frames: int | None = None) -> ItemEncoder:
+    """Load the model in ``model_dir`` under ``protocol`` (default: the one it records), sampling ``frames``
+    frames per video when given (imports the model stack only when needed)."""
+    import dataclasses
+
     from cocoa.core.protocol import get_protocol
+    from cocoa.core.spec import EmbeddingSpec
     from cocoa.inference.batch_encoder import BatchEncoder
 
     chosen = get_protocol(protocol) if protocol is not None else None
+    if frames is not None:
+        base = chosen or EmbeddingSpec.load(model_dir).protocol
+        chosen = base.replace(video=dataclasses.replace(base.video, frames=frames))
     return BatchEncoder.from_pretrained(model_dir, num_workers=workers, protocol=chosen)
 
 
@@ -72,6 +79,8 @@ def main(
              "(default: the one the checkpoint records; cocoa for a folder without cocoa.json).")] = None,
     dataset_info: Annotated[list[str] | None, typer.Option(
         help="NAME=META_TASK[:SPLIT] for a dataset no registry knows (repeatable; instead of a dataset card).")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, help="Frames sampled per video (default: the protocol's, 8 "
+                                                          "as VLM2Vec-V2; Qwen3-VL-Embedding reports 64).")] = None,
 ) -> None:
     """Evaluate MODEL on the datasets in DATA and write scores, predictions and reports to OUT."""
     if ctx.invoked_subcommand is not None:
@@ -86,12 +95,12 @@ def main(
     if dims is not None:
         from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_table
 
-        widths = evaluate_widths(load_encoder(model, workers, protocol), parse_widths(dims), data, out, names, images,
+        widths = evaluate_widths(load_encoder(model, workers, protocol, frames), parse_widths(dims), data, out, names, images,
                                  batch_size, cache_dir=cache, skip_bad=skip_bad)
         console.print(width_table(widths))
         console.print(f"per-width results in {out}/dim-<width>; scores in {out / WIDTHS_FILE}")
         return
-    summary = evaluate(load_encoder(model, workers, protocol), data, out, names, images, batch_size,
+    summary = evaluate(load_encoder(model, workers, protocol, frames), data, out, names, images, batch_size,
                        cache_dir=cache, skip_bad=skip_bad, benchmark=benchmark, dataset_info=cards)
     console.print(summary_table(summary))
     console.print(f"encoded {summary.encoded} items, {summary.cache_hits} cache hits; "
