@@ -18,6 +18,7 @@ from PIL import Image
 
 from cocoa.data.images import shape_problem
 from cocoa.data.items import EMPTY_ITEM, Item, is_empty, text_problem
+from cocoa.data.videos import video_problem
 from cocoa.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -29,19 +30,31 @@ class ImageChecker:
     def __init__(self, image_root: Path, enabled: bool, max_pixels: int) -> None:
         self.root, self.enabled, self.max_pixels = Path(image_root).absolute(), enabled, max_pixels
         self._resolved: dict[str, tuple[str, str | None]] = {}
+        self._videos: dict[str, str | None] = {}
 
     def item(self, text: str | None, image: str | None, *, file: str, row: int,
-             fields: tuple[str, str]) -> Item:
-        """An :class:`Item`; raises if it has neither text nor image, or its image is bad.
+             fields: tuple[str, str], video: str | None = None, video_field: str = "video_path") -> Item:
+        """An :class:`Item`; raises if it has neither text nor image nor video, or its image or video is bad.
 
-        ``fields`` names the text and the image field, for errors.
+        ``fields`` names the text and the image field, ``video_field`` the video's, for errors; the
+        video is a frame folder or a video file under the image root.
         """
         text = text or ""
-        if is_empty(text, image or None):
+        if is_empty(text, image or None, video or None):
             raise DataError(EMPTY_ITEM, file=file, row=row, field=fields[0])
         if problem := text_problem(text):
             raise DataError(problem, file=file, row=row, field=fields[0])
-        return Item(text, self.path(image, file=file, row=row, field=fields[1]) if image else None)
+        return Item(text, self.path(image, file=file, row=row, field=fields[1]) if image else None,
+                    self.video(video, file=file, row=row, field=video_field) if video else None)
+
+    def video(self, relative: str, *, file: str, row: int, field: str) -> str:
+        """The absolute path of the video ``relative``; raises if it is missing or unreadable (checked once)."""
+        absolute = str(self.root / relative)
+        if absolute not in self._videos:
+            self._videos[absolute] = video_problem(absolute) if self.enabled else None
+        if (problem := self._videos[absolute]) is not None:
+            raise DataError(problem, file=file, row=row, field=field)
+        return absolute
 
     def path(self, relative: str, *, file: str, row: int, field: str) -> str:
         """The absolute path of ``relative``; raises if its image is bad."""

@@ -2,6 +2,10 @@
 
 Accepted layouts: a parquet or jsonl file; a MiniMMEB folder (``train/``); the Hugging Face
 layout (``<root>/<subset>/<split>-*.parquet`` or ``<root>/<subset>/<split>/*.parquet``).
+
+Besides MMEB-train's fields, a row may give a video on any side (``qry_video_path``,
+``pos_video_path``, ``neg_video_path``: a frame folder or video file under the image root),
+placed at the text's ``<|video_1|>`` or before the text, as VLM2Vec-V2 trains on video.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from cocoa.data.rows import (
 from cocoa.errors import DataError
 
 TRAIN_FIELDS = ("qry", "qry_image_path", "pos_text", "pos_image_path")
-TRAIN_OPTIONAL_FIELDS = ("neg_text", "neg_image_path")
+TRAIN_OPTIONAL_FIELDS = ("neg_text", "neg_image_path", "qry_video_path", "pos_video_path", "neg_video_path")
 
 
 class TrainPairs(list[TrainPair]):
@@ -83,12 +87,15 @@ def _train_parser(checker: ImageChecker, subset: str,
                   origin: list[tuple[str, int]]) -> Callable[[dict, int], TrainPair]:
     def parse(row: dict, index: int) -> TrainPair:
         file, local = origin[index]
-        query = checker.item(row["qry"], row["qry_image_path"], file=file, row=local, fields=("qry", "qry_image_path"))
+        query = checker.item(row["qry"], row["qry_image_path"], file=file, row=local, fields=("qry", "qry_image_path"),
+                             video=row.get("qry_video_path"), video_field="qry_video_path")
         positive = checker.item(row["pos_text"], row["pos_image_path"], file=file, row=local,
-                                fields=("pos_text", "pos_image_path"))
+                                fields=("pos_text", "pos_image_path"), video=row.get("pos_video_path"),
+                                video_field="pos_video_path")
         negative = (checker.item(row.get("neg_text"), row.get("neg_image_path"), file=file, row=local,
-                                 fields=("neg_text", "neg_image_path"))
-                    if row.get("neg_text") or row.get("neg_image_path") else None)
+                                 fields=("neg_text", "neg_image_path"), video=row.get("neg_video_path"),
+                                 video_field="neg_video_path")
+                    if row.get("neg_text") or row.get("neg_image_path") or row.get("neg_video_path") else None)
         return TrainPair(query, positive, negative, subset)
 
     return parse

@@ -7,6 +7,7 @@ The assembled :class:`~cocoa.recipe.Recipe` adds each registered stage's own sec
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -58,16 +59,28 @@ class ImageConfig(Strict):
                                                               "is squashed to to x to first")
 
 
+class VideoConfig(Strict):
+    """A video policy (:class:`~cocoa.core.protocol.VideoPolicy`); a field left out keeps the preset's."""
+
+    frames: int | None = Field(None, gt=0, description="frames sampled per video")
+    fps: float | None = Field(None, gt=0, description="frame rate assumed for frame folders and lists")
+    min_pixels: int | None = Field(None, gt=0, description="per frame; default: the image policy's")
+    max_pixels: int | None = Field(None, gt=0, description="per frame; default: the image policy's")
+    max_tokens: int | None = Field(None, gt=0, description="the most merged tokens a video may take")
+
+
 class ProtocolConfig(Strict):
     """The recipe's ``protocol`` section: the embedding protocol the stage builds its sequences with.
 
     ``preset`` names one of :data:`~cocoa.core.protocol.PROTOCOLS`; ``image`` replaces its image
-    policy for this stage's training data; ``append`` (a token string, or null for none) replaces its
-    appended token when given. The saved model records the result.
+    policy for this stage's training data and ``video`` the fields of its video policy it names;
+    ``append`` (a token string, or null for none) replaces its appended token when given. The saved
+    model records the result.
     """
 
     preset: str = DEFAULT_PROTOCOL
     image: ImageConfig | None = None
+    video: VideoConfig | None = None
     append: str | None = Field(None, description="left out: the preset's token; null: append nothing")
 
     @field_validator("preset")
@@ -82,6 +95,9 @@ class ProtocolConfig(Strict):
         protocol = PROTOCOLS[self.preset]
         if self.image is not None:
             protocol = protocol.replace(image=ImagePolicy(**self.image.model_dump()))
+        if self.video is not None:
+            protocol = protocol.replace(video=dataclasses.replace(protocol.video, **self.video.model_dump(
+                exclude_none=True)))
         if "append" in self.model_fields_set:
             protocol = protocol.replace(append=self.append)
         return protocol
