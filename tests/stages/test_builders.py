@@ -30,12 +30,12 @@ def pre(tiny_backbone: Backbone) -> Preprocessor:
 
 
 def text_positions(pre: Preprocessor, ex: CaptionPair) -> tuple[list[int], list[int]]:
-    enc = pre.fit(pre.item(Item(ex.caption, ex.image.image)))
+    enc = pre.fit(pre.item(Item(ex.caption, ex.media.image, ex.media.video)))
     return enc.ids, [i for i, p in enumerate(enc.protected) if not p]
 
 
 def test_pretrain_builder_labels_caption_and_eos(pre: Preprocessor, image_dir: Path) -> None:
-    ex = CaptionPair(image=Item(image=str(image_dir / "a.png")), caption=CAPTION)
+    ex = CaptionPair(media=Item(image=str(image_dir / "a.png")), caption=CAPTION)
     batch = PretrainBuilder(pre)([ex], np.random.default_rng(0))
     ids, text = text_positions(pre, ex)
     labels = batch.labels[0]
@@ -49,7 +49,7 @@ def test_pretrain_builder_labels_caption_and_eos(pre: Preprocessor, image_dir: P
 @pytest.mark.parametrize("image_ratio", [0.5, 0.3])
 def test_warmup_builder_masks(pre: Preprocessor, image_dir: Path, image_ratio: float) -> None:
     ids = pre.ids
-    examples = [CaptionPair(image=Item(image=str(image_dir / f"{n}.png")), caption=CAPTION[: 20 + 15 * i])
+    examples = [CaptionPair(media=Item(image=str(image_dir / f"{n}.png")), caption=CAPTION[: 20 + 15 * i])
                 for i, n in enumerate("abcd")]
     batch = WarmupBuilder(pre, 0.2, image_ratio)(examples, np.random.default_rng(3))
     for row, ex in enumerate(examples):
@@ -76,7 +76,7 @@ def test_warmup_builder_masks(pre: Preprocessor, image_dir: Path, image_ratio: f
 
 
 def test_warmup_builder_deterministic_given_rng(pre: Preprocessor, image_dir: Path) -> None:
-    examples = [CaptionPair(image=Item(image=str(image_dir / "c.png")), caption=CAPTION)]
+    examples = [CaptionPair(media=Item(image=str(image_dir / "c.png")), caption=CAPTION)]
     builder = WarmupBuilder(pre, 0.2, 0.5)
     a, b = builder(examples, np.random.default_rng(5)), builder(examples, np.random.default_rng(5))
     assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.image_token_mask, b.image_token_mask)

@@ -67,3 +67,24 @@ def test_bridge_stage_reconstructs_targets_after_video_queries(video_dir: Path, 
                          f"data.corpus={root}", "data.max_len=512", "protocol.video.frames=4", steps=2, batch=2)
     assert train_stage(recipe).steps == 2
     assert all(m["loss"] > 0 for m in read_metrics(out) if "loss" in m)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "warmup"])
+def test_caption_stages_reconstruct_captions_of_videos_and_images(stage: str, video_dir: Path, image_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """Stage 1 (and 0) read ``video_path`` rows beside image rows; MAE masks the image rows' patches only."""
+    model = ["model.tokenizer_corpus=false"] if stage == "pretrain" else [f"model.path={make_backbone().save(tmp_path / 'start')}"]
+    (video_dir / "a.png").write_bytes((image_dir / "a.png").read_bytes())
+    corpus = tmp_path / "captions.parquet"
+    pq.write_table(pa.table({"image_path": ["", "", "a.png", ""], "video_path": ["clip", "long", None, "clip.mp4"],
+                             "caption": ["noise that moves", "a longer noise clip", "a noise image",
+                                         "noise in a file"]}), corpus)
+    out = tmp_path / "run"
+    recipe = tiny_recipe(stage, tmp_path, out, *model, f"data.images={video_dir}", f"data.corpus={corpus}",
+                         "data.max_len=512", "protocol.video.frames=4", steps=2, batch=4)
+    assert train_stage(recipe).steps == 2
+    assert all(m["loss"] > 0 for m in read_metrics(out) if "loss" in m)
+    pq.write_table(pa.table({"image_path": ["a.png"], "video_path": ["clip"], "caption": ["both"]}), corpus)
+    with pytest.raises(DataError, match="an image path or a video path, not both"):
+        train_stage(tiny_recipe(stage, tmp_path, tmp_path / "bad", *model, f"data.images={video_dir}",
+                                f"data.corpus={corpus}", steps=1))

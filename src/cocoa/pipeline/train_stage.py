@@ -16,7 +16,7 @@ import yaml
 from torch import nn
 
 from cocoa.core.spec import EmbeddingSpec
-from cocoa.data.items import IMAGE_PLACEHOLDER
+from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 from cocoa.errors import ConfigError
 from cocoa.files import atomic_folder, write_json
 from cocoa.integrations.st_layout import write_sentence_transformers_files
@@ -44,7 +44,8 @@ def tokenizer_texts(root: Path) -> list[str]:
         table = pq.read_table(file)
         for column in TEXT_COLUMNS:
             if column in table.column_names:
-                texts.extend(str(t).replace(IMAGE_PLACEHOLDER, " ") for t in table.column(column).to_pylist() if t)
+                texts.extend(str(t).replace(IMAGE_PLACEHOLDER, " ").replace(VIDEO_PLACEHOLDER, " ")
+                                 for t in table.column(column).to_pylist() if t)
     if not texts:
         raise ConfigError(f"no training texts under {root}/train or {root}/pretrain to learn a tokenizer from")
     return texts

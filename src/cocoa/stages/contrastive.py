@@ -104,13 +104,13 @@ class PairBatch:
 def distinct_rows(items: Sequence[Item]) -> tuple[list[Item], tuple[int, ...]]:
     """The distinct items in first-seen order, and each item's position among them.
 
-    Items are the same when text and image path are; an in-memory image counts as distinct.
+    Items are the same when text, image path and video are; an in-memory image counts as distinct.
     """
-    seen: dict[tuple[str, str | None], int] = {}
+    seen: dict[tuple[str, str], int] = {}
     distinct: list[Item] = []
     rows = []
     for item in items:
-        key = None if isinstance(item.image, Image.Image) else (item.text, item.image)
+        key = None if isinstance(item.image, Image.Image) else item.key()
         if key is None or key not in seen:
             if key is not None:
                 seen[key] = len(distinct)

@@ -29,7 +29,7 @@ class PretrainBuilder:
         self.pre = pre
 
     def sequence(self, ex: CaptionPair) -> Encoded:
-        enc = self.pre.fit(self.pre.item(Item(ex.caption, ex.image.image)), reserve=1)
+        enc = self.pre.fit(self.pre.item(Item(ex.caption, ex.media.image, ex.media.video)), reserve=1)
         enc.add([self.pre.ids.eos], Role.QUERY, protected=True)
         enc.labels = [i if not p else IGNORE_INDEX for i, p in zip(enc.ids, enc.protected, strict=True)]
         enc.labels[-1] = self.pre.ids.eos

@@ -45,7 +45,7 @@ class WarmupBuilder:
         self.pre, self.text_ratio, self.image_ratio = pre, text_ratio, image_ratio
 
     def sequence(self, ex: CaptionPair, rng: np.random.Generator) -> Encoded:
-        enc = self.pre.fit(self.pre.item(Item(ex.caption, ex.image.image)))
+        enc = self.pre.fit(self.pre.item(Item(ex.caption, ex.media.image, ex.media.video)))
         text = [i for i, protected in enumerate(enc.protected) if not protected]
         mask_share(enc, text, self.text_ratio, rng, self.pre.ids.mask)
         return enc
