@@ -6,10 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from cocoa.data.eval_sets import read_eval_dataset
+from cocoa.data.items import Item
 from cocoa.data.video_tasks import VIDEO_TASKS, read_video_task
+from cocoa.errors import DataError
 from cocoa.evaluate import cli
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.batch_encoder import BatchEncoder
@@ -64,3 +69,27 @@ def test_frames_option_samples_more_frames_and_records_it(evaluated: tuple[Path,
     record = json.loads((tmp_path / "o" / "Video-MME_score.json").read_text())
     assert record["protocol"]["video"]["frames"] == 2
     assert record["fingerprint"] != json.loads((out / "Video-MME_score.json").read_text())["fingerprint"]
+
+
+def test_mmeb_eval_rows_with_video_columns(model_dir: Path, video_dir: Path, tmp_path: Path) -> None:
+    """Rows in MMEB-eval columns plus qry_video_path / tgt_video_path: read, checked, evaluated."""
+    rows = {"qry_text": ["<|video_1|> What happens?", "a noise clip"],
+            "qry_img_path": ["", ""], "qry_video_path": ["clip", ""],
+            "tgt_text": [["noise moving", "a still"], ["", "<|video_1|> a video"]],
+            "tgt_img_path": [["", ""], ["", ""]], "tgt_video_path": [["", ""], ["clip.mp4", "long"]]}
+    data = tmp_path / "data"
+    (data / "VideoSet").mkdir(parents=True)
+    pq.write_table(pa.table(rows), data / "VideoSet" / "test-00000-of-00001.parquet")
+    dataset = read_eval_dataset(data, "VideoSet", video_dir)
+    first, second = dataset.rows
+    assert first.query == Item("<|video_1|> What happens?", video=str(video_dir / "clip"))
+    assert [c.video for c in second.candidates] == [str(video_dir / "clip.mp4"), str(video_dir / "long")]
+    summary = evaluate(BatchEncoder.from_pretrained(model_dir, device="cpu"), data, tmp_path / "out",
+                       image_root=video_dir, show_progress=False)
+    assert set(summary.datasets) == {"VideoSet"}
+    bad = {**rows, "tgt_video_path": [["", ""], ["gone", "long"]]}
+    pq.write_table(pa.table(bad), data / "VideoSet" / "test-00000-of-00001.parquet")
+    with pytest.raises(DataError, match="video frame folder not found") as caught:
+        read_eval_dataset(data, "VideoSet", video_dir)
+    assert caught.value.row == 1 and caught.value.field == "tgt_video_path[0]"
+    assert len(read_eval_dataset(data, "VideoSet", video_dir, skip_bad=True).rows) == 1

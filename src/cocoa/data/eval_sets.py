@@ -4,7 +4,12 @@ Accepted layouts: a single parquet file; a MiniMMEB folder (``eval/``); the Hugg
 (``<root>/<name>/test-*.parquet``). Texts are kept verbatim; image paths become absolute
 (``image_root / path``). The instruction-split variant (``qry_inst`` / ``tgt_inst``) is read in
 one of the formats of :mod:`cocoa.data.instruct`; the MMEB-V2 visual-document layout
-(corpus / queries / qrels) by :mod:`cocoa.data.visdoc`.
+(corpus / queries / qrels) by :mod:`cocoa.data.visdoc`, its video tasks by
+:mod:`cocoa.data.video_tasks`.
+
+A file may add videos to the same rows: ``qry_video_path`` (a string) and ``tgt_video_path`` (a
+list as long as ``tgt_text``), frame folders or video files under the image root, ``""`` for
+none; such files are read row by row.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from cocoa.data.columns import CODED_STRING, Strings, entry_rows, first_appearance_ids, list_lengths, padded
 from cocoa.data.images import MAX_IMAGE_PIXELS
@@ -33,6 +39,8 @@ from cocoa.errors import DataError
 EVAL_TYPES = {"qry_text": CODED_STRING, "qry_img_path": CODED_STRING,
               "tgt_text": pa.list_(CODED_STRING), "tgt_img_path": pa.list_(CODED_STRING)}
 EVAL_FIELDS = tuple(EVAL_TYPES)
+#: Optional video columns of an eval row (see the module docstring).
+VIDEO_EVAL_FIELDS = frozenset({"qry_video_path", "tgt_video_path"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +99,8 @@ def read_eval_dataset(path: Path, name: str | None, image_root: Path, *, skip_ba
     skipped = 0
     dataset_name = name or (Path(path).stem if Path(path).is_file() else Path(path).name)
     files = _eval_files(path, name)
+    if any(VIDEO_EVAL_FIELDS & set(_field_names(file)) for file in files):
+        return _read_video_rows(files, dataset_name, checker, str(path), skip_bad)
     for file in files:
         columns, bad = _good_eval_rows(_eval_columns(file, dataset_name, instruction_format), checker, str(file),
                                        skip_bad)
@@ -99,6 +109,63 @@ def read_eval_dataset(path: Path, name: str | None, image_root: Path, *, skip_ba
     items, queries, candidates = _index_eval_items(_EvalColumns.concat(parts), checker)
     return LoadedEvalDataset(dataset_name, items, queries, candidates, str(path), skipped=skipped,
                              files=tuple(str(file) for file in files))
+
+
+def _field_names(file: Path) -> list[str]:
+    try:
+        return pq.read_schema(file).names
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise DataError(f"cannot read parquet: {exc}", file=str(file)) from exc
+
+
+def _read_video_rows(files: list[Path], name: str, checker: ImageChecker, source: str,
+                     skip_bad: bool) -> LoadedEvalDataset:
+    """MMEB-eval rows with ``qry_video_path`` / ``tgt_video_path``, checked and interned row by row."""
+    index: dict[tuple[str, str], int] = {}
+    items: list[Item] = []
+    queries: list[int] = []
+    rows: list[list[int]] = []
+    skipped = 0
+
+    def intern(item: Item) -> int:
+        key = item.key()
+        if key not in index:
+            index[key] = len(items)
+            items.append(item)
+        return index[key]
+
+    for file in files:
+        table = read_table(file)
+        check_fields(set(table.column_names), EVAL_FIELDS, tuple(VIDEO_EVAL_FIELDS), str(file), None)
+        for row, values in enumerate(table.to_pylist()):
+            try:
+                query, candidates = _video_row(values, checker, str(file), row)
+            except DataError as exc:
+                skipped += skip_row(exc, skip_bad)
+                continue
+            queries.append(intern(query))
+            rows.append([intern(c) for c in candidates])
+    log_skipped(source, skipped)
+    if not queries:
+        raise DataError("no usable row", file=source)
+    return LoadedEvalDataset(name, tuple(items), np.array(queries, dtype=np.int64),
+                             padded(np.array([i for r in rows for i in r], dtype=np.int64),
+                                    np.array([len(r) for r in rows])),
+                             source, skipped=skipped, files=tuple(str(file) for file in files))
+
+
+def _video_row(values: dict, checker: ImageChecker, file: str, row: int) -> tuple[Item, list[Item]]:
+    query = checker.item(values["qry_text"], values["qry_img_path"], file=file, row=row,
+                         fields=("qry_text", "qry_img_path"), video=values.get("qry_video_path"),
+                         video_field="qry_video_path")
+    texts, images = values["tgt_text"] or [], values["tgt_img_path"] or []
+    videos = values.get("tgt_video_path") or [""] * len(texts)
+    if not texts or not len(texts) == len(images) == len(videos):
+        raise DataError(f"tgt_text, tgt_img_path and tgt_video_path need one entry per candidate "
+                        f"({len(texts)}, {len(images)}, {len(videos)})", file=file, row=row, field="tgt_text")
+    return query, [checker.item(t, i, file=file, row=row, fields=(f"tgt_text[{j}]", f"tgt_img_path[{j}]"), video=v,
+                                video_field=f"tgt_video_path[{j}]")
+                   for j, (t, i, v) in enumerate(zip(texts, images, videos, strict=True))]
 
 
 @dataclass(frozen=True, eq=False)
