@@ -68,5 +68,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mini_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small MiniMMEB (built once per session): 20 queries per eval dataset, 64 rows per train subset."""
     out = tmp_path_factory.mktemp("minimmeb")
-    build_mini(out, seed=0, queries=20, pool=20, train_size=64, grounding_candidates=10)
+    build_mini(out, seed=0, queries=20, pool=20, train_size=64, grounding_candidates=10, video_queries=12,
+               video_train_size=24)
     return out

@@ -158,7 +158,7 @@ EVAL_DATASET = "FashionMNIST"
 def stage_overrides(stage: str, root: Path, out: Path, steps: int = 3, batch: int = 4) -> list[str]:
     """Overrides that make a ``configs/tiny`` recipe a few small steps on ``root``."""
     sets = [f"data.root={root}", f"train.output_dir={out}", f"train.max_steps={steps}", "train.epochs=null",
-            f"train.batch_size={batch}", "train.warmup_steps=0", "train.log_every=1", "data.max_len=96"]
+            f"train.batch_size={batch}", "train.warmup_steps=0", "train.log_every=1", "data.max_len=160"]
     if stage == "contrastive":
         sets += ["data.cap=16", "contrastive.gradcache_chunk=4", "contrastive.temperature=0.05"]
     if stage == "bridge":

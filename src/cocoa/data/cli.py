@@ -28,6 +28,8 @@ def mini(out: Annotated[Path, typer.Option("--out", help="Output folder.")],
          pool: Annotated[int, typer.Option(min=2, help="Candidates per retrieval query.")] = 1000,
          grounding_candidates: Annotated[int, typer.Option(min=2, help="Candidates per grounding query.")] = 100,
          train_size: Annotated[int, typer.Option(min=1, help="Rows per train subset.")] = 2000,
+         video_queries: Annotated[int, typer.Option(min=4, help="Clips per video eval set.")] = 200,
+         video_train_size: Annotated[int, typer.Option(min=4, help="Clips of the video train subsets.")] = 1000,
          force: Annotated[bool, typer.Option("--force", help="Rebuild even if a complete build exists.")] = False,
          ) -> None:
     """Build MiniMMEB into OUT and print its datasets."""
@@ -36,7 +38,8 @@ def mini(out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     console = Console()
     start = time.perf_counter()
     manifest = build_mini(out, seed=seed, queries=queries, pool=pool, train_size=train_size,
-                          grounding_candidates=grounding_candidates, force=force)
+                          grounding_candidates=grounding_candidates, video_queries=video_queries,
+                          video_train_size=video_train_size, force=force)
     table = Table(title=f"MiniMMEB in {out} (seed {seed})")
     for column in ("dataset", "meta-task", "IND/OOD", "queries", "candidates per query"):
         table.add_column(column)

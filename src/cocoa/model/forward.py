@@ -53,6 +53,11 @@ class ImageFeatures:
         return ImageFeatures(mask(self.tokens, flags),
                              tuple(d.masked_fill(flags[:, None], 0.0) for d in self.deepstack))
 
+    def split(self, n: int) -> tuple[ImageFeatures, ImageFeatures]:
+        """The first ``n`` tokens and the rest."""
+        return (ImageFeatures(self.tokens[:n], tuple(d[:n] for d in self.deepstack)),
+                ImageFeatures(self.tokens[n:], tuple(d[n:] for d in self.deepstack)))
+
     @staticmethod
     def interleave(images: ImageFeatures, videos: ImageFeatures, is_image: Tensor) -> ImageFeatures:
         """Image and video features merged in sequence order; ``is_image`` flags each visual slot."""
@@ -95,11 +100,23 @@ def vision_features(model: nn.Module, pixel_values: Tensor, grid_thw: Tensor) ->
     return ImageFeatures(torch.cat(out.pooler_output, dim=0), tuple(torch.cat(d, dim=0) for d in deepstack))
 
 
-def image_features(model: nn.Module, batch: Batch) -> ImageFeatures | None:
-    """The batch's image features in sequence order, or ``None`` without images."""
-    if batch.pixel_values is None:
+def visual_features(model: nn.Module, batch: Batch, image_transform: ImageTransform | None = None
+                    ) -> ImageFeatures | None:
+    """The batch's image and video features in sequence order (``None`` without either), from one call of
+    the vision tower (so ranks that shard it run it once per batch, whatever their mix);
+    ``image_transform`` edits the image features only."""
+    pixels = [p for p in (batch.pixel_values, batch.pixel_values_videos) if p is not None]
+    if not pixels:
         return None
-    return vision_features(model, batch.pixel_values, batch.image_grid_thw)
+    grids = torch.cat([g for g in (batch.image_grid_thw, batch.video_grid_thw) if g is not None])
+    feats = vision_features(model, torch.cat(pixels), grids)
+    kinds = batch.mm_token_type_ids[batch.visual_slots]
+    images, videos = feats.split(int((kinds == Modality.IMAGE).sum()))
+    if image_transform is not None and batch.pixel_values is not None:
+        images = image_transform(images)
+    if batch.pixel_values_videos is None:
+        return images
+    return videos if batch.pixel_values is None else ImageFeatures.interleave(images, videos, kinds == Modality.IMAGE)
 
 
 def blank_image_features(model: nn.Module, device: torch.device) -> ImageFeatures:
@@ -143,13 +160,7 @@ def input_embeddings(model: nn.Module, batch: Batch, image_transform: ImageTrans
     """Token embeddings ``(batch, len, hidden)`` with the image and video features in their slots, and
     those features (in sequence order); ``image_transform`` edits the image features only."""
     embeds = vl_model(model).get_input_embeddings()(batch.input_ids)
-    feats = image_features(model, batch)
-    if feats is not None and image_transform is not None:
-        feats = image_transform(feats)
-    if batch.pixel_values_videos is not None:
-        videos = vision_features(model, batch.pixel_values_videos, batch.video_grid_thw)
-        feats = videos if feats is None else ImageFeatures.interleave(
-            feats, videos, batch.mm_token_type_ids[batch.visual_slots] == Modality.IMAGE)
+    feats = visual_features(model, batch, image_transform)
     if feats is not None:
         slots = batch.visual_slots.unsqueeze(-1).expand_as(embeds)
         embeds = embeds.masked_scatter(slots, feats.tokens.to(embeds.dtype))

@@ -24,12 +24,20 @@ from cocoa.data.minimmeb.build import META_TASKS, VERSION, Manifest, build_mini,
 from cocoa.data.minimmeb.leaks import check_leaks
 from cocoa.data.minimmeb.pools import COLOURS, FASHION_LABELS, tint
 from cocoa.data.minimmeb.scenes import position_names
-from cocoa.data.minimmeb.store import CAPTION_SCHEMA, EVAL_SCHEMA, TRAIN_SCHEMA
+from cocoa.data.minimmeb.store import (
+    CAPTION_SCHEMA,
+    EVAL_SCHEMA,
+    TRAIN_SCHEMA,
+    VIDEO_EVAL_SCHEMA,
+    VIDEO_TRAIN_SCHEMA,
+)
 from cocoa.data.minimmeb.wordings import HELD_OUT_SETS
 from cocoa.data.train_pairs import read_train_pairs
+from cocoa.evaluate.registry import VIDEO_META_TASKS
 from cocoa.pipeline.train_stage import tokenizer_texts
 
-SMALL = {"queries": 40, "pool": 100, "train_size": 60, "grounding_candidates": 30}
+SMALL = {"queries": 40, "pool": 100, "train_size": 60, "grounding_candidates": 30, "video_queries": 16,
+         "video_train_size": 32}
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +54,9 @@ def test_eval_files_follow_mmeb_eval_schema(mini):
     out, manifest = mini
     for info in manifest.datasets:
         path = out / "eval" / f"{info.name}.parquet"
+        if info.meta_task in VIDEO_META_TASKS:  # tests/data/minimmeb/test_videos.py
+            _schema_matches(path, VIDEO_EVAL_SCHEMA)
+            continue
         _schema_matches(path, EVAL_SCHEMA)
         rows = pq.read_table(path).to_pylist()
         assert len(rows) == info.queries > 0
@@ -64,7 +75,8 @@ def test_datasets_cover_meta_tasks_with_ind_and_ood(mini):
     _, manifest = mini
     assert len(manifest.datasets) >= 12
     for task in META_TASKS:
-        assert {d.split for d in manifest.datasets if d.meta_task == task} == {"IND", "OOD"}
+        want = {"IND"} if task in ("video_qa", "moment_retrieval") else {"IND", "OOD"}
+        assert {d.split for d in manifest.datasets if d.meta_task == task} == want
 
 
 def test_candidate_counts_as_promised(mini):
@@ -100,10 +112,10 @@ def test_train_and_pretrain_schemas(mini):
     out, manifest = mini
     for name, count in manifest.train_rows.items():
         path = out / "train" / f"{name}.parquet"
-        _schema_matches(path, TRAIN_SCHEMA)
+        _schema_matches(path, VIDEO_TRAIN_SCHEMA if name.startswith("Video") else TRAIN_SCHEMA)
         assert pq.read_metadata(path).num_rows == count > 0
     _schema_matches(out / "pretrain" / "stage1.parquet", CAPTION_SCHEMA)
-    _schema_matches(out / "pretrain" / "stage2.parquet", TRAIN_SCHEMA)
+    _schema_matches(out / "pretrain" / "stage2.parquet", VIDEO_TRAIN_SCHEMA)
     ood = {d.name for d in manifest.datasets if d.split == "OOD"}
     assert not ood & set(manifest.train_rows)
     assert set(manifest.train_rows) <= {d.name for d in manifest.datasets if d.split == "IND"}
@@ -116,7 +128,7 @@ def test_readers_load_the_build(mini):
     assert dataset.skipped == 0 and len(dataset.rows) == SMALL["queries"]
     assert Path(dataset.rows[0].candidates[0].image).is_absolute()
     pairs = read_train_pairs(out, None, out / "images", cap=25)
-    assert len(pairs) == 25 * len(manifest.train_rows)
+    assert len(pairs) == sum(min(25, rows) for rows in manifest.train_rows.values())
     stage2 = read_train_pairs(out / "pretrain" / "stage2.parquet", None, out / "images", cap=None)
     assert len(stage2) == manifest.pretrain_rows["stage2"]
     assert all(pair.positive.image is None for pair in stage2)
@@ -127,7 +139,9 @@ def test_readers_load_the_build(mini):
 def test_manifest_checksums_and_readme_table(mini):
     out, manifest = mini
     assert Manifest.from_json((out / "manifest.json").read_text()) == manifest
-    assert len(manifest.checksums) == (1 + len(HELD_OUT_SETS)) * len(manifest.datasets) + len(manifest.train_rows) + 2
+    videos = sum(d.meta_task in VIDEO_META_TASKS for d in manifest.datasets)  # no held-out wordings
+    assert len(manifest.checksums) == ((1 + len(HELD_OUT_SETS)) * (len(manifest.datasets) - videos) + videos
+                                       + len(manifest.train_rows) + 2)
     assert "dataset-fashion-mnist" in manifest.sources
     table = write_readme_table(manifest)
     assert table.count("\n") == len(manifest.datasets) + 2
@@ -176,10 +190,12 @@ def test_no_leaks_in_build_and_planted_leaks_found(mini, tmp_path):
 def test_cli_passes_pool_and_grounding_sizes(tmp_path):
     out = tmp_path / "cli-mini"
     result = CliRunner().invoke(app, ["data", "mini", "--out", str(out), "--queries", "5", "--pool", "7",
-                                      "--grounding-candidates", "6", "--train-size", "8"])
+                                      "--grounding-candidates", "6", "--train-size", "8", "--video-queries", "8",
+                                      "--video-train-size", "8"])
     assert result.exit_code == 0, result.output
     manifest = Manifest.from_json((out / "manifest.json").read_text())
-    assert manifest.params == {"queries": 5, "pool": 7, "train_size": 8, "grounding_candidates": 6}
+    assert manifest.params == {"queries": 5, "pool": 7, "train_size": 8, "grounding_candidates": 6,
+                               "video_queries": 8, "video_train_size": 8}
     info = {d.name: d for d in manifest.datasets}
     assert info["SceneT2I"].min_candidates == info["SceneT2I"].max_candidates == 7
     assert info["SceneGrounding"].max_candidates == 6
@@ -215,7 +231,7 @@ def test_eval_uses_a_training_wording_and_each_held_out_copy_one_no_training_row
         evals = pq.read_table(out / "eval" / f"{name}.parquet").column("qry_text").to_pylist()
         assert all(_wording_of(text, [wording.train[0]]) for text in evals), name
     held_out = [getattr(w, attribute) for w in _QUERY_WORDINGS.values()]
-    for info in manifest.datasets:
+    for info in (d for d in manifest.datasets if d.meta_task not in VIDEO_META_TASKS):
         original = pq.read_table(out / "eval" / f"{info.name}.parquet")
         reworded = pq.read_table(out / folder / f"{info.name}.parquet")
         assert reworded.drop(["qry_text"]).equals(original.drop(["qry_text"])), info.name
@@ -302,7 +318,7 @@ def test_tint():
 
 def test_version_one_manifest_still_loads(mini):
     _, manifest = mini
-    assert manifest.version == VERSION == 2
+    assert manifest.version == VERSION == 3
     data = json.loads(manifest.to_json())
     del data["version"]
     for info in data["datasets"]:

@@ -8,12 +8,13 @@ second made only of words the training texts contain, with a dataset card each; 
 ``pretrain/stage1.parquet`` (``image_path``, ``caption``), ``pretrain/stage2.parquet`` (MMEB-train
 schema) and ``manifest.json``. Same seed and options give byte-identical parquet files.
 
-This builds version 2 (:data:`VERSION`): scenes of colour-tinted items with instance-level
+This builds version 3 (:data:`VERSION`): scenes of colour-tinted items with instance-level
 captions, retrieval of single tinted items by colour and label, several instruction wordings
-in training and two copies of the eval sets in wordings held out from training
+in training and two copies of the image eval sets in wordings held out from training
 (``cocoa eval --data DIR/reworded --images DIR/images``, and ``DIR/recombined``; reported apart
-from MiniMMEB). Folders of version 1 (commit 468bc55 and before) stay readable by every
-reader and evaluator; their manifests load with ``version`` 1.
+from MiniMMEB), and video sets (:mod:`~cocoa.data.minimmeb.videos`: clips under
+``images/videos/``, rows with video columns). Folders of versions 1 and 2 stay readable by every
+reader and evaluator; their manifests load with their ``version``.
 """
 
 from __future__ import annotations
@@ -31,21 +32,26 @@ from cocoa.data.minimmeb.store import (
     CAPTION_SCHEMA,
     EVAL_SCHEMA,
     TRAIN_SCHEMA,
+    VIDEO_EVAL_SCHEMA,
+    VIDEO_TRAIN_SCHEMA,
     ImageStore,
     sha256_file,
     write_parquet,
 )
 from cocoa.data.minimmeb.tasks import EvalTable, TaskBuilder, TrainTable
+from cocoa.data.minimmeb.videos import VideoEvalTable, VideoTaskBuilder, VideoTrainTable, video_tables
 from cocoa.data.minimmeb.wordings import HELD_OUT_SETS
 from cocoa.errors import DataError
 from cocoa.files import write_bytes
 
 #: The MiniMMEB version this builder writes.
-VERSION = 2
-META_TASKS = ("classification", "vqa", "retrieval", "grounding")
+VERSION = 3
+META_TASKS = ("classification", "vqa", "retrieval", "grounding", "video_classification", "video_qa",
+              "video_retrieval", "moment_retrieval")
 _OWNED = ("images", "eval", *HELD_OUT_SETS, "train", "pretrain", "manifest.json")
 #: Train subsets whose positives are texts: they also make up the stage-2 corpus.
-_STAGE2_SUBSETS = ("FashionMNIST", "EmojiGroup", "EmojiSubgroup", "ItemI2T", "SceneI2T", "SceneVQA")
+_STAGE2_SUBSETS = ("FashionMNIST", "EmojiGroup", "EmojiSubgroup", "ItemI2T", "SceneI2T", "SceneVQA", "VideoEvent",
+                   "VideoV2T", "VideoQA")
 
 
 @dataclass(frozen=True)
@@ -84,17 +90,21 @@ class Manifest:
 
 
 def build_mini(out: Path, seed: int = 0, queries: int = 1000, *, pool: int = 1000, train_size: int = 2000,
-               grounding_candidates: int = 100, force: bool = False, fashion_dir: Path | None = None,
-               emoji_font: Path | None = None, emoji_test: Path | None = None) -> Manifest:
+               grounding_candidates: int = 100, video_queries: int = 200, video_train_size: int = 1000,
+               force: bool = False, fashion_dir: Path | None = None, emoji_font: Path | None = None,
+               emoji_test: Path | None = None) -> Manifest:
     """Write MiniMMEB into ``out`` and return its manifest.
 
-    ``queries`` caps the queries per eval dataset, ``pool`` the candidates per retrieval query,
-    ``train_size`` the rows per train subset. A complete folder built with the same options is
-    reused unless ``force``. Raises :class:`DataError` if the leak check finds anything.
+    ``queries`` caps the queries per image eval dataset, ``pool`` the candidates per retrieval query,
+    ``train_size`` the rows per image train subset; ``video_queries`` and ``video_train_size`` are
+    the clips of each video eval set and of the video training subsets. A complete folder built with
+    the same options is reused unless ``force``. Raises :class:`DataError` if the leak check finds
+    anything.
     """
     out = Path(out)
     params = {"queries": queries, "pool": pool, "train_size": train_size,
-              "grounding_candidates": grounding_candidates}
+              "grounding_candidates": grounding_candidates, "video_queries": video_queries,
+              "video_train_size": video_train_size}
     if not force:
         existing = _complete_manifest(out)
         if existing is not None and (existing.version, existing.seed, existing.params) == (VERSION, seed, params):
@@ -109,7 +119,15 @@ def build_mini(out: Path, seed: int = 0, queries: int = 1000, *, pool: int = 100
     builder = TaskBuilder(pools, ImageStore(out / "images"), seed)
     evals, eval_layouts = _eval_tables(builder, queries, pool, grounding_candidates)
     trains = _train_tables(builder, train_size, eval_layouts)
+    video_evals, video_trains, video_captions = video_tables(
+        VideoTaskBuilder(pools, builder.store, seed), video_queries, video_train_size)
     checksums: dict[str, str] = {}
+    for video_table in video_evals:
+        checksums[f"eval/{video_table.name}.parquet"] = write_parquet(
+            out / "eval" / f"{video_table.name}.parquet", video_table.columns, VIDEO_EVAL_SCHEMA)
+    for video_table in video_trains:
+        checksums[f"train/{video_table.name}.parquet"] = write_parquet(
+            out / "train" / f"{video_table.name}.parquet", video_table.columns, VIDEO_TRAIN_SCHEMA)
     for table in evals:
         checksums[f"eval/{table.name}.parquet"] = write_parquet(
             out / "eval" / f"{table.name}.parquet", table.columns, EVAL_SCHEMA)
@@ -122,16 +140,17 @@ def build_mini(out: Path, seed: int = 0, queries: int = 1000, *, pool: int = 100
     for table in trains:
         checksums[f"train/{table.name}.parquet"] = write_parquet(
             out / "train" / f"{table.name}.parquet", table.columns, TRAIN_SCHEMA)
-    stage1, stage2 = _pretrain_corpora(trains)
+    stage1, stage2 = _pretrain_corpora([*trains, *video_trains], video_captions)
     checksums["pretrain/stage1.parquet"] = write_parquet(out / "pretrain" / "stage1.parquet", stage1, CAPTION_SCHEMA)
-    checksums["pretrain/stage2.parquet"] = write_parquet(out / "pretrain" / "stage2.parquet", stage2, TRAIN_SCHEMA)
+    checksums["pretrain/stage2.parquet"] = write_parquet(out / "pretrain" / "stage2.parquet", stage2,
+                                                         VIDEO_TRAIN_SCHEMA)
     leaks = check_leaks(out)
     if leaks:
         raise DataError(f"{len(leaks)} eval items leak into training corpora, first: {leaks[0]}", file=str(out))
     manifest = Manifest(
         seed=seed, params=params,
-        datasets=[_info(table) for table in evals],
-        train_rows={table.name: len(table.columns["qry"]) for table in trains},
+        datasets=[_info(table) for table in [*evals, *video_evals]],
+        train_rows={table.name: len(table.columns["qry"]) for table in [*trains, *video_trains]},
         pretrain_rows={"stage1": len(stage1["caption"]), "stage2": len(stage2["qry"])},
         sources=source_versions(), checksums=checksums, version=VERSION)
     write_bytes(out / "manifest.json", manifest.to_json().encode())
@@ -179,23 +198,29 @@ def _train_tables(builder: TaskBuilder, size: int, eval_layouts: set[tuple[str, 
     ]
 
 
-def _pretrain_corpora(trains: list[TrainTable]) -> tuple[dict[str, list], dict[str, list]]:
-    """Stage 1: (training image, caption); stage 2: the text-target train rows, concatenated."""
+def _pretrain_corpora(trains: list[TrainTable | VideoTrainTable], video_captions: dict[str, list]
+                      ) -> tuple[dict[str, list], dict[str, list]]:
+    """Stage 1: (training image or clip, caption); stage 2: the text-target train rows, concatenated."""
     by_name = {table.name: table.columns for table in trains}
-    stage1: dict[str, list] = {"image_path": [], "caption": []}
+    stage1: dict[str, list] = {"image_path": [], "video_path": [], "caption": []}
     for name in ("FashionMNIST", "ItemI2T", "SceneI2T"):
         columns = by_name[name]
         stage1["image_path"].extend(columns["qry_image_path"])
+        stage1["video_path"].extend([""] * len(columns["qry_image_path"]))
         stage1["caption"].extend(f"a photo of {with_article(text)}" if name == "FashionMNIST" else text
                                  for text in columns["pos_text"])
-    stage2: dict[str, list] = {column: [] for column in TRAIN_SCHEMA.names}
+    for column, values in video_captions.items():
+        stage1[column].extend(values)
+    stage2: dict[str, list] = {column: [] for column in VIDEO_TRAIN_SCHEMA.names}
     for name in _STAGE2_SUBSETS:
-        for column, values in by_name[name].items():
-            stage2[column].extend(values)
+        columns = by_name[name]
+        size = len(columns["qry"])
+        for column in VIDEO_TRAIN_SCHEMA.names:
+            stage2[column].extend(columns.get(column, [""] * size))
     return stage1, stage2
 
 
-def _info(table: EvalTable) -> DatasetInfo:
+def _info(table: EvalTable | VideoEvalTable) -> DatasetInfo:
     counts = [len(candidates) for candidates in table.columns["tgt_text"]]
     chance = round(sum(100.0 / count for count in counts) / len(counts), 2) if counts else 0.0
     return DatasetInfo(table.name, table.meta_task, table.split, len(counts),

@@ -1,5 +1,8 @@
-"""Leak check: no eval image or eval query (``eval/``, ``reworded/``, ``recombined/``) may appear in any training corpus of a
-MiniMMEB folder."""
+"""Leak check: no eval image, video frame or text-only eval query (``eval/``, ``reworded/``, ``recombined/``) may appear
+in any training corpus of a MiniMMEB folder.
+
+Video frames are compared one by one, except frames of one flat colour (an empty canvas shows
+nothing of an item)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from PIL import Image
 from cocoa.data.minimmeb.wordings import HELD_OUT_SETS
 
 _TRAIN_IMAGE_COLUMNS = ("qry_image_path", "pos_image_path", "neg_image_path", "image_path")
+_TRAIN_VIDEO_COLUMNS = ("qry_video_path", "pos_video_path", "neg_video_path", "video_path")
 _TRAIN_TEXT_COLUMNS = ("qry", "pos_text", "neg_text", "caption")
 
 
@@ -29,6 +33,18 @@ class _PixelHashes:
                 self._cache[relative] = hashlib.sha256(
                     f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
         return self._cache[relative]
+
+    def frames(self, relative: str) -> list[tuple[str, str]]:
+        """``(frame path, pixel hash)`` of a clip's frames that are not one flat colour."""
+        folder = self.root / relative
+        kept = []
+        for frame in sorted(folder.iterdir()):
+            with Image.open(frame) as image:
+                if all(low == high for low, high in image.convert("RGB").getextrema()):
+                    continue
+            name = frame.relative_to(self.root).as_posix()
+            kept.append((name, self(name)))
+        return kept
 
 
 def training_corpora(out_dir: Path) -> list[Path]:
@@ -52,6 +68,11 @@ def check_leaks(out_dir: Path) -> list[str]:
             for path in table.get(column, []):
                 if path:
                     train_images.setdefault(pixels(path), f"{name}:{path}")
+        for column in _TRAIN_VIDEO_COLUMNS:
+            for path in table.get(column, []):
+                if path:
+                    for frame, digest in pixels.frames(path):
+                        train_images.setdefault(digest, f"{name}:{frame}")
         for column in _TRAIN_TEXT_COLUMNS:
             for text in table.get(column, []):
                 if text:
@@ -62,10 +83,16 @@ def check_leaks(out_dir: Path) -> list[str]:
         table = pq.read_table(dataset).to_pydict()
         label = dataset.relative_to(out_dir).as_posix()
         seen: set[str] = set()
-        for row, (text, image) in enumerate(zip(table["qry_text"], table["qry_img_path"], strict=True)):
-            if not image and text in train_texts:
+        videos = table.get("qry_video_path", [""] * len(table["qry_text"]))
+        for row, (text, image, video) in enumerate(zip(table["qry_text"], table["qry_img_path"], videos, strict=True)):
+            if not image and not video and text in train_texts:
                 leaks.append(f"{label} row {row}: query text appears in {train_texts[text]}")
+            frames = [video, *(table["tgt_video_path"][row] if "tgt_video_path" in table else [])]
             paths = [image, *table["tgt_img_path"][row]]
+            for clip in frames:
+                if clip and clip not in seen:
+                    seen.add(clip)
+                    paths += [frame for frame, _ in pixels.frames(clip.removesuffix(".mp4"))]
             for path in paths:
                 if path and path not in seen:
                     seen.add(path)

@@ -23,8 +23,20 @@ TRAIN_SCHEMA = pa.schema([
     ("pos_text", pa.string()), ("pos_image_path", pa.string()),
     ("neg_text", pa.string()), ("neg_image_path", pa.string()),
 ])
-#: The stage-1 caption corpus schema.
-CAPTION_SCHEMA = pa.schema([("image_path", pa.string()), ("caption", pa.string())])
+#: The MMEB-eval schema with the video columns cocoa reads (``qry_video_path``, ``tgt_video_path``).
+VIDEO_EVAL_SCHEMA = pa.schema([
+    ("qry_text", pa.string()), ("qry_img_path", pa.string()), ("qry_video_path", pa.string()),
+    ("tgt_text", pa.list_(pa.string())), ("tgt_img_path", pa.list_(pa.string())),
+    ("tgt_video_path", pa.list_(pa.string())),
+])
+#: The MMEB-train schema with a video column per side.
+VIDEO_TRAIN_SCHEMA = pa.schema([
+    ("qry", pa.string()), ("qry_image_path", pa.string()), ("qry_video_path", pa.string()),
+    ("pos_text", pa.string()), ("pos_image_path", pa.string()), ("pos_video_path", pa.string()),
+    ("neg_text", pa.string()), ("neg_image_path", pa.string()), ("neg_video_path", pa.string()),
+])
+#: The stage-1 caption corpus schema (an image or a video per row).
+CAPTION_SCHEMA = pa.schema([("image_path", pa.string()), ("video_path", pa.string()), ("caption", pa.string())])
 
 
 def write_parquet(path: Path, rows: dict[str, list], schema: pa.Schema) -> str:
