@@ -38,6 +38,11 @@ def test_every_video_task_is_scored_and_grouped_by_its_meta_task(evaluated: tupl
     assert set(summary["datasets"]) == tasks
     assert {"video_classification", "video_qa", "video_retrieval", "moment_retrieval"} <= set(summary["meta_tasks"])
     assert all(json.loads((out / f"{t}_score.json").read_text())["metric"] == "hit@1" for t in tasks)
+    video = summary["modalities"]["video"]
+    assert (video["done"], video["total"]) == (11, 18)
+    assert video["score"] == pytest.approx(np.mean([summary["datasets"][t]["score"] for t in tasks]))
+    assert summary["modalities"]["image"] == {"score": None, "done": 0, "total": 36}
+    assert "| Video |" in (out / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("task", ["K700", "MomentSeeker", "MVBench", "MSR-VTT"])

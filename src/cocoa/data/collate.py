@@ -227,8 +227,9 @@ class Preprocessor:
         if len(drop) < excess:
             raise DataError(
                 f"sequence needs {len(enc) - len(drop) + reserve} tokens including "
-                f"{enc.num_image_tokens()} image tokens, over max_len={self.max_len}; raise max_len or lower "
-                "the image processor's max_pixels (image tokens are never truncated)", field="max_len")
+                f"{enc.num_image_tokens()} image and video tokens, over max_len={self.max_len}; raise max_len, lower "
+                "the image processor's max_pixels or sample fewer frames (image tokens are never truncated)",
+                field="max_len")
         keep = [i for i in range(len(enc)) if i not in drop]
         out = Encoded(pixels=enc.pixels, grids=enc.grids, video_pixels=enc.video_pixels, video_grids=enc.video_grids,
                       video_seconds=enc.video_seconds)

@@ -21,6 +21,13 @@ from cocoa.errors import ConfigError, DataError
 META_TASKS = ("classification", "vqa", "retrieval", "grounding", "visdoc", "video_classification", "video_qa",
               "video_retrieval", "moment_retrieval", "other")
 VIDEO_META_TASKS = ("video_classification", "video_qa", "video_retrieval", "moment_retrieval")
+#: The modalities MMEB-V2 reports apart, in its order.
+MODALITIES = ("image", "video", "visdoc")
+
+
+def modality(meta_task: str) -> str:
+    """The modality of a meta-task: ``video`` and ``visdoc`` by name, ``image`` for every other."""
+    return "video" if meta_task in VIDEO_META_TASKS else "visdoc" if meta_task == "visdoc" else "image"
 SPLITS = ("IND", "OOD")
 #: Scores a dataset can be reported by: Precision@1 (= hit@1) or linear-gain NDCG@5, both in percent.
 METRICS = ("hit@1", "ndcg@5")

@@ -16,6 +16,7 @@ TASK_LABELS = {"classification": "Classification", "vqa": "VQA", "retrieval": "R
                "grounding": "Grounding", "visdoc": "Visual documents", "video_classification": "Video classification",
                "video_qa": "Video QA", "video_retrieval": "Video retrieval", "moment_retrieval": "Moment retrieval",
                "other": "Other"}
+MODALITY_LABELS = {"image": "Image", "video": "Video", "visdoc": "VisDoc"}
 TASK_COLOURS = {"classification": "#4C72B0", "vqa": "#DD8452", "retrieval": "#55A868", "grounding": "#C44E52",
                 "visdoc": "#8172B3", "video_classification": "#937860", "video_qa": "#DA8BC3",
                 "video_retrieval": "#8C8C8C", "moment_retrieval": "#CCB974", "other": "#64B5CD"}
@@ -31,8 +32,10 @@ def format_group(group: GroupScore | None) -> str:
 
 
 def _groups(summary: Summary) -> dict[str, GroupScore]:
-    """Overall, IND, OOD, then the meta-tasks, keyed by display label."""
-    groups = {"Overall": summary.overall, **summary.splits}
+    """Overall, the modalities (when several), IND, OOD, then the meta-tasks, keyed by display label."""
+    groups = {"Overall": summary.overall}
+    groups.update({MODALITY_LABELS[kind]: group for kind, group in summary.modalities.items()})
+    groups.update(summary.splits)
     groups.update({TASK_LABELS.get(task, task): summary.meta_tasks[task]
                    for task in META_TASKS if task in summary.meta_tasks})
     return groups

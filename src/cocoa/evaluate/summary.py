@@ -1,4 +1,4 @@
-"""Aggregate per-dataset scores into meta-task, IND/OOD and overall means."""
+"""Aggregate per-dataset scores into meta-task, modality, IND/OOD and overall means."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cocoa.evaluate.registry import META_TASKS, SPLITS, Benchmark, DatasetInfo
+from cocoa.evaluate.registry import META_TASKS, MODALITIES, SPLITS, Benchmark, DatasetInfo, modality
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class Summary:
     cover only the finished datasets (``done`` of ``total``). ``extra`` holds datasets scored in
     the same run that are not part of the benchmark: reported apart, in no group mean.
     ``protocol`` records how items were embedded; two summaries under different protocols
-    compare models and protocols at once.
+    compare models and protocols at once. ``modalities`` (image, video, visual documents, as
+    MMEB-V2 reports them) is filled when the benchmark has more than one.
     """
 
     benchmark: str
@@ -56,6 +57,7 @@ class Summary:
     evaluated: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     extra: dict[str, DatasetScore] = field(default_factory=dict)
+    modalities: dict[str, GroupScore] = field(default_factory=dict)
     protocol: dict[str, Any] | None = None
     """The embedding protocol the scores were computed under (:meth:`Protocol.to_dict`)."""
 
@@ -87,6 +89,7 @@ class Summary:
             evaluated=list(data.get("evaluated", [])), resumed=list(data.get("resumed", [])),
             extra={k: DatasetScore(**v) for k, v in data.get("extra", {}).items()},
             protocol=data.get("protocol"),
+            modalities={k: group(v) for k, v in data.get("modalities", {}).items()},
         )
 
 
@@ -112,8 +115,14 @@ def summarize(benchmark: Benchmark, scores: Mapping[str, float], fingerprint: st
                      sum(i.split == split for i in benchmark.datasets))
         for split in SPLITS if any(i.split == split for i in benchmark.datasets)
     }
+    present = {modality(i.meta_task) for i in benchmark.datasets}
+    modalities = {
+        kind: _mean([scores[i.name] for i in done if modality(i.meta_task) == kind],
+                    sum(modality(i.meta_task) == kind for i in benchmark.datasets))
+        for kind in MODALITIES if kind in present and len(present) > 1
+    }
     return Summary(
-        benchmark=benchmark.name, fingerprint=fingerprint,
+        benchmark=benchmark.name, fingerprint=fingerprint, modalities=modalities,
         datasets={i.name: DatasetScore(scores[i.name], i.meta_task, i.split, i.metric) for i in done},
         meta_tasks=meta_tasks, splits=splits,
         overall=_mean([scores[i.name] for i in done], len(benchmark.datasets)),
