@@ -12,7 +12,7 @@ its candidates, with the same frames (:func:`check_reverse`): no single frame, n
 frames, can tell the gold from it.
 
 Sets (name, meta-task, split): ``VideoEvent`` (classification: what happens), ``VideoT2V`` and
-``VideoV2T`` (retrieval between clips and their captions, every clip of the set a candidate),
+``VideoV2T`` (retrieval between clips and their captions: the gold, its reverse and 48 more),
 ``VideoMoment`` (moment retrieval: which of four segments of a long clip shows the event a
 caption names), ``VideoQA`` (which way the item moves, or whether it appears or disappears),
 and the OOD ``Grid3x3VideoEvent`` and ``Grid3x3VideoT2V`` on the larger canvas. Training subsets
@@ -38,6 +38,8 @@ from cocoa.errors import DataError
 FRAMES = 8
 #: Frames of each of a moment clip's four segments.
 SEGMENT_FRAMES = 4
+#: Candidates per retrieval query: the gold, its reverse and clips (or captions) drawn from the set.
+RETRIEVAL_POOL = 50
 KINDS = ("appear", "disappear", "move", "recolour")
 V = VIDEO_PLACEHOLDER
 EVENT_QUERY = f"{V} What happens in the video?"
@@ -261,40 +263,49 @@ class VideoTaskBuilder:
 
     def retrieval(self, name: str, clips: list[Clip], split: str, direction: str,
                   train: bool) -> VideoEvalTable | VideoTrainTable:
-        """Caption -> clip (``t2v``) or clip -> caption (``v2t``) against every clip of the set and its reverse."""
+        """Caption -> clip (``t2v``) or clip -> caption (``v2t``) against the gold, its reverse and
+        :data:`RETRIEVAL_POOL` - 2 other clips of the set (or their captions)."""
         everything = list(dict.fromkeys([*clips, *(c.reverse() for c in clips)]))
         videos = {c: self.store.clip(c) for c in everything}
         table = VideoTrainTable(name) if train else VideoEvalTable(name, "video_retrieval", split)
+        rng = self.rng(len(name), int(train))
         for clip in clips:
+            others = [c for c in everything if c not in (clip, clip.reverse())]
+            others = [others[int(i)] for i in rng.choice(len(others), size=min(RETRIEVAL_POOL - 2, len(others)),
+                                                         replace=False)]
             gold, back = videos[clip], videos[clip.reverse()]
             check_reverse(self.store, gold, back, f"{name} {clip.caption()}")
             if direction == "t2v":
                 query = (T2V_QUERY.format(clip.caption()), "")
                 sides = [(VIDEO_TARGET, videos[c]) for c in [clip, clip.reverse()]]
-                rest = [(VIDEO_TARGET, videos[c]) for c in everything if c not in (clip, clip.reverse())]
+                rest = [(VIDEO_TARGET, videos[c]) for c in others]
             else:
                 query = (VIDEO_TARGET, gold)
                 sides = [(clip.caption(), ""), (clip.reverse().caption(), "")]
-                rest = [(c.caption(), "") for c in everything if c not in (clip, clip.reverse())]
+                rest = [(c.caption(), "") for c in others]
             if isinstance(table, VideoTrainTable):
                 table.add(query, sides[0], sides[1])
             else:
                 table.add(query, sides + rest)
         return table
 
-    def moment(self, name: str, clips: list[Clip], split: str) -> VideoEvalTable:
-        """A long clip of four segments (four events) -> the segment a caption names."""
-        table = VideoEvalTable(name, "moment_retrieval", split)
+    def moment(self, name: str, clips: list[Clip], split: str, train: bool) -> VideoEvalTable | VideoTrainTable:
+        """A long clip of four segments (four events) -> the segment a caption names (hard negative: the
+        next segment)."""
+        table = VideoTrainTable(name) if train else VideoEvalTable(name, "moment_retrieval", split)
         for start in range(0, len(clips) - 3, 4):
             group = clips[start:start + 4]
             segments = [c.frames(self.pools, SEGMENT_FRAMES) for c in group]
-            whole = self.store.save(f"videos/moment/{split}-{start}/query", [f for s in segments for f in s])
-            parts = [self.store.save(f"videos/moment/{split}-{start}/segment_{i}", s) for i, s in enumerate(segments)]
+            folder = f"videos/moment/{group[0].split}{group[0].grid}x{group[0].grid}-{start}"
+            whole = self.store.save(f"{folder}/query", [f for s in segments for f in s])
+            parts = [self.store.save(f"{folder}/segment_{i}", s) for i, s in enumerate(segments)]
             for target, clip in enumerate(group):
-                caption = clip.caption()[0].lower() + clip.caption()[1:]
-                table.add((MOMENT_QUERY.format(caption), whole),
-                          [(VIDEO_TARGET, parts[target])] + [(VIDEO_TARGET, p) for i, p in enumerate(parts)
-                                                             if i != target])
+                query = (MOMENT_QUERY.format(clip.caption()[0].lower() + clip.caption()[1:]), whole)
+                if isinstance(table, VideoTrainTable):
+                    table.add(query, (VIDEO_TARGET, parts[target]), (VIDEO_TARGET, parts[(target + 1) % 4]))
+                else:
+                    table.add(query, [(VIDEO_TARGET, parts[target])] + [(VIDEO_TARGET, p) for i, p in enumerate(parts)
+                                                                        if i != target])
         return table
 
     def qa(self, name: str, clips: list[Clip], split: str, train: bool) -> VideoEvalTable | VideoTrainTable:
@@ -327,12 +338,13 @@ def video_tables(builder: VideoTaskBuilder, queries: int, train_size: int
     held_out = frozenset(c.caption() for clip in (*ind, *ood) for c in (clip, clip.reverse()))
     train = builder.clips("train", 2, train_size, held_out)  # no eval caption is a training text
     evals = [builder.event("VideoEvent", ind, "IND", False), builder.retrieval("VideoT2V", ind, "IND", "t2v", False),
-             builder.retrieval("VideoV2T", ind, "IND", "v2t", False), builder.moment("VideoMoment", ind, "IND"),
+             builder.retrieval("VideoV2T", ind, "IND", "v2t", False), builder.moment("VideoMoment", ind, "IND", False),
              builder.qa("VideoQA", ind, "IND", False),
              builder.event("Grid3x3VideoEvent", ood, "OOD", False, mp4=True),
              builder.retrieval("Grid3x3VideoT2V", ood, "OOD", "t2v", False)]
     trains = [builder.event("VideoEvent", train, "IND", True), builder.retrieval("VideoT2V", train, "IND", "t2v", True),
-              builder.retrieval("VideoV2T", train, "IND", "v2t", True), builder.qa("VideoQA", train, "IND", True)]
+              builder.retrieval("VideoV2T", train, "IND", "v2t", True), builder.qa("VideoQA", train, "IND", True),
+              builder.moment("VideoMoment", train, "IND", True)]
     captions = {"image_path": [""] * len(train), "video_path": [builder.store.clip(c) for c in train],
                 "caption": [c.caption() for c in train]}
     return evals, trains, captions
