@@ -1,4 +1,4 @@
-"""``cocoa data``: build MiniMMEB."""
+"""``cocoa data``: build MiniMMEB; convert VLM2Vec-V2's video training sets."""
 
 from __future__ import annotations
 
@@ -50,3 +50,23 @@ def mini(out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     console.print(table)
     console.print(f"train rows: {sum(manifest.train_rows.values())} in {len(manifest.train_rows)} subsets; "
                   f"pretrain rows: {manifest.pretrain_rows}; {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+@reports_errors
+def llavahound(jsonl: Annotated[Path, typer.Option("--jsonl", help="A LLaVA-Hound JSONL file (id, video, "
+                                                                   "conversations).")],
+               frames: Annotated[Path, typer.Option("--frames", help="Frame root: one folder per video id "
+                                                                     "(train_300k/ in the release).")],
+               mode: Annotated[str, typer.Option(help="caption, retrieval or qa (VLM2Vec-V2's three sets).")],
+               out: Annotated[Path, typer.Option("--out", help="Output parquet: a train subset (put it in the "
+                                                               "training folder).")],
+               limit: Annotated[int | None, typer.Option(min=1, help="Rows to keep (default: all).")] = None,
+               skip_bad: Annotated[bool, typer.Option(help="Skip malformed rows instead of failing.")] = False,
+               ) -> None:
+    """Convert a LLaVA-Hound video set into MMEB-train rows with videos (docs/video.md)."""
+    from cocoa.data.llavahound import convert, write
+
+    columns, missing = convert(jsonl, frames, mode, limit=limit, skip_bad=skip_bad)
+    write(columns, out)
+    Console().print(f"{len(columns['qry'])} rows written to {out}; {missing} rows without frames skipped")
