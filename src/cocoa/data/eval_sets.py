@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from cocoa.data.columns import CODED_STRING, Strings, entry_rows, first_appearance_ids, list_lengths, padded
 from cocoa.data.images import MAX_IMAGE_PIXELS
 from cocoa.data.instruct import INSTRUCTION_FIELDS, apply_format
-from cocoa.data.items import EMPTY_ITEM, EvalDataset, Item
+from cocoa.data.items import EMPTY_ITEM, EvalDataset, Item, ItemTable
 from cocoa.data.rows import (
     ImageChecker,
     check_fields,
@@ -121,34 +121,26 @@ def _field_names(file: Path) -> list[str]:
 def _read_video_rows(files: list[Path], name: str, checker: ImageChecker, source: str,
                      skip_bad: bool) -> LoadedEvalDataset:
     """MMEB-eval rows with ``qry_video_path`` / ``tgt_video_path``, checked and interned row by row."""
-    index: dict[tuple[str, str], int] = {}
-    items: list[Item] = []
+    table = ItemTable()
     queries: list[int] = []
     rows: list[list[int]] = []
     skipped = 0
 
-    def intern(item: Item) -> int:
-        key = item.key()
-        if key not in index:
-            index[key] = len(items)
-            items.append(item)
-        return index[key]
-
     for file in files:
-        table = read_table(file)
-        check_fields(set(table.column_names), EVAL_FIELDS, tuple(VIDEO_EVAL_FIELDS), str(file), None)
-        for row, values in enumerate(table.to_pylist()):
+        parquet = read_table(file)
+        check_fields(set(parquet.column_names), EVAL_FIELDS, tuple(VIDEO_EVAL_FIELDS), str(file), None)
+        for row, values in enumerate(parquet.to_pylist()):
             try:
                 query, candidates = _video_row(values, checker, str(file), row)
             except DataError as exc:
                 skipped += skip_row(exc, skip_bad)
                 continue
-            queries.append(intern(query))
-            rows.append([intern(c) for c in candidates])
+            queries.append(table.add(query))
+            rows.append([table.add(c) for c in candidates])
     log_skipped(source, skipped)
     if not queries:
         raise DataError("no usable row", file=source)
-    return LoadedEvalDataset(name, tuple(items), np.array(queries, dtype=np.int64),
+    return LoadedEvalDataset(name, tuple(table.items), np.array(queries, dtype=np.int64),
                              padded(np.array([i for r in rows for i in r], dtype=np.int64),
                                     np.array([len(r) for r in rows])),
                              source, skipped=skipped, files=tuple(str(file) for file in files))

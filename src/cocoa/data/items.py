@@ -64,6 +64,22 @@ def text_problem(text: str | None) -> str | None:
     return None
 
 
+class ItemTable:
+    """Distinct items in first-seen order, each stored once (by :meth:`Item.key`)."""
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        self._index: dict[tuple[str, str], int] = {}
+
+    def add(self, item: Item) -> int:
+        """The position of ``item`` (added if new)."""
+        key = item.key()
+        if key not in self._index:
+            self._index[key] = len(self.items)
+            self.items.append(item)
+        return self._index[key]
+
+
 @dataclass(frozen=True)
 class EvalRow:
     """One MMEB-eval query with its own candidate list; the gold candidate is index 0."""

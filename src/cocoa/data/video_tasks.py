@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from cocoa.data.eval_sets import LoadedEvalDataset
-from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, Item
+from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, Item, ItemTable
 from cocoa.data.rows import log_skipped, read_table, skip_row
 from cocoa.data.videos import video_problem
 from cocoa.data.visdoc import CorpusDataset
@@ -145,20 +145,19 @@ class _Builder:
     def __init__(self, task: VideoTask, video_root: Path, skip_bad: bool) -> None:
         self.task, self.skip_bad = task, skip_bad
         self.frames = Path(video_root) / task.frames
-        self.items: list[Item] = []
-        self.index: dict[tuple[str, str], int] = {}
+        self.table = ItemTable()
         self.problems: dict[str, str | None] = {}
         self.skipped = 0
         self.queries: list[int] = []
         self.candidates: list[list[int]] = []
         self.golds: list[int] = []
 
+    @property
+    def items(self) -> list[Item]:
+        return self.table.items
+
     def item(self, item: Item) -> int:
-        key = item.key()
-        if key not in self.index:
-            self.index[key] = len(self.items)
-            self.items.append(item)
-        return self.index[key]
+        return self.table.add(item)
 
     def video(self, relative: str, *, file: str, row: int, field: str) -> str:
         """The absolute frame folder of ``relative`` (under the task's frame root), checked once."""

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cocoa.data.images import MAX_IMAGE_PIXELS
-from cocoa.data.items import IMAGE_PLACEHOLDER, Item
+from cocoa.data.items import IMAGE_PLACEHOLDER, Item, ItemTable
 from cocoa.data.rows import ImageChecker, log_skipped, skip_row
 from cocoa.errors import DataError
 from cocoa.files import write_bytes
@@ -188,15 +188,8 @@ def read_visdoc_dataset(folder: Path, image_root: Path, *, name: str | None = No
     log_skipped(str(folder), skipped)
     if not query_texts or not doc_paths:
         raise DataError("no usable query or page", file=str(folder))
-    index_of: dict[tuple[str, str], int] = {}
-    items: list[Item] = []
-
-    def item_id(item: Item) -> int:
-        key = item.key()
-        if key not in index_of:
-            index_of[key] = len(items)
-            items.append(item)
-        return index_of[key]
+    table = ItemTable()
+    item_id = table.add
 
     queries = np.array([item_id(Item(text)) for text in query_texts], dtype=np.int64)
     page_text = f"{IMAGE_PLACEHOLDER} {TARGET_INSTRUCTION}"
@@ -204,7 +197,7 @@ def read_visdoc_dataset(folder: Path, image_root: Path, *, name: str | None = No
     doc_ids = [""] * len(doc_paths)
     for corpus_id, position in doc_pos.items():
         doc_ids[position] = corpus_id
-    return CorpusDataset(name, tuple(items), queries, corpus, np.array(rel_ptr, dtype=np.int64),
+    return CorpusDataset(name, tuple(table.items), queries, corpus, np.array(rel_ptr, dtype=np.int64),
                          np.array(rel_doc, dtype=np.int64), np.array(rel_gain, dtype=np.float64), tuple(doc_ids),
                          str(folder), skipped)
 
