@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -113,6 +113,11 @@ def check_frame(size: tuple[int, int], policy: VideoPolicy, name: str) -> None:
                         f"{policy.max_frame_pixels} per frame", file=name)
 
 
+def _count_frames(container: Any, stream: Any) -> int:
+    """A video stream's frame count: its header's, else a pass over its packets (decoding nothing)."""
+    return stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+
+
 def _decode(path: str, count: int) -> tuple[list[Image.Image], list[float]]:
     """``count`` uniformly sampled frames of a video file and their times in seconds.
 
@@ -128,7 +133,7 @@ def _decode(path: str, count: int) -> tuple[list[Image.Image], list[float]]:
             if not container.streams.video:
                 raise DataError("file has no video stream", file=path)
             stream = container.streams.video[0]
-            total = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+            total = _count_frames(container, stream)
         if total < 1:
             raise DataError("video has no frames", file=path)
         indices = sample_indices(total, count)
@@ -208,6 +213,6 @@ def frame_count(video: VideoSource) -> int:
     try:
         with av.open(str(video)) as container:
             stream = container.streams.video[0]
-            return stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+            return _count_frames(container, stream)
     except (av.FFmpegError, OSError, IndexError) as exc:
         raise DataError(f"cannot read video: {exc}", file=str(video)) from exc
