@@ -43,7 +43,7 @@ def measure(preset: str, stage: str, data: Path, steps: int, threads: int) -> di
     from cocoa.stages import get_stage
     from cocoa.stages.contrastive import PairBatch
     from cocoa.train.batches import BatchPlan, StepDataset
-    from cocoa.train.distributed import setup
+    from cocoa.core.distributed import setup
     from cocoa.train.trainer import Trainer
 
     torch.set_num_threads(threads)

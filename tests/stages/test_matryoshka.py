@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from cocoa.core.distributed import DistInfo
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
 from cocoa.errors import ConfigError
@@ -22,7 +23,6 @@ from cocoa.stages.contrastive import (
     MatryoshkaConfig,
 )
 from cocoa.train.config import TrainConfig
-from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import GradCacheStep
 from cocoa.train.trainer import Trainer
 from tests.helpers import TINY_HIDDEN as HIDDEN

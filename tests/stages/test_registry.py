@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
+from cocoa.core.distributed import DistInfo
 from cocoa.errors import ConfigError
 from cocoa.pipeline.driver import load_pipeline, stage_folder
 from cocoa.recipe import load_recipe, parse_recipe
 from cocoa.stages import STAGES, get_stage
 from cocoa.train.batches import BatchPlan, StepDataset
 from cocoa.train.config import TrainConfig
-from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import StepContext
 from cocoa.train.trainer import Trainer
 from tests.helpers import read_metrics

@@ -18,6 +18,8 @@ from torch.distributed.tensor import DTensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from cocoa.core import distributed
+from cocoa.core.distributed import DistInfo
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
@@ -31,10 +33,8 @@ from cocoa.stages.contrastive import (
     EmbeddingObjective,
 )
 from cocoa.stages.language import LanguageObjective
-from cocoa.train import distributed
 from cocoa.train.batches import BatchPlan, StepDataset
 from cocoa.train.config import TrainConfig
-from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import GradCacheStep, LossStep
 from cocoa.train.trainer import Trainer
 from tests.helpers import make_backbone, pairs, recipe_path, stage_overrides

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cocoa.core.distributed import DistInfo
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.model.backbone import Backbone
-from cocoa.train.distributed import DistInfo
 from tests.helpers import make_backbone, read_metrics
 from tests.train.dist_worker import CASES, LR, RESUME_STEPS, step_results
 

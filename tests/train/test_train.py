@@ -17,6 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 
+from cocoa.core.distributed import DistInfo
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import Item, TrainPair
@@ -38,7 +39,6 @@ from cocoa.stages.contrastive import (
 from cocoa.train import checkpoint
 from cocoa.train.batches import BatchPlan, StepDataset
 from cocoa.train.config import LoraConfig, TrainConfig
-from cocoa.train.distributed import DistInfo
 from cocoa.train.lora import add_lora
 from cocoa.train.steps import GradCacheStep
 from cocoa.train.trainer import Trainer

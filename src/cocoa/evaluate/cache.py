@@ -29,11 +29,14 @@ class EmbeddingCache:
     """Embeddings of items (by :meth:`Item.key`) for one encoder fingerprint.
 
     Each :meth:`add` writes a shard: ``<tag>-<id>.npy`` then ``<tag>-<id>.keys.json``; the
-    key list is written last, so a shard without one (an interrupted write) is ignored.
+    key list is written last, so a shard without one (an interrupted write) is ignored. A cache
+    that does not ``persist`` (every rank but the first of a process group) reads the shards on
+    disk and keeps what it adds in memory only.
     """
 
-    def __init__(self, root: Path, fingerprint: str) -> None:
+    def __init__(self, root: Path, fingerprint: str, *, persist: bool = True) -> None:
         self.folder = Path(root) / _folder_name(fingerprint)
+        self.persist = persist
         self._index: dict[Key, tuple[Path, int]] = {}
         self._arrays: dict[Path, np.ndarray] = {}
         for keys_file in sorted(self.folder.glob("*.keys.json")):
@@ -41,8 +44,8 @@ class EmbeddingCache:
             if shard.is_file():
                 keys = json.loads(keys_file.read_text(encoding="utf-8"))
                 self._index.update({(text, image): (shard, row) for row, (text, image) in enumerate(keys)})
-        if not self.folder.is_dir():
-            self.folder.mkdir(parents=True)
+        if persist and not self.folder.is_dir():
+            self.folder.mkdir(parents=True, exist_ok=True)
             files.write_text(self.folder / "fingerprint.txt", fingerprint + "\n")
 
     def __len__(self) -> int:
@@ -70,7 +73,8 @@ class EmbeddingCache:
         stem = f"{re.sub(r'[^A-Za-z0-9._-]', '_', tag)}-{uuid.uuid4().hex[:8]}"
         shard = self.folder / f"{stem}.npy"
         array = np.ascontiguousarray(embeddings, dtype=np.float32)
-        files.write_npy(shard, array)
-        files.write_json(self.folder / f"{stem}.keys.json", [list(key) for key in keys])
+        if self.persist:
+            files.write_npy(shard, array)
+            files.write_json(self.folder / f"{stem}.keys.json", [list(key) for key in keys])
         self._arrays[shard] = array
         self._index.update({key: (shard, row) for row, key in enumerate(keys)})

@@ -24,9 +24,13 @@ app = typer.Typer(invoke_without_command=True, add_completion=False,
 def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None,
                  frames: int | None = None) -> ItemEncoder:
     """Load the model in ``model_dir`` under ``protocol`` (default: the one it records), sampling ``frames``
-    frames per video when given (imports the model stack only when needed)."""
+    frames per video when given (imports the model stack only when needed).
+
+    Under ``torchrun`` this joins the process group and puts the model on the rank's own device.
+    """
     import dataclasses
 
+    from cocoa.core.distributed import setup
     from cocoa.core.protocol import get_protocol
     from cocoa.core.spec import EmbeddingSpec
     from cocoa.inference.batch_encoder import BatchEncoder
@@ -35,7 +39,8 @@ def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None,
     if frames is not None:
         base = chosen or EmbeddingSpec.load(model_dir).protocol
         chosen = base.replace(video=dataclasses.replace(base.video, frames=frames))
-    return BatchEncoder.from_pretrained(model_dir, num_workers=workers, protocol=chosen)
+    device = setup().device
+    return BatchEncoder.from_pretrained(model_dir, device=device, num_workers=workers, protocol=chosen)
 
 
 def parse_widths(text: str) -> list[int]:
@@ -85,6 +90,8 @@ def main(
     """Evaluate MODEL on the datasets in DATA and write scores, predictions and reports to OUT."""
     if ctx.invoked_subcommand is not None:
         return
+    from cocoa.core.distributed import rank_and_world
+
     if model is None or data is None or out is None:
         raise typer.BadParameter("--model, --data and --out are required")
     names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else None
@@ -97,13 +104,18 @@ def main(
 
         widths = evaluate_widths(load_encoder(model, workers, protocol, frames), parse_widths(dims), data, out, names, images,
                                  batch_size, cache_dir=cache, skip_bad=skip_bad)
+        if rank_and_world()[0] != 0:
+            return
         console.print(width_table(widths))
         console.print(f"per-width results in {out}/dim-<width>; scores in {out / WIDTHS_FILE}")
         return
     summary = evaluate(load_encoder(model, workers, protocol, frames), data, out, names, images, batch_size,
                        cache_dir=cache, skip_bad=skip_bad, benchmark=benchmark, dataset_info=cards)
+    if rank_and_world()[0] != 0:
+        return
     console.print(summary_table(summary))
-    console.print(f"encoded {summary.encoded} items, {summary.cache_hits} cache hits; "
+    ranks = f" on {summary.world_size} ranks" if summary.world_size > 1 else ""
+    console.print(f"encoded {summary.encoded} items{ranks}, {summary.cache_hits} cache hits; "
                   f"resumed {len(summary.resumed)} finished datasets; results in {out}")
 
 

@@ -18,6 +18,7 @@ from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.data.eval_sets import list_eval_datasets
 from cocoa.data.items import EvalDataset, Item
 from cocoa.data.visdoc import CorpusDataset
+from cocoa.errors import ConfigError
 from cocoa.evaluate.cache import EmbeddingCache
 from cocoa.evaluate.cards import Card
 from cocoa.evaluate.freshness import HASHES_FILE, FileHashes, content_key, dataset_fingerprint
@@ -80,16 +81,34 @@ class DatasetResult:
 
 def _encode_missing(encoder: ItemEncoder, name: str, items: Sequence[Item], cache: EmbeddingCache,
                     batch_size: int, show_progress: bool, key: CacheKey) -> int:
-    """Encode the items not yet in ``cache``, longest first, storing each chunk; returns the count."""
+    """Encode the items not yet in ``cache``, longest first, storing each chunk; returns the count.
+
+    Under a process group the chunks are dealt out: each round hands rank ``r`` the ``r``-th of
+    ``world`` consecutive chunks, and the round's embeddings are gathered on every rank. A rank
+    encodes exactly the chunk one process would, so the embeddings do not depend on the world size.
+    """
+    from cocoa.core.distributed import gather_objects, rank_and_world  # torch, imported late
+
+    rank, world = rank_and_world()
     missing = sorted((item for item in items if key(item) not in cache), key=encoder.item_length, reverse=True)
     chunk = max(1, batch_size * CHUNK_BATCHES)
-    with tqdm(total=len(missing), desc=name, unit="item", disable=not show_progress) as bar:
-        for start in range(0, len(missing), chunk):
-            part = missing[start:start + chunk]
-            embeddings = np.asarray(encoder.encode_items(part, batch_size=batch_size), dtype=np.float32)
-            if embeddings.ndim != 2 or len(embeddings) != len(part):
-                raise ValueError(f"encoder returned shape {embeddings.shape} for {len(part)} items")
-            cache.add(name, [key(item) for item in part], embeddings)
+    with tqdm(total=len(missing), desc=name, unit="item", disable=not show_progress or rank != 0) as bar:
+        for start in range(0, len(missing), chunk * world):
+            part = missing[start:start + chunk * world]
+            mine = part[rank * chunk:(rank + 1) * chunk]
+            embeddings, failure = None, None
+            try:
+                if mine:
+                    embeddings = np.asarray(encoder.encode_items(mine, batch_size=batch_size), dtype=np.float32)
+                    if embeddings.ndim != 2 or len(embeddings) != len(mine):
+                        raise ValueError(f"encoder returned shape {embeddings.shape} for {len(mine)} items")
+            except Exception as exc:  # every rank raises it, instead of the others waiting forever
+                failure = exc
+            shares = gather_objects((embeddings, failure))
+            for _, error in shares:
+                if error is not None:
+                    raise error
+            cache.add(name, [key(item) for item in part], np.concatenate([e for e, _ in shares if e is not None]))
             bar.update(len(part))
     return len(missing)
 
@@ -190,12 +209,18 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``). Images resolve against
     ``image_root`` (default ``data_dir/images`` if present, else ``data_dir``).
     """
+    from cocoa.core.distributed import from_main, gather_objects, rank_and_world  # torch, imported late
+
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    rank, world = rank_and_world()
+    main = rank == 0
     chosen = plan(data_dir, list_eval_datasets(data_dir), datasets, benchmark, dataset_info)
     if image_root is None:
         image_root = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
     fingerprint = encoder.fingerprint()
-    cache = EmbeddingCache(cache_dir or out_dir / "cache", fingerprint)
+    if len(set(gather_objects(fingerprint))) > 1:
+        raise ConfigError("the ranks loaded different models or protocols (their fingerprints differ)")
+    cache = EmbeddingCache(cache_dir or out_dir / "cache", fingerprint, persist=main)
     out_dir.mkdir(parents=True, exist_ok=True)
     hashes = FileHashes(out_dir / HASHES_FILE)
     encoded = hits = 0
@@ -205,22 +230,27 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
         dataset = read_dataset(data_dir, info, Path(image_root), instruction_format=chosen.formats.get(info.name),
                                skip_bad=skip_bad)
         data = dataset_fingerprint(dataset, hashes, skip_bad=skip_bad)
-        hashes.save()
-        score, why = stored_score(out_dir, info.name, fingerprint, data)
+        score, why = from_main(stored_score(out_dir, info.name, fingerprint, data) if main else None)
+        if main:
+            hashes.save()
         if score is not None:
             resumed.append(info.name)
             continue
-        if why:
+        if why and main:
             logger.warning("%s: evaluating again: %s", info.name, why)
         result = run_dataset(encoder, dataset, cache, batch_size=batch_size, show_progress=show_progress,
                              metric=info.metric, key=lambda item: content_key(item, hashes))
-        _write_dataset(out_dir, result, info, chosen.benchmark, fingerprint, dataset, protocol_record(encoder), data)
+        if main:
+            _write_dataset(out_dir, result, info, chosen.benchmark, fingerprint, dataset, protocol_record(encoder),
+                           data)
         encoded, hits = encoded + result.encoded, hits + result.cache_hits
         evaluated.append(info.name)
-    names = chosen.benchmark.names() + [info.name for info in chosen.extra]
-    scores = {name: score for name in names if (score := read_score(out_dir, name, fingerprint)) is not None}
-    summary = summarize(chosen.benchmark, scores, fingerprint, chosen.extra)
-    summary.encoded, summary.cache_hits, summary.evaluated, summary.resumed = encoded, hits, evaluated, resumed
-    summary.protocol = protocol_record(encoder)
-    write_reports(summary, out_dir)
-    return summary
+    summary = None
+    if main:
+        names = chosen.benchmark.names() + [info.name for info in chosen.extra]
+        scores = {name: score for name in names if (score := read_score(out_dir, name, fingerprint)) is not None}
+        summary = summarize(chosen.benchmark, scores, fingerprint, chosen.extra)
+        summary.encoded, summary.cache_hits, summary.evaluated, summary.resumed = encoded, hits, evaluated, resumed
+        summary.protocol, summary.world_size = protocol_record(encoder), world
+        write_reports(summary, out_dir)
+    return from_main(summary)

@@ -60,6 +60,8 @@ class Summary:
     modalities: dict[str, GroupScore] = field(default_factory=dict)
     protocol: dict[str, Any] | None = None
     """The embedding protocol the scores were computed under (:meth:`Protocol.to_dict`)."""
+    world_size: int = 1
+    """How many ranks encoded the items of the datasets this run evaluated (``torchrun``)."""
 
     @property
     def complete(self) -> bool:
@@ -88,7 +90,7 @@ class Summary:
             encoded=int(data.get("encoded", 0)), cache_hits=int(data.get("cache_hits", 0)),
             evaluated=list(data.get("evaluated", [])), resumed=list(data.get("resumed", [])),
             extra={k: DatasetScore(**v) for k, v in data.get("extra", {}).items()},
-            protocol=data.get("protocol"),
+            protocol=data.get("protocol"), world_size=int(data.get("world_size", 1)),
             modalities={k: group(v) for k, v in data.get("modalities", {}).items()},
         )
 

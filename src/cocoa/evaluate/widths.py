@@ -76,8 +76,11 @@ def evaluate_widths(encoder: ItemEncoder, widths: Sequence[int], data_dir: Path,
 
     Measuring a model at widths it was not trained for is the point of the comparison (plain
     truncation against Matryoshka training), so unlike the serving paths this takes any width.
-    Writes ``OUT/widths.json`` (see :func:`width_scores`) after the last width.
+    Writes ``OUT/widths.json`` (see :func:`width_scores`) after the last width. Under a process group
+    each rank caches the full-width embeddings it computed in shards of its own.
     """
+    from cocoa.core.distributed import rank_and_world  # torch, imported late
+
     checked = validate_dims(widths, "dims")
     cache_root = cache_dir or Path(out_dir) / "cache"
     full = EmbeddingCache(cache_root, encoder.fingerprint())
@@ -87,8 +90,9 @@ def evaluate_widths(encoder: ItemEncoder, widths: Sequence[int], data_dir: Path,
                                  datasets, image_root, batch_size, cache_dir=cache_root, skip_bad=skip_bad,
                                  show_progress=show_progress)
                  for width in checked}
-    hashes.save()
-    files.write_json(Path(out_dir) / WIDTHS_FILE, {str(w): row for w, row in width_scores(summaries).items()})
+    if rank_and_world()[0] == 0:
+        hashes.save()
+        files.write_json(Path(out_dir) / WIDTHS_FILE, {str(w): row for w, row in width_scores(summaries).items()})
     return summaries
 
 

@@ -226,7 +226,9 @@ class BatchEncoder:
             with torch.no_grad():
                 for name, tensor in sorted(model.state_dict().items()):
                     flat = tensor.detach().flatten()
-                    stats = (flat.float().sum().item(), flat[:FINGERPRINT_VALUES].float().cpu().numpy().round(6).tolist())
+                    # the sum in float64, to 9 digits: the same whatever the number of threads adding it up
+                    stats = (f"{flat.double().sum().item():.9e}",
+                             flat[:FINGERPRINT_VALUES].float().cpu().numpy().round(6).tolist())
                     h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}{stats}".encode())
             config = _settings(model.config.to_dict())
             tokenizer = self.backbone.tokenizer

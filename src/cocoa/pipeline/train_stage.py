@@ -15,6 +15,7 @@ import torch
 import yaml
 from torch import nn
 
+from cocoa.core import distributed
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 from cocoa.errors import ConfigError
@@ -23,7 +24,7 @@ from cocoa.integrations.st_layout import write_sentence_transformers_files
 from cocoa.model.backbone import Backbone
 from cocoa.recipe import Recipe
 from cocoa.stages import get_stage
-from cocoa.train import checkpoint, distributed, fsdp
+from cocoa.train import checkpoint, fsdp
 from cocoa.train.batches import BatchPlan, StepDataset
 from cocoa.train.lora import add_lora, merged
 from cocoa.train.trainer import FitResult, Trainer

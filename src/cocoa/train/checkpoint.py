@@ -30,7 +30,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from cocoa.train.distributed import DistInfo, barrier
+from cocoa.core.distributed import DistInfo, barrier
 
 PREFIX = "step-"
 #: Version of the checkpoint layout (1: index-keyed optimiser state, before FSDP).

@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from cocoa.core.distributed import DistInfo
 from cocoa.files import write_text
 from cocoa.train import checkpoint, fsdp
 from cocoa.train.batches import StepDataset, passthrough
 from cocoa.train.config import TrainConfig
-from cocoa.train.distributed import DistInfo
 from cocoa.train.steps import Step, StepContext
 
 

@@ -1,4 +1,5 @@
-"""Process-group setup for ``torchrun`` (NCCL on GPUs, gloo on CPUs), once per process.
+"""Process-group setup for ``torchrun`` (NCCL on GPUs, gloo on CPUs), once per process, and the few
+collectives that training, evaluation and encoding share.
 
 The group lives until the process exits (an ``atexit`` hook destroys it), so stages run one
 after another in one process (``cocoa run``) share it: destroying and re-making the group
@@ -10,9 +11,12 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,3 +68,30 @@ def barrier() -> None:
 def _destroy() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` of the process group, ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_objects(obj: T) -> list[T]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` without a process group."""
+    _, world = rank_and_world()
+    if world == 1:
+        return [obj]
+    out: list[T] = [obj] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def from_main(obj: T) -> T:
+    """Rank 0's ``obj`` on every rank (a decision made once, so that all ranks take the same path)."""
+    _, world = rank_and_world()
+    if world == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
