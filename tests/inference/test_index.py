@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from cocoa.errors import ConfigError, DataError
 from cocoa.inference.cli import index_app
 from cocoa.inference.embedder import Embedder
-from cocoa.inference.index import VectorIndex
+from cocoa.inference.index import Records, VectorIndex
 
 
 def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -75,7 +75,7 @@ def test_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no embeddings"):
         VectorIndex.build(np.zeros((0, 8), np.float32), [])
     with pytest.raises(DataError, match="index is empty"):
-        VectorIndex(faiss.IndexFlatIP(8), [], [], kind="flat").search(np.ones((1, 8)), 1)
+        VectorIndex(faiss.IndexFlatIP(8), Records([], []), kind="flat").search(np.ones((1, 8)), 1)
     with pytest.raises(DataError, match="duplicate id 'a'"):
         VectorIndex.build(unit_vectors(2), ["a", "a"])
     with pytest.raises(DataError, match="2 embeddings, 3 ids"):
@@ -107,7 +107,7 @@ def test_cli_build_and_search(model_dir: Path, image_dir: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     embedder = Embedder.from_pretrained(model_dir, device="cpu")
     index = VectorIndex.load(out)
-    assert index.fingerprint == embedder.fingerprint and index.payloads[1] == rows[1]
+    assert index.fingerprint == embedder.fingerprint and index.records[1][1] == rows[1]
 
     result = runner.invoke(_cli(), ["index", "search", "--model", str(model_dir), "--index", str(out),
                                     "--query", "red dress", "--image", str(image_dir / "a.png"), "-k", "3", "--json"])

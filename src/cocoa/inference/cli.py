@@ -1,15 +1,14 @@
 """``cocoa encode``, ``cocoa index build|search`` and ``cocoa serve``.
 
-Input files are JSONL, one ``{"id": ..., "text": ..., "image": "path"}`` object per line;
-``id`` defaults to the line number, image paths may be relative to the file's folder, and
-each row needs a text or an image.
+Inputs are JSONL or parquet rows ``{"id": ..., "text": ..., "image": "path", "video": ...}``, or
+a folder of images (:mod:`cocoa.inference.corpus`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -18,15 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 from cocoa.cli_errors import reports_errors
-from cocoa.core.defaults import ENCODE_BATCH_SIZE
-from cocoa.data.images import image_file_problem
-from cocoa.data.items import EMPTY_ITEM, is_empty, text_problem
-from cocoa.data.videos import video_problem
+from cocoa.core.defaults import ENCODE_BATCH_SIZE, SHARD_SIZE
 from cocoa.errors import DataError
 from cocoa.files import atomic_path, write_npy
+from cocoa.inference.corpus import Corpus, read_rows
 from cocoa.inference.settings import DEFAULTS
 
 if TYPE_CHECKING:
+    from cocoa.inference.corpus_encoder import EncodeResult
     from cocoa.inference.embedder import Embedder
 
 T = TypeVar("T")
@@ -38,69 +36,6 @@ DimensionsOpt = Annotated[int | None, typer.Option(
 
 index_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Build a vector index from a JSONL file, or search one.")
-
-
-@dataclass(frozen=True)
-class Row:
-    """One JSONL input row."""
-
-    id: Any
-    text: str
-    image: str | None
-    video: str | list[str] | None
-    raw: dict[str, Any]
-
-    def as_input(self) -> dict[str, Any]:
-        return {"text": self.text, "image": self.image, "video": self.video}
-
-
-def read_rows(path: Path) -> list[Row]:
-    """The rows of a JSONL file, or a :class:`DataError` naming the line and field."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read input: {exc}", file=str(path)) from exc
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON: {exc.msg}", file=str(path), line=number) from exc
-        if not isinstance(raw, dict):
-            raise DataError("row must be a JSON object", file=str(path), line=number)
-        text, image = raw.get("text") or "", raw.get("image")
-        if not isinstance(text, str):
-            raise DataError("must be a string", file=str(path), line=number, field="text")
-        if problem := text_problem(text):
-            raise DataError(problem, file=str(path), line=number, field="text")
-        if image is not None:
-            if not isinstance(image, str) or not image:
-                raise DataError("must be a path string", file=str(path), line=number, field="image")
-            image = str((path.parent / image).resolve())
-            if problem := image_file_problem(image):
-                raise DataError(problem, file=str(path), line=number, field="image")
-        video = raw.get("video")
-        if video is not None:
-            if isinstance(video, str) and video:
-                video = str((path.parent / video).resolve())
-            elif isinstance(video, list) and video and all(isinstance(v, str) and v for v in video):
-                video = [str((path.parent / v).resolve()) for v in video]
-            else:
-                raise DataError("must be a frame folder or video file path, or a list of frame paths",
-                                file=str(path), line=number, field="video")
-            if problem := video_problem(video if isinstance(video, str) else tuple(video)):
-                raise DataError(problem, file=str(path), line=number, field="video")
-        if is_empty(text, image, video):
-            others = sorted(set(raw) - {"id", "text", "image", "video"})
-            hint = f"; its keys {others} are kept as payload, not embedded" if others else ""
-            raise DataError(f"row has {EMPTY_ITEM} (expected 'text', 'image' and/or 'video'{hint})", file=str(path),
-                            line=number, field="text")
-        rows.append(Row(raw.get("id", number), text, image, video, raw))
-    if not rows:
-        raise DataError("input has no rows", file=str(path))
-    return rows
 
 
 def read_key(path: Path) -> str:
@@ -143,52 +78,86 @@ def write_embeddings(out: Path, ids: list[Any], vectors: Any) -> None:
 
 def encode(
     model: ModelOpt,
-    input: Annotated[Path, typer.Option("--input", help="JSONL rows {id, text, image}.")],
-    out: Annotated[Path, typer.Option("--out", help="Output .npy or .parquet file.")],
+    input: Annotated[Path, typer.Option("--input", help="JSONL or parquet rows {id, text, image, video}, or a "
+                                                       "folder of images.")],
+    out: Annotated[Path, typer.Option("--out", help="A folder of shards (resumable; split across torchrun ranks), "
+                                                   "or one .npy / .parquet file for a small input.")],
     batch_size: BatchOpt = ENCODE_BATCH_SIZE,
     instruction: InstructionOpt = None,
     dimensions: DimensionsOpt = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="Rows per shard (folder output).")] = SHARD_SIZE,
 ) -> None:
-    """Embed every row of a JSONL file into OUT (.npy, or .parquet with ids)."""
-    if out.suffix not in (".npy", ".parquet"):
-        raise typer.BadParameter("--out must end in .npy or .parquet")
+    """Embed every row of INPUT into OUT: a folder of parquet shards with a manifest, or one file."""
+    console = Console(stderr=True)
+    if out.suffix in (".npy", ".parquet"):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise typer.BadParameter("one --out file is written by one process; under torchrun write to a folder")
 
-    def action() -> int:
-        rows = read_rows(input)
-        vectors = load_embedder(model).encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
-                                              show_progress=True, dimensions=dimensions)
-        write_embeddings(out, [r.id for r in rows], vectors)
-        return len(rows)
+        def to_file() -> int:
+            rows = read_rows(input)
+            vectors = load_embedder(model).encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
+                                                  show_progress=True, dimensions=dimensions)
+            write_embeddings(out, [r.id for r in rows], vectors)
+            return len(rows)
 
-    count = _run(action)
-    Console(stderr=True).print(f"wrote {count} embeddings to {out}")
+        console.print(f"wrote {_run(to_file)} embeddings to {out}")
+        return
+
+    def to_shards() -> tuple[int, EncodeResult]:
+        from cocoa.core.distributed import rank_and_world, setup
+        from cocoa.inference.corpus_encoder import encode_corpus
+        from cocoa.inference.embedder import Embedder
+
+        corpus = Corpus(input)
+        embedder = Embedder.from_pretrained(model, device=setup().device)
+        result = encode_corpus(embedder, corpus, out, shard_size=shard_size, batch_size=batch_size,
+                               instruction=instruction, dimensions=dimensions)
+        return rank_and_world()[0], result
+
+    rank, result = _run(to_shards)
+    if rank == 0:
+        console.print(f"wrote {result.rows} embeddings in {result.shards} shards to {out} (this rank: "
+                      f"{result.written} encoded, {result.resumed} found finished)")
 
 
 @index_app.command("build")
 def build(
-    model: ModelOpt,
-    input: Annotated[Path, typer.Option("--input", help="JSONL rows {id, text, image}; the row is the payload.")],
     out: Annotated[Path, typer.Option("--out", help="Index folder to write.")],
-    kind: Annotated[str, typer.Option(help="flat (exact), hnsw or ivf.")] = "flat",
+    shards: Annotated[Path | None, typer.Option("--shards", help="A shard folder from `cocoa encode` (streamed: "
+                                                                 "memory is the index's, not the corpus's).")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="Model folder, to embed --input.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", help="JSONL or parquet rows, or a folder of images, "
+                                                               "embedded in memory; the row is the payload.")] = None,
+    kind: Annotated[str, typer.Option(help="flat (exact), hnsw, ivf or ivfpq (compressed).")] = "flat",
+    nlist: Annotated[int | None, typer.Option(min=1, help="IVF lists (default: the square root of the count).")] = None,
+    pq_m: Annotated[int | None, typer.Option(min=1, help="IVF-PQ code bytes per vector (default: width / 4).")] = None,
     batch_size: BatchOpt = ENCODE_BATCH_SIZE,
     instruction: InstructionOpt = None,
     dimensions: DimensionsOpt = None,
 ) -> None:
-    """Embed a JSONL file and save a searchable index of it (queries are later embedded at its width)."""
-    from cocoa.inference.index import VectorIndex
+    """Save a searchable index of a shard folder, or of an input embedded now (queries are later embedded
+    at its width)."""
+    from cocoa.inference.index import VectorIndex, build_from_shards
+    from cocoa.inference.shards import ShardReader
 
-    def action() -> int:
+    if (shards is None) == (input is None) or (input is not None and model is None):
+        raise typer.BadParameter("give --shards DIR, or --input FILE with --model")
+
+    def action() -> VectorIndex:
+        if shards is not None:
+            return build_from_shards(ShardReader(shards), out, kind=kind, nlist=nlist, pq_m=pq_m)
         rows = read_rows(input)
         embedder = load_embedder(model)
         vectors = embedder.encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
                                   show_progress=True, dimensions=dimensions)
         index = VectorIndex.build(vectors, [r.id for r in rows], [r.raw for r in rows], kind=kind,
-                                  fingerprint=embedder.fingerprint)
+                                  fingerprint=embedder.fingerprint, nlist=nlist, pq_m=pq_m)
         index.save(out)
-        return len(index)
+        return index
 
-    count = _run(action)
-    Console(stderr=True).print(f"indexed {count} rows ({kind}) in {out}")
+    index = _run(action)
+    recall = "" if index.recall is None else f"; recall@10 against exact search {index.recall:.3f}"
+    Console(stderr=True).print(f"indexed {len(index)} rows ({kind}) in {out}{recall}")
 
 
 @index_app.command("search")

@@ -1,32 +1,51 @@
 """A FAISS inner-product index over embeddings, with ids and JSON payloads, saved as a folder.
 
-Kinds: ``flat`` (exact), ``hnsw`` (graph, no training) and ``ivf`` (clustered, trained on the
-vectors themselves) for large collections. Embeddings are L2-normalised, so the inner
-product is the cosine similarity. A saved index is a folder holding ``index.faiss``,
-``records.jsonl`` (one ``{"id", "payload"}`` per vector, in index order) and ``meta.json``
-(dim, kind, count, model fingerprint, search parameters); it is written to a temporary
-sibling and renamed into place, so a reader never sees half an index.
+Kinds: ``flat`` (exact), ``hnsw`` (graph, no training), and for large collections ``ivf``
+(clustered) and ``ivfpq`` (clustered, vectors compressed by product quantisation), both trained
+on a sample of the vectors. Embeddings are L2-normalised, so the inner product is the cosine
+similarity. A saved index is a folder holding ``index.faiss``, ``records.jsonl`` (one
+``{"id", "payload"}`` per vector, in index order), ``records.offsets.npy`` (where each record
+starts) and ``meta.json`` (dim, kind, count, model fingerprint, search parameters, and the
+recall@10 measured when it was built); it is written to a temporary sibling and renamed into
+place, so a reader never sees half an index. A loaded index memory-maps the FAISS file (IVF
+lists are paged in as queries touch them) and reads a record only when a search returns it.
+
+:func:`build_from_shards` streams the shards of ``cocoa encode`` into an index: peak memory is
+the index itself plus one shard and the training sample.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import faiss
 import numpy as np
+from tqdm.auto import tqdm
 
 from cocoa.errors import ConfigError, DataError
 from cocoa.files import atomic_folder
 
-IndexKind = Literal["flat", "hnsw", "ivf"]
+if TYPE_CHECKING:
+    from cocoa.inference.shards import ShardReader
+
+IndexKind = Literal["flat", "hnsw", "ivf", "ivfpq"]
 KINDS: tuple[str, ...] = get_args(IndexKind)
-INDEX_FILE, RECORDS_FILE, META_FILE = "index.faiss", "records.jsonl", "meta.json"
+TRAINED_KINDS = frozenset({"ivf", "ivfpq"})
+INDEX_FILE, RECORDS_FILE, OFFSETS_FILE, META_FILE = "index.faiss", "records.jsonl", "records.offsets.npy", "meta.json"
 FORMAT = 1
+#: FAISS defaults: inverted lists probed per IVF query, HNSW search breadth and neighbours per HNSW node.
+NPROBE, EF_SEARCH, HNSW_M = 16, 64, 32
+#: Training points per IVF list (FAISS warns below 39) and the fewest a product quantiser needs (256 x 39).
+TRAIN_PER_LIST, MIN_PQ_TRAIN = 64, 256 * 39
+#: Query vectors sampled from the corpus to measure recall@10 against exact search when building.
+RECALL_QUERIES, RECALL_K = 500, 10
 
 
 @dataclass(frozen=True)
@@ -51,35 +70,126 @@ def _matrix(vectors: np.ndarray, dim: int | None, what: str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _faiss_index(vectors: np.ndarray, kind: str, hnsw_m: int, nlist: int | None) -> faiss.Index:
-    dim = vectors.shape[1]
+def default_pq_m(dim: int) -> int:
+    """Sub-quantisers of an IVF-PQ index: about one code byte per 4 features (a divisor of ``dim``)."""
+    return max(m for m in range(1, max(1, dim // 4) + 1) if dim % m == 0)
+
+
+def _empty_index(kind: str, dim: int, count: int, hnsw_m: int, nlist: int | None, pq_m: int | None) -> faiss.Index:
+    """An index of ``kind`` for ``count`` vectors of ``dim`` features (IVF kinds still to be trained)."""
+    if kind not in KINDS:
+        raise ConfigError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    else:
-        lists = nlist or max(1, round(math.sqrt(len(vectors))))
-        if not 1 <= lists <= len(vectors):
-            raise ConfigError(f"nlist must be between 1 and the number of vectors ({len(vectors)}), got {lists}")
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-    index.add(vectors)
-    return index
+        return faiss.IndexFlatIP(dim)
+    if kind == "hnsw":
+        return faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    lists = nlist or max(1, round(math.sqrt(count)))
+    if not 1 <= lists <= count:
+        raise ConfigError(f"nlist must be between 1 and the number of vectors ({count}), got {lists}")
+    if kind == "ivf":
+        return faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    m = pq_m or default_pq_m(dim)
+    if dim % m:
+        raise ConfigError(f"pq_m must divide the embedding width {dim}, got {m}")
+    if count < MIN_PQ_TRAIN:
+        raise ConfigError(f"ivfpq needs at least {MIN_PQ_TRAIN} vectors to train its quantiser, got {count}; "
+                          "use flat, hnsw or ivf")
+    return faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, m, 8, faiss.METRIC_INNER_PRODUCT)
 
 
-#: FAISS defaults: inverted lists probed per IVF query, HNSW search breadth and neighbours per HNSW node.
-NPROBE, EF_SEARCH, HNSW_M = 16, 64, 32
+def train_size(index: faiss.Index, count: int) -> int:
+    """Vectors to train ``index`` on: ``TRAIN_PER_LIST`` per list, at least what a quantiser needs."""
+    floor = MIN_PQ_TRAIN if isinstance(index, faiss.IndexIVFPQ) else 0
+    return min(count, max(TRAIN_PER_LIST * index.nlist, floor))
+
+
+def _id_hash(key: Any) -> int:
+    return int.from_bytes(hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).digest(), "little")
+
+
+def _check_unique(hashes: np.ndarray, ids_of: Any) -> None:
+    """A :class:`DataError` naming the first repeated id (``ids_of(row)`` gives a row's id)."""
+    order = np.argsort(hashes, kind="stable")
+    same = np.flatnonzero(hashes[order][1:] == hashes[order][:-1])
+    if len(same):
+        row = int(order[same[0] + 1])
+        raise DataError(f"duplicate id {ids_of(row)!r}", row=row, field="id")
+
+
+class Records:
+    """Ids and payloads in index order: held in memory, or read from ``records.jsonl`` on demand."""
+
+    def __init__(self, ids: Sequence[Any], payloads: Sequence[dict[str, Any]]) -> None:
+        self._ids, self._payloads = list(ids), list(payloads)
+        self._fd: int | None = None
+        self._offsets: np.ndarray | None = None
+
+    @classmethod
+    def open(cls, folder: Path) -> Records:
+        """The records of a saved index, with offsets from ``records.offsets.npy`` (or one pass over the
+        records of an index saved without them)."""
+        records = cls([], [])
+        path = folder / RECORDS_FILE
+        records._fd = os.open(path, os.O_RDONLY)
+        if (folder / OFFSETS_FILE).is_file():
+            records._offsets = np.load(folder / OFFSETS_FILE, mmap_mode="r", allow_pickle=False)
+        else:
+            ends = [0]
+            with path.open("rb") as f:
+                for line in f:
+                    ends.append(ends[-1] + len(line))
+            records._offsets = np.asarray(ends, dtype=np.int64)
+        return records
+
+    def close(self) -> None:
+        """Close the records file (an index in memory has none)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __len__(self) -> int:
+        return len(self._ids) if self._offsets is None else len(self._offsets) - 1
+
+    def __getitem__(self, row: int) -> tuple[Any, dict[str, Any]]:
+        if self._offsets is None:
+            return self._ids[row], self._payloads[row]
+        start, end = int(self._offsets[row]), int(self._offsets[row + 1])
+        record = json.loads(os.pread(self._fd, end - start, start))
+        return record["id"], record["payload"]
+
+    def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+        return (self[row] for row in range(len(self)))
+
+
+class RecordWriter:
+    """Writes ``records.jsonl`` and its offsets, one record at a time."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._file = (folder / RECORDS_FILE).open("wb")
+        self._ends = [0]
+
+    def add(self, key: Any, payload: dict[str, Any] | str) -> None:
+        """Append one record; ``payload`` may already be JSON text."""
+        text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+        line = f'{{"id": {json.dumps(key, ensure_ascii=False)}, "payload": {text}}}\n'.encode()
+        self._file.write(line)
+        self._ends.append(self._ends[-1] + len(line))
+
+    def close(self) -> None:
+        self._file.close()
+        np.save(self.folder / OFFSETS_FILE, np.asarray(self._ends, dtype=np.int64), allow_pickle=False)
 
 
 class VectorIndex:
     """Embeddings with their ids and payloads; ``search`` returns the top-k by inner product."""
 
-    def __init__(self, index: faiss.Index, ids: Sequence[Any], payloads: Sequence[dict[str, Any]], *,
-                 kind: str, fingerprint: str | None = None, nprobe: int = NPROBE, ef_search: int = EF_SEARCH) -> None:
-        if index.ntotal != len(ids) or len(ids) != len(payloads):
-            raise DataError(f"index holds {index.ntotal} vectors but has {len(ids)} ids and {len(payloads)} payloads")
-        self.index, self.ids, self.payloads = index, list(ids), list(payloads)
-        self.kind, self.fingerprint = kind, fingerprint
+    def __init__(self, index: faiss.Index, records: Records, *, kind: str, fingerprint: str | None = None,
+                 nprobe: int = NPROBE, ef_search: int = EF_SEARCH, recall: float | None = None) -> None:
+        if index.ntotal != len(records):
+            raise DataError(f"index holds {index.ntotal} vectors but has {len(records)} records")
+        self.index, self.records = index, records
+        self.kind, self.fingerprint, self.recall = kind, fingerprint, recall
         self.nprobe, self.ef_search = nprobe, ef_search
 
     def check_model(self, fingerprint: str, widths: Sequence[int]) -> None:
@@ -94,8 +204,8 @@ class VectorIndex:
     @classmethod
     def build(cls, embeddings: np.ndarray, ids: Sequence[Any], payloads: Sequence[dict[str, Any]] | None = None,
               *, kind: str = "flat", fingerprint: str | None = None, hnsw_m: int = HNSW_M, nlist: int | None = None,
-              nprobe: int = NPROBE, ef_search: int = EF_SEARCH) -> VectorIndex:
-        """Index ``embeddings`` (``(n, dim)``) under unique JSON-serialisable ``ids``."""
+              pq_m: int | None = None, nprobe: int = NPROBE, ef_search: int = EF_SEARCH) -> VectorIndex:
+        """Index ``embeddings`` (``(n, dim)``, in memory) under unique JSON-serialisable ``ids``."""
         if kind not in KINDS:
             raise ConfigError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
         vectors = _matrix(embeddings, None, "embeddings")
@@ -104,14 +214,14 @@ class VectorIndex:
         payloads = [{} for _ in ids] if payloads is None else list(payloads)
         if not len(vectors) == len(ids) == len(payloads):
             raise DataError(f"got {len(vectors)} embeddings, {len(ids)} ids and {len(payloads)} payloads")
-        seen: set[str] = set()
-        for i, key in enumerate(ids):
-            token = json.dumps(key, sort_keys=True)
-            if token in seen:
-                raise DataError(f"duplicate id {key!r}", row=i, field="id")
-            seen.add(token)
-        return cls(_faiss_index(vectors, kind, hnsw_m, nlist), ids, payloads, kind=kind, fingerprint=fingerprint,
-                   nprobe=nprobe, ef_search=ef_search)
+        _check_unique(np.asarray([_id_hash(key) for key in ids], dtype=np.uint64), lambda row: ids[row])
+        index = _empty_index(kind, vectors.shape[1], len(vectors), hnsw_m, nlist, pq_m)
+        if kind in TRAINED_KINDS:
+            sample = np.random.default_rng(0).choice(len(vectors), train_size(index, len(vectors)), replace=False)
+            index.train(vectors[np.sort(sample)])
+        index.add(vectors)
+        return cls(index, Records(ids, payloads), kind=kind, fingerprint=fingerprint, nprobe=nprobe,
+                   ef_search=ef_search)
 
     @property
     def dim(self) -> int:
@@ -120,51 +230,150 @@ class VectorIndex:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
-    def search(self, queries: np.ndarray, k: int = 5) -> list[list[Hit]]:
-        """The best ``min(k, len(self))`` hits for each query row, best first."""
+    def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's ``(scores, rows)`` of the best ``min(k, len(self))`` vectors per query (row -1: none)."""
         if k <= 0:
             raise ConfigError(f"k must be positive, got {k}")
         if len(self) == 0:
             raise DataError("the index is empty")
         matrix = _matrix(queries, self.dim, "queries")
-        if isinstance(self.index, faiss.IndexIVF):
-            self.index.nprobe = min(self.nprobe, self.index.nlist)
-        elif isinstance(self.index, faiss.IndexHNSW):
-            self.index.hnsw.efSearch = max(self.ef_search, k)
-        scores, rows = self.index.search(matrix, min(k, len(self)))
-        return [[Hit(self.ids[r], float(s), self.payloads[r]) for s, r in zip(srow, rrow, strict=True) if r >= 0]
+        _set_search_parameters(self.index, self.nprobe, max(self.ef_search, k))
+        return self.index.search(matrix, min(k, len(self)))
+
+    def search(self, queries: np.ndarray, k: int = 5) -> list[list[Hit]]:
+        """The best ``min(k, len(self))`` hits for each query row, best first."""
+        scores, rows = self.search_rows(queries, k)
+        return [[self._hit(int(r), float(s)) for s, r in zip(srow, rrow, strict=True) if r >= 0]
                 for srow, rrow in zip(scores, rows, strict=True)]
+
+    def _hit(self, row: int, score: float) -> Hit:
+        key, payload = self.records[row]
+        return Hit(key, score, payload)
 
     def meta(self) -> dict[str, Any]:
         return {"format": FORMAT, "dim": self.dim, "kind": self.kind, "count": len(self),
-                "fingerprint": self.fingerprint, "nprobe": self.nprobe, "ef_search": self.ef_search}
+                "fingerprint": self.fingerprint, "nprobe": self.nprobe, "ef_search": self.ef_search,
+                f"recall@{RECALL_K}": self.recall}
 
     def save(self, folder: str | Path) -> Path:
         """Write the index to ``folder`` atomically, replacing an index already there."""
         folder = Path(folder)
         with atomic_folder(folder) as tmp:
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
-            with (tmp / RECORDS_FILE).open("w", encoding="utf-8") as f:
-                for key, payload in zip(self.ids, self.payloads, strict=True):
-                    f.write(json.dumps({"id": key, "payload": payload}, ensure_ascii=False) + "\n")
+            writer = RecordWriter(tmp)
+            for key, payload in self.records:
+                writer.add(key, payload)
+            writer.close()
             (tmp / META_FILE).write_text(json.dumps(self.meta(), indent=2) + "\n")
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> VectorIndex:
-        """Read an index saved by :meth:`save`."""
+        """Read an index saved by :meth:`save` or :func:`build_from_shards` (the FAISS file memory-mapped)."""
         folder = Path(folder)
         meta_path = folder / META_FILE
         if not meta_path.is_file():
             raise DataError("not an index folder (no meta.json)", file=str(folder))
         try:
             meta = json.loads(meta_path.read_text())
-            index = faiss.read_index(str(folder / INDEX_FILE))
-            records = [json.loads(line) for line in (folder / RECORDS_FILE).read_text(encoding="utf-8").splitlines()]
+            index = faiss.read_index(str(folder / INDEX_FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            records = Records.open(folder)
         except (OSError, RuntimeError, json.JSONDecodeError) as exc:
             raise DataError(f"cannot read index: {exc}", file=str(folder)) from exc
         if meta.get("format") != FORMAT or index.d != meta.get("dim") or index.ntotal != len(records):
             raise DataError("index files disagree with meta.json (format, dim or count)", file=str(folder))
-        return cls(index, [r["id"] for r in records], [r["payload"] for r in records], kind=meta["kind"],
-                   fingerprint=meta.get("fingerprint"), nprobe=meta.get("nprobe", NPROBE),
-                   ef_search=meta.get("ef_search", EF_SEARCH))
+        return cls(index, records, kind=meta["kind"], fingerprint=meta.get("fingerprint"),
+                   nprobe=meta.get("nprobe", NPROBE), ef_search=meta.get("ef_search", EF_SEARCH),
+                   recall=meta.get(f"recall@{RECALL_K}"))
+
+
+def _set_search_parameters(index: faiss.Index, nprobe: int, ef_search: int) -> None:
+    if isinstance(index, faiss.IndexIVF):
+        index.nprobe = min(nprobe, index.nlist)
+    elif isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = ef_search
+
+
+def _exact_top_k(reader: ShardReader, queries: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the exact top-``k`` of each query over every shard, streamed."""
+    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(queries), 0), dtype=np.int64)
+    first = 0
+    for shard in reader:
+        scores = queries @ shard.vectors.T
+        rows = np.broadcast_to(np.arange(first, first + len(shard.vectors)), scores.shape)
+        best_scores = np.concatenate([best_scores, scores], axis=1)
+        best_rows = np.concatenate([best_rows, rows], axis=1)
+        keep = np.argsort(-best_scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(best_scores, keep, axis=1)
+        best_rows = np.take_along_axis(best_rows, keep, axis=1)
+        first += len(shard.vectors)
+    return best_rows
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each query's exact top-k that ``found`` (the approximate top-k rows) holds."""
+    k = exact.shape[1]
+    return float(np.mean([len(set(f[:k].tolist()) & set(e.tolist())) / k for f, e in zip(found, exact, strict=True)]))
+
+
+def build_from_shards(reader: ShardReader, out: str | Path, *, kind: str = "flat", hnsw_m: int = HNSW_M,
+                      nlist: int | None = None, pq_m: int | None = None, nprobe: int = NPROBE,
+                      ef_search: int = EF_SEARCH, recall_queries: int = RECALL_QUERIES, seed: int = 0,
+                      show_progress: bool = True) -> VectorIndex:
+    """Stream the shards of ``reader`` into an index of ``kind`` saved in ``out`` (atomically).
+
+    IVF kinds train on a random sample of the vectors (:func:`train_size`). Approximate kinds
+    measure recall@10 against exact search for ``recall_queries`` vectors drawn from the corpus;
+    it is recorded in ``meta.json``. Ids must be unique.
+    """
+    count, dim = len(reader), reader.dim
+    if count == 0:
+        raise DataError("cannot build an index from no embeddings", file=str(reader.folder))
+    index = _empty_index(kind, dim, count, hnsw_m, nlist, pq_m)
+    rng = np.random.default_rng(seed)
+    wanted = [np.sort(rng.choice(count, train_size(index, count), replace=False)) if kind in TRAINED_KINDS else [],
+              np.sort(rng.choice(count, min(recall_queries, count), replace=False)) if kind != "flat" else []]
+    train, queries = _gather_rows(reader, [np.asarray(rows, dtype=np.int64) for rows in wanted], dim)
+    if len(train):
+        index.train(train)
+    del train
+    hashes = np.zeros(count, dtype=np.uint64)
+    folder = Path(out)
+    with atomic_folder(folder) as tmp:
+        writer = RecordWriter(tmp)
+        first = 0
+        with tqdm(total=count, unit="vector", desc=f"index ({kind})", disable=not show_progress) as bar:
+            for shard in reader:
+                index.add(np.ascontiguousarray(shard.vectors, dtype=np.float32))
+                for row, (key, payload) in enumerate(zip(shard.ids, shard.payloads, strict=True)):
+                    writer.add(key, payload)
+                    hashes[first + row] = _id_hash(key)
+                first += len(shard.ids)
+                bar.update(len(shard.ids))
+        writer.close()
+        built = VectorIndex(index, Records.open(tmp), kind=kind, fingerprint=reader.fingerprint, nprobe=nprobe,
+                            ef_search=ef_search)
+        try:
+            _check_unique(hashes, lambda row: built.records[row][0])
+            if len(queries):
+                found = built.search_rows(queries, RECALL_K)[1]
+                built.recall = recall_at_k(found, _exact_top_k(reader, queries, min(RECALL_K, count)))
+        finally:
+            built.records.close()
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        (tmp / META_FILE).write_text(json.dumps(built.meta(), indent=2) + "\n")
+    return VectorIndex.load(folder)
+
+
+def _gather_rows(reader: ShardReader, wanted: Sequence[np.ndarray], dim: int) -> list[np.ndarray]:
+    """The vectors at each sorted array of global ``wanted`` rows, in one pass over the shards."""
+    out = [np.zeros((len(rows), dim), dtype=np.float32) for rows in wanted]
+    first = 0
+    for shard in reader:
+        end = first + len(shard.vectors)
+        for rows, dest in zip(wanted, out, strict=True):
+            lo, hi = np.searchsorted(rows, [first, end])
+            dest[lo:hi] = shard.vectors[rows[lo:hi] - first]
+        first = end
+    return out
