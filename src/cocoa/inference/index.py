@@ -311,6 +311,11 @@ def _exact_top_k(reader: ShardReader, queries: np.ndarray, k: int) -> np.ndarray
     return best_rows
 
 
+def _without(rows: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` of each query's ``rows`` other than the query's ``own`` row (leave-one-out)."""
+    return np.stack([row[row != self][:k] for row, self in zip(rows, own, strict=True)])
+
+
 def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
     """Mean share of each query's exact top-k that ``found`` (the approximate top-k rows) holds."""
     k = exact.shape[1]
@@ -324,8 +329,9 @@ def build_from_shards(reader: ShardReader, out: str | Path, *, kind: str = "flat
     """Stream the shards of ``reader`` into an index of ``kind`` saved in ``out`` (atomically).
 
     IVF kinds train on a random sample of the vectors (:func:`train_size`). Approximate kinds
-    measure recall@10 against exact search for ``recall_queries`` vectors drawn from the corpus;
-    it is recorded in ``meta.json``. Ids must be unique.
+    measure recall@10 against exact search for ``recall_queries`` vectors drawn from the corpus,
+    leave-one-out (each query's own row is dropped from both lists, so finding itself does not
+    count); it is recorded in ``meta.json``. Ids must be unique.
     """
     count, dim = len(reader), reader.dim
     if count == 0:
@@ -357,8 +363,9 @@ def build_from_shards(reader: ShardReader, out: str | Path, *, kind: str = "flat
         try:
             _check_unique(hashes, lambda row: built.records[row][0])
             if len(queries):
-                found = built.search_rows(queries, RECALL_K)[1]
-                built.recall = recall_at_k(found, _exact_top_k(reader, queries, min(RECALL_K, count)))
+                k = min(RECALL_K, count - 1)
+                found = _without(built.search_rows(queries, k + 1)[1], wanted[1], k)
+                built.recall = recall_at_k(found, _without(_exact_top_k(reader, queries, k + 1), wanted[1], k))
         finally:
             built.records.close()
         faiss.write_index(index, str(tmp / INDEX_FILE))
