@@ -103,12 +103,15 @@ def index(args: argparse.Namespace, root: Path, env: dict[str, str]) -> None:
         output.write(k, [f"v{first + i}" for i in range(n)], [{"n": first + i} for i in range(n)], vectors)
     output.finish()
     print(f"{args.vectors} vectors of {args.dim} features (1000 clusters), shards of {shard}; "
-          f"{args.threads} threads\n")
+          f"{args.threads} threads; nprobe {args.nprobe or 'default'}, ef_search {args.ef_search or 'default'}\n")
     print("| kind | build s | peak RSS (MiB) | index.faiss (MiB) | recall@10 |\n|---|---|---|---|---|")
     for kind in args.kinds:
         out = root / f"index-{kind}"
+        search = [f"--{name}={value}" for name, value in (("nprobe", args.nprobe), ("ef-search", args.ef_search))
+                  if value is not None]
         seconds, rss, _ = measured([sys.executable, "-m", "cocoa", "index", "build", "--shards", str(root / "shards"),
-                                    "--out", str(out), "--kind", kind], {**env, "OMP_NUM_THREADS": str(args.threads)})
+                                    "--out", str(out), "--kind", kind, *search],
+                                   {**env, "OMP_NUM_THREADS": str(args.threads)})
         meta = json.loads((out / "meta.json").read_text())
         size = (out / "index.faiss").stat().st_size / 2**20
         recall = "exact" if meta["recall@10"] is None else f"{meta['recall@10']:.3f}"
@@ -128,6 +131,8 @@ def main() -> None:
     idx.add_argument("--vectors", type=int, default=1_000_000)
     idx.add_argument("--dim", type=int, default=128)
     idx.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"])
+    idx.add_argument("--nprobe", type=int, help="IVF lists searched per query (default: cocoa's)")
+    idx.add_argument("--ef-search", type=int, help="HNSW search breadth (default: cocoa's)")
     for p in (enc, idx):
         p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()

@@ -38,12 +38,12 @@ def matmul_peak(threads: int, size: int = 2048, repeats: int = 10) -> float:
 def measure(preset: str, stage: str, data: Path, steps: int, threads: int) -> dict:
     """Run in a child process: time ``steps`` optimiser steps of one stage."""
     from cocoa.core.batch import Batch
+    from cocoa.core.distributed import setup
     from cocoa.pipeline.train_stage import build_backbone
     from cocoa.recipe import builtin, load_recipe
     from cocoa.stages import get_stage
     from cocoa.stages.contrastive import PairBatch
     from cocoa.train.batches import BatchPlan, StepDataset
-    from cocoa.core.distributed import setup
     from cocoa.train.trainer import Trainer
 
     torch.set_num_threads(threads)

@@ -131,27 +131,33 @@ def build(
     kind: Annotated[str, typer.Option(help="flat (exact), hnsw, ivf or ivfpq (compressed).")] = "flat",
     nlist: Annotated[int | None, typer.Option(min=1, help="IVF lists (default: the square root of the count).")] = None,
     pq_m: Annotated[int | None, typer.Option(min=1, help="IVF-PQ code bytes per vector (default: width / 4).")] = None,
+    nprobe: Annotated[int | None, typer.Option(min=1, help="IVF lists searched per query: recall against "
+                                                            "speed (default 16).")] = None,
+    ef_search: Annotated[int | None, typer.Option(min=1, help="HNSW search breadth: recall against speed "
+                                                               "(default 64).")] = None,
     batch_size: BatchOpt = ENCODE_BATCH_SIZE,
     instruction: InstructionOpt = None,
     dimensions: DimensionsOpt = None,
 ) -> None:
     """Save a searchable index of a shard folder, or of an input embedded now (queries are later embedded
     at its width)."""
-    from cocoa.inference.index import VectorIndex, build_from_shards
+    from cocoa.inference.index import EF_SEARCH, NPROBE, VectorIndex, build_from_shards
     from cocoa.inference.shards import ShardReader
+
+    search = {"nprobe": nprobe or NPROBE, "ef_search": ef_search or EF_SEARCH}
 
     if (shards is None) == (input is None) or (input is not None and model is None):
         raise typer.BadParameter("give --shards DIR, or --input FILE with --model")
 
     def action() -> VectorIndex:
         if shards is not None:
-            return build_from_shards(ShardReader(shards), out, kind=kind, nlist=nlist, pq_m=pq_m)
+            return build_from_shards(ShardReader(shards), out, kind=kind, nlist=nlist, pq_m=pq_m, **search)
         rows = read_rows(input)
         embedder = load_embedder(model)
         vectors = embedder.encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
                                   show_progress=True, dimensions=dimensions)
         index = VectorIndex.build(vectors, [r.id for r in rows], [r.raw for r in rows], kind=kind,
-                                  fingerprint=embedder.fingerprint, nlist=nlist, pq_m=pq_m)
+                                  fingerprint=embedder.fingerprint, nlist=nlist, pq_m=pq_m, **search)
         index.save(out)
         return index
 

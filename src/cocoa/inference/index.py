@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,7 +168,7 @@ class RecordWriter:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._file = (folder / RECORDS_FILE).open("wb")
-        self._ends = [0]
+        self._ends = array("q", [0])
 
     def add(self, key: Any, payload: dict[str, Any] | str) -> None:
         """Append one record; ``payload`` may already be JSON text."""
@@ -178,7 +179,7 @@ class RecordWriter:
 
     def close(self) -> None:
         self._file.close()
-        np.save(self.folder / OFFSETS_FILE, np.asarray(self._ends, dtype=np.int64), allow_pickle=False)
+        np.save(self.folder / OFFSETS_FILE, np.frombuffer(self._ends, dtype=np.int64), allow_pickle=False)
 
 
 class VectorIndex:
@@ -370,7 +371,8 @@ def build_from_shards(reader: ShardReader, out: str | Path, *, kind: str = "flat
             built.records.close()
         faiss.write_index(index, str(tmp / INDEX_FILE))
         (tmp / META_FILE).write_text(json.dumps(built.meta(), indent=2) + "\n")
-    return VectorIndex.load(folder)
+    built.records = Records.open(folder)
+    return built
 
 
 def _gather_rows(reader: ShardReader, wanted: Sequence[np.ndarray], dim: int) -> list[np.ndarray]:

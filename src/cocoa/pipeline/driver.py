@@ -118,9 +118,9 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
         timings[folder.name] = time.perf_counter() - began
     if previous is None:
         raise ConfigError("the pipeline has no stages")
+    summary = evaluate_model(previous, pipeline.eval, data_root, out / "eval")
     if rank != 0:
         return {}
-    summary = evaluate_model(previous, pipeline.eval, data_root, out / "eval")
     timings["eval"] = summary.pop("seconds")
     from cocoa.pipeline.report import write_run_report
     write_run_report(out, stage_dirs, summary, timings, chance=mini_chance(data_root))
@@ -138,7 +138,7 @@ def mini_chance(data_root: Path) -> dict[str, float] | None:
     return {info.name: info.chance for info in manifest.datasets if info.chance} or None
 
 
-#: How long other ranks wait for rank 0's evaluation or report before giving up.
+#: How long other ranks wait for rank 0's MiniMMEB build before giving up.
 RANK0_WAIT_S = 3600.0
 
 
@@ -152,7 +152,9 @@ def wait_for(path: Path, timeout: float = RANK0_WAIT_S) -> None:
 
 
 def evaluate_model(model_dir: Path, section: EvalSection, data_root: Path, out: Path) -> dict:
-    """Evaluate a checkpoint with the MMEB evaluator; returns the summary as a dict."""
+    """Evaluate a checkpoint with the MMEB evaluator; returns the summary as a dict. Under ``torchrun``
+    every rank encodes its share of the items and rank 0 writes the results."""
+    from cocoa.core.distributed import setup
     from cocoa.core.protocol import get_protocol
     from cocoa.evaluate.runner import evaluate
     from cocoa.inference.batch_encoder import BatchEncoder
@@ -162,9 +164,11 @@ def evaluate_model(model_dir: Path, section: EvalSection, data_root: Path, out: 
     data = Path(section.data) if section.data else data_root
     images = Path(section.images) if section.images else None
     protocol = get_protocol(section.protocol) if section.protocol is not None else None
-    summary = evaluate(BatchEncoder.from_pretrained(model_dir, protocol=protocol), data, out, datasets=section.datasets, image_root=images,
-                       batch_size=section.batch_size)
+    info = setup()
+    summary = evaluate(BatchEncoder.from_pretrained(model_dir, device=info.device, protocol=protocol), data, out,
+                       datasets=section.datasets, image_root=images, batch_size=section.batch_size)
     result = summary.to_dict()
     result["seconds"] = time.perf_counter() - began
-    (out / "model.json").write_text(json.dumps({"model": str(model_dir)}))
+    if info.is_main:
+        (out / "model.json").write_text(json.dumps({"model": str(model_dir)}))
     return result
