@@ -66,3 +66,20 @@ def test_bad_inputs_name_the_file_and_row(tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(DataError, match="no rows"):
         read_rows(tmp_path / "empty.jsonl")
+
+
+def test_row_count_agrees_with_the_rows_read_whatever_the_line_endings(tmp_path: Path) -> None:
+    data = tmp_path / "cr.jsonl"
+    data.write_bytes(b'{"text": "a"}\r{"text": "b"}\r\n\xc2\xa0\n{"text": "c"}\r')
+    corpus = Corpus(data)
+    assert len(corpus) == len(list(corpus.raw_rows())) == 3
+
+
+def test_a_folder_is_described_by_its_files(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    before = Corpus(tmp_path).describe()
+    (tmp_path / "b.png").unlink()
+    Image.new("RGB", (8, 8)).save(tmp_path / "c.png")
+    after = Corpus(tmp_path).describe()
+    assert before["rows"] == after["rows"] == 2 and before["listing_sha256"] != after["listing_sha256"]

@@ -81,6 +81,21 @@ def test_a_rerun_encodes_only_missing_shards_and_refuses_other_runs(embedder: Em
         ShardReader(out)
 
 
+def test_a_cut_short_shard_is_written_again_and_a_bad_width_writes_nothing(embedder: Embedder,
+                                                                           tmp_path: Path) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"text": f"row {i}", "when": "2026-12-05"}) + "\n" for i in range(12)))
+    out = tmp_path / "out"
+    encode_corpus(embedder, Corpus(data), out, shard_size=5, show_progress=False)
+    whole = (out / shard_name(1)).read_bytes()
+    (out / shard_name(1)).write_bytes(whole[:100])  # as a power cut can leave a renamed file
+    again = encode_corpus(embedder, Corpus(data), out, shard_size=5, show_progress=False)
+    assert (again.written, again.resumed) == (1, 2) and (out / shard_name(1)).read_bytes() == whole
+    with pytest.raises(ConfigError, match="dimensions"):
+        encode_corpus(embedder, Corpus(data), tmp_path / "bad", dimensions=7, show_progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
 def cli(model_dir: Path, data: Path, out: Path) -> list[str]:
     return ["-m", "cocoa", "encode", "--model", str(model_dir), "--input", str(data), "--out", str(out),
             "--shard-size", str(SHARD)]

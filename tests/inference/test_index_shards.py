@@ -19,6 +19,7 @@ from cocoa.inference.index import (
     MIN_PQ_TRAIN,
     OFFSETS_FILE,
     VectorIndex,
+    _check_unique,
     build_from_shards,
     recall_at_k,
 )
@@ -97,6 +98,12 @@ def test_bad_shards_and_settings_are_refused(tmp_path: Path) -> None:
         VectorIndex.build(clustered(MIN_PQ_TRAIN, 8), list(range(MIN_PQ_TRAIN)), kind="ivfpq", pq_m=3)
     with pytest.raises(ConfigError, match="nlist must be between"):
         build_from_shards(reader, tmp_path / "i", kind="ivf", nlist=301, show_progress=False)
+    with pytest.raises(ConfigError, match="would replace the shards"):
+        build_from_shards(reader, tmp_path, show_progress=False)
+    one = build_from_shards(write_shards(tmp_path / "one", vectors[:1]), tmp_path / "i1", kind="hnsw",
+                            show_progress=False)
+    assert len(one) == 1 and one.recall is None
+    _check_unique(np.array([5, 7, 5], dtype=np.uint64), ["a", "b", "c"].__getitem__)  # a collision, not a duplicate
     (tmp_path / "ok" / "shard-00000.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match="cannot read shard"):
         build_from_shards(reader, tmp_path / "i", show_progress=False)

@@ -91,23 +91,28 @@ def _encode_missing(encoder: ItemEncoder, name: str, items: Sequence[Item], cach
 
     rank, world = rank_and_world()
     missing = sorted((item for item in items if key(item) not in cache), key=encoder.item_length, reverse=True)
+    if len(set(gather_objects(len(missing)))) > 1:
+        raise ConfigError(f"{name}: the ranks found different items missing from their embedding caches; give "
+                          "them one shared cache folder (--cache, on a file system every node sees)")
     chunk = max(1, batch_size * CHUNK_BATCHES)
     with tqdm(total=len(missing), desc=name, unit="item", disable=not show_progress or rank != 0) as bar:
         for start in range(0, len(missing), chunk * world):
             part = missing[start:start + chunk * world]
             mine = part[rank * chunk:(rank + 1) * chunk]
-            embeddings, failure = None, None
+            embeddings, failure, error = None, None, None
             try:
                 if mine:
                     embeddings = np.asarray(encoder.encode_items(mine, batch_size=batch_size), dtype=np.float32)
                     if embeddings.ndim != 2 or len(embeddings) != len(mine):
                         raise ValueError(f"encoder returned shape {embeddings.shape} for {len(mine)} items")
-            except Exception as exc:  # every rank raises it, instead of the others waiting forever
-                failure = exc
+            except Exception as exc:  # every rank stops, instead of the others waiting forever
+                error, failure = exc, f"{type(exc).__name__}: {exc}"
             shares = gather_objects((embeddings, failure))
-            for _, error in shares:
-                if error is not None:
-                    raise error
+            if error is not None:
+                raise error
+            for other, (_, text) in enumerate(shares):
+                if text is not None:
+                    raise RuntimeError(f"rank {other} failed while encoding {name}: {text}")
             cache.add(name, [key(item) for item in part], np.concatenate([e for e, _ in shares if e is not None]))
             bar.update(len(part))
     return len(missing)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -59,6 +60,18 @@ def default_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+#: Integer views of float dtypes, whose sums fingerprint weights exactly.
+_BITS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _bit_sum(flat: Tensor) -> int:
+    """The sum of a tensor's bit patterns as integers: exact, so the same on any device and thread count
+    (a float sum is not), with no float64 copy of the weights."""
+    if flat.dtype == torch.bool:
+        return int(flat.sum().item())
+    return int(flat.contiguous().view(_BITS[flat.element_size()]).sum(dtype=torch.int64).item())
 
 
 class CollatedChunks(Dataset):
@@ -226,9 +239,7 @@ class BatchEncoder:
             with torch.no_grad():
                 for name, tensor in sorted(model.state_dict().items()):
                     flat = tensor.detach().flatten()
-                    # the sum in float64, to 9 digits: the same whatever the number of threads adding it up
-                    stats = (f"{flat.double().sum().item():.9e}",
-                             flat[:FINGERPRINT_VALUES].float().cpu().numpy().round(6).tolist())
+                    stats = (_bit_sum(flat), flat[:FINGERPRINT_VALUES].float().cpu().numpy().round(6).tolist())
                     h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}{stats}".encode())
             config = _settings(model.config.to_dict())
             tokenizer = self.backbone.tokenizer

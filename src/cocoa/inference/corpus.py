@@ -10,6 +10,7 @@ asked for (:meth:`Corpus.row`), so a run that skips finished shards does not ope
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -77,18 +78,24 @@ class Corpus:
 
                 self._count = pq.ParquetFile(self.path).metadata.num_rows
             elif self.kind == "jsonl":
-                with self.path.open("rb") as f:
-                    self._count = sum(1 for line in f if line.strip())
+                self._count = sum(1 for _ in self._jsonl_lines())
             else:
                 self._count = sum(1 for _ in _walk_images(self.path))
         return self._count
 
     def describe(self) -> dict[str, Any]:
-        """What identifies the input in a manifest: path, kind, row count, and size and mtime for a file."""
+        """What identifies the input in a manifest: path, kind, row count, and size and mtime for a file;
+        for a folder, a hash of its image files' relative paths, sizes and mtimes."""
         record: dict[str, Any] = {"path": str(self.path.resolve()), "kind": self.kind, "rows": len(self)}
         if self.kind != "folder":
             stat = self.path.stat()
             record.update(bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        else:
+            listing = hashlib.sha256()
+            for file in _walk_images(self.path):
+                stat = file.stat()
+                listing.update(f"{file.relative_to(self.path).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            record["listing_sha256"] = listing.hexdigest()
         return record
 
     def raw_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -108,21 +115,25 @@ class Corpus:
         for number, raw in self.raw_rows():
             yield self.row(number, raw)
 
-    def _jsonl(self) -> Iterator[tuple[int, dict[str, Any]]]:
+    def _jsonl_lines(self) -> Iterator[tuple[int, str]]:
+        """``(line number, line)`` of every non-blank line: what counts as a row (``__len__``) and what is read."""
         try:
             with self.path.open(encoding="utf-8") as f:
                 for number, line in enumerate(f, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        raw = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"invalid JSON: {exc.msg}", file=str(self.path), line=number) from exc
-                    if not isinstance(raw, dict):
-                        raise DataError("row must be a JSON object", file=str(self.path), line=number)
-                    yield number, raw
+                    if line.strip():
+                        yield number, line
         except (OSError, UnicodeDecodeError) as exc:
             raise DataError(f"cannot read input: {exc}", file=str(self.path)) from exc
+
+    def _jsonl(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        for number, line in self._jsonl_lines():
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"invalid JSON: {exc.msg}", file=str(self.path), line=number) from exc
+            if not isinstance(raw, dict):
+                raise DataError("row must be a JSON object", file=str(self.path), line=number)
+            yield number, raw
 
     def _parquet(self) -> Iterator[tuple[int, dict[str, Any]]]:
         import pyarrow as pa

@@ -15,8 +15,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, SHARD_SIZE
-from cocoa.core.distributed import barrier, rank_and_world
-from cocoa.errors import DataError
+from cocoa.core.distributed import barrier, from_main, rank_and_world
+from cocoa.core.matryoshka import check_dimensions
+from cocoa.errors import CocoaError, ConfigError, DataError
 from cocoa.inference.corpus import Corpus, Row
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.shards import ShardedOutput, ShardPlan
@@ -37,14 +38,19 @@ def encode_corpus(embedder: Embedder, corpus: Corpus, out: str | Path, *, shard_
                   show_progress: bool = True) -> EncodeResult:
     """Embed every row of ``corpus`` into the shard folder ``out`` (format: :mod:`cocoa.inference.shards`)."""
     rank, world = rank_and_world()
-    dim = dimensions or embedder.dim
+    dim = check_dimensions(dimensions, embedder.widths) if dimensions else embedder.dim
     plan = ShardPlan(embedder.fingerprint, dim, shard_size, corpus.describe(), instruction)
     if plan.rows == 0:
         raise DataError("input has no rows", file=str(corpus.path))
     output = ShardedOutput(out, plan)
+    failure = None
     if rank == 0:
-        output.start()
-    barrier()
+        try:
+            output.start()
+        except CocoaError as exc:  # every rank raises it, instead of the others waiting
+            failure = str(exc)
+    if (failure := from_main(failure)) is not None:
+        raise ConfigError(failure)
     mine = range(rank, plan.num_shards, world)
     todo = {k for k in mine if not output.done(k)}
     with tqdm(total=sum(plan.shard_rows(k) for k in mine), initial=sum(plan.shard_rows(k) for k in mine if k not in todo),
@@ -56,15 +62,21 @@ def encode_corpus(embedder: Embedder, corpus: Corpus, out: str | Path, *, shard_
             shard = index // shard_size
             if shard > last:
                 break
+            if index >= plan.rows:
+                raise DataError(f"the input has more rows than the {plan.rows} counted when the run started "
+                                "(did it change?)", file=str(corpus.path))
             if shard not in todo:
                 continue
             rows.append(corpus.row(number, raw))
-            if len(rows) == plan.shard_rows(shard):
+            if index == plan.first_row(shard) + plan.shard_rows(shard) - 1:
                 vectors = embedder.encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
                                           dimensions=dimensions)
                 output.write(shard, [r.id for r in rows], [r.raw for r in rows], vectors)
                 bar.update(len(rows))
                 rows = []
+    if rows:
+        raise DataError(f"the input ended {len(rows)} rows into a shard it counted as longer (did it change?)",
+                        file=str(corpus.path))
     barrier()
     if rank == 0:
         output.finish()

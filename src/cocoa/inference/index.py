@@ -7,11 +7,13 @@ similarity. A saved index is a folder holding ``index.faiss``, ``records.jsonl``
 ``{"id", "payload"}`` per vector, in index order), ``records.offsets.npy`` (where each record
 starts) and ``meta.json`` (dim, kind, count, model fingerprint, search parameters, and the
 recall@10 measured when it was built); it is written to a temporary sibling and renamed into
-place, so a reader never sees half an index. A loaded index memory-maps the FAISS file (IVF
-lists are paged in as queries touch them) and reads a record only when a search returns it.
+place, so a reader never sees half an index. A loaded index memory-maps the IVF lists or the flat
+vectors of the FAISS file (pages the OS reads in as queries touch them; an HNSW graph is read into
+memory) and reads a record only when a search returns it.
 
 :func:`build_from_shards` streams the shards of ``cocoa encode`` into an index: peak memory is
-the index itself plus one shard and the training sample.
+the index itself plus one shard, the training sample, and 16 bytes per vector (ids' hashes and
+record offsets).
 """
 
 from __future__ import annotations
@@ -109,12 +111,13 @@ def _id_hash(key: Any) -> int:
 
 
 def _check_unique(hashes: np.ndarray, ids_of: Any) -> None:
-    """A :class:`DataError` naming the first repeated id (``ids_of(row)`` gives a row's id)."""
+    """A :class:`DataError` naming the first repeated id (``ids_of(row)`` gives a row's id); rows whose
+    8-byte hashes collide are compared by their ids."""
     order = np.argsort(hashes, kind="stable")
-    same = np.flatnonzero(hashes[order][1:] == hashes[order][:-1])
-    if len(same):
-        row = int(order[same[0] + 1])
-        raise DataError(f"duplicate id {ids_of(row)!r}", row=row, field="id")
+    for pair in np.flatnonzero(np.diff(hashes[order]) == 0):
+        first, row = int(order[pair]), int(order[pair + 1])
+        if ids_of(first) == ids_of(row):
+            raise DataError(f"duplicate id {ids_of(row)!r}", row=row, field="id")
 
 
 class Records:
@@ -131,7 +134,6 @@ class Records:
         records of an index saved without them)."""
         records = cls([], [])
         path = folder / RECORDS_FILE
-        records._fd = os.open(path, os.O_RDONLY)
         if (folder / OFFSETS_FILE).is_file():
             records._offsets = np.load(folder / OFFSETS_FILE, mmap_mode="r", allow_pickle=False)
         else:
@@ -140,6 +142,7 @@ class Records:
                 for line in f:
                     ends.append(ends[-1] + len(line))
             records._offsets = np.asarray(ends, dtype=np.int64)
+        records._fd = os.open(path, os.O_RDONLY)
         return records
 
     def close(self) -> None:
@@ -172,7 +175,7 @@ class RecordWriter:
 
     def add(self, key: Any, payload: dict[str, Any] | str) -> None:
         """Append one record; ``payload`` may already be JSON text."""
-        text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+        text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, default=str)
         line = f'{{"id": {json.dumps(key, ensure_ascii=False)}, "payload": {text}}}\n'.encode()
         self._file.write(line)
         self._ends.append(self._ends[-1] + len(line))
@@ -277,11 +280,15 @@ class VectorIndex:
             raise DataError("not an index folder (no meta.json)", file=str(folder))
         try:
             meta = json.loads(meta_path.read_text())
-            index = faiss.read_index(str(folder / INDEX_FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            # IVF lists and flat codes are memory-mapped (FAISS maps the one or the other, not both)
+            flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if meta.get("kind") in TRAINED_KINDS
+                     else faiss.IO_FLAG_MMAP_IFC)
+            index = faiss.read_index(str(folder / INDEX_FILE), flags)
             records = Records.open(folder)
-        except (OSError, RuntimeError, json.JSONDecodeError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:
             raise DataError(f"cannot read index: {exc}", file=str(folder)) from exc
         if meta.get("format") != FORMAT or index.d != meta.get("dim") or index.ntotal != len(records):
+            records.close()
             raise DataError("index files disagree with meta.json (format, dim or count)", file=str(folder))
         return cls(index, records, kind=meta["kind"], fingerprint=meta.get("fingerprint"),
                    nprobe=meta.get("nprobe", NPROBE), ef_search=meta.get("ef_search", EF_SEARCH),
@@ -337,6 +344,8 @@ def build_from_shards(reader: ShardReader, out: str | Path, *, kind: str = "flat
     count, dim = len(reader), reader.dim
     if count == 0:
         raise DataError("cannot build an index from no embeddings", file=str(reader.folder))
+    if Path(out).resolve() in (reader.folder.resolve(), *reader.folder.resolve().parents):
+        raise ConfigError(f"the index folder {out} would replace the shards it reads; write it elsewhere")
     index = _empty_index(kind, dim, count, hnsw_m, nlist, pq_m)
     rng = np.random.default_rng(seed)
     wanted = [np.sort(rng.choice(count, train_size(index, count), replace=False)) if kind in TRAINED_KINDS else [],
@@ -363,7 +372,7 @@ def build_from_shards(reader: ShardReader, out: str | Path, *, kind: str = "flat
                             ef_search=ef_search)
         try:
             _check_unique(hashes, lambda row: built.records[row][0])
-            if len(queries):
+            if len(queries) and count > 1:
                 k = min(RECALL_K, count - 1)
                 found = _without(built.search_rows(queries, k + 1)[1], wanted[1], k)
                 built.recall = recall_at_k(found, _without(_exact_top_k(reader, queries, k + 1), wanted[1], k))

@@ -105,16 +105,21 @@ class ShardedOutput:
             files.write_json(manifest, self._manifest(complete=False))
 
     def done(self, shard: int) -> bool:
-        """Whether ``shard`` is written whole by this plan's model (a :class:`ConfigError` if by another)."""
+        """Whether ``shard`` is written whole by this plan's model (a :class:`ConfigError` if by another; an
+        unreadable file is not done, so it is written again)."""
         path = self.folder / shard_name(shard)
         if not path.is_file():
             return False
-        meta = pq.read_schema(path).metadata or {}
+        try:
+            meta = pq.read_schema(path).metadata or {}
+            rows = pq.read_metadata(path).num_rows
+        except (OSError, pa.ArrowException):  # cut short (a crash before the data reached the disk): write it again
+            return False
         fingerprint = meta.get(FINGERPRINT_KEY, b"").decode()
         if fingerprint != self.plan.fingerprint:
             raise ConfigError(f"{path} was written by model {fingerprint or 'unknown'}, not {self.plan.fingerprint}; "
                               "write to a new folder")
-        return pq.read_metadata(path).num_rows == self.plan.shard_rows(shard)
+        return rows == self.plan.shard_rows(shard)
 
     def write(self, shard: int, ids: Sequence[Any], payloads: Sequence[dict[str, Any]], vectors: np.ndarray) -> Path:
         """Write ``shard`` atomically."""
@@ -125,7 +130,7 @@ class ShardedOutput:
         flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
         table = pa.table({
             "id": pa.array([str(i) for i in ids], type=pa.string()),
-            "payload": pa.array([json.dumps(p, ensure_ascii=False) for p in payloads], type=pa.string()),
+            "payload": pa.array([json.dumps(p, ensure_ascii=False, default=str) for p in payloads], type=pa.string()),
             "embedding": pa.FixedSizeListArray.from_arrays(flat, self.plan.dim),
         }).replace_schema_metadata({FINGERPRINT_KEY: self.plan.fingerprint.encode(),
                                     FIRST_ROW_KEY: str(self.plan.first_row(shard)).encode()})

@@ -37,5 +37,7 @@ def run(pipeline: Annotated[str, typer.Argument(help="'mini' (built-in: MiniMMEB
 
     spec, base = load_pipeline("builtin:pipelines/mini" if pipeline == "mini" else pipeline)
     summary = run_pipeline(spec, base, out, extra=set_ or [])
+    if not summary:  # a rank other than the first under torchrun: rank 0 reports
+        return
     Console().print(summary_table(Summary.from_dict(summary)))
     Console().print(f"report: {out / 'report.md'}")
