@@ -21,9 +21,9 @@ from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
 from cocoa.data.video_tasks import VIDEO_TASKS
-from cocoa.inference.packing import embed_packed
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed
+from cocoa.model.packing import embed_packed
 from cocoa.recipe import Recipe, builtin, load_recipe
 
 # --- backbones ----------------------------------------------------------------------------

@@ -17,9 +17,9 @@ from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.errors import ConfigError
 from cocoa.inference.batch_encoder import BatchEncoder
-from cocoa.inference.packing import embed_packed
 from cocoa.model.backbone import Backbone, build_image_processor
 from cocoa.model.forward import hidden_states, pool, position_ids
+from cocoa.model.packing import embed_packed
 from tests.helpers import make_backbone
 
 #: The processor bounds of a Qwen2-VL checkpoint (preprocessor_config.json of Qwen2-VL-2B-Instruct), which the

@@ -22,7 +22,7 @@ app = typer.Typer(invoke_without_command=True, add_completion=False,
 
 
 def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None,
-                 frames: int | None = None) -> ItemEncoder:
+                 frames: int | None = None, pack_tokens: int | None = None) -> ItemEncoder:
     """Load the model in ``model_dir`` under ``protocol`` (default: the one it records), sampling ``frames``
     frames per video when given (imports the model stack only when needed).
 
@@ -40,7 +40,8 @@ def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None,
         base = chosen or EmbeddingSpec.load(model_dir).protocol
         chosen = base.replace(video=dataclasses.replace(base.video, frames=frames))
     device = setup().device
-    return BatchEncoder.from_pretrained(model_dir, device=device, num_workers=workers, protocol=chosen)
+    return BatchEncoder.from_pretrained(model_dir, device=device, num_workers=workers, protocol=chosen,
+                                        pack_tokens=pack_tokens)
 
 
 def parse_widths(text: str) -> list[int]:
@@ -86,6 +87,9 @@ def main(
         help="NAME=META_TASK[:SPLIT] for a dataset no registry knows (repeatable; instead of a dataset card).")] = None,
     frames: Annotated[int | None, typer.Option(min=1, help="Frames sampled per video (default: the protocol's, 8 "
                                                           "as VLM2Vec-V2; Qwen3-VL-Embedding reports 64).")] = None,
+    pack_tokens: Annotated[int | None, typer.Option(min=2, help="Tokens per packed row: a batch's sequences share "
+                                                               "rows, so no compute goes to padding (default: pad; "
+                                                               "same embeddings to float rounding).")] = None,
 ) -> None:
     """Evaluate MODEL on the datasets in DATA and write scores, predictions and reports to OUT."""
     if ctx.invoked_subcommand is not None:
@@ -102,14 +106,14 @@ def main(
     if dims is not None:
         from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_table
 
-        widths = evaluate_widths(load_encoder(model, workers, protocol, frames), parse_widths(dims), data, out, names, images,
+        widths = evaluate_widths(load_encoder(model, workers, protocol, frames, pack_tokens), parse_widths(dims), data, out, names, images,
                                  batch_size, cache_dir=cache, skip_bad=skip_bad)
         if rank_and_world()[0] != 0:
             return
         console.print(width_table(widths))
         console.print(f"per-width results in {out}/dim-<width>; scores in {out / WIDTHS_FILE}")
         return
-    summary = evaluate(load_encoder(model, workers, protocol, frames), data, out, names, images, batch_size,
+    summary = evaluate(load_encoder(model, workers, protocol, frames, pack_tokens), data, out, names, images, batch_size,
                        cache_dir=cache, skip_bad=skip_bad, benchmark=benchmark, dataset_info=cards)
     if rank_and_world()[0] != 0:
         return

@@ -30,9 +30,9 @@ from cocoa.data.images import image_size
 from cocoa.data.items import Item
 from cocoa.data.videos import first_frame_size, frame_count
 from cocoa.errors import CocoaError, ConfigError
-from cocoa.inference.packing import embed_packed
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed
+from cocoa.model.packing import embed_packed
 
 #: Leading values of each weight tensor that enter the fingerprint (with its shape, dtype and sum).
 FINGERPRINT_VALUES = 32
@@ -108,14 +108,19 @@ class BatchEncoder:
     """Encodes :class:`Item` lists with a backbone, sorted by length, in the input order.
 
     ``num_workers`` processes preprocess (tokenise, load and resize images, collate) the
-    next batches while the model encodes; 0 preprocesses in this process.
+    next batches while the model encodes; 0 preprocesses in this process. ``pack_tokens`` packs
+    each batch into rows of that many tokens (:mod:`cocoa.model.packing`); the embeddings equal
+    the padded ones to float rounding, so the fingerprint ignores it.
     """
 
     def __init__(self, backbone: Backbone, spec: EmbeddingSpec | None = None, *,
-                 device: torch.device | str | None = None, num_workers: int = 0) -> None:
+                 device: torch.device | str | None = None, num_workers: int = 0,
+                 pack_tokens: int | None = None) -> None:
         if num_workers < 0:
             raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
-        self.num_workers = num_workers
+        if pack_tokens is not None and pack_tokens < 2:
+            raise ConfigError(f"pack_tokens must be at least 2, got {pack_tokens}")
+        self.num_workers, self.pack_tokens = num_workers, pack_tokens
         self.backbone = backbone
         self.spec = spec or EmbeddingSpec()
         self.widths = self.spec.widths(backbone.hidden_size)
@@ -129,7 +134,8 @@ class BatchEncoder:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None, attn_implementation: str = "sdpa",
-                        num_workers: int = 0, protocol: Protocol | None = None) -> BatchEncoder:
+                        num_workers: int = 0, protocol: Protocol | None = None,
+                        pack_tokens: int | None = None) -> BatchEncoder:
         """Load a checkpoint folder with its :class:`EmbeddingSpec` (``cocoa.json``).
 
         ``protocol`` replaces the one the checkpoint records (to evaluate it as another project does).
@@ -140,7 +146,7 @@ class BatchEncoder:
         spec = EmbeddingSpec.load(path)
         if protocol is not None:
             spec = spec.with_protocol(protocol)
-        return cls(backbone, spec, device=device, num_workers=num_workers)
+        return cls(backbone, spec, device=device, num_workers=num_workers, pack_tokens=pack_tokens)
 
     @property
     def protocol(self) -> Protocol:
@@ -170,12 +176,13 @@ class BatchEncoder:
                      pack_tokens: int | None = None) -> np.ndarray:
         """Float32 ``(len(items), hidden)`` L2-normalised embeddings, in the order given.
 
-        ``pack_tokens`` packs each batch's sequences into rows of that many tokens, so the model
-        skips the padding (:func:`~cocoa.inference.packing.embed_packed`).
+        ``pack_tokens`` (default: the encoder's) packs each batch's sequences into rows of that many
+        tokens, so the model skips the padding (:func:`~cocoa.model.packing.embed_packed`).
         """
         order = sorted(range(len(items)), key=lambda i: self.item_length(items[i]))
         chunks = self._chunks(order, batch_size)
-        return self._embed(chunks, self._batches(items, chunks), len(items), show_progress, pack_tokens)
+        return self._embed(chunks, self._batches(items, chunks), len(items), show_progress,
+                           pack_tokens if pack_tokens is not None else self.pack_tokens)
 
     def encode_sequences(self, seqs: Sequence[Encoded], *, batch_size: int = ENCODE_BATCH_SIZE, pack_tokens: int | None = None
                          ) -> np.ndarray:

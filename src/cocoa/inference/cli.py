@@ -49,11 +49,11 @@ def read_key(path: Path) -> str:
     return lines[0].strip()
 
 
-def load_embedder(model: Path) -> Embedder:
+def load_embedder(model: Path, device: Any = None, pack_tokens: int | None = None) -> Embedder:
     """Load the model (imports the model stack only when needed)."""
     from cocoa.inference.embedder import Embedder
 
-    return Embedder.from_pretrained(model)
+    return Embedder.from_pretrained(model, device=device, pack_tokens=pack_tokens)
 
 
 def _run(action: Callable[[], T]) -> T:
@@ -86,6 +86,9 @@ def encode(
     instruction: InstructionOpt = None,
     dimensions: DimensionsOpt = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Rows per shard (folder output).")] = SHARD_SIZE,
+    pack_tokens: Annotated[int | None, typer.Option(min=2, help="Tokens per packed row: a batch's sequences share "
+                                                               "rows, so no compute goes to padding (default: pad).")
+                           ] = None,
 ) -> None:
     """Embed every row of INPUT into OUT: a folder of parquet shards with a manifest, or one file."""
     console = Console(stderr=True)
@@ -95,8 +98,9 @@ def encode(
 
         def to_file() -> int:
             rows = read_rows(input)
-            vectors = load_embedder(model).encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
-                                                  show_progress=True, dimensions=dimensions)
+            vectors = load_embedder(model, pack_tokens=pack_tokens).encode(
+                [r.as_input() for r in rows], instruction, batch_size=batch_size, show_progress=True,
+                dimensions=dimensions)
             write_embeddings(out, [r.id for r in rows], vectors)
             return len(rows)
 
@@ -106,10 +110,9 @@ def encode(
     def to_shards() -> tuple[int, EncodeResult]:
         from cocoa.core.distributed import rank_and_world, setup
         from cocoa.inference.corpus_encoder import encode_corpus
-        from cocoa.inference.embedder import Embedder
 
         corpus = Corpus(input)
-        embedder = Embedder.from_pretrained(model, device=setup().device)
+        embedder = load_embedder(model, setup().device, pack_tokens)
         result = encode_corpus(embedder, corpus, out, shard_size=shard_size, batch_size=batch_size,
                                instruction=instruction, dimensions=dimensions)
         return rank_and_world()[0], result

@@ -114,9 +114,11 @@ class Embedder:
         self.encoder = encoder
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: torch.device | str | None = None) -> Embedder:
-        """Load a checkpoint folder (see :meth:`BatchEncoder.from_pretrained`)."""
-        return cls(BatchEncoder.from_pretrained(path, device=device))
+    def from_pretrained(cls, path: str | Path, device: torch.device | str | None = None,
+                        pack_tokens: int | None = None) -> Embedder:
+        """Load a checkpoint folder (see :meth:`BatchEncoder.from_pretrained`); ``pack_tokens`` packs
+        each batch into rows of that many tokens."""
+        return cls(BatchEncoder.from_pretrained(path, device=device, pack_tokens=pack_tokens))
 
     @property
     def dim(self) -> int:

@@ -201,6 +201,6 @@ def embed(model: nn.Module, batch: Batch, mode: AttentionMode = "bidirectional",
           positions: Positions = "grid") -> Tensor:
     """Embeddings ``(batch, hidden)``: the normalised pooled final state (:func:`pool`) of a padded batch.
 
-    :func:`cocoa.inference.packing.embed_packed` computes the same without the padding.
+    :func:`cocoa.model.packing.embed_packed` computes the same without the padding.
     """
     return pool(hidden_states(model, batch, mode, positions=positions), batch, pooling)

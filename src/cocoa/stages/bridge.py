@@ -91,5 +91,6 @@ class BridgeStage(Stage):
         config = self.settings(recipe)
         builder = BridgeBuilder(self.preprocessor(recipe, backbone), config.target_mask_ratio,
                                 config.targets == "raw")
-        return StageParts(LanguageObjective(model, "eos_bridge", eos_sees_target=config.eos_sees_target), builder,
+        return StageParts(LanguageObjective(model, "eos_bridge", eos_sees_target=config.eos_sees_target,
+                                            pack_tokens=recipe.train.pack_tokens), builder,
                           LossStep())

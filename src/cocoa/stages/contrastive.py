@@ -27,7 +27,8 @@ from cocoa.data.items import Item, TrainPair
 from cocoa.data.train_pairs import read_train_pairs
 from cocoa.losses.contrastive import WeightedDims, distributed_info_nce, place_negatives
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import hidden_states, lm_head, pool, vl_model
+from cocoa.model.forward import lm_head, vl_model
+from cocoa.model.packing import embed_packed
 from cocoa.schema import Strict
 from cocoa.stages.base import Stage, StageParts, image_root
 from cocoa.stages.sections import RecipeBase
@@ -145,16 +146,16 @@ class ContrastiveBuilder:
 class EmbeddingObjective(nn.Module):
     """L2-normalised pooled embeddings of a chunk under a protocol (the loss is computed across chunks and ranks)."""
 
-    def __init__(self, model: nn.Module, protocol: Protocol) -> None:
+    def __init__(self, model: nn.Module, protocol: Protocol, pack_tokens: int | None = None) -> None:
         super().__init__()
-        self.model, self.protocol = model, protocol
+        self.model, self.protocol, self.pack_tokens = model, protocol, pack_tokens
         head = lm_head(model)
         if head.weight is not vl_model(model).get_input_embeddings().weight:
             head.requires_grad_(False)  # never used here: no optimiser state, no (FSDP zero) gradient for it
 
     def forward(self, batch: Batch) -> Tensor:
         p = self.protocol
-        return pool(hidden_states(self.model, batch, p.attention, positions=p.positions), batch, p.pooling)
+        return embed_packed(self.model, batch, p.attention, self.pack_tokens, pooling=p.pooling, positions=p.positions)
 
 
 class ContrastiveLoss:
@@ -189,7 +190,7 @@ class ContrastiveStage(Stage):
             validate_dims(c.matryoshka.dims, "contrastive.matryoshka.dims", backbone.hidden_size)
         builder = ContrastiveBuilder(self.preprocessor(recipe, backbone), c.hard_negatives,
                                      c.gradcache_chunk, c.dedupe)
-        return StageParts(EmbeddingObjective(model, self.protocol(recipe)), builder, GradCacheStep(ContrastiveLoss(c)))
+        return StageParts(EmbeddingObjective(model, self.protocol(recipe), recipe.train.pack_tokens), builder, GradCacheStep(ContrastiveLoss(c)))
 
     def protocol(self, recipe: RecipeBase) -> Protocol:
         """The recipe's protocol, with ``contrastive.attention`` when that is set."""

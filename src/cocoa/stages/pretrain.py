@@ -43,5 +43,5 @@ class PretrainStage(CaptionStage):
     name = "pretrain"
 
     def parts(self, recipe: RecipeBase, backbone: Backbone, model: nn.Module) -> StageParts:
-        return StageParts(LanguageObjective(model, "causal"), PretrainBuilder(self.preprocessor(recipe, backbone)),
+        return StageParts(LanguageObjective(model, "causal", pack_tokens=recipe.train.pack_tokens), PretrainBuilder(self.preprocessor(recipe, backbone)),
                           LossStep())

@@ -52,6 +52,10 @@ class TrainConfig(Strict):
         "ddp", description="ddp: a full model per process (DDP under torchrun); fsdp: weights, gradients and "
                            "optimiser state sharded across processes (FSDP2), for full fine-tuning")
     gradient_checkpointing: bool = False
+    pack_tokens: int | None = Field(
+        None, ge=2, description="tokens per packed row: each batch's sequences share rows (segment masks, "
+                                "positions per sequence), so the language model computes no padding; "
+                                "null pads every sequence to the batch's longest")
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     log_every: int = Field(10, gt=0)
     save_every: int = Field(200, gt=0)

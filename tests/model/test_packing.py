@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cocoa.data.collate import Preprocessor, collate
-from cocoa.inference.packing import embed_packed, pack_rows, packs
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed
+from cocoa.model.packing import embed_packed, pack_rows, packs
 from tests.helpers import embed_all, embedding_items, make_backbone
 
 

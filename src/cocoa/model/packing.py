@@ -1,0 +1,155 @@
+"""Packed rows: a batch's sequences share rows, so the language model computes no padding.
+
+The padded batch's real tokens (padded on either side), their M-RoPE positions, roles and image
+slots move into rows of at most ``pack_tokens`` tokens, several sequences a row, in order. A
+segment mask keeps each sequence to itself and each attention mode holds inside its segment
+(:func:`cocoa.model.attention.allowed`), and positions are each sequence's own, so every state
+equals the padded batch's up to float rounding. The vision tower runs once per batch as before.
+
+:func:`packed_hidden_states` returns the states in the padded layout, so every objective (MNTP
+labels, MAE patches, EOS pooling, hard negatives) reads them as it reads padded ones; training
+stages use it when the recipe sets ``train.pack_tokens``. :func:`embed_packed` is the same for
+embeddings, gathering only the pooled states (evaluation, ``cocoa encode``, the server).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cocoa.core.batch import Batch
+from cocoa.core.protocol import Pooling, Positions
+from cocoa.core.tokens import Role
+from cocoa.model.attention import AttentionMode, additive_mask
+from cocoa.model.forward import (
+    ImageTransform,
+    deepstack_kwargs,
+    embed,
+    hidden_states,
+    input_embeddings,
+    position_ids,
+    vl_model,
+)
+
+
+def pack_rows(lengths: list[int], capacity: int) -> list[int]:
+    """The packed row of each sequence: in order, a new row when the next one would pass ``capacity``.
+
+    A sequence longer than ``capacity`` gets a row of its own.
+    """
+    rows, row, used = [], -1, capacity
+    for length in lengths:
+        if used + length > capacity:
+            row, used = row + 1, 0
+        rows.append(row)
+        used += length
+    return rows
+
+
+def packs(batch: Batch, pack_tokens: int | None) -> bool:
+    """Whether rows of ``pack_tokens`` tokens hold the batch's sequences in fewer rows than it has."""
+    if pack_tokens is None or batch.input_ids.shape[0] < 2:
+        return False
+    lengths = (batch.roles != Role.PAD).sum(1).tolist()
+    return pack_rows(lengths, pack_tokens)[-1] + 1 < len(lengths)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each real token of a padded batch goes in the packed rows.
+
+    ``seq, col`` index the real tokens of the padded batch; ``dest_row, dest_col`` are their places
+    in the packed rows. ``rows[i]`` and ``offsets[i]`` are sequence ``i``'s row and start in it,
+    ``within[i, j]`` the index of padded position ``j`` inside sequence ``i``.
+    """
+
+    rows: Tensor
+    offsets: Tensor
+    within: Tensor
+    seq: Tensor
+    col: Tensor
+    dest_row: Tensor
+    dest_col: Tensor
+    shape: tuple[int, int]
+
+    @classmethod
+    def of(cls, batch: Batch, pack_tokens: int) -> Layout:
+        valid = batch.roles != Role.PAD
+        lengths = valid.sum(1)
+        rows = torch.tensor(pack_rows(lengths.tolist(), pack_tokens), device=lengths.device)
+        starts = lengths.cumsum(0) - lengths
+        offsets = starts - starts[torch.searchsorted(rows, rows)]
+        within = valid.cumsum(1) - 1
+        seq, col = valid.nonzero(as_tuple=True)
+        return cls(rows, offsets, within, seq, col, rows[seq], offsets[seq] + within[seq, col],
+                   (int(rows[-1]) + 1, int((offsets + lengths).max())))
+
+    def pack(self, values: Tensor, fill: float | int = 0, dim: int = 0) -> Tensor:
+        """``values`` ``(..., batch, len, ...)`` with batch at ``dim``, moved into ``(..., rows, row_len, ...)``."""
+        shape = (*values.shape[:dim], *self.shape, *values.shape[dim + 2:])
+        out = values.new_full(shape, fill)
+        index = (slice(None),) * dim
+        out[(*index, self.dest_row, self.dest_col)] = values[(*index, self.seq, self.col)]
+        return out
+
+    def unpack(self, packed: Tensor, length: int) -> Tensor:
+        """Packed ``(rows, row_len, hidden)`` states back in the padded layout ``(batch, length, hidden)``,
+        zero at padding."""
+        out = packed.new_zeros(len(self.rows), length, *packed.shape[2:])
+        out[self.seq, self.col] = packed[self.dest_row, self.dest_col]
+        return out
+
+
+def _packed_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int, *,
+                   eos_sees_target: bool, image_transform: ImageTransform | None,
+                   positions: Positions) -> tuple[Tensor, Layout]:
+    """The language model's final states over the packed rows, and the layout that made them."""
+    embeds, feats = input_embeddings(model, batch, image_transform)
+    layout = Layout.of(batch, pack_tokens)
+    roles = layout.pack(batch.roles, fill=int(Role.PAD))
+    segments = layout.pack(torch.arange(len(batch.roles), device=roles.device)[:, None].expand_as(batch.roles),
+                           fill=-1)
+    mask = additive_mask(roles, mode, embeds.dtype, eos_sees_target=eos_sees_target, segments=segments)
+    out = vl_model(model).language_model(
+        inputs_embeds=layout.pack(embeds), attention_mask=mask,
+        position_ids=layout.pack(position_ids(model, batch, positions), dim=1), use_cache=False,
+        **deepstack_kwargs(feats, layout.pack(batch.visual_slots, fill=False)))
+    return out.last_hidden_state, layout
+
+
+def packed_hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int | None, *,
+                         eos_sees_target: bool = True, image_transform: ImageTransform | None = None,
+                         positions: Positions = "grid") -> Tensor:
+    """:func:`~cocoa.model.forward.hidden_states` ``(batch, len, hidden)`` computed on packed rows of
+    ``pack_tokens`` tokens (zero at padding); the padded path when packing saves no row or
+    ``pack_tokens`` is ``None``. Gradients flow as through the padded path."""
+    if not packs(batch, pack_tokens):
+        return hidden_states(model, batch, mode, eos_sees_target=eos_sees_target, image_transform=image_transform,
+                             positions=positions)
+    packed, layout = _packed_states(model, batch, mode, pack_tokens, eos_sees_target=eos_sees_target,
+                                    image_transform=image_transform, positions=positions)
+    return layout.unpack(packed, batch.input_ids.shape[1])
+
+
+def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int,
+                       positions: Positions = "grid") -> Tensor:
+    """The final states ``(batch, hidden)`` at each row's ``pool_index``, computed on packed rows."""
+    packed, layout = _packed_states(model, batch, mode, pack_tokens, eos_sees_target=True, image_transform=None,
+                                    positions=positions)
+    pooled = layout.within.gather(1, batch.pool_index[:, None])[:, 0]
+    return packed[layout.rows, layout.offsets + pooled]
+
+
+def embed_packed(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int | None, *,
+                 pooling: Pooling = "last", positions: Positions = "grid") -> Tensor:
+    """:func:`~cocoa.model.forward.embed` with the sequences packed into rows of ``pack_tokens`` tokens.
+
+    A batch that packing would not put in fewer rows (a single sequence, say), and mean pooling,
+    take the padded path.
+    """
+    if pooling == "mean" or not packs(batch, pack_tokens):
+        return embed(model, batch, mode, pooling=pooling, positions=positions)
+    return F.normalize(packed_pool_states(model, batch, mode, pack_tokens, positions).float(), dim=-1)
