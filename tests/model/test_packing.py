@@ -45,3 +45,6 @@ def test_pack_rows_fills_rows_in_order() -> None:
     assert pack_rows([3, 3, 3, 5, 1], 6) == [0, 0, 1, 2, 2]
     assert pack_rows([7, 2, 9, 1], 4) == [0, 1, 2, 3]  # longer than a row: a row of its own
     assert pack_rows([2, 2, 2], 100) == [0, 0, 0]
+    # as few rows as greedy filling needs, the longest as short as it can be: [10 | 1 x 6 | 10], not [10, 1, 1 | ... 10]
+    assert pack_rows([10, 1, 1, 1, 1, 1, 1, 10], 12) == [0, 1, 1, 1, 1, 1, 1, 2]
+    assert pack_rows([4, 4, 4, 4], 9) == [0, 0, 1, 1] and pack_rows([], 5) == []

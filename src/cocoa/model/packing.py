@@ -35,11 +35,7 @@ from cocoa.model.forward import (
 )
 
 
-def pack_rows(lengths: list[int], capacity: int) -> list[int]:
-    """The packed row of each sequence: in order, a new row when the next one would pass ``capacity``.
-
-    A sequence longer than ``capacity`` gets a row of its own.
-    """
+def _greedy_rows(lengths: list[int], capacity: int) -> list[int]:
     rows, row, used = [], -1, capacity
     for length in lengths:
         if used + length > capacity:
@@ -47,6 +43,26 @@ def pack_rows(lengths: list[int], capacity: int) -> list[int]:
         rows.append(row)
         used += length
     return rows
+
+
+def pack_rows(lengths: list[int], capacity: int) -> list[int]:
+    """The packed row of each sequence, in order: as few rows as rows of ``capacity`` tokens need, with
+    the longest row as short as it can be (so rows are evenly filled and little of them is padding).
+
+    A sequence longer than ``capacity`` gets a row of its own.
+    """
+    rows = _greedy_rows(lengths, capacity)
+    if not rows:
+        return rows
+    count = rows[-1] + 1
+    low, high = min(-(-sum(lengths) // count), capacity), capacity
+    while low < high:  # the shortest row length that still needs no more rows
+        middle = (low + high) // 2
+        if _greedy_rows(lengths, middle)[-1] + 1 <= count:
+            high = middle
+        else:
+            low = middle + 1
+    return _greedy_rows(lengths, high)
 
 
 def packs(batch: Batch, pack_tokens: int | None) -> bool:
