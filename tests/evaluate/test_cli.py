@@ -17,7 +17,7 @@ runner = CliRunner()
 
 def test_eval_command_runs_and_resumes(tmp_path, monkeypatch) -> None:
     data = build_benchmark(tmp_path / "data")
-    monkeypatch.setattr(cli, "load_encoder", lambda model_dir, workers=0, protocol=None, frames=None: FakeEncoder())
+    monkeypatch.setattr(cli, "load_encoder", lambda model_dir, workers=0, protocol=None, frames=None, pack_tokens=None: FakeEncoder())
     args = ["--model", str(tmp_path / "model"), "--data", str(data), "--out", str(tmp_path / "out"),
             "--datasets", "Alpha,Gamma", "--batch-size", "2"]
     result = runner.invoke(cli.app, args)
@@ -33,7 +33,7 @@ def test_eval_command_runs_and_resumes(tmp_path, monkeypatch) -> None:
 
 def test_eval_command_reports_bad_input(tmp_path, monkeypatch) -> None:
     data = build_benchmark(tmp_path / "data")
-    monkeypatch.setattr(cli, "load_encoder", lambda model_dir, workers=0, protocol=None, frames=None: FakeEncoder())
+    monkeypatch.setattr(cli, "load_encoder", lambda model_dir, workers=0, protocol=None, frames=None, pack_tokens=None: FakeEncoder())
     result = runner.invoke(cli.app, ["--model", "m", "--data", str(data), "--out", str(tmp_path / "o"),
                                      "--datasets", "Nope"])
     assert result.exit_code == 1

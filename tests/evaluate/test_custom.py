@@ -98,7 +98,7 @@ def test_known_benchmark_overall_never_includes_custom_datasets(tmp_path) -> Non
 
 def test_cli_scores_a_custom_folder_with_dataset_info(tmp_path, monkeypatch) -> None:
     rows = build_custom(tmp_path / "mine")
-    monkeypatch.setattr(cli, "load_encoder", lambda model_dir, workers=0, protocol=None, frames=None: FakeEncoder(dim=5))
+    monkeypatch.setattr(cli, "load_encoder", lambda model_dir, workers=0, protocol=None, frames=None, pack_tokens=None: FakeEncoder(dim=5))
     args = ["--model", "m", "--data", str(tmp_path / "mine"), "--out", str(tmp_path / "out"),
             "--dataset-info", "Misc=grounding:IND"]
     result = runner.invoke(cli.app, args)

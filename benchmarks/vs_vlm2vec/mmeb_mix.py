@@ -1,0 +1,201 @@
+"""Stage-3 training on MMEB-shaped batches: VLM2Vec v1 against cocoa padded and cocoa packed (not a test).
+
+The model is ``packed_training.py``'s Qwen2-VL whose vision-tower to language-model FLOP ratio
+per 448x448 image is Qwen2-VL-2B's (``--shape 2b``) or 7B's (``--shape 7b``), saved in the Hub
+layout both transformers versions read, its processor fixed at 448x448 (256 image tokens). The
+data is four MMEB-train-format subsets in the shares ``packed_training.py`` assumes for MMEB-train's
+20 (image -> text 55%, text -> image 20%, image -> image 15%, image -> caption 10%), mixed into
+one shuffled stream by both trainers as VLM2Vec v1 does. Settings on both sides: batch 32,
+GradCache chunks of 8, max_len 512, temperature 0.02, causal attention with last-token pooling,
+no hard negatives, one epoch, fp32, one process under torchrun. Systems alternate, the order
+flipping each round. Each trainer reports its own samples/s (its training loop, preprocessing
+included).
+
+Computed tokens per step: VLM2Vec runs its processor over the 32 queries and, apart, the 32
+targets, padding each to its longest; cocoa pads each chunk of 8 (queries, then targets) to its
+longest, or packs it. Their ratio to the real tokens is computed on the same data in random
+batches of 32 (seed 0), by each system's rule.
+
+    benchmarks/vs_vlm2vec/setup.sh
+    python benchmarks/vs_vlm2vec/mmeb_mix.py --shape 2b --rows 256 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from build import hub_layout
+from PIL import Image
+from run import REPO, TRAIN_SAMPLES, timed
+
+sys.path.insert(0, str(REPO / "benchmarks" / "speed"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from packed_training import SIDE, backbone, flop_ratio, mmeb_pairs
+
+from cocoa.core.protocol import PROTOCOLS
+from cocoa.data.collate import Preprocessor
+from cocoa.data.items import Item, TrainPair
+from cocoa.model.backbone import Backbone
+from cocoa.model.packing import pack_rows
+
+KINDS = ("ImageToText", "TextToImage", "ImageToImage", "ImageToCaption")
+MAX_LEN = 512
+
+
+def kind_of(pair: TrainPair) -> str:
+    """The subset a pair of ``mmeb_pairs`` belongs to, by which sides carry an image."""
+    if pair.query.image is None:
+        return "TextToImage"
+    if pair.positive.image is not None:
+        return "ImageToImage"
+    return "ImageToCaption" if len(pair.positive.text) > 30 else "ImageToText"
+
+
+def build_data(out: Path, rows: int) -> dict[str, int]:
+    """MMEB-train-format subsets of ``rows`` pairs in all, under ``out/train``, images under ``out/images``."""
+    rng = np.random.default_rng(0)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for i in range(8):
+        Image.fromarray((rng.random((SIDE, SIDE, 3)) * 255).astype("uint8")).save(out / "images" / f"{i}.png")
+    pairs = mmeb_pairs(rows, 1000, out / "images")
+    tables: dict[str, dict[str, list]] = {k: {c: [] for c in ("qry", "qry_image_path", "pos_text", "pos_image_path",
+                                                               "neg_text", "neg_image_path")} for k in KINDS}
+    for pair in pairs:
+        table = tables[kind_of(pair)]
+        table["qry"].append(pair.query.text)
+        table["qry_image_path"].append(Path(pair.query.image).name if pair.query.image else "")
+        table["pos_text"].append(pair.positive.text)
+        table["pos_image_path"].append(Path(pair.positive.image).name if pair.positive.image else "")
+        table["neg_text"].append("")
+        table["neg_image_path"].append("")
+    configs = []
+    for kind, table in tables.items():
+        folder = out / "train" / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(table), folder / "original-00000-of-00001.parquet")
+        configs.append(f"- config_name: {kind}\n  data_files:\n  - split: original\n    path: {kind}/original-*.parquet\n")
+    (out / "train" / "README.md").write_text("---\nconfigs:\n" + "".join(configs) + "---\n")
+    return {kind: len(table["qry"]) for kind, table in tables.items()}
+
+
+def token_ratios(model_dir: Path, data: Path, pack_tokens: int) -> dict[str, float]:
+    """Real tokens / computed tokens under each system's rule, on random batches of 32 of the data."""
+    pre = Preprocessor(Backbone.load(model_dir), MAX_LEN, PROTOCOLS["cocoa"])
+    rows = [row for kind in KINDS
+            for row in pq.read_table(data / "train" / kind / "original-00000-of-00001.parquet").to_pylist()]
+
+    def seq(text: str, image: str) -> int:
+        item = Item(text, str(data / "images" / image) if image else None)
+        return len(pre.embedding_sequence(item))
+
+    lengths = [(seq(r["qry"], r["qry_image_path"]), seq(r["pos_text"], r["pos_image_path"])) for r in rows]
+    order = np.random.default_rng(0).permutation(len(lengths))
+    real = vlm = cocoa_padded = cocoa_packed = 0
+    for start in range(0, len(order) - 31, 32):
+        batch = [lengths[i] for i in order[start:start + 32]]
+        queries, targets = [q for q, _ in batch], [t for _, t in batch]
+        real += sum(queries) + sum(targets)
+        vlm += 32 * max(queries) + 32 * max(targets)
+        for chunk in (queries[i:i + 8] for i in range(0, 32, 8)), (targets[i:i + 8] for i in range(0, 32, 8)):
+            for part in chunk:
+                cocoa_padded += len(part) * max(part)
+                rows_of = pack_rows(part, pack_tokens)
+                used = [sum(n for n, r in zip(part, rows_of, strict=True) if r == row) for row in set(rows_of)]
+                # a chunk that packing would not put in fewer rows is padded (model.packing.packs)
+                cocoa_packed += len(used) * max(used) if len(used) < len(part) else len(part) * max(part)
+    return {"vlm2vec": real / vlm, "cocoa padded": real / cocoa_padded, "cocoa packed": real / cocoa_packed}
+
+
+def vlm2vec_train(work: Path, model: Path, data: Path, out: Path, rows: int, port: int) -> float:
+    venv, src = work / "venv", work / "VLM2Vec"
+    cmd = [str(venv / "bin" / "torchrun"), "--nproc_per_node", "1", "--master_port", str(port), "train.py",
+           "--model_name", str(model), "--output_dir", str(out), "--dataset_name", str(data / "train"),
+           "--split_name", "original", "--subset_name", *KINDS, "--num_sample_per_subset", str(rows),
+           "--temperature", "0.02", "--per_device_train_batch_size", "32", "--grad_cache", "True",
+           "--gc_q_chunk_size", "8", "--gc_p_chunk_size", "8", "--learning_rate", "1e-4", "--num_train_epochs", "1",
+           "--lr_scheduler_type", "linear", "--warmup_steps", "0", "--save_strategy", "no", "--logging_steps", "10",
+           "--remove_unused_columns", "False", "--seed", "0", "--image_dir", str(data / "images"),
+           "--image_resolution", "original", "--max_len", str(MAX_LEN), "--pooling", "last", "--normalize", "True",
+           "--dataloader_num_workers", "0", "--report_to", "none"]
+    env = {"VLM2VEC_ATTN": "sdpa", "PYTHONPATH": str(src), "VLM2VEC_DTYPE": "float32", "WANDB_MODE": "disabled",
+           "HF_DATASETS_CACHE": str(out.with_suffix(".hf-cache"))}
+    log = out.with_suffix(".log")
+    timed(cmd, log, {**_environ(), **env}, src)
+    return float(TRAIN_SAMPLES.findall(log.read_text())[-1])
+
+
+def cocoa_train(model: Path, data: Path, out: Path, rows: int, port: int, pack_tokens: int | None) -> float:
+    recipe = {
+        "stage": "contrastive",
+        "model": {"path": str(model), "attn_implementation": "sdpa"},
+        "data": {"root": str(data / "train"), "images": str(data / "images"), "subsets": list(KINDS),
+                 "split": "original", "cap": rows, "max_len": MAX_LEN},
+        "train": {"output_dir": str(out), "batch_size": 32, "epochs": 1, "lr": 1e-4, "warmup_steps": 0,
+                  "schedule": "linear", "precision": "fp32", "seed": 0, "log_every": 10, "save_every": 100_000,
+                  "pack_tokens": pack_tokens},
+        "contrastive": {"temperature": 0.02, "attention": "causal", "hard_negatives": False, "gradcache_chunk": 8},
+        "protocol": {"preset": "cocoa", "image": {}},
+    }
+    path = out.with_suffix(".yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe))
+    cmd = [str(REPO / ".venv" / "bin" / "torchrun"), "--nproc_per_node", "1", "--master_port", str(port),
+           "-m", "cocoa.cli", "train", str(path)]
+    timed(cmd, out.with_suffix(".log"), _environ(), REPO)
+    return float(json.loads((out / "result.json").read_text())["samples_per_second"])
+
+
+def _environ() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "vs_vlm2vec")
+    parser.add_argument("--shape", choices=("2b", "7b"), default="2b")
+    parser.add_argument("--rows", type=int, default=256, help="training pairs in all")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--pack-tokens", type=int, default=512)
+    parser.add_argument("--port", type=int, default=29641)
+    args = parser.parse_args()
+    work = args.work.resolve()
+    root = work / f"mmeb-mix-{args.shape}-{args.rows}"
+    model, data = root / "model", root / "data"
+    if not (model / "config.json").is_file():
+        counts = build_data(data, args.rows)
+        b = backbone(args.shape)
+        b.save(model)
+        hub_layout(model)
+        print(f"subsets {counts}; vision FLOPs per {SIDE}x{SIDE} image = {flop_ratio(b):.0f} LM tokens")
+    ratios = token_ratios(model, data, args.pack_tokens)
+    print("real / computed tokens: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
+    results: dict[str, list[float]] = {"vlm2vec": [], "cocoa padded": [], "cocoa packed": []}
+    for r in range(args.rounds):
+        names = list(results) if r % 2 == 0 else list(results)[::-1]
+        for name in names:
+            out = root / "runs" / f"{name.replace(' ', '-')}-r{r}"
+            if name == "vlm2vec":
+                value = vlm2vec_train(work, model, data, out, args.rows, args.port)
+            else:
+                value = cocoa_train(model, data, out, args.rows, args.port,
+                                    args.pack_tokens if name == "cocoa packed" else None)
+            results[name].append(value)
+            print(f"round {r} {name}: {value:.2f} samples/s", flush=True)
+    base = statistics.median(results["vlm2vec"])
+    print(f"\n| system | samples/s (median of {args.rounds}) | / VLM2Vec | real / computed tokens |\n|---|---|---|---|")
+    for name, values in results.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:.2f} | {median / base:.2f}x | {ratios[name]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
