@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from cocoa.core.distributed import DistInfo
+from cocoa.core.hub import is_hub_id
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import Item, TrainPair
@@ -418,7 +419,8 @@ def test_paper_pipelines_validate_with_whole_merge_windows(name: str, patch: int
                           [*base_overrides(tmp_path), *pipeline.set, *entry.set])
               for entry in pipeline.stages]
     assert [r.stage for r in stages] == ["warmup", "bridge", "contrastive"]
-    assert stages[0].model.path is not None and stages[0].model.path.startswith("/models/")
+    base = stages[0].model.path  # the base model's Hub id
+    assert base is not None and is_hub_id(base) and base.startswith("Qwen/") and base.endswith("-Instruct")
     for recipe in stages:
         image = recipe.protocol.resolve().image
         assert recipe.protocol.preset == "cocoa-release"

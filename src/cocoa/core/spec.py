@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cocoa.core.hub import resolve_model
 from cocoa.core.matryoshka import validate_dims
 from cocoa.core.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol
 from cocoa.errors import ConfigError
@@ -59,8 +60,9 @@ class EmbeddingSpec:
 
     @classmethod
     def load(cls, folder: str | Path) -> EmbeddingSpec:
-        """The spec in ``folder/cocoa.json``; a folder without one (another project's checkpoint) gets the default."""
-        path = Path(folder) / SPEC_FILE
+        """The spec in ``folder/cocoa.json`` (``folder`` may be a Hub id, :mod:`cocoa.core.hub`); a folder
+        without one (another project's checkpoint) gets the default."""
+        path = resolve_model(folder) / SPEC_FILE
         if not path.is_file():
             return cls()
         data = json.loads(path.read_text())

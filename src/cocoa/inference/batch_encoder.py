@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from cocoa.core.batch import Batch
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, FINGERPRINT_CHARS
+from cocoa.core.hub import resolve_model
 from cocoa.core.protocol import Protocol
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Encoded, Preprocessor, collate
@@ -136,10 +137,12 @@ class BatchEncoder:
                         dtype: torch.dtype | None = None, attn_implementation: str = "sdpa",
                         num_workers: int = 0, protocol: Protocol | None = None,
                         pack_tokens: int | None = None) -> BatchEncoder:
-        """Load a checkpoint folder with its :class:`EmbeddingSpec` (``cocoa.json``).
+        """Load a checkpoint folder, or a Hub id (``org/name[@revision]``), with its :class:`EmbeddingSpec`
+        (``cocoa.json``).
 
         ``protocol`` replaces the one the checkpoint records (to evaluate it as another project does).
         """
+        path = resolve_model(path)
         device = torch.device(device) if device is not None else default_device()
         backbone = Backbone.load(path, dtype=dtype or default_dtype(device), attn_implementation=attn_implementation)
         backbone.model.to(device)

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cocoa.core.hub import is_hub_id
 from cocoa.core.matryoshka import check_dimensions
 from cocoa.data.images import ImageTooLarge, open_image
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, is_empty, text_problem
@@ -359,7 +360,8 @@ def model_threads(requested: int | None = None) -> int:
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, index_dir: str | Path | None = None,
           api_key: str | None = None, *, model_name: str | None = None, device: str | None = None,
           torch_threads: int | None = None, **limits: Any) -> None:
-    """Load ``model_dir`` (and ``index_dir``) and serve them with uvicorn until interrupted.
+    """Load ``model_dir`` (a folder or a Hub id; and ``index_dir``) and serve them with uvicorn until
+    interrupted. The model is served under ``model_name``, by default the Hub id or the folder's name.
 
     ``torch_threads``: see :func:`model_threads` (set for this whole process).
     """
@@ -368,6 +370,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, inde
     torch.set_num_threads(model_threads(torch_threads))
     embedder = Embedder.from_pretrained(model_dir, device=device)
     index = VectorIndex.load(index_dir) if index_dir is not None else None
-    app = create_app(embedder, model_name=model_name or Path(model_dir).resolve().name, index=index,
+    name = model_name or (str(model_dir) if is_hub_id(model_dir) else Path(model_dir).resolve().name)
+    app = create_app(embedder, model_name=name, index=index,
                      api_key=api_key, **limits)
     uvicorn.run(app, host=host, port=port)

@@ -32,6 +32,7 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from cocoa.core.hub import resolve_model
 from cocoa.errors import ConfigError
 
 Family = Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
@@ -238,8 +239,9 @@ class Backbone:
     @classmethod
     def load(cls, path: str | Path, *, dtype: torch.dtype | None = None, attn_implementation: str = "sdpa",
              min_pixels: int | None = None, max_pixels: int | None = None) -> Backbone:
-        """Load a checkpoint folder (``save_pretrained`` layout) with its tokenizer and image processor."""
-        path = Path(path)
+        """Load a checkpoint folder (``save_pretrained`` layout) with its tokenizer and image processor;
+        ``path`` may be a Hub id (:mod:`cocoa.core.hub`)."""
+        path = resolve_model(path)
         config_file = path / "config.json"
         if not config_file.is_file():
             raise ConfigError(f"{path} is not a model folder: {config_file} is missing")

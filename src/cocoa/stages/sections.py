@@ -18,9 +18,11 @@ from cocoa.train.config import TrainConfig
 
 
 class ModelConfig(Strict):
-    """Where the backbone comes from: a checkpoint folder, or a named tiny config."""
+    """Where the backbone comes from: a checkpoint folder or Hub id (``org/name[@revision]``), or a named
+    tiny config."""
 
-    path: str | None = None
+    path: str | None = Field(None, description="a checkpoint folder, or a Hub id org/name[@revision] "
+                                               "(downloaded to the Hugging Face cache; HF_HUB_OFFLINE=1 reads it only)")
     tiny: Literal["tiny", "small"] | None = None
     family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] = "qwen2_vl"
     tokenizer_corpus: bool = Field(True, description="tiny only: learn the BPE vocabulary from the training texts")
