@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,6 +20,9 @@ from rich.console import Console
 
 from cocoa.errors import ConfigError
 from cocoa.recipe import load_recipe, resolve
+
+if TYPE_CHECKING:
+    from cocoa.stages.sections import RecipeBase
 
 console = Console()
 
@@ -96,6 +100,7 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
         timings["data"] = time.perf_counter() - began
     previous: Path | None = None
     stage_dirs: list[Path] = []
+    recipes: list[RecipeBase] = []
     for index, entry in enumerate(pipeline.stages):
         file = resolve(entry.recipe, base)
         probe = load_recipe(file)
@@ -106,6 +111,7 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
         if previous is not None:
             overrides.append(f"model.path={previous}")
         recipe = load_recipe(file, overrides)
+        recipes.append(recipe)
         if recipe.model.path is not None and recipe.model.tiny is not None:
             raise ConfigError(f"{file}: stage {index} sets model.tiny but follows another stage")
         previous = folder / "model"
@@ -122,7 +128,12 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
     if rank != 0:
         return {}
     timings["eval"] = summary.pop("seconds")
+    from cocoa.core.spec import EmbeddingSpec
+    from cocoa.evaluate.summary import Summary
+    from cocoa.pipeline.model_card import write_model_card
     from cocoa.pipeline.report import write_run_report
+
+    write_model_card(previous, out.resolve().name, recipes, EmbeddingSpec.load(previous), Summary.from_dict(summary))
     write_run_report(out, stage_dirs, summary, timings, chance=mini_chance(data_root))
     return summary
 

@@ -22,6 +22,7 @@ from cocoa.errors import ConfigError
 from cocoa.files import atomic_folder, write_json
 from cocoa.integrations.st_layout import write_sentence_transformers_files
 from cocoa.model.backbone import Backbone
+from cocoa.pipeline.model_card import write_model_card
 from cocoa.recipe import Recipe
 from cocoa.stages import get_stage
 from cocoa.train import checkpoint, fsdp
@@ -109,6 +110,7 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
     result = trainer.fit(resume=resume)
     write_model(out / "model", backbone, model, stage.embedding_spec(recipe), info.is_main)
     if info.is_main:
+        write_model_card(out / "model", out.resolve().name, [recipe], stage.embedding_spec(recipe))
         write_json(out / "result.json", {"stage": recipe.stage, "examples": len(examples), **result.__dict__})
     del trainer, parts, model
     distributed.barrier()  # the model folder is complete before any process goes on (to the next stage)
