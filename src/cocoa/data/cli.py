@@ -1,4 +1,4 @@
-"""``cocoa data``: build MiniMMEB; convert VLM2Vec-V2's video training sets."""
+"""``cocoa data``: build MiniMMEB; download MMEB; convert VLM2Vec-V2's video training sets."""
 
 from __future__ import annotations
 
@@ -70,3 +70,29 @@ def llavahound(jsonl: Annotated[Path, typer.Option("--jsonl", help="A LLaVA-Houn
     columns, missing = convert(jsonl, frames, mode, limit=limit, skip_bad=skip_bad)
     write(columns, out)
     Console().print(f"{len(columns['qry'])} rows written to {out}; {missing} rows without frames skipped")
+
+
+@app.command()
+@reports_errors
+def get(name: Annotated[str, typer.Argument(help="mmeb-train, mmeb-eval (MMEB-V1) or mmeb-v2.")],
+        out: Annotated[Path, typer.Option("--out", help="Folder to download into (a rerun resumes).")],
+        revision: Annotated[str | None, typer.Option(help="Branch, tag or commit of the dataset repository.")] = None,
+        ) -> None:
+    """Download a benchmark or training set from the Hub, unpack its media and check every path its
+    parquet files name."""
+    from cocoa.data.get import get as fetch
+    from cocoa.errors import DataError
+
+    report = fetch(name, out, revision=revision)
+    table = Table(title=f"{report.repo_id} in {report.folder}")
+    table.add_column("")
+    table.add_column("")
+    for key, value in (("revision", report.revision or "main"), ("files", report.files),
+                       ("bytes", f"{report.bytes:,}"), ("archives unpacked", report.archives_unpacked),
+                       ("archives already unpacked", report.archives_skipped), ("parquet files", report.parquet_files),
+                       ("media paths checked", report.media_checked), ("missing", report.media_missing)):
+        table.add_row(key, str(value))
+    Console().print(table)
+    if report.media_missing:
+        raise DataError(f"{report.media_missing} of {report.media_checked} media files the parquet files name are "
+                        f"missing (first: {report.first_missing})", file=str(report.folder))

@@ -1,0 +1,210 @@
+"""``cocoa data get``: download MMEB-train, MMEB-eval (V1) or MMEB-V2, unpack their media, check them.
+
+Repository ids, archive names and where each archive unpacks follow VLM2Vec's own download
+script (``experiments/public/data/download_data.sh`` in TIGER-AI-Lab/VLM2Vec) and the datasets'
+Hub pages:
+
+- ``mmeb-train``: ``TIGER-Lab/MMEB-train``, one parquet folder per subset and the images as
+  ``images_zip/<Subset>.zip``, unpacked into ``images/``;
+- ``mmeb-eval``: ``TIGER-Lab/MMEB-eval`` (MMEB-V1's 36 datasets) and ``images.zip``, unpacked
+  into ``images/``;
+- ``mmeb-v2``: ``TIGER-Lab/MMEB-V2``: ``image-tasks/mmeb_v1.tar.gz`` (its ``MMEB/`` folder moved up
+  into ``image-tasks/``) and the frame archives under ``video-tasks/frames/``: ``video_cls`` and
+  ``video_ret`` unpacked into folders of those names, ``video_mret`` in place, and ``video_qa``
+  from five parts (``video_qa.tar.gz-00`` ... ``-04``) read as one stream. The visual-document
+  sets are separate Hub datasets, read by ``datasets`` as VLM2Vec's ``download_datasets.py`` does.
+
+The download is ``huggingface_hub.snapshot_download`` into ``--out`` (resumable, with its progress
+bars, its cache rules and ``HF_HUB_OFFLINE``). Unpacking is skipped for an archive already
+unpacked (a marker file records it), so a rerun resumes. After unpacking, every image path the
+parquet files name is checked.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cocoa.errors import ConfigError, DataError
+
+#: Columns of MMEB parquet files that name media files, relative to the image root.
+MEDIA_COLUMNS = ("qry_image_path", "pos_image_path", "neg_image_path", "qry_img_path", "tgt_img_path")
+MARKER_SUFFIX = ".cocoa-unpacked"
+
+
+@dataclass(frozen=True)
+class Archive:
+    """Archive files matching ``pattern`` (a glob under the snapshot), unpacked into ``into``
+    (relative to the snapshot); ``parts``: the pattern names the pieces of one archive, in order."""
+
+    pattern: str
+    into: str
+    parts: bool = False
+    lift: str | None = None
+    """A folder inside ``into`` whose contents move up into ``into`` after unpacking."""
+
+
+@dataclass(frozen=True)
+class Source:
+    repo_id: str
+    archives: tuple[Archive, ...]
+    image_roots: tuple[str, ...]
+    """Folders, relative to the snapshot, that parquet media paths resolve against (first match)."""
+    description: str
+
+
+SOURCES: dict[str, Source] = {
+    "mmeb-train": Source("TIGER-Lab/MMEB-train", (Archive("images_zip/*.zip", "images"),), ("images",),
+                         "MMEB-train: 20 image subsets for stage 3"),
+    "mmeb-eval": Source("TIGER-Lab/MMEB-eval", (Archive("images.zip", "images"),), ("images",),
+                        "MMEB-eval: MMEB-V1's 36 image datasets"),
+    "mmeb-v2": Source("TIGER-Lab/MMEB-V2", (
+        Archive("image-tasks/mmeb_v1.tar.gz", "image-tasks", lift="MMEB"),
+        Archive("video-tasks/frames/video_cls.tar.gz", "video-tasks/frames/video_cls"),
+        Archive("video-tasks/frames/video_mret.tar.gz", "video-tasks/frames"),
+        Archive("video-tasks/frames/video_ret.tar.gz", "video-tasks/frames/video_ret"),
+        Archive("video-tasks/frames/video_qa.tar.gz-0*", "video-tasks/frames", parts=True),
+    ), ("image-tasks/images", "image-tasks"), "MMEB-V2: image tasks (MMEB-V1) and the 18 video tasks' frames"),
+}
+
+Downloader = Callable[..., str]
+
+
+@dataclass
+class GetReport:
+    """What ``get`` fetched and found."""
+
+    name: str
+    repo_id: str
+    revision: str | None
+    folder: Path
+    files: int = 0
+    bytes: int = 0
+    archives_unpacked: int = 0
+    archives_skipped: int = 0
+    parquet_files: int = 0
+    media_checked: int = 0
+    media_missing: int = 0
+    first_missing: str | None = None
+
+
+class _Parts(io.RawIOBase):
+    """Several files read as one stream (an archive split into parts)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self._files: Iterator[Path] = iter(files)
+        self._current = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:
+        while True:
+            if self._current is None:
+                path = next(self._files, None)
+                if path is None:
+                    return 0
+                self._current = path.open("rb")
+            n = self._current.readinto(buffer)
+            if n:
+                return n
+            self._current.close()
+            self._current = None
+
+
+def _unpack(archive: Archive, root: Path, report: GetReport) -> None:
+    files = sorted(root.glob(archive.pattern))
+    groups = [files] if archive.parts and files else [[f] for f in files]
+    target = root / archive.into
+    for group in groups:
+        marker = group[0].with_name(group[0].name + MARKER_SUFFIX)
+        if marker.is_file():
+            report.archives_skipped += 1
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            if group[0].suffix == ".zip":
+                with zipfile.ZipFile(group[0]) as z:
+                    z.extractall(target)
+            else:
+                stream = io.BufferedReader(_Parts(group), buffer_size=1 << 20)
+                with tarfile.open(fileobj=stream, mode="r|gz") as tar:
+                    tar.extractall(target, filter="data")
+        except (OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
+            raise DataError(f"cannot unpack: {exc}", file=str(group[0])) from exc
+        if archive.lift and (target / archive.lift).is_dir():
+            for child in (target / archive.lift).iterdir():
+                destination = target / child.name
+                if destination.exists():
+                    shutil.rmtree(destination) if destination.is_dir() else destination.unlink()
+                child.rename(destination)
+            (target / archive.lift).rmdir()
+        marker.write_text("unpacked\n")
+        report.archives_unpacked += 1
+
+
+def _media_paths(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        if value:
+            yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _media_paths(item)
+
+
+def check_media(root: Path, image_roots: tuple[str, ...], report: GetReport) -> None:
+    """Count the media paths the parquet files under ``root`` name and those that exist."""
+    import pyarrow.parquet as pq
+
+    bases = [root / r for r in image_roots if (root / r).is_dir()] or [root]
+    for file in sorted(root.rglob("*.parquet")):
+        if ".cache" in file.parts:
+            continue
+        report.parquet_files += 1
+        schema = pq.read_schema(file)
+        columns = [c for c in MEDIA_COLUMNS if c in schema.names]
+        if not columns:
+            continue
+        table = pq.read_table(file, columns=columns).to_pydict()
+        for column in columns:
+            for value in table[column]:
+                for rel in _media_paths(value):
+                    report.media_checked += 1
+                    if not any((base / rel).exists() for base in bases):
+                        report.media_missing += 1
+                        report.first_missing = report.first_missing or f"{file.relative_to(root)}: {rel}"
+
+
+def _commit(folder: Path) -> str | None:
+    """The commit ``snapshot_download`` recorded for a file of ``folder`` (``local_dir`` metadata)."""
+    for meta in sorted((folder / ".cache" / "huggingface" / "download").rglob("*.metadata")):
+        first = meta.read_text(encoding="utf-8").splitlines()[:1]
+        if first:
+            return first[0].strip()
+    return None
+
+
+def get(name: str, out: Path, *, revision: str | None = None, download: Downloader | None = None) -> GetReport:
+    """Download ``name`` into ``out``, unpack its archives and check its media; returns what it found."""
+    if name not in SOURCES:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}")
+    source = SOURCES[name]
+    if download is None:
+        from huggingface_hub import snapshot_download as download
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    download(repo_id=source.repo_id, repo_type="dataset", revision=revision, local_dir=str(out))
+    report = GetReport(name, source.repo_id, _commit(out) or revision, out)
+    for archive in source.archives:
+        _unpack(archive, out, report)
+    for file in out.rglob("*"):
+        if file.is_file() and ".cache" not in file.relative_to(out).parts:
+            report.files += 1
+            report.bytes += file.stat().st_size
+    check_media(out, source.image_roots, report)
+    return report
