@@ -28,7 +28,7 @@ from cocoa.stages import get_stage
 from cocoa.train import checkpoint, fsdp
 from cocoa.train.batches import BatchPlan, StepDataset
 from cocoa.train.lora import add_lora, merged
-from cocoa.train.trainer import FitResult, Trainer
+from cocoa.train.trainer import FitResult, Trainer, autocast_dtype
 
 TEXT_COLUMNS = ("caption", "qry", "pos_text", "neg_text")
 
@@ -53,15 +53,42 @@ def tokenizer_texts(root: Path) -> list[str]:
     return texts
 
 
-def build_backbone(recipe: Recipe) -> Backbone:
-    """Load the checkpoint, or build the tiny preset (its tokenizer learned from the training texts)."""
+def frozen_dtype(recipe: Recipe, device: torch.device) -> torch.dtype:
+    """The dtype the base weights load in: the autocast dtype (bf16) when adapters train on frozen
+    weights, as the authors load them; float32 otherwise (weights that train keep fp32 masters)."""
+    amp = autocast_dtype(recipe.train, device)
+    return amp if recipe.train.lora is not None and amp is not None else torch.float32
+
+
+def build_backbone(recipe: Recipe, dtype: torch.dtype = torch.float32) -> Backbone:
+    """Load the checkpoint in ``dtype``, or build the tiny preset (its tokenizer learned from the
+    training texts) and cast it."""
     m = recipe.model
     if m.path is not None:
-        return Backbone.load(m.path, attn_implementation=m.attn_implementation, min_pixels=m.min_pixels,
+        return Backbone.load(m.path, dtype=dtype, attn_implementation=m.attn_implementation, min_pixels=m.min_pixels,
                              max_pixels=m.max_pixels)
     corpus = tokenizer_texts(Path(recipe.data.root)) if m.tokenizer_corpus else None
-    return Backbone.tiny(m.tiny or "tiny", m.family, corpus=corpus, seed=recipe.train.seed,
-                         attn_implementation=m.attn_implementation)
+    backbone = Backbone.tiny(m.tiny or "tiny", m.family, corpus=corpus, seed=recipe.train.seed,
+                             attn_implementation=m.attn_implementation)
+    backbone.model.to(dtype)
+    return backbone
+
+
+def prepare_model(recipe: Recipe, backbone: Backbone, masks_tokens: bool) -> nn.Module:
+    """The model as it trains: checkpointing if asked, and adapters on frozen weights when the recipe
+    has LoRA; every parameter that trains is float32, whatever the frozen weights' dtype."""
+    model = backbone.model  # the trainer moves (or shards) it onto the device
+    model.config.text_config.use_cache = False
+    if recipe.train.gradient_checkpointing:
+        model.activation_checkpointing_enable()
+        model.enable_input_require_grads()
+    lora = recipe.train.lora
+    if lora is not None:
+        model = add_lora(model, lora, [backbone.ids.mask] if lora.train_mask_token and masks_tokens else [])
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+    return model
 
 
 def write_model(folder: Path, backbone: Backbone, model: nn.Module, spec: EmbeddingSpec,
@@ -85,7 +112,7 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
     info = distributed.setup(group=recipe.train.parallel == "fsdp")
     out = Path(recipe.train.output_dir)
     seed_everything(recipe.train.seed)
-    backbone = build_backbone(recipe)
+    backbone = build_backbone(recipe, frozen_dtype(recipe, info.device))
     stage = get_stage(recipe.stage)
     examples = stage.examples(recipe)
     plan = BatchPlan(len(examples), recipe.train.batch_size, info.world_size, recipe.train.seed)
@@ -93,14 +120,7 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
         raise ConfigError(f"{len(examples)} examples cannot fill one global batch of {plan.global_batch}")
     total = plan.total_steps(recipe.train.max_steps, recipe.train.epochs)
 
-    model = backbone.model.float()  # the trainer moves (or shards) it onto the device
-    model.config.text_config.use_cache = False
-    if recipe.train.gradient_checkpointing:
-        model.activation_checkpointing_enable()
-        model.enable_input_require_grads()
-    lora = recipe.train.lora
-    if lora is not None:
-        model = add_lora(model, lora, [backbone.ids.mask] if lora.train_mask_token and stage.masks_tokens else [])
+    model = prepare_model(recipe, backbone, stage.masks_tokens)
     parts = stage.parts(recipe, backbone, model)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
