@@ -129,7 +129,7 @@ def vlm2vec_train(work: Path, model: Path, data: Path, out: Path, rows: int, por
     env = {"VLM2VEC_ATTN": "sdpa", "PYTHONPATH": str(src), "VLM2VEC_DTYPE": "float32", "WANDB_MODE": "disabled",
            "HF_DATASETS_CACHE": str(out.with_suffix(".hf-cache"))}
     log = out.with_suffix(".log")
-    timed(cmd, log, {**_environ(), **env}, src)
+    timed(cmd, log, {**os.environ, **env}, src)
     return float(TRAIN_SAMPLES.findall(log.read_text())[-1])
 
 
@@ -150,12 +150,8 @@ def cocoa_train(model: Path, data: Path, out: Path, rows: int, port: int, pack_t
     path.write_text(yaml.safe_dump(recipe))
     cmd = [str(REPO / ".venv" / "bin" / "torchrun"), "--nproc_per_node", "1", "--master_port", str(port),
            "-m", "cocoa.cli", "train", str(path)]
-    timed(cmd, out.with_suffix(".log"), _environ(), REPO)
+    timed(cmd, out.with_suffix(".log"), dict(os.environ), REPO)
     return float(json.loads((out / "result.json").read_text())["samples_per_second"])
-
-
-def _environ() -> dict[str, str]:
-    return dict(os.environ)
 
 
 def main() -> None:
