@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -41,10 +42,39 @@ def test_packing_only_when_it_saves_rows(tiny_backbone: Backbone, image_dir: Pat
                            embed(tiny_backbone.model, batch))
 
 
-def test_pack_rows_fills_rows_in_order() -> None:
+def _computed(lengths: list[int], rows: list[int]) -> int:
+    fill = [sum(n for n, r in zip(lengths, rows, strict=True) if r == row) for row in set(rows)]
+    return len(fill) * max(fill)
+
+
+def test_pack_rows_best_fit() -> None:
     assert pack_rows([3, 3, 3, 5, 1], 6) == [0, 0, 1, 2, 2]
-    assert pack_rows([7, 2, 9, 1], 4) == [0, 1, 2, 3]  # longer than a row: a row of its own
+    assert pack_rows([7, 2, 9, 1], 4) == [0, 1, 2, 1]  # longer than a row: a row of its own
     assert pack_rows([2, 2, 2], 100) == [0, 0, 0]
-    # as few rows as greedy filling needs, the longest as short as it can be: [10 | 1 x 6 | 10], not [10, 1, 1 | ... 10]
-    assert pack_rows([10, 1, 1, 1, 1, 1, 1, 10], 12) == [0, 1, 1, 1, 1, 1, 1, 2]
     assert pack_rows([4, 4, 4, 4], 9) == [0, 0, 1, 1] and pack_rows([], 5) == []
+    # short texts fill the rows that long image sequences leave, across the batch's order
+    assert pack_rows([300, 300, 20, 20], 512) == [0, 1, 0, 1]
+    # as few rows as the bin packing needs, the longest as short as it can be: 3 rows of 10, not 12 + 12 + 2
+    lengths = [10, 1, 1, 1, 1, 1, 1, 10]
+    assert _computed(lengths, pack_rows(lengths, 12)) == 30
+
+
+def test_pack_rows_respects_capacity_and_beats_in_order_filling() -> None:
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = [rng.choice([rng.randint(5, 40), rng.randint(250, 330)]) for _ in range(rng.randint(1, 40))]
+        capacity = rng.choice([64, 512, 1024])
+        rows = pack_rows(lengths, capacity)
+        assert sorted(set(rows)) == list(range(max(rows) + 1))
+        for row in set(rows):
+            members = [n for n, r in zip(lengths, rows, strict=True) if r == row]
+            assert sum(members) <= capacity or len(members) == 1
+        in_order, used = [], capacity
+        for n in lengths:
+            if used + n > capacity:
+                in_order.append((in_order[-1] + 1) if in_order else 0)
+                used = 0
+            else:
+                in_order.append(in_order[-1])
+            used += n
+        assert _computed(lengths, rows) <= _computed(lengths, in_order)

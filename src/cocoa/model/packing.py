@@ -1,10 +1,11 @@
 """Packed rows: a batch's sequences share rows, so the language model computes no padding.
 
 The padded batch's real tokens (padded on either side), their M-RoPE positions, roles and image
-slots move into rows of at most ``pack_tokens`` tokens, several sequences a row, in order. A
-segment mask keeps each sequence to itself and each attention mode holds inside its segment
+slots move into rows of at most ``pack_tokens`` tokens, several sequences a row (best-fit
+decreasing, so short text sequences fill the rows that long image sequences leave). A segment mask keeps each sequence to itself and each attention mode holds inside its segment
 (:func:`cocoa.model.attention.allowed`), and positions are each sequence's own, so every state
-equals the padded batch's up to float rounding. The vision tower runs once per batch as before.
+equals the padded batch's up to float rounding. The vision tower runs once per batch as before;
+its features are scattered before packing, and DeepStack features follow their slots' new order.
 
 :func:`packed_hidden_states` returns the states in the padded layout, so every objective (MNTP
 labels, MAE patches, EOS pooling, hard negatives) reads them as it reads padded ones; training
@@ -25,6 +26,7 @@ from cocoa.core.protocol import Pooling, Positions
 from cocoa.core.tokens import Role
 from cocoa.model.attention import AttentionMode, additive_mask
 from cocoa.model.forward import (
+    ImageFeatures,
     ImageTransform,
     deepstack_kwargs,
     embed,
@@ -35,34 +37,62 @@ from cocoa.model.forward import (
 )
 
 
-def _greedy_rows(lengths: list[int], capacity: int) -> list[int]:
-    rows, row, used = [], -1, capacity
-    for length in lengths:
-        if used + length > capacity:
-            row, used = row + 1, 0
-        rows.append(row)
-        used += length
+def _best_fit_rows(lengths: list[int], capacity: int) -> list[int]:
+    """Best-fit decreasing: longest first, each into the fullest row it fits (a new row if none)."""
+    rows = [0] * len(lengths)
+    free: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        fits = [r for r, room in enumerate(free) if room >= lengths[i]]
+        if fits:
+            row = min(fits, key=lambda r: free[r])
+        else:
+            row = len(free)
+            free.append(capacity)
+        free[row] -= lengths[i]
+        rows[i] = row
     return rows
 
 
-def pack_rows(lengths: list[int], capacity: int) -> list[int]:
-    """The packed row of each sequence, in order: as few rows as rows of ``capacity`` tokens need, with
-    the longest row as short as it can be (so rows are evenly filled and little of them is padding).
+def _computed(lengths: list[int], rows: list[int]) -> int:
+    fill = [0] * (max(rows) + 1)
+    for length, row in zip(lengths, rows, strict=True):
+        fill[row] += length
+    return len(fill) * max(fill)
 
-    A sequence longer than ``capacity`` gets a row of its own.
-    """
-    rows = _greedy_rows(lengths, capacity)
-    if not rows:
-        return rows
-    count = rows[-1] + 1
-    low, high = min(-(-sum(lengths) // count), capacity), capacity
-    while low < high:  # the shortest row length that still needs no more rows
+
+def _fewest_tokens(lengths: list[int], capacity: int, count: int) -> list[int]:
+    """Best-fit rows of the shortest length (at most ``capacity``) that needs no more than ``count`` rows."""
+    low = min(max(max(lengths), -(-sum(lengths) // count)), capacity)
+    high = capacity
+    while low < high:
         middle = (low + high) // 2
-        if _greedy_rows(lengths, middle)[-1] + 1 <= count:
+        if max(_best_fit_rows(lengths, middle)) + 1 <= count:
             high = middle
         else:
             low = middle + 1
-    return _greedy_rows(lengths, high)
+    return _best_fit_rows(lengths, high)
+
+
+def pack_rows(lengths: list[int], capacity: int) -> list[int]:
+    """The packed row of each sequence, so that ``rows x longest row`` (the tokens the language model
+    computes) is small: best-fit decreasing into rows of at most ``capacity`` tokens, trying each
+    row count from the fewest up with the shortest row length that fits it.
+
+    Rows are numbered by their first sequence; a sequence longer than ``capacity`` gets a row of its own.
+    """
+    if not lengths:
+        return []
+    best = _best_fit_rows(lengths, capacity)
+    best_tokens, total, longest = _computed(lengths, best), sum(lengths), min(max(lengths), capacity)
+    for count in range(max(best) + 1, len(lengths) + 1):
+        if count * max(longest, -(-total // count)) >= best_tokens:
+            break
+        rows = _fewest_tokens(lengths, capacity, count)
+        if _computed(lengths, rows) < best_tokens:
+            best, best_tokens = rows, _computed(lengths, rows)
+    first = {row: i for i, row in reversed(list(enumerate(best)))}
+    order = {row: n for n, row in enumerate(sorted(first, key=first.__getitem__))}
+    return [order[row] for row in best]
 
 
 def packs(batch: Batch, pack_tokens: int | None) -> bool:
@@ -70,7 +100,7 @@ def packs(batch: Batch, pack_tokens: int | None) -> bool:
     if pack_tokens is None or batch.input_ids.shape[0] < 2:
         return False
     lengths = (batch.roles != Role.PAD).sum(1).tolist()
-    return pack_rows(lengths, pack_tokens)[-1] + 1 < len(lengths)
+    return max(pack_rows(lengths, pack_tokens)) + 1 < len(lengths)
 
 
 @dataclass(frozen=True)
@@ -96,12 +126,13 @@ class Layout:
         valid = batch.roles != Role.PAD
         lengths = valid.sum(1)
         rows = torch.tensor(pack_rows(lengths.tolist(), pack_tokens), device=lengths.device)
-        starts = lengths.cumsum(0) - lengths
-        offsets = starts - starts[torch.searchsorted(rows, rows)]
+        count = int(rows.max()) + 1
+        in_row = F.one_hot(rows, count) * lengths[:, None]
+        offsets = (in_row.cumsum(0) - in_row).gather(1, rows[:, None])[:, 0]  # tokens of earlier sequences in the row
         within = valid.cumsum(1) - 1
         seq, col = valid.nonzero(as_tuple=True)
         return cls(rows, offsets, within, seq, col, rows[seq], offsets[seq] + within[seq, col],
-                   (int(rows[-1]) + 1, int((offsets + lengths).max())))
+                   (count, int((offsets + lengths).max())))
 
     def pack(self, values: Tensor, fill: float | int = 0, dim: int = 0) -> Tensor:
         """``values`` ``(..., batch, len, ...)`` with batch at ``dim``, moved into ``(..., rows, row_len, ...)``."""
@@ -110,6 +141,14 @@ class Layout:
         index = (slice(None),) * dim
         out[(*index, self.dest_row, self.dest_col)] = values[(*index, self.seq, self.col)]
         return out
+
+    def visual_order(self, feats: ImageFeatures | None, slots: Tensor) -> ImageFeatures | None:
+        """``feats`` (one per ``slots`` position, in padded row-major order) in the packed rows' order."""
+        if feats is None:
+            return None
+        at = slots[self.seq, self.col]
+        order = (self.dest_row[at] * self.shape[1] + self.dest_col[at]).argsort()
+        return ImageFeatures(feats.tokens[order], tuple(d[order] for d in feats.deepstack))
 
     def unpack(self, packed: Tensor, length: int) -> Tensor:
         """Packed ``(rows, row_len, hidden)`` states back in the padded layout ``(batch, length, hidden)``,
@@ -132,7 +171,7 @@ def _packed_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tok
     out = vl_model(model).language_model(
         inputs_embeds=layout.pack(embeds), attention_mask=mask,
         position_ids=layout.pack(position_ids(model, batch, positions), dim=1), use_cache=False,
-        **deepstack_kwargs(feats, layout.pack(batch.visual_slots, fill=False)))
+        **deepstack_kwargs(layout.visual_order(feats, batch.visual_slots), layout.pack(batch.visual_slots, fill=False)))
     return out.last_hidden_state, layout
 
 
