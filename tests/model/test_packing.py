@@ -11,7 +11,7 @@ import torch
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed
-from cocoa.model.packing import embed_packed, pack_rows, packs
+from cocoa.model.packing import embed_packed, pack_rows, packs, token_chunks
 from tests.helpers import embed_all, embedding_items, make_backbone
 
 
@@ -78,3 +78,24 @@ def test_pack_rows_respects_capacity_and_beats_in_order_filling() -> None:
                 in_order.append(in_order[-1])
             used += n
         assert _computed(lengths, rows) <= _computed(lengths, in_order)
+
+
+@pytest.mark.parametrize("pack_tokens", [None, 512])
+def test_token_chunks_keep_each_chunk_within_the_budget(pack_tokens: int | None) -> None:
+    rng = random.Random(1)
+    lengths = [rng.choice([rng.randint(5, 40), rng.randint(250, 330)]) for _ in range(64)]
+    chunks = token_chunks(lengths, 2048, pack_tokens)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(64))
+    computed = 0
+    for chunk in chunks:
+        part = [lengths[i] for i in chunk]
+        if pack_tokens is None:
+            assert part == sorted(part, reverse=True) and len(part) * part[0] <= 2048
+            computed += len(part) * part[0]
+        else:
+            rows = pack_rows(part, pack_tokens)
+            assert _computed(part, rows) <= 2048
+            computed += _computed(part, rows)
+    # like lengths together: little padding even without packing, almost none packed
+    assert sum(lengths) / computed > (0.9 if pack_tokens is None else 0.97)
+    assert token_chunks([900, 10, 10], 500) == [[0], [1, 2]]  # over the budget: a chunk of its own

@@ -20,12 +20,14 @@ from torch import nn
 from cocoa.core.distributed import DistInfo
 from cocoa.core.hub import is_hub_id
 from cocoa.core.protocol import PROTOCOLS
+from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import Item, TrainPair
 from cocoa.errors import ConfigError
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.losses.contrastive import info_nce
+from cocoa.model.packing import packs
 from cocoa.pipeline.driver import load_pipeline
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import apply_overrides, builtin, load_recipe, parse_recipe
@@ -221,6 +223,36 @@ def test_gradcache_matches_full_batch(image_dir: Path, tmp_path: Path) -> None:
     assert len(full.chunks) == 1 and len(chunked.chunks) == 6 and chunked.negative_of == (0, 1, 2, 3)
     trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, None), tmp_path)
     assert_same_step(trainer, objective, full, chunked)
+
+
+@pytest.mark.parametrize(("packed", "dedupe"), [(False, False), (False, True), (True, False)])
+def test_gradcache_chunks_cut_by_tokens_match_full_batch(packed: bool, dedupe: bool, image_dir: Path,
+                                                        tmp_path: Path) -> None:
+    backbone = make_backbone()
+    pre = Preprocessor(backbone, 128)
+    examples = pairs(image_dir)
+    full = ContrastiveBuilder(pre, True, None, dedupe)(examples, np.random.default_rng(0))
+    lengths = [int(n) for n in (full.chunks[0].roles != Role.PAD).sum(1)]
+    pack_tokens = 2 * max(lengths) if packed else None
+    budget = 2 * max(lengths)  # packed: a row a chunk
+    objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"], pack_tokens)
+    objective.train()
+    cut = ContrastiveBuilder(pre, True, None, dedupe, chunk_tokens=budget, pack_tokens=pack_tokens)(
+        examples, np.random.default_rng(0))
+    assert len(cut.chunks) > 1 and cut.rows is not None and sorted(set(cut.rows)) == list(range(len(lengths)))
+    for chunk in cut.chunks:
+        real = (chunk.roles != Role.PAD).sum(1)
+        if pack_tokens is None:
+            assert len(chunk) == 1 or len(chunk) * int(real.max()) <= budget
+        assert real.tolist() == sorted(real.tolist(), reverse=True) or packed
+    assert not packed or any(packs(chunk, pack_tokens) for chunk in cut.chunks)
+    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, None), tmp_path)
+    assert_same_step(trainer, objective, full, cut)
+
+
+def test_gradcache_rows_and_tokens_are_one_choice() -> None:
+    with pytest.raises(ValueError, match=r"at most one of contrastive\.gradcache_chunk"):
+        ContrastiveConfig(gradcache_chunk=8, gradcache_tokens=4096)
 
 
 def test_dedupe_embeds_each_distinct_row_once_with_the_same_loss_and_gradients(image_dir: Path,

@@ -95,6 +95,34 @@ def pack_rows(lengths: list[int], capacity: int) -> list[int]:
     return [order[row] for row in best]
 
 
+def token_chunks(lengths: list[int], budget: int, pack_tokens: int | None = None) -> list[list[int]]:
+    """Sequence indices cut into chunks whose computed tokens stay within ``budget`` (GradCache
+    chunks of bounded memory when lengths vary).
+
+    Longest first, so each chunk holds sequences of like length: padded, a chunk costs
+    ``sequences x longest``; with ``pack_tokens`` the batch is packed first and a chunk is whole
+    rows, costing ``rows x fullest row``. A sequence over the budget is a chunk of its own.
+    """
+    if pack_tokens is None:
+        units = [([i], n) for i, n in enumerate(lengths)]
+    else:
+        rows = pack_rows(lengths, pack_tokens)
+        members: dict[int, list[int]] = {}
+        for i, row in enumerate(rows):
+            members.setdefault(row, []).append(i)
+        units = [(m, sum(lengths[i] for i in m)) for m in members.values()]
+    units.sort(key=lambda unit: -unit[1])
+    chunks: list[list[int]] = []
+    count = widest = 0
+    for indices, tokens in units:
+        if not chunks or (count + 1) * max(widest, tokens) > budget:
+            chunks.append([])
+            count = widest = 0
+        chunks[-1] += indices
+        count, widest = count + 1, max(widest, tokens)
+    return chunks
+
+
 def packs(batch: Batch, pack_tokens: int | None) -> bool:
     """Whether rows of ``pack_tokens`` tokens hold the batch's sequences in fewer rows than it has."""
     if pack_tokens is None or batch.input_ids.shape[0] < 2:

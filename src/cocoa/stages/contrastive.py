@@ -28,7 +28,7 @@ from cocoa.data.train_pairs import read_train_pairs
 from cocoa.losses.contrastive import WeightedDims, distributed_info_nce, place_negatives
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import lm_head, vl_model
-from cocoa.model.packing import embed_packed
+from cocoa.model.packing import embed_packed, token_chunks
 from cocoa.schema import Strict
 from cocoa.stages.base import Stage, StageParts, image_root
 from cocoa.stages.sections import RecipeBase
@@ -74,11 +74,24 @@ class ContrastiveConfig(Strict):
         None, description="the embedding attention; default: the recipe protocol's (bidirectional for cocoa)")
     hard_negatives: bool = Field(False, description="add each row's neg_text/neg_image_path as a candidate "
                                  "(rows without one add none)")
-    gradcache_chunk: int | None = Field(None, gt=0)
+    gradcache_chunk: int | None = Field(None, gt=0, description="GradCache chunks of this many rows, in the "
+                                        "batch's order; null with gradcache_tokens null: the whole batch at once")
+    gradcache_tokens: int | None = Field(
+        None, gt=0, description="GradCache chunks cut by tokens instead: rows sorted longest first, each chunk's "
+                                "computed tokens (rows x longest, or packed rows with train.pack_tokens) within "
+                                "this budget, so memory stays bounded when lengths vary and chunks carry little "
+                                "padding")
     dedupe: bool = Field(False, description="embed identical rows of a batch once (the label texts of "
                          "classification data, say); the loss still sees every row, so loss and gradient "
                          "are those of the batch as given (rows then share one dropout draw)")
     matryoshka: MatryoshkaConfig | None = Field(None, description="train several embedding widths at once")
+
+    @model_validator(mode="after")
+    def _one_chunking(self) -> ContrastiveConfig:
+        if self.gradcache_chunk is not None and self.gradcache_tokens is not None:
+            raise ValueError("set at most one of contrastive.gradcache_chunk (rows) and "
+                             "contrastive.gradcache_tokens (tokens)")
+        return self
 
     @property
     def weighted_dims(self) -> WeightedDims | None:
@@ -99,7 +112,8 @@ class PairBatch:
     n_queries: int
     negative_of: tuple[int, ...] | None
     rows: tuple[int, ...] | None = None
-    """With ``dedupe``, the position among the embedded (distinct) rows of each row above."""
+    """The position among the embedded rows (chunk after chunk) of each row above, when that is not
+    its own: with ``dedupe`` (identical rows embedded once) or chunks cut by tokens (rows reordered)."""
 
 
 def distinct_rows(items: Sequence[Item]) -> tuple[list[Item], tuple[int, ...]]:
@@ -123,10 +137,16 @@ def distinct_rows(items: Sequence[Item]) -> tuple[list[Item], tuple[int, ...]]:
 
 
 class ContrastiveBuilder:
-    """``query <EOS>`` and ``target <EOS>`` rows, chunked for GradCache (identical rows once with ``dedupe``)."""
+    """``query <EOS>`` and ``target <EOS>`` rows, chunked for GradCache (identical rows once with ``dedupe``).
 
-    def __init__(self, pre: Preprocessor, hard_negatives: bool, chunk: int | None, dedupe: bool = False) -> None:
+    Chunks hold ``chunk`` rows in order, or, with ``chunk_tokens``, rows sorted longest first up to
+    that many computed tokens (:func:`~cocoa.model.packing.token_chunks`; packed rows with ``pack_tokens``).
+    """
+
+    def __init__(self, pre: Preprocessor, hard_negatives: bool, chunk: int | None, dedupe: bool = False, *,
+                 chunk_tokens: int | None = None, pack_tokens: int | None = None) -> None:
         self.pre, self.hard_negatives, self.chunk, self.dedupe = pre, hard_negatives, chunk, dedupe
+        self.chunk_tokens, self.pack_tokens = chunk_tokens, pack_tokens
 
     def __call__(self, examples: Sequence[TrainPair], rng: np.random.Generator) -> PairBatch:
         rows = [ex.query for ex in examples] + [ex.positive for ex in examples]
@@ -138,8 +158,14 @@ class ContrastiveBuilder:
         if self.dedupe:
             rows, index = distinct_rows(rows)
         seqs = [self.pre.embedding_sequence(item) for item in rows]
-        size = self.chunk or len(seqs)
-        chunks = [collate(seqs[i:i + size], self.pre.ids.pad) for i in range(0, len(seqs), size)]
+        if self.chunk_tokens is None:
+            size = self.chunk or len(seqs)
+            groups = [list(range(i, min(i + size, len(seqs)))) for i in range(0, len(seqs), size)]
+        else:
+            groups = token_chunks([len(s) for s in seqs], self.chunk_tokens, self.pack_tokens)
+            place = {row: n for n, row in enumerate(row for group in groups for row in group)}
+            index = tuple(place[i] for i in (index if index is not None else range(len(seqs))))
+        chunks = [collate([seqs[i] for i in group], self.pre.ids.pad) for group in groups]
         return PairBatch(chunks=chunks, n_queries=len(examples), negative_of=negative_of, rows=index)
 
 
@@ -189,7 +215,8 @@ class ContrastiveStage(Stage):
         if c.matryoshka is not None:
             validate_dims(c.matryoshka.dims, "contrastive.matryoshka.dims", backbone.hidden_size)
         builder = ContrastiveBuilder(self.preprocessor(recipe, backbone), c.hard_negatives,
-                                     c.gradcache_chunk, c.dedupe)
+                                     c.gradcache_chunk, c.dedupe, chunk_tokens=c.gradcache_tokens,
+                                     pack_tokens=recipe.train.pack_tokens)
         return StageParts(EmbeddingObjective(model, self.protocol(recipe), recipe.train.pack_tokens), builder, GradCacheStep(ContrastiveLoss(c)))
 
     def protocol(self, recipe: RecipeBase) -> Protocol:
