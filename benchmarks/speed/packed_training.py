@@ -12,12 +12,19 @@ kinds; byte-level tokens, so a text of n letters is n tokens):
 - 10% image + instruction -> a 5-40-token caption (i2t retrieval: 2 subsets).
 
 Each timed step is the stage's objective forward and backward on one global batch: stage 3
-(InfoNCE over GradCache chunks, every chunk forward and backward) and stage 2 (EOS-bridged
-reconstruction). Padded and packed steps alternate, on the same batches. The bound is what
+(InfoNCE over GradCache chunks, every chunk forward and backward), stage 2 (EOS-bridged
+reconstruction) and stage 1 (warm-up: each pair's image-bearing side as ``<image> caption`` with a
+10-120-token caption, assumed to span alt-texts to detailed captions; MNTP and MAE). Padded and packed steps alternate, on the same batches. The bound is what
 removing every padded language-model token could give, from the measured vision-tower time:
 ``(vision + lm) / (vision + lm * real / computed)``.
 
+Stage 3's GradCache chunks hold ``--chunk`` sequences in the batch's order, as VLM2Vec's do; with
+``--chunk-tokens`` they are cut by computed tokens in both modes (``contrastive.gradcache_tokens``):
+padded chunks hold sequences of like length, packed chunks whole rows of the packed batch, so the
+padded mode is then already sorted and the ratio measures packing alone.
+
     python benchmarks/speed/packed_training.py --shape 2b --steps 4
+    python benchmarks/speed/packed_training.py --shape 2b --steps 4 --pack-tokens 512 --chunk-tokens 2048
     python benchmarks/speed/packed_training.py --shape 7b --steps 4
 """
 
@@ -40,6 +47,7 @@ from common import timed
 from cocoa.core.batch import Batch
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.tokens import Role
+from cocoa.data.captions import CaptionPair
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
 from cocoa.model.backbone import Backbone, TokenIds, build_image_processor, build_tokenizer, tiny_text_config
@@ -54,6 +62,7 @@ from cocoa.stages.contrastive import (
     PairBatch,
 )
 from cocoa.stages.language import LanguageObjective
+from cocoa.stages.warmup import WarmupBuilder, WarmupConfig, WarmupObjective
 
 SIDE = 448
 #: Language model and vision tower dimensions: FLOP ratio close to Qwen2-VL-2B's / 7B's (printed).
@@ -143,7 +152,12 @@ def train_step(stage: str, b: Backbone, chunks: list[Batch], pack: int | None) -
         pairs = PairBatch(chunks=chunks, n_queries=len(emb) // 2, negative_of=None)
         ContrastiveLoss(ContrastiveConfig(temperature=0.02))(emb, pairs)[0].backward()
         return
-    objective = LanguageObjective(b.model, "eos_bridge", pack_tokens=pack)
+    if stage == "warmup":
+        proc = b.image_processor
+        objective = WarmupObjective(b.model, WarmupConfig(), 3 * proc.temporal_patch_size * proc.patch_size ** 2,
+                                    b.merge_size, pack)
+    else:
+        objective = LanguageObjective(b.model, "eos_bridge", pack_tokens=pack)
     for chunk in chunks:
         objective(chunk)["loss"].backward()
 
@@ -154,7 +168,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="pairs per step")
     parser.add_argument("--chunk", type=int, default=8, help="GradCache chunk (sequences)")
     parser.add_argument("--pack-tokens", type=int, default=2048)
+    parser.add_argument("--chunk-tokens", type=int, help="stage 3's GradCache chunks cut by this many computed "
+                        "tokens (contrastive.gradcache_tokens) instead of --chunk sequences, in both modes")
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--stages", nargs="+", choices=("contrastive", "bridge", "warmup"),
+                        default=["contrastive", "bridge", "warmup"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--images", type=Path, default=Path("runs/packed-bench-images"))
     args = parser.parse_args()
@@ -167,24 +185,36 @@ def main() -> None:
     b.model.train()
     ours = flop_ratio(b)
     vision_ref, lm_ref = REFERENCE[args.shape]
+    chunking = f"chunk {args.chunk_tokens} tokens" if args.chunk_tokens else f"chunk {args.chunk}"
     print(f"shape {args.shape}: vision FLOPs per {SIDE}x{SIDE} image = {ours:.0f} language-model tokens "
           f"(Qwen2-VL-{args.shape.upper()}: {vision_ref * PATCHES / lm_ref:.0f}); batch {args.batch} pairs, "
-          f"chunk {args.chunk}, pack_tokens {args.pack_tokens}, {args.threads} threads")
+          f"{chunking}, pack_tokens {args.pack_tokens}, {args.threads} threads")
     pre = Preprocessor(b, 1024, PROTOCOLS["cocoa"])
-    for stage in ("contrastive", "bridge"):
+    for stage in args.stages:
         batches = []
         for step in range(args.steps):
             examples = mmeb_pairs(args.batch, step, args.images)
             if stage == "contrastive":
-                batches.append(ContrastiveBuilder(pre, False, args.chunk)(examples, np.random.default_rng(step)).chunks)
+                batches.append({mode: ContrastiveBuilder(
+                    pre, False, None if args.chunk_tokens else args.chunk, chunk_tokens=args.chunk_tokens,
+                    pack_tokens=args.pack_tokens if mode == "packed" else None)(
+                    examples, np.random.default_rng(step)).chunks for mode in ("padded", "packed")})
+            elif stage == "warmup":
+                rng = np.random.default_rng(step)
+                captions = [CaptionPair(Item("", side.image), text(rng, 10, 120))
+                            for ex in examples for side in (ex.query, ex.positive) if side.image][:args.batch]
+                builder = WarmupBuilder(pre, 0.2, 0.5)
+                chunks = [builder(captions[i:i + args.chunk], rng) for i in range(0, len(captions), args.chunk)]
+                batches.append({"padded": chunks, "packed": chunks})
             else:
                 seqs = [BridgeBuilder(pre, 0.5).sequence(ex, np.random.default_rng(step)) for ex in examples]
-                batches.append([collate(seqs[i:i + args.chunk], b.ids.pad) for i in range(0, len(seqs), args.chunk)])
+                chunks = [collate(seqs[i:i + args.chunk], b.ids.pad) for i in range(0, len(seqs), args.chunk)]
+                batches.append({"padded": chunks, "packed": chunks})
         times: dict[str, list[float]] = {"padded": [], "packed": []}
         tokens = {"padded": [0, 0], "packed": [0, 0]}
-        for step, chunks in enumerate(batches):
+        for step, by_mode in enumerate(batches):
             for mode in ("padded", "packed") if step % 2 == 0 else ("packed", "padded"):
-                pack = args.pack_tokens if mode == "packed" else None
+                pack, chunks = args.pack_tokens if mode == "packed" else None, by_mode[mode]
                 real, computed = token_counts(chunks, pack)
                 tokens[mode][0] += real
                 tokens[mode][1] += computed
@@ -192,7 +222,7 @@ def main() -> None:
                 train_step(stage, b, chunks, pack)
                 times[mode].append(time.perf_counter() - start)
                 b.model.zero_grad(set_to_none=True)
-        vision = statistics.median(vision_seconds(b, chunks) for chunks in batches)
+        vision = statistics.median(vision_seconds(b, by_mode["padded"]) for by_mode in batches)
         b.model.zero_grad(set_to_none=True)
         padded, packed = statistics.median(times["padded"]), statistics.median(times["packed"])
         real, computed_padded = tokens["padded"]

@@ -16,8 +16,18 @@ targets, padding each to its longest; cocoa pads each chunk of 8 (queries, then 
 longest, or packs it. Their ratio to the real tokens is computed on the same data in random
 batches of 32 (seed 0), by each system's rule.
 
+Evaluation (``--what eval``): the same model, untrained (speed does not depend on the weights),
+and four MMEB-eval-format subsets of the same kinds and shares, ``--queries`` queries in all,
+each with 10 candidates (gold first) from the subset's pool: 40 texts of 5-40 tokens, or 16
+images with one fixed instruction, so candidates repeat across queries as MMEB-eval's do. Both
+systems embed each distinct (text, image) item once, in batches of ``--eval-batch``; VLM2Vec's
+eval.py in its own (hash) order, cocoa's ``cocoa eval`` sorted by length. Items/s is distinct
+items over each system's own encoding time (VLM2Vec: its tqdm bars' elapsed time; cocoa: the
+seconds each dataset's score file records, which include scoring), and over the process wall.
+
     benchmarks/vs_vlm2vec/setup.sh
     python benchmarks/vs_vlm2vec/mmeb_mix.py --shape 2b --rows 256 --rounds 2
+    python benchmarks/vs_vlm2vec/mmeb_mix.py --shape 2b --what eval --queries 64 --rounds 2
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -39,11 +51,11 @@ from run import REPO, TRAIN_SAMPLES, timed
 
 sys.path.insert(0, str(REPO / "benchmarks" / "speed"))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from packed_training import SIDE, backbone, flop_ratio, mmeb_pairs
+from packed_training import SIDE, backbone, flop_ratio, mmeb_pairs, text
 
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
-from cocoa.data.items import Item, TrainPair
+from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
 from cocoa.model.backbone import Backbone
 from cocoa.model.packing import pack_rows
 
@@ -85,6 +97,104 @@ def build_data(out: Path, rows: int) -> dict[str, int]:
         configs.append(f"- config_name: {kind}\n  data_files:\n  - split: original\n    path: {kind}/original-*.parquet\n")
     (out / "train" / "README.md").write_text("---\nconfigs:\n" + "".join(configs) + "---\n")
     return {kind: len(table["qry"]) for kind, table in tables.items()}
+
+
+EVAL_SHARES = {"ImageToText": 0.55, "TextToImage": 0.20, "ImageToImage": 0.15, "ImageToCaption": 0.10}
+META_TASK = {"ImageToText": "classification", "TextToImage": "retrieval", "ImageToImage": "retrieval",
+             "ImageToCaption": "retrieval"}
+CANDIDATES = 10
+TARGET_INSTRUCTION = f"{IMAGE_PLACEHOLDER} Represent the given image."
+ELAPSED = re.compile(r"Encode (query|target): 100%[^\[]*\[(?:(\d+):)?(\d+):(\d+)<")
+
+
+def build_eval_data(out: Path, queries: int) -> int:
+    """MMEB-eval-format subsets under ``out/eval`` (images under ``out/images``); the distinct items."""
+    rng = np.random.default_rng(1)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    pool_images = []
+    for i in range(16):
+        name = f"eval-{i}.png"
+        Image.fromarray((rng.random((SIDE, SIDE, 3)) * 255).astype("uint8")).save(out / "images" / name)
+        pool_images.append(name)
+    configs, items = [], set()
+    for kind, share in EVAL_SHARES.items():
+        texts = [text(rng, 5, 40) for _ in range(40)]
+        image_target = kind in ("TextToImage", "ImageToImage")
+        pool = [(TARGET_INSTRUCTION, name) for name in pool_images] if image_target else [(t, "") for t in texts]
+        table: dict[str, list] = {"qry_text": [], "qry_img_path": [], "tgt_text": [], "tgt_img_path": []}
+        for _ in range(max(1, round(share * queries))):
+            if kind == "TextToImage":
+                query = (text(rng, 5, 40), "")
+            else:
+                query = (f"{IMAGE_PLACEHOLDER} {text(rng, 10, 30)}", str(rng.choice(pool_images)))
+            picked = [pool[int(i)] for i in rng.choice(len(pool), CANDIDATES, replace=False)]
+            table["qry_text"].append(query[0])
+            table["qry_img_path"].append(query[1])
+            table["tgt_text"].append([t for t, _ in picked])
+            table["tgt_img_path"].append([p for _, p in picked])
+            items |= {("q", *query), *(("t", *c) for c in picked)}
+        folder = out / "eval" / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(table), folder / "test-00000-of-00001.parquet")
+        configs.append(f"- config_name: {kind}\n  data_files:\n  - split: test\n    path: {kind}/test-*.parquet\n")
+    (out / "eval" / "README.md").write_text("---\nconfigs:\n" + "".join(configs) + "---\n")
+    return len(items)
+
+
+def vlm2vec_eval(work: Path, model: Path, data: Path, out: Path, batch: int) -> tuple[float, float]:
+    """VLM2Vec v1's eval.py: seconds its encoding bars report, and the process wall."""
+    venv, src = work / "venv", work / "VLM2Vec"
+    cmd = [str(venv / "bin" / "python"), "eval.py", "--model_name", str(model), "--encode_output_path", str(out),
+           "--output_dir", str(out), "--dataset_name", str(data / "eval"), "--dataset_split", "test",
+           "--subset_name", *KINDS, "--per_device_eval_batch_size", str(batch), "--image_dir", str(data / "images"),
+           "--image_resolution", "original", "--max_len", str(MAX_LEN), "--pooling", "last", "--normalize", "True",
+           "--dataloader_num_workers", "0", "--report_to", "none"]
+    env = {"VLM2VEC_ATTN": "sdpa", "PYTHONPATH": str(src), "VLM2VEC_DTYPE": "float32", "WANDB_MODE": "disabled",
+           "HF_DATASETS_CACHE": str(out.with_suffix(".hf-cache"))}
+    log = out.with_suffix(".log")
+    wall, _ = timed(cmd, log, {**os.environ, **env}, src)
+    bars: list[tuple[str, str, str, str]] = []
+    for bar in ELAPSED.findall(log.read_text().replace("\r", "\n")):  # a bar may print 100% twice: keep its last
+        if bars and bars[-1][0] == bar[0]:
+            bars.pop()
+        bars.append(bar)
+    if len(bars) != 2 * len(KINDS):
+        raise SystemExit(f"expected {2 * len(KINDS)} finished encoding bars in {log}, found {len(bars)}")
+    return sum(int(h or 0) * 3600 + int(m) * 60 + int(sec) for _, h, m, sec in bars), wall
+
+
+def cocoa_eval(model: Path, data: Path, out: Path, batch: int, pack_tokens: int | None) -> tuple[float, float]:
+    """``cocoa eval``: seconds its datasets record, and the process wall."""
+    cmd = [str(REPO / ".venv" / "bin" / "cocoa"), "eval", "--model", str(model), "--data", str(data / "eval"),
+           "--images", str(data / "images"), "--out", str(out), "--batch-size", str(batch),
+           *(f"--dataset-info={kind}={META_TASK[kind]}" for kind in KINDS),
+           *(["--pack-tokens", str(pack_tokens)] if pack_tokens else [])]
+    wall, _ = timed(cmd, out.with_suffix(".log"), dict(os.environ), REPO)
+    return sum(json.loads((out / f"{kind}_score.json").read_text())["seconds"] for kind in KINDS), wall
+
+
+def eval_rounds(args: argparse.Namespace, work: Path, model: Path, data: Path, root: Path) -> None:
+    items = build_eval_data(data, args.queries)
+    print(f"{items} distinct items, eval batch {args.eval_batch}")
+    results: dict[str, list[tuple[float, float]]] = {"vlm2vec": [], "cocoa padded": [], "cocoa packed": []}
+    for r in range(args.rounds):
+        for name in list(results) if r % 2 == 0 else list(results)[::-1]:
+            out = root / "eval-runs" / f"{name.replace(' ', '-')}-r{r}"
+            if out.exists():
+                shutil.rmtree(out)
+            if name == "vlm2vec":
+                value = vlm2vec_eval(work, model, data, out, args.eval_batch)
+            else:
+                value = cocoa_eval(model, data, out, args.eval_batch,
+                                   args.pack_tokens if name == "cocoa packed" else None)
+            results[name].append(value)
+            print(f"round {r} {name}: encoding {value[0]:.1f} s, process {value[1]:.1f} s", flush=True)
+    base = statistics.median(items / s for s, _ in results["vlm2vec"])
+    print(f"\n| system | items/s encoding (median of {args.rounds}) | / VLM2Vec | items/s process wall |"
+          "\n|---|---|---|---|")
+    for name, values in results.items():
+        rate = statistics.median(items / s for s, _ in values)
+        print(f"| {name} | {rate:.2f} | {rate / base:.2f}x | {statistics.median(items / w for _, w in values):.2f} |")
 
 
 def token_ratios(model_dir: Path, data: Path, pack_tokens: int) -> dict[str, float]:
@@ -162,6 +272,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pack-tokens", type=int, default=512)
     parser.add_argument("--port", type=int, default=29641)
+    parser.add_argument("--what", choices=("train", "eval"), default="train")
+    parser.add_argument("--queries", type=int, default=64, help="evaluation queries in all")
+    parser.add_argument("--eval-batch", type=int, default=8)
     args = parser.parse_args()
     work = args.work.resolve()
     root = work / f"mmeb-mix-{args.shape}-{args.rows}"
@@ -172,6 +285,9 @@ def main() -> None:
         b.save(model)
         hub_layout(model)
         print(f"subsets {counts}; vision FLOPs per {SIDE}x{SIDE} image = {flop_ratio(b):.0f} LM tokens")
+    if args.what == "eval":
+        eval_rounds(args, work, model, data, root)
+        return
     ratios = token_ratios(model, data, args.pack_tokens)
     print("real / computed tokens: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
     results: dict[str, list[float]] = {"vlm2vec": [], "cocoa padded": [], "cocoa packed": []}
