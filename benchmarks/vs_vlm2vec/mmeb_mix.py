@@ -1,4 +1,4 @@
-"""Stage-3 training on MMEB-shaped batches: VLM2Vec v1 against cocoa padded and cocoa packed (not a test).
+"""Stage-3 training and evaluation on MMEB-shaped data: VLM2Vec v1 against cocoa, padded and packed (not a test).
 
 The model is ``packed_training.py``'s Qwen2-VL whose vision-tower to language-model FLOP ratio
 per 448x448 image is Qwen2-VL-2B's (``--shape 2b``) or 7B's (``--shape 7b``), saved in the Hub
@@ -9,7 +9,9 @@ one shuffled stream by both trainers as VLM2Vec v1 does. Settings on both sides:
 GradCache chunks of 8, max_len 512, temperature 0.02, causal attention with last-token pooling,
 no hard negatives, one epoch, fp32, one process under torchrun. Systems alternate, the order
 flipping each round. Each trainer reports its own samples/s (its training loop, preprocessing
-included).
+included). A fourth run, cocoa packed with token chunks, cuts GradCache chunks over the whole
+batch of queries and targets by ``4 x pack_tokens`` computed tokens (``contrastive.gradcache_tokens``)
+instead of 8 sequences.
 
 Computed tokens per step: VLM2Vec runs its processor over the 32 queries and, apart, the 32
 targets, padding each to its longest; cocoa pads each chunk of 8 (queries, then targets) to its
@@ -21,9 +23,12 @@ and four MMEB-eval-format subsets of the same kinds and shares, ``--queries`` qu
 each with 10 candidates (gold first) from the subset's pool: 40 texts of 5-40 tokens, or 16
 images with one fixed instruction, so candidates repeat across queries as MMEB-eval's do. Both
 systems embed each distinct (text, image) item once, in batches of ``--eval-batch``; VLM2Vec's
-eval.py in its own (hash) order, cocoa's ``cocoa eval`` sorted by length. Items/s is distinct
-items over each system's own encoding time (VLM2Vec: its tqdm bars' elapsed time; cocoa: the
-seconds each dataset's score file records, which include scoring), and over the process wall.
+eval.py in its own (hash) order, cocoa's ``cocoa eval`` sorted by length (and each item once
+across subsets: its cache serves the image candidates two subsets share). Items/s is the
+subsets' distinct items over each system's own encoding time (VLM2Vec: its tqdm bars' elapsed
+time; cocoa: the seconds each dataset's score file records, which include scoring), and over the
+process wall. Attention differs (VLM2Vec causal, cocoa's default protocol bidirectional), which
+costs the same.
 
     benchmarks/vs_vlm2vec/setup.sh
     python benchmarks/vs_vlm2vec/mmeb_mix.py --shape 2b --rows 256 --rounds 2
@@ -57,7 +62,7 @@ from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
 from cocoa.model.backbone import Backbone
-from cocoa.model.packing import pack_rows
+from cocoa.model.packing import pack_rows, token_chunks
 
 KINDS = ("ImageToText", "TextToImage", "ImageToImage", "ImageToCaption")
 MAX_LEN = 512
@@ -99,6 +104,8 @@ def build_data(out: Path, rows: int) -> dict[str, int]:
     return {kind: len(table["qry"]) for kind, table in tables.items()}
 
 
+#: cocoa's settings per system: pack_tokens and contrastive.gradcache_tokens (None: chunks of 8 sequences).
+SYSTEMS: dict[str, tuple[int | None, int | None]] = {"vlm2vec": (None, None), "cocoa padded": (None, None)}
 EVAL_SHARES = {"ImageToText": 0.55, "TextToImage": 0.20, "ImageToImage": 0.15, "ImageToCaption": 0.10}
 META_TASK = {"ImageToText": "classification", "TextToImage": "retrieval", "ImageToImage": "retrieval",
              "ImageToCaption": "retrieval"}
@@ -108,7 +115,8 @@ ELAPSED = re.compile(r"Encode (query|target): 100%[^\[]*\[(?:(\d+):)?(\d+):(\d+)
 
 
 def build_eval_data(out: Path, queries: int) -> int:
-    """MMEB-eval-format subsets under ``out/eval`` (images under ``out/images``); the distinct items."""
+    """MMEB-eval-format subsets under ``out/eval`` (images under ``out/images``); the items to embed:
+    each subset's distinct queries and distinct candidates, summed over subsets."""
     rng = np.random.default_rng(1)
     (out / "images").mkdir(parents=True, exist_ok=True)
     pool_images = []
@@ -116,8 +124,10 @@ def build_eval_data(out: Path, queries: int) -> int:
         name = f"eval-{i}.png"
         Image.fromarray((rng.random((SIDE, SIDE, 3)) * 255).astype("uint8")).save(out / "images" / name)
         pool_images.append(name)
-    configs, items = [], set()
+    configs, items = [], 0
     for kind, share in EVAL_SHARES.items():
+        queries_seen: set[tuple[str, str]] = set()
+        candidates_seen: set[tuple[str, str]] = set()
         texts = [text(rng, 5, 40) for _ in range(40)]
         image_target = kind in ("TextToImage", "ImageToImage")
         pool = [(TARGET_INSTRUCTION, name) for name in pool_images] if image_target else [(t, "") for t in texts]
@@ -132,13 +142,15 @@ def build_eval_data(out: Path, queries: int) -> int:
             table["qry_img_path"].append(query[1])
             table["tgt_text"].append([t for t, _ in picked])
             table["tgt_img_path"].append([p for _, p in picked])
-            items |= {("q", *query), *(("t", *c) for c in picked)}
+            queries_seen.add(query)
+            candidates_seen.update(picked)
+        items += len(queries_seen) + len(candidates_seen)
         folder = out / "eval" / kind
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.table(table), folder / "test-00000-of-00001.parquet")
         configs.append(f"- config_name: {kind}\n  data_files:\n  - split: test\n    path: {kind}/test-*.parquet\n")
     (out / "eval" / "README.md").write_text("---\nconfigs:\n" + "".join(configs) + "---\n")
-    return len(items)
+    return items
 
 
 def vlm2vec_eval(work: Path, model: Path, data: Path, out: Path, batch: int) -> tuple[float, float]:
@@ -175,7 +187,7 @@ def cocoa_eval(model: Path, data: Path, out: Path, batch: int, pack_tokens: int 
 
 def eval_rounds(args: argparse.Namespace, work: Path, model: Path, data: Path, root: Path) -> None:
     items = build_eval_data(data, args.queries)
-    print(f"{items} distinct items, eval batch {args.eval_batch}")
+    print(f"{items} items (distinct per subset), eval batch {args.eval_batch}")
     results: dict[str, list[tuple[float, float]]] = {"vlm2vec": [], "cocoa padded": [], "cocoa packed": []}
     for r in range(args.rounds):
         for name in list(results) if r % 2 == 0 else list(results)[::-1]:
@@ -197,6 +209,17 @@ def eval_rounds(args: argparse.Namespace, work: Path, model: Path, data: Path, r
         print(f"| {name} | {rate:.2f} | {rate / base:.2f}x | {statistics.median(items / w for _, w in values):.2f} |")
 
 
+def computed_tokens(chunk: list[int], pack_tokens: int | None) -> int:
+    """Tokens the language model computes for one chunk: padded, or packed when that saves rows
+    (``model.packing.packs``)."""
+    padded = len(chunk) * max(chunk)
+    if pack_tokens is None:
+        return padded
+    rows = pack_rows(chunk, pack_tokens)
+    fill = [sum(n for n, r in zip(chunk, rows, strict=True) if r == row) for row in set(rows)]
+    return len(fill) * max(fill) if len(fill) < len(chunk) else padded
+
+
 def token_ratios(model_dir: Path, data: Path, pack_tokens: int) -> dict[str, float]:
     """Real tokens / computed tokens under each system's rule, on random batches of 32 of the data."""
     pre = Preprocessor(Backbone.load(model_dir), MAX_LEN, PROTOCOLS["cocoa"])
@@ -209,20 +232,21 @@ def token_ratios(model_dir: Path, data: Path, pack_tokens: int) -> dict[str, flo
 
     lengths = [(seq(r["qry"], r["qry_image_path"]), seq(r["pos_text"], r["pos_image_path"])) for r in rows]
     order = np.random.default_rng(0).permutation(len(lengths))
-    real = vlm = cocoa_padded = cocoa_packed = 0
+    real = 0
+    computed = dict.fromkeys(SYSTEMS, 0)
     for start in range(0, len(order) - 31, 32):
         batch = [lengths[i] for i in order[start:start + 32]]
         queries, targets = [q for q, _ in batch], [t for _, t in batch]
         real += sum(queries) + sum(targets)
-        vlm += 32 * max(queries) + 32 * max(targets)
-        for chunk in (queries[i:i + 8] for i in range(0, 32, 8)), (targets[i:i + 8] for i in range(0, 32, 8)):
-            for part in chunk:
-                cocoa_padded += len(part) * max(part)
-                rows_of = pack_rows(part, pack_tokens)
-                used = [sum(n for n, r in zip(part, rows_of, strict=True) if r == row) for row in set(rows_of)]
-                # a chunk that packing would not put in fewer rows is padded (model.packing.packs)
-                cocoa_packed += len(used) * max(used) if len(used) < len(part) else len(part) * max(part)
-    return {"vlm2vec": real / vlm, "cocoa padded": real / cocoa_padded, "cocoa packed": real / cocoa_packed}
+        computed["vlm2vec"] += 32 * max(queries) + 32 * max(targets)
+        for name, (pack, chunk_tokens) in SYSTEMS.items():
+            if name == "vlm2vec":
+                continue
+            seqs = queries + targets
+            chunks = ([[seqs[i] for i in c] for c in token_chunks(seqs, chunk_tokens, pack)] if chunk_tokens
+                      else [seqs[i:i + 8] for i in range(0, 64, 8)])
+            computed[name] += sum(computed_tokens(c, pack) for c in chunks)
+    return {name: real / tokens for name, tokens in computed.items()}
 
 
 def vlm2vec_train(work: Path, model: Path, data: Path, out: Path, rows: int, port: int) -> float:
@@ -243,7 +267,8 @@ def vlm2vec_train(work: Path, model: Path, data: Path, out: Path, rows: int, por
     return float(TRAIN_SAMPLES.findall(log.read_text())[-1])
 
 
-def cocoa_train(model: Path, data: Path, out: Path, rows: int, port: int, pack_tokens: int | None) -> float:
+def cocoa_train(model: Path, data: Path, out: Path, rows: int, port: int, pack_tokens: int | None,
+                chunk_tokens: int | None) -> float:
     recipe = {
         "stage": "contrastive",
         "model": {"path": str(model), "attn_implementation": "sdpa"},
@@ -252,7 +277,8 @@ def cocoa_train(model: Path, data: Path, out: Path, rows: int, port: int, pack_t
         "train": {"output_dir": str(out), "batch_size": 32, "epochs": 1, "lr": 1e-4, "warmup_steps": 0,
                   "schedule": "linear", "precision": "fp32", "seed": 0, "log_every": 10, "save_every": 100_000,
                   "pack_tokens": pack_tokens},
-        "contrastive": {"temperature": 0.02, "attention": "causal", "hard_negatives": False, "gradcache_chunk": 8},
+        "contrastive": {"temperature": 0.02, "attention": "causal", "hard_negatives": False,
+                        "gradcache_chunk": None if chunk_tokens else 8, "gradcache_tokens": chunk_tokens},
         "protocol": {"preset": "cocoa", "image": {}},
     }
     path = out.with_suffix(".yaml")
@@ -288,18 +314,19 @@ def main() -> None:
     if args.what == "eval":
         eval_rounds(args, work, model, data, root)
         return
+    SYSTEMS.update({"cocoa packed": (args.pack_tokens, None),
+                    "cocoa packed, token chunks": (args.pack_tokens, 4 * args.pack_tokens)})
     ratios = token_ratios(model, data, args.pack_tokens)
     print("real / computed tokens: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
-    results: dict[str, list[float]] = {"vlm2vec": [], "cocoa padded": [], "cocoa packed": []}
+    results: dict[str, list[float]] = {name: [] for name in SYSTEMS}
     for r in range(args.rounds):
         names = list(results) if r % 2 == 0 else list(results)[::-1]
         for name in names:
-            out = root / "runs" / f"{name.replace(' ', '-')}-r{r}"
+            out = root / "runs" / f"{name.replace(' ', '-').replace(',', '')}-r{r}"
             if name == "vlm2vec":
                 value = vlm2vec_train(work, model, data, out, args.rows, args.port)
             else:
-                value = cocoa_train(model, data, out, args.rows, args.port,
-                                    args.pack_tokens if name == "cocoa packed" else None)
+                value = cocoa_train(model, data, out, args.rows, args.port, *SYSTEMS[name])
             results[name].append(value)
             print(f"round {r} {name}: {value:.2f} samples/s", flush=True)
     base = statistics.median(results["vlm2vec"])
