@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
 import re
 import shutil
 import statistics
@@ -185,6 +186,29 @@ def cocoa_eval(model: Path, data: Path, out: Path, batch: int, pack_tokens: int 
     return sum(json.loads((out / f"{kind}_score.json").read_text())["seconds"] for kind in KINDS), wall
 
 
+#: Where ``cocoa eval``'s time goes: (label, cocoa module, function) whose cumulative time is reported.
+PROFILED = (("whole command", "cocoa/cli.py", "main"), ("evaluation", "cocoa/evaluate/runner.py", "evaluate"),
+             ("model forward", "cocoa/model/forward.py", "embed"),
+             ("vision tower", "cocoa/model/forward.py", "vision_features"),
+             ("preprocessing", "cocoa/data/collate.py", "embedding_sequence"))
+
+
+def cocoa_eval_profile(model: Path, data: Path, out: Path, batch: int) -> str:
+    """One padded ``cocoa eval`` under cProfile: the cumulative seconds of :data:`PROFILED`."""
+    if out.exists():
+        shutil.rmtree(out)
+    stats_file = out.with_suffix(".prof")
+    cmd = [str(REPO / ".venv" / "bin" / "python"), "-m", "cProfile", "-o", str(stats_file), "-m", "cocoa.cli", "eval",
+           "--model", str(model), "--data", str(data / "eval"), "--images", str(data / "images"), "--out", str(out),
+           "--batch-size", str(batch), *(f"--dataset-info={kind}={META_TASK[kind]}" for kind in KINDS)]
+    timed(cmd, out.with_suffix(".log"), dict(os.environ), REPO)
+    stats = pstats.Stats(str(stats_file)).stats  # type: ignore[attr-defined]
+    found = {label: sum(v[3] for (file, _, name), v in stats.items() if file.endswith(path) and name == func)
+             for label, path, func in PROFILED}
+    found["language model"] = found["model forward"] - found["vision tower"]
+    return ", ".join(f"{label} {seconds:.1f} s" for label, seconds in found.items())
+
+
 def eval_rounds(args: argparse.Namespace, work: Path, model: Path, data: Path, root: Path) -> None:
     items = build_eval_data(data, args.queries)
     print(f"{items} items (distinct per subset), eval batch {args.eval_batch}")
@@ -201,6 +225,8 @@ def eval_rounds(args: argparse.Namespace, work: Path, model: Path, data: Path, r
                                    args.pack_tokens if name == "cocoa packed" else None)
             results[name].append(value)
             print(f"round {r} {name}: encoding {value[0]:.1f} s, process {value[1]:.1f} s", flush=True)
+    print("cocoa eval (padded) under cProfile: " + cocoa_eval_profile(model, data, root / "eval-runs" / "profile",
+                                                                      args.eval_batch))
     base = statistics.median(items / s for s, _ in results["vlm2vec"])
     print(f"\n| system | items/s encoding (median of {args.rounds}) | / VLM2Vec | items/s process wall |"
           "\n|---|---|---|---|")
