@@ -52,7 +52,7 @@ from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
 from cocoa.model.backbone import Backbone, TokenIds, build_image_processor, build_tokenizer, tiny_text_config
 from cocoa.model.forward import vision_features
-from cocoa.model.packing import Layout, packs
+from cocoa.model.packing import Layout, packed_rows
 from cocoa.stages.bridge import BridgeBuilder
 from cocoa.stages.contrastive import (
     ContrastiveBuilder,
@@ -127,8 +127,9 @@ def token_counts(chunks: list[Batch], pack_tokens: int | None) -> tuple[int, int
     for chunk in chunks:
         valid = chunk.roles != Role.PAD
         real += int(valid.sum())
-        if packs(chunk, pack_tokens):
-            rows, row_len = Layout.of(chunk, pack_tokens).shape
+        rows_of = packed_rows(chunk, pack_tokens)
+        if rows_of is not None:
+            rows, row_len = Layout.of(chunk, rows_of).shape
             computed += rows * row_len
         else:
             computed += valid.shape[0] * valid.shape[1]
@@ -144,12 +145,14 @@ def vision_seconds(b: Backbone, chunks: list[Batch]) -> float:
     return timed(run, 1, warmup=0)
 
 
-def train_step(stage: str, b: Backbone, chunks: list[Batch], pack: int | None) -> None:
-    """The stage's objective forward and backward over every chunk of one global batch."""
+def train_step(stage: str, b: Backbone, chunks: list[Batch], pack: int | None,
+               rows: tuple[int, ...] | None = None) -> None:
+    """The stage's objective forward and backward over every chunk of one global batch (``rows``:
+    the builder's map from each query and positive to its embedded row, when chunks reorder them)."""
     if stage == "contrastive":
         objective = EmbeddingObjective(b.model, PROTOCOLS["cocoa"], pack)
         emb = torch.cat([objective(chunk) for chunk in chunks])
-        pairs = PairBatch(chunks=chunks, n_queries=len(emb) // 2, negative_of=None)
+        pairs = PairBatch(chunks=chunks, n_queries=len(emb) // 2, negative_of=None, rows=rows)
         ContrastiveLoss(ContrastiveConfig(temperature=0.02))(emb, pairs)[0].backward()
         return
     if stage == "warmup":
@@ -195,34 +198,35 @@ def main() -> None:
         for step in range(args.steps):
             examples = mmeb_pairs(args.batch, step, args.images)
             if stage == "contrastive":
-                batches.append({mode: ContrastiveBuilder(
+                built = {mode: ContrastiveBuilder(
                     pre, False, None if args.chunk_tokens else args.chunk, chunk_tokens=args.chunk_tokens,
                     pack_tokens=args.pack_tokens if mode == "packed" else None)(
-                    examples, np.random.default_rng(step)).chunks for mode in ("padded", "packed")})
+                    examples, np.random.default_rng(step)) for mode in ("padded", "packed")}
+                batches.append({mode: (pairs.chunks, pairs.rows) for mode, pairs in built.items()})
             elif stage == "warmup":
                 rng = np.random.default_rng(step)
                 captions = [CaptionPair(Item("", side.image), text(rng, 10, 120))
                             for ex in examples for side in (ex.query, ex.positive) if side.image][:args.batch]
                 builder = WarmupBuilder(pre, 0.2, 0.5)
                 chunks = [builder(captions[i:i + args.chunk], rng) for i in range(0, len(captions), args.chunk)]
-                batches.append({"padded": chunks, "packed": chunks})
+                batches.append({"padded": (chunks, None), "packed": (chunks, None)})
             else:
                 seqs = [BridgeBuilder(pre, 0.5).sequence(ex, np.random.default_rng(step)) for ex in examples]
                 chunks = [collate(seqs[i:i + args.chunk], b.ids.pad) for i in range(0, len(seqs), args.chunk)]
-                batches.append({"padded": chunks, "packed": chunks})
+                batches.append({"padded": (chunks, None), "packed": (chunks, None)})
         times: dict[str, list[float]] = {"padded": [], "packed": []}
         tokens = {"padded": [0, 0], "packed": [0, 0]}
         for step, by_mode in enumerate(batches):
             for mode in ("padded", "packed") if step % 2 == 0 else ("packed", "padded"):
-                pack, chunks = args.pack_tokens if mode == "packed" else None, by_mode[mode]
+                pack, (chunks, rows) = args.pack_tokens if mode == "packed" else None, by_mode[mode]
                 real, computed = token_counts(chunks, pack)
                 tokens[mode][0] += real
                 tokens[mode][1] += computed
                 start = time.perf_counter()
-                train_step(stage, b, chunks, pack)
+                train_step(stage, b, chunks, pack, rows)
                 times[mode].append(time.perf_counter() - start)
                 b.model.zero_grad(set_to_none=True)
-        vision = statistics.median(vision_seconds(b, by_mode["padded"]) for by_mode in batches)
+        vision = statistics.median(vision_seconds(b, by_mode["padded"][0]) for by_mode in batches)
         b.model.zero_grad(set_to_none=True)
         padded, packed = statistics.median(times["padded"]), statistics.median(times["packed"])
         real, computed_padded = tokens["padded"]

@@ -225,7 +225,7 @@ def test_gradcache_matches_full_batch(image_dir: Path, tmp_path: Path) -> None:
     assert_same_step(trainer, objective, full, chunked)
 
 
-@pytest.mark.parametrize(("packed", "dedupe"), [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize(("packed", "dedupe"), [(False, False), (False, True), (True, False), (True, True)])
 def test_gradcache_chunks_cut_by_tokens_match_full_batch(packed: bool, dedupe: bool, image_dir: Path,
                                                         tmp_path: Path) -> None:
     backbone = make_backbone()

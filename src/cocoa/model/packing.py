@@ -2,7 +2,8 @@
 
 The padded batch's real tokens (padded on either side), their M-RoPE positions, roles and image
 slots move into rows of at most ``pack_tokens`` tokens, several sequences a row (best-fit
-decreasing, so short text sequences fill the rows that long image sequences leave). A segment mask keeps each sequence to itself and each attention mode holds inside its segment
+decreasing, so short text sequences fill the rows that long image sequences leave). A segment
+mask keeps each sequence to itself and each attention mode holds inside its segment
 (:func:`cocoa.model.attention.allowed`), and positions are each sequence's own, so every state
 equals the padded batch's up to float rounding. The vision tower runs once per batch as before;
 its features are scattered before packing, and DeepStack features follow their slots' new order.
@@ -15,6 +16,7 @@ embeddings, gathering only the pooled states (evaluation, ``cocoa encode``, the 
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import torch
@@ -40,16 +42,16 @@ from cocoa.model.forward import (
 def _best_fit_rows(lengths: list[int], capacity: int) -> list[int]:
     """Best-fit decreasing: longest first, each into the fullest row it fits (a new row if none)."""
     rows = [0] * len(lengths)
-    free: list[int] = []
+    free: list[tuple[int, int]] = []  # (room left, row), sorted
+    opened = 0
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        fits = [r for r, room in enumerate(free) if room >= lengths[i]]
-        if fits:
-            row = min(fits, key=lambda r: free[r])
+        at = bisect.bisect_left(free, (lengths[i], -1))
+        if at < len(free):
+            room, row = free.pop(at)
         else:
-            row = len(free)
-            free.append(capacity)
-        free[row] -= lengths[i]
+            room, row, opened = capacity, opened, opened + 1
         rows[i] = row
+        bisect.insort(free, (room - lengths[i], row))
     return rows
 
 
@@ -73,18 +75,23 @@ def _fewest_tokens(lengths: list[int], capacity: int, count: int) -> list[int]:
     return _best_fit_rows(lengths, high)
 
 
+#: Row counts past the fewest that :func:`pack_rows` tries.
+MORE_ROWS_TRIED = 8
+
+
 def pack_rows(lengths: list[int], capacity: int) -> list[int]:
     """The packed row of each sequence, so that ``rows x longest row`` (the tokens the language model
-    computes) is small: best-fit decreasing into rows of at most ``capacity`` tokens, trying each
-    row count from the fewest up with the shortest row length that fits it.
+    computes) is small: best-fit decreasing into rows of at most ``capacity`` tokens, trying the
+    fewest row counts (up to :data:`MORE_ROWS_TRIED` more) with the shortest row length that fits.
 
     Rows are numbered by their first sequence; a sequence longer than ``capacity`` gets a row of its own.
     """
     if not lengths:
         return []
     best = _best_fit_rows(lengths, capacity)
-    best_tokens, total, longest = _computed(lengths, best), sum(lengths), min(max(lengths), capacity)
-    for count in range(max(best) + 1, len(lengths) + 1):
+    best_tokens, total, longest = _computed(lengths, best), sum(lengths), max(lengths)
+    fewest = max(best) + 1
+    for count in range(fewest, min(len(lengths), fewest + MORE_ROWS_TRIED) + 1):
         if count * max(longest, -(-total // count)) >= best_tokens:
             break
         rows = _fewest_tokens(lengths, capacity, count)
@@ -123,12 +130,18 @@ def token_chunks(lengths: list[int], budget: int, pack_tokens: int | None = None
     return chunks
 
 
+def packed_rows(batch: Batch, pack_tokens: int | None) -> list[int] | None:
+    """Each sequence's row in rows of ``pack_tokens`` tokens (:func:`pack_rows`), or ``None`` when
+    that would not hold the batch's sequences in fewer rows than it has (or ``pack_tokens`` is ``None``)."""
+    if pack_tokens is None or batch.input_ids.shape[0] < 2:
+        return None
+    rows = pack_rows((batch.roles != Role.PAD).sum(1).tolist(), pack_tokens)
+    return rows if max(rows) + 1 < len(rows) else None
+
+
 def packs(batch: Batch, pack_tokens: int | None) -> bool:
     """Whether rows of ``pack_tokens`` tokens hold the batch's sequences in fewer rows than it has."""
-    if pack_tokens is None or batch.input_ids.shape[0] < 2:
-        return False
-    lengths = (batch.roles != Role.PAD).sum(1).tolist()
-    return max(pack_rows(lengths, pack_tokens)) + 1 < len(lengths)
+    return packed_rows(batch, pack_tokens) is not None
 
 
 @dataclass(frozen=True)
@@ -150,11 +163,12 @@ class Layout:
     shape: tuple[int, int]
 
     @classmethod
-    def of(cls, batch: Batch, pack_tokens: int) -> Layout:
+    def of(cls, batch: Batch, row_of: list[int]) -> Layout:
+        """The layout of ``batch`` with sequence ``i`` in packed row ``row_of[i]`` (:func:`packed_rows`)."""
         valid = batch.roles != Role.PAD
         lengths = valid.sum(1)
-        rows = torch.tensor(pack_rows(lengths.tolist(), pack_tokens), device=lengths.device)
-        count = int(rows.max()) + 1
+        rows = torch.tensor(row_of, device=lengths.device)
+        count = max(row_of) + 1
         in_row = F.one_hot(rows, count) * lengths[:, None]
         offsets = (in_row.cumsum(0) - in_row).gather(1, rows[:, None])[:, 0]  # tokens of earlier sequences in the row
         within = valid.cumsum(1) - 1
@@ -170,13 +184,14 @@ class Layout:
         out[(*index, self.dest_row, self.dest_col)] = values[(*index, self.seq, self.col)]
         return out
 
-    def visual_order(self, feats: ImageFeatures | None, slots: Tensor) -> ImageFeatures | None:
-        """``feats`` (one per ``slots`` position, in padded row-major order) in the packed rows' order."""
-        if feats is None:
-            return None
+    def deepstack_order(self, feats: ImageFeatures | None, slots: Tensor) -> ImageFeatures | None:
+        """``feats`` with their DeepStack features (one per ``slots`` position, in padded row-major
+        order) put in the packed rows' order; the tokens themselves are already in place."""
+        if feats is None or not feats.deepstack:
+            return feats
         at = slots[self.seq, self.col]
         order = (self.dest_row[at] * self.shape[1] + self.dest_col[at]).argsort()
-        return ImageFeatures(feats.tokens[order], tuple(d[order] for d in feats.deepstack))
+        return ImageFeatures(feats.tokens, tuple(d[order] for d in feats.deepstack))
 
     def unpack(self, packed: Tensor, length: int) -> Tensor:
         """Packed ``(rows, row_len, hidden)`` states back in the padded layout ``(batch, length, hidden)``,
@@ -186,12 +201,12 @@ class Layout:
         return out
 
 
-def _packed_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int, *,
+def _packed_states(model: nn.Module, batch: Batch, mode: AttentionMode, rows: list[int], *,
                    eos_sees_target: bool, image_transform: ImageTransform | None,
                    positions: Positions) -> tuple[Tensor, Layout]:
     """The language model's final states over the packed rows, and the layout that made them."""
     embeds, feats = input_embeddings(model, batch, image_transform)
-    layout = Layout.of(batch, pack_tokens)
+    layout = Layout.of(batch, rows)
     roles = layout.pack(batch.roles, fill=int(Role.PAD))
     segments = layout.pack(torch.arange(len(batch.roles), device=roles.device)[:, None].expand_as(batch.roles),
                            fill=-1)
@@ -199,7 +214,8 @@ def _packed_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tok
     out = vl_model(model).language_model(
         inputs_embeds=layout.pack(embeds), attention_mask=mask,
         position_ids=layout.pack(position_ids(model, batch, positions), dim=1), use_cache=False,
-        **deepstack_kwargs(layout.visual_order(feats, batch.visual_slots), layout.pack(batch.visual_slots, fill=False)))
+        **deepstack_kwargs(layout.deepstack_order(feats, batch.visual_slots),
+                           layout.pack(batch.visual_slots, fill=False)))
     return out.last_hidden_state, layout
 
 
@@ -209,18 +225,20 @@ def packed_hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, pa
     """:func:`~cocoa.model.forward.hidden_states` ``(batch, len, hidden)`` computed on packed rows of
     ``pack_tokens`` tokens (zero at padding); the padded path when packing saves no row or
     ``pack_tokens`` is ``None``. Gradients flow as through the padded path."""
-    if not packs(batch, pack_tokens):
+    rows = packed_rows(batch, pack_tokens)
+    if rows is None:
         return hidden_states(model, batch, mode, eos_sees_target=eos_sees_target, image_transform=image_transform,
                              positions=positions)
-    packed, layout = _packed_states(model, batch, mode, pack_tokens, eos_sees_target=eos_sees_target,
+    packed, layout = _packed_states(model, batch, mode, rows, eos_sees_target=eos_sees_target,
                                     image_transform=image_transform, positions=positions)
     return layout.unpack(packed, batch.input_ids.shape[1])
 
 
-def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int,
+def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, rows: list[int],
                        positions: Positions = "grid") -> Tensor:
-    """The final states ``(batch, hidden)`` at each row's ``pool_index``, computed on packed rows."""
-    packed, layout = _packed_states(model, batch, mode, pack_tokens, eos_sees_target=True, image_transform=None,
+    """The final states ``(batch, hidden)`` at each row's ``pool_index``, computed on packed rows
+    (sequence ``i`` in row ``rows[i]``, :func:`packed_rows`)."""
+    packed, layout = _packed_states(model, batch, mode, rows, eos_sees_target=True, image_transform=None,
                                     positions=positions)
     pooled = layout.within.gather(1, batch.pool_index[:, None])[:, 0]
     return packed[layout.rows, layout.offsets + pooled]
@@ -233,6 +251,7 @@ def embed_packed(model: nn.Module, batch: Batch, mode: AttentionMode, pack_token
     A batch that packing would not put in fewer rows (a single sequence, say), and mean pooling,
     take the padded path.
     """
-    if pooling == "mean" or not packs(batch, pack_tokens):
+    rows = None if pooling == "mean" else packed_rows(batch, pack_tokens)
+    if rows is None:
         return embed(model, batch, mode, pooling=pooling, positions=positions)
-    return F.normalize(packed_pool_states(model, batch, mode, pack_tokens, positions).float(), dim=-1)
+    return F.normalize(packed_pool_states(model, batch, mode, rows, positions).float(), dim=-1)

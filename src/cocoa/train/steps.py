@@ -100,9 +100,9 @@ class GradCacheStep:
 def most_chunks(count: int, device: torch.device) -> int:
     """The most chunks any rank has this step (``count`` in a single process).
 
-    Ranks may have different counts (deduplicated rows, rows without hard negatives). FSDP
-    gathers the weights on every chunk's forward, so a rank with fewer chunks runs its last
-    one again, with a zero gradient, until the counts match.
+    Ranks may have different counts (deduplicated rows, rows without hard negatives, chunks cut
+    by tokens). FSDP gathers the weights on every chunk's forward, so a rank with fewer chunks
+    runs its last one again, with a zero gradient, until the counts match.
     """
     if world_size() == 1:
         return count
