@@ -23,7 +23,11 @@ section is reported without stopping the others):
    one training step as ``cocoa train`` runs it, with and without activation checkpointing.
 6. ``workers``: bf16 encoding at the first shape with ``BatchEncoder(num_workers=N)`` for several
    N, images read from PNG files as the evaluator reads them.
-7. ``fsdp``: ``cocoa train`` with ``train.parallel=fsdp`` in one process on the GPU (NCCL,
+7. ``packing``: stage 3 on MMEB-shaped batches (``speed/packed_training.py``'s mix, 448x448
+   images, 32 pairs, GradCache chunks of 8) at the first shape, padded against packed rows
+   (``train.pack_tokens``), bf16 autocast over fp32 weights: real / computed tokens, ms per
+   step, real tokens/s, MFU over the useful work (6 x parameters x real tokens and patches), peak memory.
+8. ``fsdp``: ``cocoa train`` with ``train.parallel=fsdp`` in one process on the GPU (NCCL,
    FSDP2 mixed precision): stage 0 then stage 3 on a MiniMMEB folder (``--data``), the
    same stage 0 unsharded for comparison of the losses, a ``--resume`` rerun that loads the
    sharded checkpoint, and ``cocoa eval`` of the model FSDP saved.
@@ -48,16 +52,21 @@ import torch
 from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "speed"))
 import common
+import packed_training
 
 from cocoa.core.batch import Batch
+from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.core.tokens import Role
+from cocoa.data.collate import Preprocessor
 from cocoa.data.items import Item
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.model.attention import ATTENTION_MODES
 from cocoa.model.backbone import MODEL_CLASSES, Backbone, TokenIds, build_image_processor
 from cocoa.model.forward import hidden_states
+from cocoa.stages.contrastive import ContrastiveBuilder
 from cocoa.train.config import LoraConfig
 from cocoa.train.lora import add_lora
 
@@ -149,6 +158,44 @@ def gpu_vs_cpu_cosine(backbone: Backbone, device: torch.device) -> float:
     backbone.model.to(device, torch.bfloat16)
     gpu = BatchEncoder(backbone, EmbeddingSpec(), device=device).encode_items(items, batch_size=5)
     return float((cpu * gpu).sum(axis=1).min())
+
+
+# ---------------------------------------------------------------- 7. packing
+def section_packing(device: torch.device, shape: str, pack_tokens: int, repeats: int, peak: float,
+                    out_dir: Path) -> dict:
+    """Padded against packed stage-3 steps on one MMEB-shaped global batch at a published shape."""
+    backbone = shaped_backbone(shape, device)
+    model = backbone.model.train()
+    images = out_dir / "packing-images"
+    images.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        common.random_image(rng, IMAGE_SIDE).save(images / f"{i}.png")
+    pre = Preprocessor(backbone, 1024, PROTOCOLS["cocoa"])
+    examples = packed_training.mmeb_pairs(32, 0, images)
+    pairs = ContrastiveBuilder(pre, False, 8)(examples, np.random.default_rng(0))
+    chunks = [c.to(device) for c in pairs.chunks]
+    flops = sum(training_flops(model, chunk, 6) for chunk in chunks)
+    out: dict = {}
+    for name, pack in (("padded", None), ("packed", pack_tokens)):
+        real, computed = packed_training.token_counts(chunks, pack)
+
+        def step(pack: int | None = pack) -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                packed_training.train_step("contrastive", backbone, chunks, pack, pairs.rows)
+            model.zero_grad(set_to_none=True)
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        seconds = run_guarded(lambda step=step: {"s": common.timed(step, repeats)}).get("s")
+        out[name] = {"real_over_computed": real / computed, "ms": seconds * 1e3 if seconds else None,
+                     "real_tokens_per_s": real / seconds if seconds else None,
+                     "mfu": flops / seconds / peak if seconds and peak else None,
+                     "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
+        print(shape, name, out[name], flush=True)
+    if out["padded"]["ms"] and out["packed"]["ms"]:
+        out["speedup"] = out["padded"]["ms"] / out["packed"]["ms"]
+    return out
 
 
 # ---------------------------------------------------------------- 3. throughput
@@ -405,6 +452,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 4, 8],
                         help="preprocessing processes to compare in the workers section")
     parser.add_argument("--data", type=Path, default=None, help="MiniMMEB folder for the fsdp section")
+    parser.add_argument("--pack-tokens", type=int, default=1024, help="packed row length in the packing section")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -427,6 +475,9 @@ def main() -> None:
                 results[section] = section_adapters(device, args.shapes, args.rows, args.repeats, peak, args.side)
             elif section == "workers":
                 results[section] = section_workers(device, args.shapes[0], args.side, args.workers)
+            elif section == "packing":
+                results[section] = section_packing(device, args.shapes[0], args.pack_tokens, args.repeats, peak,
+                                                   args.out)
             elif section == "fsdp":
                 results[section] = section_fsdp(args.out, args.data)
             else:
