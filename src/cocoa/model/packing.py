@@ -95,8 +95,9 @@ def pack_rows(lengths: list[int], capacity: int) -> list[int]:
         if count * max(longest, -(-total // count)) >= best_tokens:
             break
         rows = _fewest_tokens(lengths, capacity, count)
-        if _computed(lengths, rows) < best_tokens:
-            best, best_tokens = rows, _computed(lengths, rows)
+        tokens = _computed(lengths, rows)
+        if tokens < best_tokens:
+            best, best_tokens = rows, tokens
     first = {row: i for i, row in reversed(list(enumerate(best)))}
     order = {row: n for n, row in enumerate(sorted(first, key=first.__getitem__))}
     return [order[row] for row in best]
