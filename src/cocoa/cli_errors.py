@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 
+from cocoa.core.console import make_console
 from cocoa.errors import CocoaError
 
 P = ParamSpec("P")
 R = TypeVar("R")
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:

@@ -150,7 +150,7 @@ def test_two_ranks_write_what_one_process_writes(model_dir: Path, corpus_file: P
            *cli(model_dir, corpus_file, out)]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "this rank: 15 encoded" in proc.stderr.replace("\n", " ")  # rank 0 took every other of the 30 shards
+    assert "this rank: 15 encoded" in proc.stderr  # rank 0 took every other of the 30 shards
     assert read_manifest(out)["shards"] == read_manifest(uninterrupted)["shards"]
     ids, _, vectors = read_all(out)
     assert ids == read_all(uninterrupted)[0]

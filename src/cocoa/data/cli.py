@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from cocoa.cli_errors import reports_errors
+from cocoa.core.console import make_console
 
 app = typer.Typer(help="Data sets: build MiniMMEB from offline sources.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ def mini(out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     """Build MiniMMEB into OUT and print its datasets."""
     from cocoa.data.minimmeb.build import build_mini
 
-    console = Console()
+    console = make_console()
     start = time.perf_counter()
     manifest = build_mini(out, seed=seed, queries=queries, pool=pool, train_size=train_size,
                           grounding_candidates=grounding_candidates, video_queries=video_queries,
@@ -69,7 +69,7 @@ def llavahound(jsonl: Annotated[Path, typer.Option("--jsonl", help="A LLaVA-Houn
 
     columns, missing = convert(jsonl, frames, mode, limit=limit, skip_bad=skip_bad)
     write(columns, out)
-    Console().print(f"{len(columns['qry'])} rows written to {out}; {missing} rows without frames skipped")
+    make_console().print(f"{len(columns['qry'])} rows written to {out}; {missing} rows without frames skipped")
 
 
 @app.command()
@@ -92,7 +92,7 @@ def get(name: Annotated[str, typer.Argument(help="mmeb-train, mmeb-eval (MMEB-V1
                        ("archives already unpacked", report.archives_skipped), ("parquet files", report.parquet_files),
                        ("media paths checked", report.media_checked), ("missing", report.media_missing)):
         table.add_row(key, str(value))
-    Console().print(table)
+    make_console().print(table)
     if report.media_missing:
         raise DataError(f"{report.media_missing} of {report.media_checked} media files the parquet files name are "
                         f"missing (first: {report.first_missing})", file=str(report.folder))

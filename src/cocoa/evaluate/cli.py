@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from cocoa.cli_errors import reports_errors
+from cocoa.core.console import make_console
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.errors import ConfigError
 from cocoa.evaluate.cards import parse_dataset_info
@@ -99,7 +99,7 @@ def main(
     if model is None or data is None or out is None:
         raise typer.BadParameter("--model, --data and --out are required")
     names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else None
-    console = Console()
+    console = make_console()
     cards = dict(parse_dataset_info(option) for option in dataset_info or ())
     if dims is not None and (benchmark or cards):
         raise ConfigError("--dims cannot be combined with --benchmark or --dataset-info yet")
@@ -129,7 +129,7 @@ def compare(
     b: Annotated[Path, typer.Argument(help="summary.json (or its folder) to compare against it.")],
 ) -> None:
     """Show two results side by side with deltas (B - A)."""
-    Console(width=100).print(compare_table(load_summary(a), load_summary(b), (_label(a), _label(b))))
+    make_console(width=100).print(compare_table(load_summary(a), load_summary(b), (_label(a), _label(b))))
 
 
 def _label(path: Path) -> str:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from cocoa.cli_errors import reports_errors
+from cocoa.core.console import make_console
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, SHARD_SIZE
 from cocoa.errors import DataError
 from cocoa.files import atomic_path, write_npy
@@ -91,7 +91,7 @@ def encode(
                            ] = None,
 ) -> None:
     """Embed every row of INPUT into OUT: a folder of parquet shards with a manifest, or one file."""
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     if out.suffix in (".npy", ".parquet"):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise typer.BadParameter("one --out file is written by one process; under torchrun write to a folder")
@@ -166,7 +166,7 @@ def build(
 
     index = _run(action)
     recall = "" if index.recall is None else f"; recall@10 against exact search {index.recall:.3f}"
-    Console(stderr=True).print(f"indexed {len(index)} rows ({kind}) in {out}{recall}")
+    make_console(stderr=True).print(f"indexed {len(index)} rows ({kind}) in {out}{recall}")
 
 
 @index_app.command("search")
@@ -200,7 +200,7 @@ def search(
     table = Table("rank", "id", "score", "payload")
     for rank, hit in enumerate(hits, start=1):
         table.add_row(str(rank), str(hit.id), f"{hit.score:.4f}", json.dumps(hit.payload, ensure_ascii=False))
-    Console().print(table)
+    make_console().print(table)
 
 
 def serve(

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from cocoa.cli_errors import reports_errors
+from cocoa.core.console import make_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Use a cocoa checkpoint from sentence-transformers or vLLM.")
-console = Console(stderr=True)
+console = make_console(stderr=True)
 ModelOpt = Annotated[Path, typer.Option("--model", help="cocoa checkpoint folder.")]
 
 

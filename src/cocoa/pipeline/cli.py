@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from cocoa.cli_errors import reports_errors
+from cocoa.core.console import make_console
 
 
 @reports_errors
@@ -21,7 +21,7 @@ def train(recipe: Annotated[str, typer.Argument(help="Stage recipe (YAML); built
     from cocoa.recipe import load_recipe
 
     result = train_stage(load_recipe(recipe, set_ or []), resume=resume)
-    Console(stderr=True).print(f"trained {result.steps} steps ({result.samples_per_second:.1f} samples/s); "
+    make_console(stderr=True).print(f"trained {result.steps} steps ({result.samples_per_second:.1f} samples/s); "
                                f"last: {result.last}")
 
 
@@ -39,5 +39,5 @@ def run(pipeline: Annotated[str, typer.Argument(help="'mini' (built-in: MiniMMEB
     summary = run_pipeline(spec, base, out, extra=set_ or [])
     if not summary:  # a rank other than the first under torchrun: rank 0 reports
         return
-    Console().print(summary_table(Summary.from_dict(summary)))
-    Console().print(f"report: {out / 'report.md'}")
+    make_console().print(summary_table(Summary.from_dict(summary)))
+    make_console().print(f"report: {out / 'report.md'}")

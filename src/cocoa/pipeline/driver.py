@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from rich.console import Console
 
+from cocoa.core.console import make_console
 from cocoa.errors import ConfigError
 from cocoa.recipe import load_recipe, resolve
 
 if TYPE_CHECKING:
     from cocoa.stages.sections import RecipeBase
 
-console = Console()
+console = make_console()
 
 
 class StageEntry(BaseModel):
