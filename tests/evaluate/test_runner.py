@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from cocoa.data.eval_sets import read_eval_dataset
 from cocoa.data.items import Item
 from cocoa.errors import DataError
 from cocoa.evaluate import evaluate
@@ -117,13 +118,22 @@ def test_mmeb_layout_without_manifest_is_partial_mmeb_v1(tmp_path) -> None:
     (["[1,0] cat", "[0,1] dog"], ["a.png"]),
     (["[1,0] cat", "[0,1] dog"], ["missing.png", ""]),
 ])
-def test_bad_rows_raise_an_error_naming_the_row(tmp_path, tgt_text: list[str], tgt_img: list[str]) -> None:
+def test_a_bad_row_fails_its_dataset_by_name_and_row_and_the_run_goes_on(tmp_path, tgt_text: list[str],
+                                                                         tgt_img: list[str]) -> None:
     data = build_benchmark(tmp_path / "data")
     write_eval(data / "eval" / "Alpha.parquet", [
         ("ok [1,0]", "", ["[1,0] cat", "[0,1] dog"], ["", ""]),
         ("bad [1,0]", "", tgt_text, tgt_img),
     ])
     with pytest.raises(DataError) as caught:
-        evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False)
+        read_eval_dataset(data, "Alpha", data / "images")
     assert caught.value.row == 1
-    assert "row 2" in str(caught.value), "shown 1-based"
+    summary = evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False)
+    assert list(summary.failed) == ["Alpha"] and "row 2" in summary.failed["Alpha"], "shown 1-based"
+    assert summary.evaluated == ["Beta", "Gamma"] and summary.missing == ["Alpha"] and not summary.complete
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["failed"] == summary.failed and saved["complete"] is False
+    report = (tmp_path / "out" / "summary.md").read_text()
+    assert "Not scored" in report and "| Alpha | " in report and "row 2" in report
+    fixed = evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False, skip_bad=True)
+    assert fixed.failed == {} and fixed.complete

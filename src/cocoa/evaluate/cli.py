@@ -121,6 +121,11 @@ def main(
     ranks = f" on {summary.world_size} ranks" if summary.world_size > 1 else ""
     console.print(f"encoded {summary.encoded} items{ranks}, {summary.cache_hits} cache hits; "
                   f"resumed {len(summary.resumed)} finished datasets; results in {out}")
+    if summary.failed:
+        for name, reason in summary.failed.items():
+            console.print(f"[red]not scored:[/red] {name}: {reason}")
+        console.print(f"[red]{len(summary.failed)} dataset(s) failed[/red]; the others are scored in {out}")
+        raise typer.Exit(1)
 
 
 @app.command()

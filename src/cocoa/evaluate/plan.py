@@ -131,12 +131,12 @@ def read_dataset(data_dir: Path, info: DatasetInfo, image_root: Path, *, instruc
     folder = dataset_folder(data_dir, info.name)
     if info.name in VIDEO_TASKS and info.meta_task in VIDEO_META_TASKS:
         if folder is None:
-            raise ConfigError(f"{info.name}: no folder {Path(data_dir) / info.name}")
+            raise DataError(f"{info.name}: no folder {Path(data_dir) / info.name}")
         return read_video_task(folder, VIDEO_TASKS[info.name], data_dir, skip_bad=skip_bad)
     if folder is not None and is_visdoc_folder(folder):
         return read_visdoc_dataset(folder, image_root, name=info.name, skip_bad=skip_bad)
     if info.metric != "hit@1":
-        raise ConfigError(f"{info.name} is scored by {info.metric}, which needs the visual-document layout "
+        raise DataError(f"{info.name} is scored by {info.metric}, which needs the visual-document layout "
                           f"(corpus / queries / qrels), but {data_dir} holds it as MMEB-eval rows")
     return read_eval_dataset(data_dir, info.name, image_root, skip_bad=skip_bad,
                              instruction_format=instruction_format)

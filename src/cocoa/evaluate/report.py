@@ -54,6 +54,11 @@ def summary_markdown(summary: Summary) -> str:
         lines += [f"**PARTIAL RUN: {summary.overall.done} of {summary.overall.total} datasets scored. "
                   "The overall below is the mean over the scored datasets only, not the benchmark score.** "
                   f"Missing: {', '.join(summary.missing)}.", ""]
+    if summary.failed:
+        lines += ["## Not scored: these datasets failed (the run went on without them)", "",
+                  "| Dataset | Reason |", "|---|---|"]
+        lines += [f"| {name} | {reason.replace('|', '/')} |" for name, reason in summary.failed.items()]
+        lines += [""]
     groups = _groups(summary)
     lines += ["| " + " | ".join(_label(label, summary.complete) for label in groups) + " |",
               "|" + "---|" * len(groups),

@@ -18,11 +18,11 @@ from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.data.eval_sets import list_eval_datasets
 from cocoa.data.items import EvalDataset, Item
 from cocoa.data.visdoc import CorpusDataset
-from cocoa.errors import ConfigError
+from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate.cache import EmbeddingCache
 from cocoa.evaluate.cards import Card
 from cocoa.evaluate.freshness import HASHES_FILE, FileHashes, content_key, dataset_fingerprint
-from cocoa.evaluate.plan import plan, read_dataset
+from cocoa.evaluate.plan import Plan, plan, read_dataset
 from cocoa.evaluate.ranking import Rankings, rank_corpus
 from cocoa.evaluate.registry import Benchmark, DatasetInfo
 from cocoa.evaluate.report import write_reports
@@ -106,13 +106,14 @@ def _encode_missing(encoder: ItemEncoder, name: str, items: Sequence[Item], cach
                     if embeddings.ndim != 2 or len(embeddings) != len(mine):
                         raise ValueError(f"encoder returned shape {embeddings.shape} for {len(mine)} items")
             except Exception as exc:  # every rank stops, instead of the others waiting forever
-                error, failure = exc, f"{type(exc).__name__}: {exc}"
+                error, failure = exc, (f"{type(exc).__name__}: {exc}", isinstance(exc, DataError))
             shares = gather_objects((embeddings, failure))
             if error is not None:
                 raise error
-            for other, (_, text) in enumerate(shares):
-                if text is not None:
-                    raise RuntimeError(f"rank {other} failed while encoding {name}: {text}")
+            for other, (_, said) in enumerate(shares):
+                if said is not None:  # the same kind of error on every rank: a task's data fails it everywhere
+                    kind = DataError if said[1] else RuntimeError
+                    raise kind(f"rank {other} failed while encoding {name}: {said[0]}")
             cache.add(name, [key(item) for item in part], np.concatenate([e for e, _ in shares if e is not None]))
             bar.update(len(part))
     return len(missing)
@@ -194,6 +195,29 @@ def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benc
     })
 
 
+def _evaluate_one(encoder: ItemEncoder, info: DatasetInfo, chosen: Plan, data_dir: Path, image_root: Path,
+                  out_dir: Path, fingerprint: str, cache: EmbeddingCache, hashes: FileHashes, skip_bad: bool,
+                  batch_size: int, show_progress: bool,
+                  ) -> tuple[DatasetResult | None, EvalDataset | CorpusDataset, str]:
+    """Read one dataset and score it, or find its stored score (``None`` for the result then)."""
+    from cocoa.core.distributed import from_main, rank_and_world  # torch, imported late
+
+    main = rank_and_world()[0] == 0
+    dataset = read_dataset(data_dir, info, image_root, instruction_format=chosen.formats.get(info.name),
+                           skip_bad=skip_bad)
+    data = dataset_fingerprint(dataset, hashes, skip_bad=skip_bad)
+    score, why = from_main(stored_score(out_dir, info.name, fingerprint, data) if main else None)
+    if main:
+        hashes.save()
+    if score is not None:
+        return None, dataset, data
+    if why and main:
+        logger.warning("%s: evaluating again: %s", info.name, why)
+    result = run_dataset(encoder, dataset, cache, batch_size=batch_size, show_progress=show_progress,
+                         metric=info.metric, key=lambda item: content_key(item, hashes))
+    return result, dataset, data
+
+
 def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequence[str] | None = None,
              image_root: Path | None = None, batch_size: int = ENCODE_BATCH_SIZE, *, cache_dir: Path | None = None,
              skip_bad: bool = False, show_progress: bool = True, benchmark: str | None = None,
@@ -211,6 +235,10 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     encoder fingerprint and each image's content. The summary covers every dataset of
     the benchmark scored in ``out_dir`` with this fingerprint and is flagged incomplete when
     any is missing; datasets outside the benchmark are reported apart (``Summary.extra``).
+    A dataset that cannot be read or scored for its data (a :class:`~cocoa.errors.DataError` or an
+    ``OSError``: a missing folder, frames or column, a bad row) is not scored and goes to
+    ``Summary.failed`` with its reason; the run goes on with the next one. Other errors (a model
+    that fails on every input, an option that fits no dataset) end the run; what is finished stays and a rerun resumes.
     Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``). Images resolve against
     ``image_root`` (default ``data_dir/images`` if present, else ``data_dir``).
     """
@@ -231,20 +259,19 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     encoded = hits = 0
     evaluated: list[str] = []
     resumed: list[str] = []
+    failed: dict[str, str] = {}
     for info in chosen.run:
-        dataset = read_dataset(data_dir, info, Path(image_root), instruction_format=chosen.formats.get(info.name),
-                               skip_bad=skip_bad)
-        data = dataset_fingerprint(dataset, hashes, skip_bad=skip_bad)
-        score, why = from_main(stored_score(out_dir, info.name, fingerprint, data) if main else None)
-        if main:
-            hashes.save()
-        if score is not None:
+        try:
+            result, dataset, data = _evaluate_one(encoder, info, chosen, data_dir, Path(image_root), out_dir,
+                                                  fingerprint, cache, hashes, skip_bad, batch_size, show_progress)
+        except (DataError, OSError) as exc:  # one task's data never ends the run: it is reported, the rest go on
+            failed[info.name] = str(exc)
+            if main:
+                logger.error("%s: not scored: %s", info.name, exc)
+            continue
+        if result is None:
             resumed.append(info.name)
             continue
-        if why and main:
-            logger.warning("%s: evaluating again: %s", info.name, why)
-        result = run_dataset(encoder, dataset, cache, batch_size=batch_size, show_progress=show_progress,
-                             metric=info.metric, key=lambda item: content_key(item, hashes))
         if main:
             _write_dataset(out_dir, result, info, chosen.benchmark, fingerprint, dataset, protocol_record(encoder),
                            data)
@@ -256,6 +283,6 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
         scores = {name: score for name in names if (score := read_score(out_dir, name, fingerprint)) is not None}
         summary = summarize(chosen.benchmark, scores, fingerprint, chosen.extra)
         summary.encoded, summary.cache_hits, summary.evaluated, summary.resumed = encoded, hits, evaluated, resumed
-        summary.protocol, summary.world_size = protocol_record(encoder), world
+        summary.protocol, summary.world_size, summary.failed = protocol_record(encoder), world, failed
         write_reports(summary, out_dir)
     return from_main(summary)

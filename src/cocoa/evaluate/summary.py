@@ -62,6 +62,8 @@ class Summary:
     """The embedding protocol the scores were computed under (:meth:`Protocol.to_dict`)."""
     world_size: int = 1
     """How many ranks encoded the items of the datasets this run evaluated (``torchrun``)."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Datasets this run could not score, with the reason (each is also ``missing``)."""
 
     @property
     def complete(self) -> bool:
@@ -92,6 +94,7 @@ class Summary:
             extra={k: DatasetScore(**v) for k, v in data.get("extra", {}).items()},
             protocol=data.get("protocol"), world_size=int(data.get("world_size", 1)),
             modalities={k: group(v) for k, v in data.get("modalities", {}).items()},
+            failed=dict(data.get("failed", {})),
         )
 
 

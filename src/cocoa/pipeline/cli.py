@@ -41,3 +41,7 @@ def run(pipeline: Annotated[str, typer.Argument(help="'mini' (built-in: MiniMMEB
         return
     make_console().print(summary_table(Summary.from_dict(summary)))
     make_console().print(f"report: {out / 'report.md'}")
+    for name, reason in summary.get("failed", {}).items():
+        make_console(stderr=True).print(f"[red]not scored:[/red] {name}: {reason}")
+    if summary.get("failed"):
+        raise typer.Exit(1)
