@@ -257,7 +257,6 @@ def write_video_snapshot(root: Path) -> Path:
         video_frames(frame_root(root, "K700") / vid)
     video_table(root / "K700" / "test-00000-of-00001.parquet",
           {"video_id": ["v1", "v2", "v3"], "pos_text": ["abseiling", "juggling", "abseiling"]})
-    (root / "K700" / "labels.txt").write_text("abseiling\njuggling\nwaiting_in_line\n")
     video_frames(frame_root(root, "SmthSmthV2") / "s1")
     video_table(root / "SmthSmthV2" / "data" / "test-00000-of-00001.parquet",
           {"video_id": ["s1", "s1"], "pos_text": ["Pushing a cup", "Lifting a pen"],

@@ -8,6 +8,7 @@ import pytest
 
 from cocoa.data.eval_sets import LoadedEvalDataset, list_eval_datasets
 from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, Item
+from cocoa.data.mmeb_v2 import video_labels
 from cocoa.data.video_tasks import QA_PROMPT, VIDEO_TARGET, VIDEO_TASKS, qa_options, read_video_task
 from cocoa.data.visdoc import CorpusDataset
 from cocoa.errors import DataError
@@ -39,7 +40,10 @@ def test_classification_ranks_every_label_with_the_task_instruction(snapshot: Pa
     data = read(snapshot, "K700")
     assert isinstance(data, CorpusDataset)
     labels = [data.items[i].text for i in data.corpus]
-    assert labels == ["abseiling", "juggling", "waiting_in_line"]  # rows' labels first, then labels.txt
+    built_in = video_labels()["K700"]
+    assert len(built_in) == 700 and "abseiling" in built_in
+    assert labels[:2] == ["abseiling", "juggling"]  # rows' labels first, then VLM2Vec-V2's list
+    assert set(labels) == {"abseiling", "juggling", *built_in} and len(labels) == len(set(labels))
     queries = [data.items[i] for i in data.queries]
     assert queries[0].text == f"{V} Recognize the category of the video content."
     assert queries[0].video == str(frame_root(snapshot, "K700") / "v1")

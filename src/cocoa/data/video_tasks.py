@@ -1,19 +1,20 @@
 """Readers of the 18 MMEB-V2 video tasks, built as VLM2Vec-V2's loaders build them.
 
-Layout: ``DATA/<task>/`` holds the task's Hugging Face dataset files (parquet at any depth, as a
-snapshot of ``VLM2Vec/<task>`` lays them out; the ``split`` files when the folder holds several,
-only the ``subset`` folder's when one is named), and the frames are where VLM2Vec-V2's
+Layout: a task folder holds a snapshot of the task's Hugging Face repo (parquet, JSON or JSON
+Lines; the files of the config and split VLM2Vec-V2 reads, :mod:`cocoa.data.mmeb_v2` says which
+and where the folder may be), and the frames are where VLM2Vec-V2's
 ``experiments/public/eval/video.yaml`` puts them under its data folder:
-``<video root>/video-tasks/frames/<group>/<task>/<video id>/`` (the video root is ``DATA``), one
-folder of pre-extracted JPEG frames per video. Frames are sampled by the protocol's video policy
-(8 by default, as VLM2Vec-V2).
+``<video root>/video-tasks/frames/<group>/<task>/<video id>/`` (the video root is ``DATA``), or
+nested deeper as the frame archives unpack (:func:`frame_root`), one folder of pre-extracted
+frames per video (``frame_0001.jpg`` or ``0001.jpeg``, in natural order). Frames are sampled by
+the protocol's video policy (8 by default, as VLM2Vec-V2).
 
 Each task keeps the reference's prompts, candidate sets and gold (``src/data/eval_dataset/*.py``
 of github.com/TIGER-AI-Lab/VLM2Vec; docs/protocols.md gives the file of each):
 
 * classification: the query is the video with the task's instruction; HMDB51, UCF101, K700 and
-  Breakfast rank all labels (*global*: the labels of the rows plus ``labels.txt`` in the task
-  folder, one per line, when present), SmthSmthV2 each row's own ``neg_text`` list, first 1000 rows;
+  Breakfast rank all labels (*global*: the labels of the rows plus VLM2Vec-V2's built-in list of
+  the task, :func:`cocoa.data.mmeb_v2.video_labels`), SmthSmthV2 each row's own ``neg_text`` list, first 1000 rows;
 * retrieval (MSR-VTT, MSVD, DiDeMo, YouCook2, VATEX): a text query against every video of the task;
 * moment retrieval: QVHighlight and Charades-STA rank the clip folders of the query's video
   (gold: the one named ``positive*``), MomentSeeker its positive and negative clips (every
@@ -38,8 +39,10 @@ from typing import Any
 import numpy as np
 
 from cocoa.data.eval_sets import LoadedEvalDataset
+from cocoa.data.hub_files import fields, iter_rows
 from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, Item, ItemTable
-from cocoa.data.rows import log_skipped, read_table, skip_row
+from cocoa.data.mmeb_v2 import video_labels
+from cocoa.data.rows import log_skipped, skip_row
 from cocoa.data.videos import video_problem
 from cocoa.data.visdoc import CorpusDataset
 from cocoa.errors import DataError
@@ -105,38 +108,64 @@ VIDEO_TASKS: dict[str, VideoTask] = {t.name: t for t in (
 #: Retrieval columns: (video id column, caption column); ids of DiDeMo are file names.
 RETRIEVAL_COLUMNS = {"MSR-VTT": ("video_id", "caption"), "MSVD": ("video_id", "caption"),
                      "DiDeMo": ("video", "caption"), "YouCook2": ("id", "sentence"), "VATEX": ("videoID", "enCap")}
-#: Labels added to a global classification task's candidates (one per line, in the task folder).
-LABELS_FILE = "labels.txt"
+#: How deep below its group folder (``video-tasks/frames/video_ret``) a task's frame folder may sit.
+FRAME_SEARCH_DEPTH = 5
 
 
-def task_files(folder: Path, task: VideoTask) -> list[Path]:
-    """The parquet files of ``task`` in ``folder``: the ``subset`` folder's (if named and present), and of
-    those the ``split`` files when any is named after it."""
-    files = sorted(Path(folder).rglob("*.parquet"))
-    if task.subset is not None and (inside := [f for f in files if task.subset in f.relative_to(folder).parts[:-1]]):
-        files = inside
-    named = [f for f in files if f.name.startswith((f"{task.split}-", f"{task.split}."))]
-    if not (named or files):
-        raise DataError(f"no parquet file of {task.name} found", file=str(folder))
-    return named or files
+def frame_root(video_root: Path, task: VideoTask) -> Path:
+    """The folder of ``task``'s frame folders under ``video_root``.
+
+    First where VLM2Vec-V2's yaml puts it (``video-tasks/frames/<group>/<folder>``); else the first
+    folder named after the task (``<folder>`` or the task's name) below the group folder, breadth
+    first, and its ``frames/`` folder when it has one, as ``video_ret.tar.gz`` unpacks
+    (``video_ret/data/ziyan/video_retrieval/<task>/frames/<id>/``). Task folders of other tasks are
+    not entered. When nothing is found, the yaml's place (each video is then reported missing).
+    """
+    direct = Path(video_root) / task.frames
+    if direct.is_dir():
+        return direct
+    wanted = {direct.name, task.name}
+    known = {Path(t.frames).name for t in VIDEO_TASKS.values()} | set(VIDEO_TASKS)
+    level = [direct.parent]
+    for _ in range(FRAME_SEARCH_DEPTH):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir())
+            except OSError:
+                continue
+            for child in children:
+                if child.name in wanted:
+                    return child / "frames" if (child / "frames").is_dir() else child
+                if child.name not in known:
+                    below.append(child)
+        level = below
+    return direct
+
+
+def _parts(folder: Path, task: VideoTask) -> dict[str, list[Path]]:
+    """The row files of ``task`` in its annotation folder, by config (see :mod:`cocoa.data.mmeb_v2`)."""
+    from cocoa.data.mmeb_v2 import PUBLISHED, locate_in
+
+    return locate_in(Path(folder), PUBLISHED[task.name]).parts
 
 
 class _Rows:
-    """The rows of a task read in order, each with the file, row number and the config folder it came from."""
+    """The rows of a task read in order, each with the file, row number and the config it came from."""
 
-    def __init__(self, folder: Path, task: VideoTask, required: tuple[str, ...]) -> None:
-        self.folder, self.task, self.required = Path(folder), task, required
+    def __init__(self, parts: dict[str, list[Path]], task: VideoTask, required: tuple[str, ...]) -> None:
+        self.parts, self.task, self.required = parts, task, required
 
     def __iter__(self) -> Iterator[tuple[str, int, str, dict]]:
-        for file in task_files(self.folder, self.task):
-            table = read_table(file)
-            for field in self.required:
-                if field not in table.column_names:
-                    raise DataError(f"missing field of {self.task.name} (wrong schema?)", file=str(file), field=field)
-            parts = file.relative_to(self.folder).parts
-            config = parts[0] if len(parts) > 1 else ""
-            for index, row in enumerate(table.to_pylist()):
-                yield str(file), index, config, row
+        for config, files in self.parts.items():
+            for file in files:
+                names = set(fields(file))
+                for field in self.required:
+                    if field not in names:
+                        raise DataError(f"missing field of {self.task.name} (wrong schema?)", file=str(file),
+                                        field=field)
+                for index, row in enumerate(iter_rows(file)):
+                    yield str(file), index, config, row
 
 
 class _Builder:
@@ -144,7 +173,7 @@ class _Builder:
 
     def __init__(self, task: VideoTask, video_root: Path, skip_bad: bool) -> None:
         self.task, self.skip_bad = task, skip_bad
-        self.frames = Path(video_root) / task.frames
+        self.frames = frame_root(video_root, task)
         self.table = ItemTable()
         self.problems: dict[str, str | None] = {}
         self.skipped = 0
@@ -252,25 +281,27 @@ def _qa_query(question: str) -> str:
     return f"{V} {QA_PROMPT} {question}"
 
 
-def read_video_task(folder: Path, task: VideoTask, video_root: Path, *,
-                    skip_bad: bool = False) -> LoadedEvalDataset | CorpusDataset:
-    """Read MMEB-V2 video task ``task`` from ``folder`` with frames under ``video_root`` (module docstring)."""
+def read_video_task(folder: Path, task: VideoTask, video_root: Path, *, skip_bad: bool = False,
+                    parts: dict[str, list[Path]] | None = None) -> LoadedEvalDataset | CorpusDataset:
+    """Read MMEB-V2 video task ``task`` from ``folder`` with frames under ``video_root`` (module docstring).
+
+    ``parts`` gives the row files by config when they are known already (:func:`cocoa.data.mmeb_v2.locate`).
+    """
     build = _Builder(task, video_root, skip_bad)
-    files = tuple(str(f) for f in task_files(folder, task))
+    parts = parts if parts is not None else _parts(folder, task)
+    files = tuple(str(f) for fs in parts.values() for f in fs)
     source = str(folder)
     reader = task.reader
     if reader == "classification":
-        for file, index, _, row in _Rows(folder, task, ("video_id", "pos_text")):
+        for file, index, _, row in _Rows(parts, task, ("video_id", "pos_text")):
             def make(file: str = file, index: int = index, row: dict = row) -> tuple[Item, list[Item], int]:
                 video = build.video(str(row["video_id"]), file=file, row=index, field="video_id")
                 return Item(f"{V} {task.instruction}", video=video), [Item(str(row["pos_text"]))], 1
             build.row(file, index, make)
-        labels_file = Path(folder) / LABELS_FILE
-        labels = labels_file.read_text(encoding="utf-8").splitlines() if labels_file.is_file() else []
-        return build.corpus(source, [Item(label) for label in labels if label.strip()])
+        return build.corpus(source, [Item(label) for label in video_labels().get(task.name, ())])
     if reader == "retrieval":
         id_field, caption_field = RETRIEVAL_COLUMNS[task.name]
-        for file, index, _, row in _Rows(folder, task, (id_field, caption_field)):
+        for file, index, _, row in _Rows(parts, task, (id_field, caption_field)):
             def make(file: str = file, index: int = index, row: dict = row) -> tuple[Item, list[Item], int]:
                 name = os.path.splitext(os.path.basename(str(row[id_field])))[0] if task.name == "DiDeMo" else str(
                     row[id_field])
@@ -279,7 +310,7 @@ def read_video_task(folder: Path, task: VideoTask, video_root: Path, *,
                         [Item(f"{V} {VIDEO_TARGET}", video=video)], 1)
             build.row(file, index, make)
         return build.corpus(source)
-    rows = _Rows(folder, task, REQUIRED[reader])
+    rows = _Rows(parts, task, REQUIRED[reader])
     for n, (file, index, config, row) in enumerate(rows):
         if task.limit is not None and n >= task.limit:
             break
