@@ -88,8 +88,10 @@ def test_visdoc_folder_matches_brute_force_ndcg(tmp_path) -> None:
     summary = evaluate(encoder, data, tmp_path / "out", show_progress=False)
     assert summary.benchmark == "MMEB-V2"
     for name in specs:
-        pages = [str(data / name / f"{i}.png") for i in range(9)]  # extracted under the image root (DATA)
-        assert all(Path(p).is_file() for p in pages)
+        read = read_visdoc_dataset(data / name, data)
+        pages = [str(read.items[i].image) for i in read.corpus]  # extracted under the image root (DATA)
+        assert all(Path(p).is_file() and Path(p).parent == data / "pages" for p in pages)
+        assert read.doc_ids == tuple(str(i) for i in range(9))
         ndcg, hit = brute_force(encoder, specs[name], pages)
         record = json.loads((tmp_path / "out" / f"{name}_score.json").read_text())
         assert record["ndcg_linear@5"] == pytest.approx(ndcg) and record["hit@1"] == pytest.approx(hit)
@@ -164,3 +166,21 @@ def test_cocoa_eval_runs_the_tiny_model_on_visdoc_and_instruction_split_folders(
     assert set(saved["datasets"]) == {"OK-VQA", "WebQA", "VisRAG_ChartQA"}
     assert saved["datasets"]["VisRAG_ChartQA"]["metric"] == "ndcg@5"
     assert all(0 <= d["score"] <= 100 for d in saved["datasets"].values())
+
+
+def test_pages_are_keyed_by_content_never_by_folder_or_id(tmp_path) -> None:
+    def corpus(folder: Path, shade: int) -> None:
+        write_part(folder, "corpus", {"corpus-id": ["p1"], "image": [{"bytes": png(shade), "path": None}]},
+                   pa.schema([("corpus-id", pa.string()), ("image", IMAGE)]))
+        write_part(folder, "queries", {"query-id": ["q1"], "query": ["x"]})
+        write_part(folder, "qrels", {"query-id": ["q1"], "corpus-id": ["p1"], "score": [1]})
+
+    corpus(tmp_path / "A", 10)
+    corpus(tmp_path / "B", 200)
+    first = read_visdoc_dataset(tmp_path / "A", tmp_path / "img", name="Docs")
+    other = read_visdoc_dataset(tmp_path / "B", tmp_path / "img", name="Docs")  # same name and id, other page
+    page_a, page_b = (d.items[d.corpus[0]].image for d in (first, other))
+    assert page_a != page_b and Path(page_a).read_bytes() == png(10) and Path(page_b).read_bytes() == png(200)
+    corpus(tmp_path / "A", 90)  # the corpus behind a folder changes
+    changed = read_visdoc_dataset(tmp_path / "A", tmp_path / "img", name="Docs")
+    assert Path(changed.items[changed.corpus[0]].image).read_bytes() == png(90)

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cocoa.data.columns import CODED_STRING, Strings, entry_rows, first_appearance_ids, list_lengths, padded
+from cocoa.data.hub_files import ROW_SUFFIXES
 from cocoa.data.images import MAX_IMAGE_PIXELS
 from cocoa.data.instruct import INSTRUCTION_FIELDS, apply_format
 from cocoa.data.items import EMPTY_ITEM, EvalDataset, Item, ItemTable
@@ -69,36 +70,48 @@ def _eval_files(path: Path, name: str | None) -> list[Path]:
 
 
 def list_eval_datasets(root: Path) -> list[str]:
-    """Dataset names under ``root``: a MiniMMEB folder, a folder of parquet files, or the HF layout
+    """Dataset names under ``root``: a MiniMMEB folder, a folder of parquet files, the HF layout
     (a dataset folder holding parquet files, itself or in its subset folders, or ``corpus`` /
-    ``queries`` / ``qrels`` parts)."""
+    ``queries`` / ``qrels`` parts), and the MMEB-V2 tasks found where they are published
+    (:mod:`cocoa.data.mmeb_v2`: folders named after a task's repo or in ``image-tasks/``,
+    ``video-tasks/``, ``visdoc-tasks/`` are listed by task name, never as datasets of their own)."""
+    from cocoa.data.mmeb_v2 import CONTAINERS, folder_names, locate_all, looks_published
+
     root = Path(root)
     folder = root / "eval" if (root / "eval").is_dir() else root
     names = {file.stem for file in folder.glob("*.parquet")}
     names |= {sub.name for sub in folder.iterdir()
               if sub.is_dir() and (any(sub.glob("*.parquet")) or any(sub.glob("*/*.parquet")) or is_visdoc_folder(sub))}
+    if (root / "manifest.json").is_file() or not looks_published(root):
+        return sorted(names)
+    names -= folder_names() | {Path(c).parts[0] for c in CONTAINERS if c}
+    names |= {name for name, found in locate_all(root).items() if not isinstance(found, DataError)}
     return sorted(names)
 
 
 def is_visdoc_folder(folder: Path) -> bool:
     """Whether ``folder`` holds a dataset in the visual-document layout (``corpus``, ``queries``, ``qrels``)."""
-    return all(any(Path(folder).glob(f"{part}/*.parquet")) or (Path(folder) / f"{part}.parquet").is_file()
+    folder = Path(folder)
+    return all(any(p.suffix in ROW_SUFFIXES for p in folder.glob(f"{part}/**/*"))
+               or any((folder / f"{part}{suffix}").is_file() for suffix in ROW_SUFFIXES)
                for part in ("corpus", "queries", "qrels"))
 
 
 def read_eval_dataset(path: Path, name: str | None, image_root: Path, *, skip_bad: bool = False,
                       check_images: bool = True, max_pixels: int = MAX_IMAGE_PIXELS,
-                      instruction_format: str | None = None) -> LoadedEvalDataset:
+                      instruction_format: str | None = None, files: Sequence[Path] | None = None,
+                      ) -> LoadedEvalDataset:
     """Read one MMEB-eval dataset (gold candidate first in every row), each distinct item once.
 
-    ``path`` is a parquet file, a dataset folder, or a root holding ``name``. Files with
-    ``qry_inst`` / ``tgt_inst`` are the instruction-split variant, read in ``instruction_format``.
+    ``path`` is a parquet file, a dataset folder, or a root holding ``name``; ``files`` the dataset's
+    parquet files when they are known already. Files with ``qry_inst`` / ``tgt_inst`` are the
+    instruction-split variant, read in ``instruction_format``.
     """
     checker = ImageChecker(image_root, check_images, max_pixels)
     parts: list[_EvalColumns] = []
     skipped = 0
     dataset_name = name or (Path(path).stem if Path(path).is_file() else Path(path).name)
-    files = _eval_files(path, name)
+    files = list(files) if files is not None else _eval_files(path, name)
     if any(VIDEO_EVAL_FIELDS & set(_field_names(file)) for file in files):
         return _read_video_rows(files, dataset_name, checker, str(path), skip_bad)
     for file in files:

@@ -1,8 +1,9 @@
 """Reader of the MMEB-V2 visual-document layout: a BEIR-style corpus / queries / qrels triple.
 
-A dataset folder holds three parts, each a folder of parquet files (``corpus/test-*.parquet``,
-the Hugging Face layout of ``vidore/*_beir`` and ``openbmb/VisRAG-Ret-Test-*``) or one parquet
-file (``corpus.parquet``):
+A dataset folder holds three parts, each a config of the Hugging Face repo (``corpus/test-*.parquet``
+in ``vidore/*_beir``, ``corpus/train-*.parquet`` in ``openbmb/VisRAG-Ret-Test-*``, whatever the
+README's ``configs:`` block says) or one file at the top (``corpus.parquet``, ``queries.jsonl``);
+:func:`cocoa.data.hub_files.split_files` decides which files, in parquet, JSON or JSON Lines:
 
 * ``corpus``: ``corpus-id`` and the page image, either ``image`` (the Hugging Face image struct
   with ``bytes``, or plain bytes) or ``image_path`` (a path relative to the image root);
@@ -15,23 +16,21 @@ Other columns (language, answers, ...) are ignored; ids are compared as strings.
 ``"<|image_1|> Understand the content of the provided document image."`` with its image, qrels
 with a score of 0 or less are dropped and a repeated (query, page) pair keeps its highest score
 (``load_qrels_mapping``), and every query is ranked against the whole corpus. Page images stored
-as bytes are written once to ``image_root/<dataset>/<corpus-id>`` (``.png`` added unless the id
-ends with an image suffix), as the reference writes ``<image_root>/<corpus-id>.png``; a file
-already there is used as it is.
+as bytes are written once to ``image_root/pages/<hash of the bytes><suffix>`` (the suffix of the
+id when it has an image suffix, else ``.png``): keyed by content, a page is never taken from
+another corpus or an older version of the same folder, and identical pages are stored once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from cocoa.data.hub_files import ROW_SUFFIXES, fields, iter_rows, split_files
 from cocoa.data.images import MAX_IMAGE_PIXELS
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, ItemTable
 from cocoa.data.rows import ImageChecker, log_skipped, skip_row
@@ -40,8 +39,6 @@ from cocoa.files import write_bytes
 
 QUERY_INSTRUCTION = "Find a document image that matches the given query:"
 TARGET_INSTRUCTION = "Understand the content of the provided document image."
-#: Rows read from a parquet file at a time.
-ROW_BATCH = 256
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
@@ -66,45 +63,39 @@ class CorpusDataset:
     skipped: int = 0
 
 
-def part_files(folder: Path, part: str) -> list[Path]:
-    """The parquet files of one part (``test-*`` files first choice, else all of the folder)."""
-    sub = Path(folder) / part
-    files = sorted(sub.glob("test-*.parquet")) or sorted(sub.glob("*.parquet"))
-    if not files and (Path(folder) / f"{part}.parquet").is_file():
-        files = [Path(folder) / f"{part}.parquet"]
-    if not files:
-        raise DataError(f"no {part} parquet found (visual-document layout)", file=str(folder))
-    return files
+#: The folder under the image root that page images stored as bytes are written to.
+PAGES_FOLDER = "pages"
 
 
-def _rows(folder: Path, part: str, required: tuple[str, ...]) -> Iterator[tuple[str, int, dict]]:
-    """``(file, row, values)`` of every row of a part, read in batches (page images stay out of memory
-    but for one batch), after checking that ``required`` fields exist."""
-    for file in part_files(folder, part):
-        try:
-            parquet = pq.ParquetFile(file)
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            raise DataError(f"cannot read parquet: {exc}", file=str(file)) from exc
-        names = parquet.schema_arrow.names
+def part_files(folder: Path, part: str, split: str = "test") -> list[Path]:
+    """The row files of one part: its ``split``, else the only split the part has."""
+    try:
+        return split_files(folder, part, split)
+    except DataError:
+        sub = Path(folder) / part
+        files = sorted(p for p in sub.glob("*") if p.suffix in ROW_SUFFIXES) if sub.is_dir() else []
+        if not files:
+            raise
+        return files
+
+
+def _rows(files: list[Path], part: str, required: tuple[str, ...]) -> Iterator[tuple[str, int, dict]]:
+    """``(file, row, values)`` of every row of a part (parquet in batches, so page images stay out of
+    memory but for one batch), after checking that ``required`` fields exist."""
+    for file in files:
+        names = fields(file)
         for field in required:
             if field not in names:
                 raise DataError(f"missing field of the {part} part (wrong schema?)", file=str(file), field=field)
         wanted = [name for name in names if name in required or name in ("image", "image_path")]
-        index = 0
-        try:
-            for batch in parquet.iter_batches(batch_size=ROW_BATCH, columns=wanted):
-                for row in batch.to_pylist():
-                    yield str(file), index, row
-                    index += 1
-        except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"cannot read parquet: {exc}", file=str(file), row=index) from exc
+        for index, row in enumerate(iter_rows(file, wanted)):
+            yield str(file), index, row
 
 
-def _file_name(corpus_id: str) -> str:
-    """A safe file name for a page: the id itself where possible, else a hash of it."""
-    safe = corpus_id if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}", corpus_id) else (
-        hashlib.sha256(corpus_id.encode("utf-8")).hexdigest()[:32])
-    return safe if safe.lower().endswith(_IMAGE_SUFFIXES) else f"{safe}.png"
+def _file_name(corpus_id: str, data: bytes) -> str:
+    """A page's file name: a hash of its bytes, with the id's image suffix (``.png`` when it has none)."""
+    suffix = Path(corpus_id).suffix.lower()
+    return hashlib.sha256(data).hexdigest()[:32] + (suffix if suffix in _IMAGE_SUFFIXES else ".png")
 
 
 def _write_once(path: Path, data: bytes) -> None:
@@ -117,7 +108,7 @@ def _page_image(row: dict, corpus_id: str, extract_dir: Path, file: str, index: 
     image = row.get("image")
     data = image.get("bytes") if isinstance(image, dict) else image
     if isinstance(data, bytes) and data:
-        name = _file_name(corpus_id)
+        name = _file_name(corpus_id, data)
         try:
             _write_once(extract_dir / name, data)
         except OSError as exc:
@@ -130,16 +121,19 @@ def _page_image(row: dict, corpus_id: str, extract_dir: Path, file: str, index: 
 
 
 def read_visdoc_dataset(folder: Path, image_root: Path, *, name: str | None = None, skip_bad: bool = False,
-                        check_images: bool = True, max_pixels: int = MAX_IMAGE_PIXELS) -> CorpusDataset:
-    """Read one visual-document dataset from ``folder`` (see the module docstring)."""
+                        check_images: bool = True, max_pixels: int = MAX_IMAGE_PIXELS,
+                        parts: dict[str, list[Path]] | None = None) -> CorpusDataset:
+    """Read one visual-document dataset from ``folder`` (see the module docstring); ``parts`` gives
+    the files of ``corpus``, ``queries`` and ``qrels`` when they are known already."""
     folder = Path(folder)
     name = name or folder.name
+    parts = parts or {part: part_files(folder, part) for part in ("corpus", "queries", "qrels")}
     checker = ImageChecker(image_root, check_images, max_pixels)
-    extract_dir = Path(image_root) / name
+    extract_dir = Path(image_root) / PAGES_FOLDER
     skipped = 0
     doc_pos: dict[str, int] = {}
     doc_paths: list[str] = []
-    for file, index, row in _rows(folder, "corpus", ("corpus-id",)):
+    for file, index, row in _rows(parts["corpus"], "corpus", ("corpus-id",)):
         try:
             corpus_id = str(row["corpus-id"])
             if corpus_id in doc_pos:
@@ -152,7 +146,7 @@ def read_visdoc_dataset(folder: Path, image_root: Path, *, name: str | None = No
         doc_pos[corpus_id] = len(doc_paths)
         doc_paths.append(path)
     relevance: dict[str, dict[int, float]] = {}
-    for file, index, row in _rows(folder, "qrels", ("query-id", "corpus-id", "score")):
+    for file, index, row in _rows(parts["qrels"], "qrels", ("query-id", "corpus-id", "score")):
         try:
             score = float(row["score"])
         except (TypeError, ValueError):
@@ -170,7 +164,7 @@ def read_visdoc_dataset(folder: Path, image_root: Path, *, name: str | None = No
         gains[position] = max(gains.get(position, 0.0), score)
     query_texts: list[str] = []
     rel_ptr, rel_doc, rel_gain = [0], [], []
-    for file, index, row in _rows(folder, "queries", ("query-id", "query")):
+    for file, index, row in _rows(parts["queries"], "queries", ("query-id", "query")):
         query_id, text = str(row["query-id"]), row["query"]
         try:
             if not isinstance(text, str) or not text.strip():

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from cocoa.data.eval_sets import LoadedEvalDataset, is_visdoc_folder, read_eval_dataset
 from cocoa.data.instruct import REFERENCE_FORMATS
+from cocoa.data.mmeb_v2 import PUBLISHED, locate
 from cocoa.data.video_tasks import VIDEO_TASKS, read_video_task
 from cocoa.data.visdoc import CorpusDataset, read_visdoc_dataset
 from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate.cards import Card, card_file, read_card
-from cocoa.evaluate.registry import BENCHMARKS, VIDEO_META_TASKS, Benchmark, DatasetInfo, resolve_benchmark
+from cocoa.evaluate.registry import BENCHMARKS, MANIFEST_NAME, Benchmark, DatasetInfo, resolve_benchmark
 
 
 @dataclass(frozen=True)
@@ -125,18 +126,47 @@ def plan(data_dir: Path, available: Sequence[str], wanted: Sequence[str] | None 
     return Plan(benchmark, run, unknown, formats)
 
 
-def read_dataset(data_dir: Path, info: DatasetInfo, image_root: Path, *, instruction_format: str | None,
-                 skip_bad: bool = False) -> LoadedEvalDataset | CorpusDataset:
-    """Read dataset ``info.name`` in its layout (an MMEB-V2 video task with its frames under ``data_dir``)."""
+def default_image_root(data_dir: Path, modality: str = "image") -> Path:
+    """Where media paths of a dataset resolve when ``--images`` is not given: ``DATA/image-tasks`` for
+    image tasks and ``DATA/visdoc-tasks`` for extracted pages where VLM2Vec's layout has them, else
+    ``DATA/images`` if present, else ``DATA``."""
+    data_dir = Path(data_dir)
+    published = data_dir / {"image": "image-tasks", "visdoc": "visdoc-tasks"}.get(modality, "image-tasks")
+    if published.is_dir():
+        return published
+    return data_dir / "images" if (data_dir / "images").is_dir() else data_dir
+
+
+def read_dataset(data_dir: Path, info: DatasetInfo, image_root: Path | None, *, instruction_format: str | None,
+                 skip_bad: bool = False, check_images: bool = True) -> LoadedEvalDataset | CorpusDataset:
+    """Read dataset ``info.name`` in its layout: an MMEB-V2 task where it is published
+    (:func:`cocoa.data.mmeb_v2.locate`; video frames under ``data_dir``), else a dataset folder of
+    ``data_dir``. Media resolve against ``image_root``, by default :func:`default_image_root`."""
+    data_dir = Path(data_dir)
+    task = PUBLISHED.get(info.name)
+    located = None
+    if task is not None and not (data_dir / MANIFEST_NAME).is_file():
+        try:
+            located = locate(data_dir, task)
+        except DataError:
+            if task.modality == "video":
+                raise
+    if located is not None:
+        root = Path(image_root) if image_root is not None else default_image_root(data_dir, task.modality)
+        if task.modality == "video":
+            return read_video_task(located.folder, VIDEO_TASKS[info.name], data_dir, skip_bad=skip_bad,
+                                   parts=located.parts)
+        if task.modality == "visdoc":
+            return read_visdoc_dataset(located.folder, root, name=info.name, skip_bad=skip_bad,
+                                       check_images=check_images, parts=located.parts)
+        return read_eval_dataset(located.folder, info.name, root, skip_bad=skip_bad, check_images=check_images,
+                                 instruction_format=instruction_format, files=located.files)
+    root = Path(image_root) if image_root is not None else default_image_root(data_dir, "other")
     folder = dataset_folder(data_dir, info.name)
-    if info.name in VIDEO_TASKS and info.meta_task in VIDEO_META_TASKS:
-        if folder is None:
-            raise DataError(f"{info.name}: no folder {Path(data_dir) / info.name}")
-        return read_video_task(folder, VIDEO_TASKS[info.name], data_dir, skip_bad=skip_bad)
     if folder is not None and is_visdoc_folder(folder):
-        return read_visdoc_dataset(folder, image_root, name=info.name, skip_bad=skip_bad)
+        return read_visdoc_dataset(folder, root, name=info.name, skip_bad=skip_bad, check_images=check_images)
     if info.metric != "hit@1":
         raise DataError(f"{info.name} is scored by {info.metric}, which needs the visual-document layout "
-                          f"(corpus / queries / qrels), but {data_dir} holds it as MMEB-eval rows")
-    return read_eval_dataset(data_dir, info.name, image_root, skip_bad=skip_bad,
+                        f"(corpus / queries / qrels), but {data_dir} holds it as MMEB-eval rows")
+    return read_eval_dataset(data_dir, info.name, root, skip_bad=skip_bad, check_images=check_images,
                              instruction_format=instruction_format)

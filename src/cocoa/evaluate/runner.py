@@ -195,7 +195,7 @@ def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benc
     })
 
 
-def _evaluate_one(encoder: ItemEncoder, info: DatasetInfo, chosen: Plan, data_dir: Path, image_root: Path,
+def _evaluate_one(encoder: ItemEncoder, info: DatasetInfo, chosen: Plan, data_dir: Path, image_root: Path | None,
                   out_dir: Path, fingerprint: str, cache: EmbeddingCache, hashes: FileHashes, skip_bad: bool,
                   batch_size: int, show_progress: bool,
                   ) -> tuple[DatasetResult | None, EvalDataset | CorpusDataset, str]:
@@ -240,7 +240,8 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     ``Summary.failed`` with its reason; the run goes on with the next one. Other errors (a model
     that fails on every input, an option that fits no dataset) end the run; what is finished stays and a rerun resumes.
     Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``). Images resolve against
-    ``image_root`` (default ``data_dir/images`` if present, else ``data_dir``).
+    ``image_root`` (default :func:`cocoa.evaluate.plan.default_image_root`: ``DATA/image-tasks``
+    and ``DATA/visdoc-tasks`` in VLM2Vec's layout, else ``DATA/images`` if present, else ``DATA``).
     """
     from cocoa.core.distributed import from_main, gather_objects, rank_and_world  # torch, imported late
 
@@ -248,8 +249,6 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     rank, world = rank_and_world()
     main = rank == 0
     chosen = plan(data_dir, list_eval_datasets(data_dir), datasets, benchmark, dataset_info)
-    if image_root is None:
-        image_root = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
     fingerprint = encoder.fingerprint()
     if len(set(gather_objects(fingerprint))) > 1:
         raise ConfigError("the ranks loaded different models or protocols (their fingerprints differ)")
@@ -262,7 +261,7 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     failed: dict[str, str] = {}
     for info in chosen.run:
         try:
-            result, dataset, data = _evaluate_one(encoder, info, chosen, data_dir, Path(image_root), out_dir,
+            result, dataset, data = _evaluate_one(encoder, info, chosen, data_dir, image_root, out_dir,
                                                   fingerprint, cache, hashes, skip_bad, batch_size, show_progress)
         except (DataError, OSError) as exc:  # one task's data never ends the run: it is reported, the rest go on
             failed[info.name] = str(exc)
