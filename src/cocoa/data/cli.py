@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from cocoa.cli_errors import reports_errors
 from cocoa.core.console import make_console
+
+if TYPE_CHECKING:
+    from cocoa.data.check import TaskCheck
 
 app = typer.Typer(help="Data sets: build MiniMMEB from offline sources.", no_args_is_help=True)
 
@@ -96,3 +99,41 @@ def get(name: Annotated[str, typer.Argument(help="mmeb-train, mmeb-eval (MMEB-V1
     if report.media_missing:
         raise DataError(f"{report.media_missing} of {report.media_checked} media files the parquet files name are "
                         f"missing (first: {report.first_missing})", file=str(report.folder))
+
+
+@app.command()
+@reports_errors
+def check(folder: Annotated[Path, typer.Argument(help="The data folder (as `cocoa data get mmeb-v2` leaves it, "
+                                                      "or VLM2Vec's data/vlm2vec_eval).")],
+          benchmark: Annotated[str, typer.Option(help="The benchmark whose tasks to look for.")] = "MMEB-V2",
+          images: Annotated[Path | None, typer.Option(help="Image root (default: as `cocoa eval` takes it).")] = None,
+          ) -> None:
+    """Say for every task of the benchmark what the readers find in FOLDER: found (rows, candidates, rows left
+    out for missing media or bad fields), missing (where it looked) or malformed (file, row, field)."""
+    from cocoa.data.check import check_published
+    from cocoa.errors import ConfigError, DataError
+
+    if benchmark.lower() != "mmeb-v2":
+        raise ConfigError(f"data check knows MMEB-V2's published layout; got --benchmark {benchmark}")
+    if not folder.is_dir():
+        raise DataError("no such folder", file=str(folder))
+    console = make_console()
+    colours = {"found": "green", "missing": "red", "malformed": "red"}
+
+    def line(check: TaskCheck) -> None:
+        what = (f"{check.rows} rows, {check.candidates} candidates" if check.status == "found" else check.reason)
+        left = f", {check.skipped} rows left out (first: {check.reason})" if check.skipped else ""
+        where = f" in {check.folder}" if check.folder else ""
+        console.print(f"[{colours[check.status]}]{check.status:9}[/] {check.name} ({check.modality}): "
+                      f"{what}{left}{where if check.status == 'found' else ''} [{check.seconds:.1f} s]",
+                      markup=True, highlight=False)
+
+    started = time.perf_counter()
+    checks = check_published(folder, images, progress=line)
+    found = [c for c in checks if c.status == "found"]
+    partial = [c for c in found if c.skipped]
+    console.print(f"{len(found)} of {len(checks)} tasks found ({len(partial)} with rows left out); "
+                  f"{sum(c.status == 'missing' for c in checks)} missing, "
+                  f"{sum(c.status == 'malformed' for c in checks)} malformed; {time.perf_counter() - started:.1f} s")
+    if len(found) < len(checks):
+        raise typer.Exit(1)

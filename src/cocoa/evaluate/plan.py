@@ -17,7 +17,7 @@ from pathlib import Path
 from cocoa.data.eval_sets import LoadedEvalDataset, is_visdoc_folder, read_eval_dataset
 from cocoa.data.instruct import REFERENCE_FORMATS
 from cocoa.data.mmeb_v2 import PUBLISHED, locate
-from cocoa.data.video_tasks import VIDEO_TASKS, read_video_task
+from cocoa.data.published import default_image_root, read_located
 from cocoa.data.visdoc import CorpusDataset, read_visdoc_dataset
 from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate.cards import Card, card_file, read_card
@@ -126,17 +126,6 @@ def plan(data_dir: Path, available: Sequence[str], wanted: Sequence[str] | None 
     return Plan(benchmark, run, unknown, formats)
 
 
-def default_image_root(data_dir: Path, modality: str = "image") -> Path:
-    """Where media paths of a dataset resolve when ``--images`` is not given: ``DATA/image-tasks`` for
-    image tasks and ``DATA/visdoc-tasks`` for extracted pages where VLM2Vec's layout has them, else
-    ``DATA/images`` if present, else ``DATA``."""
-    data_dir = Path(data_dir)
-    published = data_dir / {"image": "image-tasks", "visdoc": "visdoc-tasks"}.get(modality, "image-tasks")
-    if published.is_dir():
-        return published
-    return data_dir / "images" if (data_dir / "images").is_dir() else data_dir
-
-
 def read_dataset(data_dir: Path, info: DatasetInfo, image_root: Path | None, *, instruction_format: str | None,
                  skip_bad: bool = False, check_images: bool = True) -> LoadedEvalDataset | CorpusDataset:
     """Read dataset ``info.name`` in its layout: an MMEB-V2 task where it is published
@@ -152,15 +141,8 @@ def read_dataset(data_dir: Path, info: DatasetInfo, image_root: Path | None, *, 
             if task.modality == "video":
                 raise
     if located is not None:
-        root = Path(image_root) if image_root is not None else default_image_root(data_dir, task.modality)
-        if task.modality == "video":
-            return read_video_task(located.folder, VIDEO_TASKS[info.name], data_dir, skip_bad=skip_bad,
-                                   parts=located.parts)
-        if task.modality == "visdoc":
-            return read_visdoc_dataset(located.folder, root, name=info.name, skip_bad=skip_bad,
-                                       check_images=check_images, parts=located.parts)
-        return read_eval_dataset(located.folder, info.name, root, skip_bad=skip_bad, check_images=check_images,
-                                 instruction_format=instruction_format, files=located.files)
+        return read_located(data_dir, located, image_root, skip_bad=skip_bad, check_images=check_images,
+                            instruction_format=instruction_format)
     root = Path(image_root) if image_root is not None else default_image_root(data_dir, "other")
     folder = dataset_folder(data_dir, info.name)
     if folder is not None and is_visdoc_folder(folder):

@@ -240,7 +240,7 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     ``Summary.failed`` with its reason; the run goes on with the next one. Other errors (a model
     that fails on every input, an option that fits no dataset) end the run; what is finished stays and a rerun resumes.
     Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``). Images resolve against
-    ``image_root`` (default :func:`cocoa.evaluate.plan.default_image_root`: ``DATA/image-tasks``
+    ``image_root`` (default :func:`cocoa.data.published.default_image_root`: ``DATA/image-tasks``
     and ``DATA/visdoc-tasks`` in VLM2Vec's layout, else ``DATA/images`` if present, else ``DATA``).
     """
     from cocoa.core.distributed import from_main, gather_objects, rank_and_world  # torch, imported late
