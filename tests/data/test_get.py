@@ -1,9 +1,9 @@
-"""`cocoa data get`: everything after the download call, on folders laid out like the real snapshots."""
+"""`cocoa data get` for MMEB-train and MMEB-V1: everything after the download call, on folders laid out like
+the real snapshots (MMEB-V2: tests/data/test_mmeb_v2_published.py)."""
 
 from __future__ import annotations
 
 import io
-import tarfile
 import zipfile
 from pathlib import Path
 
@@ -43,37 +43,6 @@ def fake_train_snapshot(repo_id: str, repo_type: str, revision: str | None, loca
     return local_dir
 
 
-def tar_gz(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def fake_v2_snapshot(repo_id: str, repo_type: str, revision: str | None, local_dir: str) -> str:
-    """MMEB-V2's layout: image-tasks/mmeb_v1.tar.gz holding MMEB/, frame archives, video_qa in five parts."""
-    root = Path(local_dir)
-    (root / "image-tasks").mkdir(parents=True, exist_ok=True)
-    table = io.BytesIO()
-    pq.write_table(pa.table({"qry_text": ["q"], "qry_img_path": ["N24News/1.png"], "tgt_text": [["a", "b"]],
-                             "tgt_img_path": [["", ""]]}), table)
-    (root / "image-tasks" / "mmeb_v1.tar.gz").write_bytes(
-        tar_gz({"MMEB/N24News/test-00000-of-00001.parquet": table.getvalue(), "MMEB/images/N24News/1.png": png()}))
-    frames = root / "video-tasks" / "frames"
-    frames.mkdir(parents=True)
-    (frames / "video_cls.tar.gz").write_bytes(tar_gz({"HMDB51/clip/1.jpg": b"x"}))
-    (frames / "video_ret.tar.gz").write_bytes(tar_gz({"MSR-VTT/clip/1.jpg": b"x"}))
-    (frames / "video_mret.tar.gz").write_bytes(tar_gz({"video_mret/QVHighlight/c/1.jpg": b"x"}))
-    qa = tar_gz({"video_qa/MVBench/c/1.jpg": b"x", "video_qa/Video-MME/c/1.jpg": b"y"})
-    size = len(qa) // 5 + 1
-    for part in range(5):
-        (frames / f"video_qa.tar.gz-0{part}").write_bytes(qa[part * size:(part + 1) * size])
-    return local_dir
-
-
 def test_train_set_is_unpacked_and_checked_and_a_rerun_unpacks_nothing(tmp_path: Path) -> None:
     report = get("mmeb-train", tmp_path, download=fake_train_snapshot)
     assert (tmp_path / "images" / "CIRR" / "a.png").is_file()
@@ -84,17 +53,6 @@ def test_train_set_is_unpacked_and_checked_and_a_rerun_unpacks_nothing(tmp_path:
     (tmp_path / "images" / "DocVQA" / "b.png").unlink()
     missing = get("mmeb-train", tmp_path, download=fake_train_snapshot)
     assert missing.media_missing == 1 and missing.first_missing == "DocVQA/original-00000-of-00001.parquet: DocVQA/b.png"
-
-
-def test_v2_archives_land_where_the_readers_look(tmp_path: Path) -> None:
-    report = get("mmeb-v2", tmp_path, download=fake_v2_snapshot)
-    assert (tmp_path / "image-tasks" / "N24News" / "test-00000-of-00001.parquet").is_file()  # MMEB/ moved up
-    frames = tmp_path / "video-tasks" / "frames"
-    assert (frames / "video_cls" / "HMDB51" / "clip" / "1.jpg").is_file()
-    assert (frames / "video_ret" / "MSR-VTT" / "clip" / "1.jpg").is_file()
-    assert (frames / "video_mret" / "QVHighlight" / "c" / "1.jpg").is_file()
-    assert (frames / "video_qa" / "Video-MME" / "c" / "1.jpg").read_bytes() == b"y"  # five parts, one stream
-    assert report.archives_unpacked == 5 and report.media_checked == 1 and report.media_missing == 0
 
 
 def test_the_command_reports_missing_media_and_unknown_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,8 @@ from cocoa.cli_errors import reports_errors
 from cocoa.core.console import make_console
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from cocoa.data.check import TaskCheck
 
 app = typer.Typer(help="Data sets: build MiniMMEB from offline sources.", no_args_is_help=True)
@@ -77,28 +79,59 @@ def llavahound(jsonl: Annotated[Path, typer.Option("--jsonl", help="A LLaVA-Houn
 
 @app.command()
 @reports_errors
-def get(name: Annotated[str, typer.Argument(help="mmeb-train, mmeb-eval (MMEB-V1) or mmeb-v2.")],
+def get(name: Annotated[str, typer.Argument(help="mmeb-train, mmeb-eval (MMEB-V1), mmeb-v2 (all 78 tasks), "
+                                                 "mmeb-v2-image, mmeb-v2-video or mmeb-v2-visdoc.")],
         out: Annotated[Path, typer.Option("--out", help="Folder to download into (a rerun resumes).")],
         revision: Annotated[str | None, typer.Option(help="Branch, tag or commit of the dataset repository.")] = None,
         ) -> None:
-    """Download a benchmark or training set from the Hub, unpack its media and check every path its
-    parquet files name."""
+    """Download a benchmark or training set from the Hub, unpack its media and check it: the media paths
+    its parquet files name, or for MMEB-V2 every task as the readers find it (as `cocoa data check`)."""
     from cocoa.data.get import get as fetch
     from cocoa.errors import DataError
 
     report = fetch(name, out, revision=revision)
+    console = make_console()
     table = Table(title=f"{report.repo_id} in {report.folder}")
     table.add_column("")
     table.add_column("")
-    for key, value in (("revision", report.revision or "main"), ("files", report.files),
-                       ("bytes", f"{report.bytes:,}"), ("archives unpacked", report.archives_unpacked),
-                       ("archives already unpacked", report.archives_skipped), ("parquet files", report.parquet_files),
-                       ("media paths checked", report.media_checked), ("missing", report.media_missing)):
+    rows = [("revision", report.revision or "main"), ("files", report.files), ("bytes", f"{report.bytes:,}"),
+            ("archives unpacked", report.archives_unpacked), ("archives already unpacked", report.archives_skipped)]
+    if not report.tasks:
+        rows += [("parquet files", report.parquet_files), ("media paths checked", report.media_checked),
+                 ("missing", report.media_missing)]
+    for key, value in rows:
         table.add_row(key, str(value))
-    make_console().print(table)
+    console.print(table)
+    for fetched in report.fetched:
+        console.print(f"fetched {fetched.repo_id} ({fetched.files} files) into {fetched.folder}"
+                      + (f" for {fetched.task}" if fetched.task else ""), highlight=False)
+    if report.tasks:
+        for check in report.tasks:
+            print_check(console, check)
+        _total(console, report.tasks, None)
+        if any(check.status != "found" for check in report.tasks):
+            raise typer.Exit(1)
     if report.media_missing:
         raise DataError(f"{report.media_missing} of {report.media_checked} media files the parquet files name are "
                         f"missing (first: {report.first_missing})", file=str(report.folder))
+
+
+def print_check(console: Console, check: TaskCheck) -> None:
+    """One line of ``data check``: the task, its status and what was found or why not."""
+    colour = "green" if check.status == "found" else "red"
+    what = f"{check.rows} rows, {check.candidates} candidates" if check.status == "found" else check.reason
+    left = f", {check.skipped} rows left out (first: {check.reason})" if check.skipped else ""
+    where = f" in {check.folder}" if check.status == "found" else ""
+    console.print(f"[{colour}]{check.status:9}[/] {check.name} ({check.modality}): {what}{left}{where} "
+                  f"[{check.seconds:.1f} s]", highlight=False)
+
+
+def _total(console: Console, checks: list[TaskCheck], started: float | None) -> None:
+    found = [c for c in checks if c.status == "found"]
+    took = f"; {time.perf_counter() - started:.1f} s" if started is not None else ""
+    console.print(f"{len(found)} of {len(checks)} tasks found ({sum(1 for c in found if c.skipped)} with rows "
+                  f"left out); {sum(c.status == 'missing' for c in checks)} missing, "
+                  f"{sum(c.status == 'malformed' for c in checks)} malformed{took}", highlight=False)
 
 
 @app.command()
@@ -118,22 +151,8 @@ def check(folder: Annotated[Path, typer.Argument(help="The data folder (as `coco
     if not folder.is_dir():
         raise DataError("no such folder", file=str(folder))
     console = make_console()
-    colours = {"found": "green", "missing": "red", "malformed": "red"}
-
-    def line(check: TaskCheck) -> None:
-        what = (f"{check.rows} rows, {check.candidates} candidates" if check.status == "found" else check.reason)
-        left = f", {check.skipped} rows left out (first: {check.reason})" if check.skipped else ""
-        where = f" in {check.folder}" if check.folder else ""
-        console.print(f"[{colours[check.status]}]{check.status:9}[/] {check.name} ({check.modality}): "
-                      f"{what}{left}{where if check.status == 'found' else ''} [{check.seconds:.1f} s]",
-                      markup=True, highlight=False)
-
     started = time.perf_counter()
-    checks = check_published(folder, images, progress=line)
-    found = [c for c in checks if c.status == "found"]
-    partial = [c for c in found if c.skipped]
-    console.print(f"{len(found)} of {len(checks)} tasks found ({len(partial)} with rows left out); "
-                  f"{sum(c.status == 'missing' for c in checks)} missing, "
-                  f"{sum(c.status == 'malformed' for c in checks)} malformed; {time.perf_counter() - started:.1f} s")
-    if len(found) < len(checks):
+    checks = check_published(folder, images, progress=lambda check: print_check(console, check))
+    _total(console, checks, started)
+    if any(check.status != "found" for check in checks):
         raise typer.Exit(1)

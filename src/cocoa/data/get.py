@@ -8,16 +8,26 @@ Hub pages:
   ``images_zip/<Subset>.zip``, unpacked into ``images/``;
 - ``mmeb-eval``: ``TIGER-Lab/MMEB-eval`` (MMEB-V1's 36 datasets) and ``images.zip``, unpacked
   into ``images/``;
-- ``mmeb-v2``: ``TIGER-Lab/MMEB-V2``: ``image-tasks/mmeb_v1.tar.gz`` (its ``MMEB/`` folder moved up
-  into ``image-tasks/``) and the frame archives under ``video-tasks/frames/``: ``video_cls`` and
-  ``video_ret`` unpacked into folders of those names, ``video_mret`` in place, and ``video_qa``
-  from five parts (``video_qa.tar.gz-00`` ... ``-04``) read as one stream. The visual-document
-  sets are separate Hub datasets, read by ``datasets`` as VLM2Vec's ``download_datasets.py`` does.
+- ``mmeb-v2`` (or one modality: ``mmeb-v2-image``, ``mmeb-v2-video``, ``mmeb-v2-visdoc``): the 78
+  tasks as VLM2Vec-V2 reads them, into the layout of its ``data/vlm2vec_eval`` folder:
 
-The download is ``huggingface_hub.snapshot_download`` into ``--out`` (resumable, with its progress
-bars, its cache rules and ``HF_HUB_OFFLINE``). Unpacking is skipped for an archive already
-unpacked (a marker file records it), so a rerun resumes. After unpacking, every image path the
-parquet files name is checked.
+  * ``TIGER-Lab/MMEB-V2`` into ``--out``: ``image-tasks/mmeb_v1.tar.gz`` (its ``MMEB/`` folder
+    moved up into ``image-tasks/``) and the frame archives under ``video-tasks/frames/``:
+    ``video_cls`` and ``video_ret`` unpacked into folders of those names, ``video_mret`` in place,
+    and ``video_qa`` from five parts (``video_qa.tar.gz-00`` ... ``-04``) read as one stream;
+    ``visdoc-tasks/visdoc-tasks.*`` archives, when a clone holds them, into ``visdoc-tasks/``;
+  * the image tasks' test files (``ziyjiang/MMEB_Test_Instruct``, one config per task) into
+    ``image-tasks/``;
+  * each video task's annotation repo into ``video-tasks/<task>/`` and each visual-document
+    task's repo into ``visdoc-tasks/<task>/`` (:data:`cocoa.data.mmeb_v2.PUBLISHED`), row files
+    and README only (no raw videos), skipped for a task already found.
+
+  The report then says, task by task, what the readers find (:mod:`cocoa.data.check`).
+
+Each download is ``huggingface_hub.snapshot_download`` into its folder with ``allow_patterns``
+(resumable, with its progress bars, its cache rules and ``HF_HUB_OFFLINE``). Unpacking is skipped
+for an archive already unpacked (a marker file records it), so a rerun resumes. After unpacking,
+every image path the parquet files name is checked.
 """
 
 from __future__ import annotations
@@ -27,9 +37,11 @@ import shutil
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from cocoa.data.check import TaskCheck, check_published
+from cocoa.data.mmeb_v2 import PUBLISHED, locate
 from cocoa.errors import ConfigError, DataError
 
 #: Columns of MMEB parquet files that name media files, relative to the image root.
@@ -63,26 +75,51 @@ SOURCES: dict[str, Source] = {
                          "MMEB-train: 20 image subsets for stage 3"),
     "mmeb-eval": Source("TIGER-Lab/MMEB-eval", (Archive("images.zip", "images"),), ("images",),
                         "MMEB-eval: MMEB-V1's 36 image datasets"),
-    "mmeb-v2": Source("TIGER-Lab/MMEB-V2", (
-        Archive("image-tasks/mmeb_v1.tar.gz", "image-tasks", lift="MMEB"),
-        Archive("video-tasks/frames/video_cls.tar.gz", "video-tasks/frames/video_cls"),
-        Archive("video-tasks/frames/video_mret.tar.gz", "video-tasks/frames"),
-        Archive("video-tasks/frames/video_ret.tar.gz", "video-tasks/frames/video_ret"),
-        Archive("video-tasks/frames/video_qa.tar.gz-0*", "video-tasks/frames", parts=True),
-    ), ("image-tasks/images", "image-tasks"), "MMEB-V2: image tasks (MMEB-V1) and the 18 video tasks' frames"),
 }
+V2_REPO = "TIGER-Lab/MMEB-V2"
+#: The archives of TIGER-Lab/MMEB-V2 by the modality they serve, unpacked as ``download_data.sh`` does.
+V2_ARCHIVES: dict[str, tuple[Archive, ...]] = {
+    "image": (Archive("image-tasks/mmeb_v1.tar.gz", "image-tasks", lift="MMEB"),),
+    "video": (Archive("video-tasks/frames/video_cls.tar.gz", "video-tasks/frames/video_cls"),
+              Archive("video-tasks/frames/video_mret.tar.gz", "video-tasks/frames"),
+              Archive("video-tasks/frames/video_ret.tar.gz", "video-tasks/frames/video_ret"),
+              Archive("video-tasks/frames/video_qa.tar.gz-0*", "video-tasks/frames", parts=True)),
+    "visdoc": (Archive("visdoc-tasks/visdoc-tasks.data.tar.gz", "visdoc-tasks"),
+               Archive("visdoc-tasks/visdoc-tasks.images.tar.gz", "visdoc-tasks"),
+               Archive("visdoc-tasks/visdoc-tasks.tar.gz-0*", "visdoc-tasks", parts=True)),
+}
+#: Files of TIGER-Lab/MMEB-V2 fetched per modality (the visual-document archives are unpacked when
+#: present, but each task's repo is fetched instead: the source VLM2Vec-V2's loaders read).
+V2_PATTERNS = {"image": ("image-tasks/mmeb_v1.tar.gz",), "video": ("video-tasks/frames/*",), "visdoc": ()}
+#: What an annotation repo contributes: its row files and README, never media.
+ROW_PATTERNS = ("README.md", "*.parquet", "*.json", "*.jsonl")
+RAW_PATTERNS = ("raw_data/*", "raw_videos/*", "video/*", "videos/*")
+V2_NAMES = {"mmeb-v2": ("image", "video", "visdoc"), "mmeb-v2-image": ("image",), "mmeb-v2-video": ("video",),
+            "mmeb-v2-visdoc": ("visdoc",)}
 
 Downloader = Callable[..., str]
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """One snapshot download: the repo, the folder it went to, the task it serves, what it brought."""
+
+    repo_id: str
+    folder: Path
+    task: str | None
+    files: int
+
+
 @dataclass
 class GetReport:
-    """What ``get`` fetched and found."""
+    """What ``get`` fetched and found (``fetched`` and ``tasks`` for MMEB-V2)."""
 
     name: str
     repo_id: str
     revision: str | None
     folder: Path
+    fetched: list[Fetched] = field(default_factory=list)
+    tasks: list[TaskCheck] = field(default_factory=list)
     files: int = 0
     bytes: int = 0
     archives_unpacked: int = 0
@@ -189,10 +226,19 @@ def _commit(folder: Path) -> str | None:
     return None
 
 
+def _count(folder: Path, report: GetReport) -> None:
+    for file in folder.rglob("*"):
+        if file.is_file() and ".cache" not in file.relative_to(folder).parts:
+            report.files += 1
+            report.bytes += file.stat().st_size
+
+
 def get(name: str, out: Path, *, revision: str | None = None, download: Downloader | None = None) -> GetReport:
     """Download ``name`` into ``out``, unpack its archives and check its media; returns what it found."""
+    if name in V2_NAMES:
+        return get_v2(name, out, revision=revision, download=download)
     if name not in SOURCES:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}")
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join([*SOURCES, *V2_NAMES])}")
     source = SOURCES[name]
     if download is None:
         from huggingface_hub import snapshot_download as download
@@ -202,9 +248,47 @@ def get(name: str, out: Path, *, revision: str | None = None, download: Download
     report = GetReport(name, source.repo_id, _commit(out) or revision, out)
     for archive in source.archives:
         _unpack(archive, out, report)
-    for file in out.rglob("*"):
-        if file.is_file() and ".cache" not in file.relative_to(out).parts:
-            report.files += 1
-            report.bytes += file.stat().st_size
+    _count(out, report)
     check_media(out, source.image_roots, report)
+    return report
+
+
+def _files(folder: Path) -> int:
+    return sum(1 for f in folder.rglob("*") if f.is_file() and ".cache" not in f.relative_to(folder).parts)
+
+
+def get_v2(name: str, out: Path, *, revision: str | None = None, download: Downloader | None = None) -> GetReport:
+    """``mmeb-v2`` or one of its modalities (module docstring): fetch, unpack, then check every task."""
+    if download is None:
+        from huggingface_hub import snapshot_download as download
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    modalities = V2_NAMES[name]
+    report = GetReport(name, V2_REPO, revision, out)
+    patterns = ["README.md", *(p for m in modalities for p in V2_PATTERNS[m])]
+    download(repo_id=V2_REPO, repo_type="dataset", revision=revision, local_dir=str(out), allow_patterns=patterns)
+    report.revision = _commit(out) or revision
+    report.fetched.append(Fetched(V2_REPO, out, None, _files(out)))
+    for modality in modalities:
+        for archive in V2_ARCHIVES[modality]:
+            _unpack(archive, out, report)
+    if "image" in modalities:
+        folder = out / "image-tasks"
+        download(repo_id=PUBLISHED["ImageNet-1K"].repo, repo_type="dataset", local_dir=str(folder),
+                 allow_patterns=list(ROW_PATTERNS))
+        report.fetched.append(Fetched(PUBLISHED["ImageNet-1K"].repo, folder, None, _files(folder)))
+    for task in PUBLISHED.values():
+        if task.modality == "image" or task.modality not in modalities:
+            continue
+        try:
+            locate(out, task)
+            continue  # already here (a rerun, or unpacked from an archive)
+        except DataError:
+            pass
+        folder = out / f"{task.modality}-tasks" / task.name
+        download(repo_id=task.repo, repo_type="dataset", local_dir=str(folder), allow_patterns=list(ROW_PATTERNS),
+                 ignore_patterns=list(RAW_PATTERNS))
+        report.fetched.append(Fetched(task.repo, folder, task.name, _files(folder)))
+    _count(out, report)
+    report.tasks = [check for check in check_published(out) if PUBLISHED[check.name].modality in modalities]
     return report
