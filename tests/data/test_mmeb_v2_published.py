@@ -128,9 +128,11 @@ def test_a_task_missing_its_media_is_reported_and_the_rest_is_scored(fetched: Pa
 def test_check_says_where_it_looked_and_what_is_malformed(fetched: Path, tmp_path: Path) -> None:
     data = copy_of(fetched, tmp_path)
     shutil.rmtree(data / "video-tasks" / "MSVD")
+    (data / "video-tasks" / "msvd_old").mkdir()
     (data / "video-tasks" / "HMDB51" / "data" / "test.jsonl").write_text('{"video_id": "x"}\n')
     missing = check_task(data, "MSVD")
     assert missing.status == "missing" and "video-tasks/MSVD" in missing.reason and "VLM2Vec/MSVD" in missing.reason
+    assert "nearby: video-tasks/msvd_old" in missing.reason
     malformed = check_task(data, "HMDB51")
     assert malformed.status == "malformed" and "field 'pos_text'" in malformed.reason and "test.jsonl" in malformed.reason
     result = CliRunner().invoke(data_app, ["check", str(data)])

@@ -195,8 +195,27 @@ def locate(root: Path, task: PublishedTask) -> LocatedTask:
                 except DataError as exc:
                     problems.append(str(exc))
     said = f"; found but unreadable: {problems[0]}" if problems else ""
-    raise DataError(f"{task.name} ({task.repo}) not found; looked for folders {', '.join(looked[:6])}, ... "
-                    f"({len(looked)} places){said}", file=str(root))
+    near = _nearby(root, task)
+    nearby = f"; nearby: {', '.join(near)}" if near else ""
+    raise DataError(f"{task.name} ({task.repo}) not found; looked for folders {', '.join(looked)}{said}{nearby}",
+                    file=str(root))
+
+
+def _squash(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def _nearby(root: Path, task: PublishedTask) -> list[str]:
+    """Folders in the places :func:`locate` looks whose names resemble the task's (case, ``-``, ``_`` aside)."""
+    wanted = {_squash(name) for name in task.folder_names}
+    found = []
+    for container in CONTAINERS:
+        folder = root / container
+        if folder.is_dir():
+            found += [str(p.relative_to(root)) for p in sorted(folder.iterdir())
+                      if p.is_dir() and any(w in _squash(p.name) or _squash(p.name) in w for w in wanted)
+                      and _squash(p.name)]
+    return found[:5]
 
 
 def locate_all(root: Path) -> dict[str, LocatedTask | DataError]:
