@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cocoa.data.eval_sets import LoadedEvalDataset, list_eval_datasets
-from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, Item
+from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, EveryFrame, Item
 from cocoa.data.mmeb_v2 import video_labels
 from cocoa.data.video_tasks import QA_PROMPT, VIDEO_TARGET, VIDEO_TASKS, qa_options, read_video_task
 from cocoa.data.visdoc import CorpusDataset
@@ -87,6 +87,8 @@ def test_momentseeker_queries_are_video_image_or_text_and_every_positive_counts(
     assert [(Path(c.video).name, g) for c in rows[0][1] for g in [rows[0][2]]] == [
         ("movie_a", 2), ("movie_b", 2), ("movie_c", 2)]
     assert rows[0][1][0].text == f"{V} Understand the content of the provided video clip."
+    everything = [video.video, *(c.video for row in rows for c in row[1])]
+    assert all(isinstance(v, EveryFrame) for v in everything), "read whole, as the reference's load_frames"
 
 
 def test_qa_prompts_and_options_as_the_reference_writes_them(snapshot: Path) -> None:

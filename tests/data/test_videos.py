@@ -13,7 +13,7 @@ from PIL import Image
 from cocoa.core.protocol import MAX_VIDEO_FRAMES, ImagePolicy, VideoPolicy
 from cocoa.core.tokens import Modality, Role
 from cocoa.data.collate import Preprocessor, video_pixels
-from cocoa.data.items import Item
+from cocoa.data.items import EveryFrame, Item
 from cocoa.data.videos import frame_files, read_frames, sample_indices, video_problem
 from cocoa.errors import ConfigError, DataError
 from cocoa.model.backbone import Backbone
@@ -34,6 +34,16 @@ def test_frame_folders_are_read_in_natural_order(tmp_path: Path) -> None:
     for name in ("frame_10.jpg", "frame_2.jpg", "frame_1.jpg", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in frame_files(tmp_path)] == ["frame_1.jpg", "frame_2.jpg", "frame_10.jpg"]
+
+
+def test_every_frame_reads_the_whole_folder_under_its_own_key(tmp_path: Path) -> None:
+    for i in range(12):
+        Image.new("RGB", (28, 28), (i * 20, 0, 0)).save(tmp_path / f"frame_{i + 1:04d}.jpg")
+    policy = VideoPolicy(frames=8)
+    sampled, whole = read_frames(str(tmp_path), policy), read_frames(EveryFrame(str(tmp_path)), policy)
+    assert len(sampled.images) == 8 and len(whole.images) == 12
+    assert [round(im.getpixel((0, 0))[0] / 20) for im in whole.images] == list(range(12))  # JPEG: about i * 20
+    assert Item("v", video=EveryFrame(str(tmp_path))).key() != Item("v", video=str(tmp_path)).key()
 
 
 def test_folder_list_and_file_sources(video_dir: Path) -> None:

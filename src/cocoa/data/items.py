@@ -12,8 +12,19 @@ from PIL import Image
 IMAGE_PLACEHOLDER = "<|image_1|>"
 #: Where a video goes in an item's text; without it the video is placed before the text.
 VIDEO_PLACEHOLDER = "<|video_1|>"
+
+
+class EveryFrame(str):
+    """A frame folder read whole: every frame, none sampled away by the protocol's frame count
+    (VLM2Vec-V2 reads MomentSeeker's clips so). Its cache key differs from the plain folder's."""
+
+    __slots__ = ()
+
+
 #: An item's video: a frame folder or video file path, or a tuple of frame paths (:mod:`cocoa.data.videos`).
 VideoSource = str | tuple[str, ...]
+#: Added to the key of an :class:`EveryFrame` video.
+EVERY_FRAME_KEY = "#every-frame"
 #: Separates the image path from the video in :meth:`Item.key` (no path holds a NUL).
 VIDEO_KEY = "\0video:"
 
@@ -43,6 +54,7 @@ class Item:
         if self.video is None:
             return (self.text, self.image or "")
         video = self.video if isinstance(self.video, str) else "\n".join(self.video)
+        video += EVERY_FRAME_KEY if isinstance(self.video, EveryFrame) else ""
         return (self.text, f"{self.image or ''}{VIDEO_KEY}{video}")
 
 

@@ -18,7 +18,8 @@ of github.com/TIGER-AI-Lab/VLM2Vec; docs/protocols.md gives the file of each):
 * retrieval (MSR-VTT, MSVD, DiDeMo, YouCook2, VATEX): a text query against every video of the task;
 * moment retrieval: QVHighlight and Charades-STA rank the clip folders of the query's video
   (gold: the one named ``positive*``), MomentSeeker its positive and negative clips (every
-  positive counts as a hit); the query is a video, an image or a text;
+  positive counts as a hit); the query is a video, an image or a text; MomentSeeker's videos are read
+  whole (every saved frame, as its loader's ``load_frames``), the others sampled by the protocol;
 * QA (Video-MME, NExTQA, EgoSchema, MVBench, ActivityNetQA): video and question against the row's
   options as bare text.
 
@@ -40,7 +41,7 @@ import numpy as np
 
 from cocoa.data.eval_sets import LoadedEvalDataset
 from cocoa.data.hub_files import fields, iter_rows
-from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, Item, ItemTable
+from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, EveryFrame, Item, ItemTable
 from cocoa.data.mmeb_v2 import video_labels
 from cocoa.data.rows import log_skipped, skip_row
 from cocoa.data.videos import video_problem
@@ -349,8 +350,8 @@ def _momentseeker(build: _Builder, task: VideoTask, row: dict, file: str, index:
                   ) -> tuple[Item, list[Item], int]:
     given, text = str(row["input_frames"] or ""), str(row["query"])
     if given.endswith(".mp4"):
-        video = build.video(f"video_frames/{given.split('.mp4')[0].replace('/', '_')}", file=file, row=index,
-                            field="input_frames")
+        video = EveryFrame(build.video(f"video_frames/{given.split('.mp4')[0].replace('/', '_')}", file=file,
+                                       row=index, field="input_frames"))
         query = Item(f"{V} Find the clip that corresponds to the given sentence and video segment: {text}",
                      video=video)
     elif given.endswith(".jpg"):
@@ -363,9 +364,9 @@ def _momentseeker(build: _Builder, task: VideoTask, row: dict, file: str, index:
         query = Item(f"Find the clip that corresponds to the given text: {text}")
 
     def clips(entries: Any, field: str) -> list[Item]:
-        return [Item(f"{V} {MOMENTSEEKER_TARGET}", video=build.video(
+        return [Item(f"{V} {MOMENTSEEKER_TARGET}", video=EveryFrame(build.video(
             f"video_frames/{str(e['output_path']).replace('/', '_').split('.mp4')[0]}", file=file, row=index,
-            field=field)) for e in entries]
+            field=field))) for e in entries]
 
     positives = clips(row["positive_frames"], "positive_frames")
     return query, positives + clips(row["negative_frames"], "negative_frames"), len(positives)

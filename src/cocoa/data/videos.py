@@ -26,7 +26,7 @@ from PIL import Image
 
 from cocoa import files
 from cocoa.data.images import MAX_IMAGE_PIXELS, image_size, open_image
-from cocoa.data.items import VideoSource
+from cocoa.data.items import EveryFrame, VideoSource
 from cocoa.errors import DataError
 
 if TYPE_CHECKING:
@@ -97,7 +97,8 @@ def read_frames(video: VideoSource, policy: VideoPolicy) -> Frames:
         paths = [Path(p) for p in video] if isinstance(video, tuple) else frame_files(video)
         if not paths:
             raise DataError("a video needs at least one frame", file=describe(video))
-        indices = sample_indices(len(paths), policy.frames)
+        indices = list(range(len(paths))) if isinstance(video, EveryFrame) else sample_indices(len(paths),
+                                                                                                 policy.frames)
         images = [open_image(paths[i]) for i in indices]
         times = [i / policy.fps for i in indices]
     for image in images:

@@ -28,7 +28,7 @@ from cocoa.core.protocol import Protocol
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.images import image_size
-from cocoa.data.items import Item
+from cocoa.data.items import EveryFrame, Item
 from cocoa.data.videos import first_frame_size, frame_count
 from cocoa.errors import CocoaError, ConfigError
 from cocoa.model.backbone import Backbone
@@ -168,7 +168,8 @@ class BatchEncoder:
             n += protocol.image.tokens(width, height, self.backbone.image_processor) + wrap
         if item.video is not None:
             width, height = first_frame_size(item.video)
-            frames = protocol.video.sampled(frame_count(item.video))
+            total = frame_count(item.video)
+            frames = total if isinstance(item.video, EveryFrame) else protocol.video.sampled(total)
             n += protocol.video.tokens(width, height, frames, protocol.image, self.backbone.image_processor) + wrap
         return n
 
