@@ -156,3 +156,20 @@ def test_the_hubs_parquet_conversion_and_a_bare_config_folder_are_read(fetched: 
     assert locate(data, PUBLISHED["HMDB51"]).files[0].parent.name == "test"
     assert locate(data, PUBLISHED["EgoSchema"]).files[0].parent.name == "Subset"
     assert check_task(data, "HMDB51").rows == EXPECTED["HMDB51"][0]
+
+
+def test_the_eval_command_writes_the_summary_and_exits_1_when_a_task_fails(
+        fetched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cocoa.evaluate import cli as eval_cli
+
+    data = copy_of(fetched, tmp_path)
+    shutil.rmtree(data / "video-tasks" / "frames" / "video_qa")
+    monkeypatch.setattr(eval_cli, "load_encoder", lambda *args, **kwargs: FakeEncoder())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(eval_cli.app, ["--model", str(tmp_path), "--data", str(data), "--out", str(out),
+                                               "--benchmark", "MMEB-V2"])
+    assert result.exit_code == 1, result.output
+    qa = {"MVBench", "Video-MME", "NExTQA", "EgoSchema", "ActivityNetQA"}
+    saved = json.loads((out / "summary.json").read_text())
+    assert set(saved["failed"]) == qa and saved["complete"] is False and saved["overall"]["done"] == 73
+    assert "5 dataset(s) failed" in result.output and all(f"not scored: {name}" in result.output for name in qa)
