@@ -244,6 +244,22 @@ def test_serve_cli_reads_the_api_key_from_a_file_or_the_environment(model_dir: P
     assert empty.exit_code != 0 and "API key file is empty" in empty.output
 
 
+@pytest.mark.parametrize("key", ["", "   ", "\t"])
+def test_an_empty_or_blank_key_from_the_environment_is_refused_before_the_model_loads(
+        model_dir: Path, monkeypatch: pytest.MonkeyPatch, embedder: Embedder, key: str) -> None:
+    from cocoa.cli import app
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the model was loaded (and the server would start) with an empty key")
+
+    monkeypatch.setattr(server.Embedder, "from_pretrained", never)
+    monkeypatch.setattr("uvicorn.run", never)
+    result = CliRunner().invoke(app, ["serve", "--model", str(model_dir)], env={"COCOA_API_KEY": key})
+    assert result.exit_code == 1 and "the API key is empty" in result.output, result.output
+    with pytest.raises(ConfigError, match="the API key is empty"):
+        server.create_app(embedder, model_name="m", api_key=key)
+
+
 def test_serve_cli_passes_the_torch_threads(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cocoa.cli import app
 

@@ -225,6 +225,8 @@ def serve(
     """Serve the model over HTTP (OpenAI-compatible /v1/embeddings and /v1/models, /v1/search, /health)."""
     from cocoa.inference.server import serve as run_server
 
+    if api_key is None and "COCOA_API_KEY" in os.environ:  # the option reads an empty variable as unset
+        api_key = os.environ["COCOA_API_KEY"]
     if api_key_file is not None:
         if api_key is not None:
             raise typer.BadParameter("give the API key once: --api-key (or COCOA_API_KEY) or --api-key-file")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,8 @@ from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder, with_instruction
 from cocoa.inference.index import VectorIndex
 from cocoa.inference.settings import DEFAULTS, ServerSettings
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -241,6 +244,13 @@ def _json(payload: dict[str, Any]) -> Response:
     return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
+def check_api_key(api_key: str | None) -> None:
+    """:class:`ConfigError` for an empty or blank key: it would read as "no authentication"."""
+    if api_key is not None and not api_key.strip():
+        raise ConfigError("the API key is empty (from --api-key, COCOA_API_KEY or --api-key-file): give a key, "
+                          "or none at all to serve without authentication")
+
+
 def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None = None,
                api_key: str | None = None, **settings: Any) -> FastAPI:
     """The FastAPI app serving ``embedder`` (and ``index`` for ``/v1/search``) as ``model_name``.
@@ -248,6 +258,7 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     ``settings`` are :class:`~cocoa.inference.settings.ServerSettings` fields; the ones left out keep
     their defaults.
     """
+    check_api_key(api_key)
     limits = server_settings(**settings)
     batcher = Batcher(embedder, limits.max_batch, limits.max_wait_ms, limits.preprocess_threads, limits.pack_tokens)
     if index is not None:
@@ -367,10 +378,13 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, inde
     """
     import uvicorn
 
+    check_api_key(api_key)
     torch.set_num_threads(model_threads(torch_threads))
     embedder = Embedder.from_pretrained(model_dir, device=device)
     index = VectorIndex.load(index_dir) if index_dir is not None else None
     name = model_name or (str(model_dir) if is_hub_id(model_dir) else Path(model_dir).resolve().name)
     app = create_app(embedder, model_name=name, index=index,
                      api_key=api_key, **limits)
+    logger.warning("authentication: %s", "on (Authorization: Bearer <key>)" if api_key is not None else
+                   "OFF: every client may call the server (give --api-key-file or COCOA_API_KEY to require a key)")
     uvicorn.run(app, host=host, port=port)
