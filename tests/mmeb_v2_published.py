@@ -218,8 +218,10 @@ def _video_trees() -> tuple[dict[str, Tree], dict[str, Tree]]:
     youcook = {"id": [f"yc{r}" for r in range(ROWS)], "sentence": [f"add salt {r}" for r in range(ROWS)],
                "segment": [[1.0, 2.5] for _ in range(ROWS)]}
     retrieval("YouCook2", youcook["id"])
-    repos["lmms-lab/YouCook2"] = {"data/val-00000-of-00001.parquet": _parquet(youcook, pa.schema([
-        ("id", pa.string()), ("sentence", pa.string()), ("segment", pa.list_(pa.float32()))]))}
+    youcook_schema = pa.schema([("id", pa.string()), ("sentence", pa.string()), ("segment", pa.list_(pa.float32()))])
+    repos["lmms-lab/YouCook2"] = {"data/val-00000-of-00001.parquet": _parquet(youcook, youcook_schema),
+                                  "data/test-00000-of-00001.parquet": _parquet(  # not the split VLM2Vec-V2 reads
+                                      {k: v * 3 for k, v in youcook.items()}, youcook_schema)}
 
     for task, folder in (("QVHighlight", "QVHighlight"), ("Charades-STA", "Charades-STA")):
         rows = [{"query": f"a man cooks {r}", "video_path": f"videos/{task}_{r}.mp4"} for r in range(ROWS)]

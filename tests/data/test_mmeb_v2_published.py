@@ -67,8 +67,27 @@ def test_get_then_check_finds_78_of_78_with_the_expected_counts(tmp_path: Path, 
     assert {f.task for f in report.fetched if f.task} == {t.name for t in PUBLISHED.values() if t.modality != "image"}
     calls.clear()
     again = get("mmeb-v2", tmp_path, download=fake_snapshot_download(trees, calls))
-    assert [c["repo_id"] for c in calls] == ["TIGER-Lab/MMEB-V2", "ziyjiang/MMEB_Test_Instruct"]
+    assert len(calls) == 2 + 42, "every repo asked again: snapshot_download resumes what is missing"
     assert again.archives_unpacked == 0 and all(c.status == "found" for c in again.tasks)
+
+
+def test_an_interrupted_download_resumes_on_the_rerun(tmp_path: Path, trees: dict) -> None:
+    get("mmeb-v2-visdoc", tmp_path, download=fake_snapshot_download(trees))
+    corpus = next((tmp_path / "visdoc-tasks" / "VisRAG_ArxivQA" / "corpus").glob("*.parquet"))
+    corpus.unlink()  # cut short
+    assert check_task(tmp_path, "VisRAG_ArxivQA").status != "found"
+    report = get("mmeb-v2-visdoc", tmp_path, download=fake_snapshot_download(trees))
+    assert corpus.is_file() and all(c.status == "found" for c in report.tasks)
+
+
+def test_an_offline_download_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(**kwargs: object) -> str:
+        raise OSError("We have no connection or you passed local_files_only")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", offline)
+    result = CliRunner().invoke(data_app, ["get", "mmeb-v2", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "cannot download TIGER-Lab/MMEB-V2" in result.output
+    assert "no connection" in result.output and "Traceback" not in result.output
 
 
 def test_one_modality_fetches_only_its_repos(tmp_path: Path, trees: dict) -> None:
@@ -151,10 +170,13 @@ def test_the_hubs_parquet_conversion_and_a_bare_config_folder_are_read(fetched: 
     pq.write_table(pa.Table.from_pylist(rows), hmdb / "default" / "test" / "0000.parquet")  # refs/convert/parquet
     (hmdb / "default" / "train").mkdir()
     pq.write_table(pa.Table.from_pylist(rows[:1]), hmdb / "default" / "train" / "0000.parquet")
-    (data / "video-tasks" / "EgoSchema" / "README.md").unlink(missing_ok=True)  # Subset/ without a README
-    assert [f.name for f in locate(data, PUBLISHED["HMDB51"]).files] == ["0000.parquet"]
-    assert locate(data, PUBLISHED["HMDB51"]).files[0].parent.name == "test"
-    assert locate(data, PUBLISHED["EgoSchema"]).files[0].parent.name == "Subset"
+    assert not (data / "video-tasks" / "EgoSchema" / "README.md").exists()  # Subset/ and MC/, no card
+    assert [f.relative_to(hmdb).as_posix() for f in locate(data, PUBLISHED["HMDB51"]).files] == ["default/test/0000.parquet"]
+    ego = locate(data, PUBLISHED["EgoSchema"]).files
+    assert [f.relative_to(data / "video-tasks" / "EgoSchema").as_posix() for f in ego] == [
+        "Subset/test-00000-of-00001.parquet"]
+    youcook = locate(data, PUBLISHED["YouCook2"]).files
+    assert [f.name for f in youcook] == ["val-00000-of-00001.parquet"], "val, never the test decoy beside it"
     assert check_task(data, "HMDB51").rows == EXPECTED["HMDB51"][0]
 
 

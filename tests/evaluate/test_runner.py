@@ -137,3 +137,12 @@ def test_a_bad_row_fails_its_dataset_by_name_and_row_and_the_run_goes_on(tmp_pat
     assert "Not scored" in report and "| Alpha | " in report and "row 2" in report
     fixed = evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False, skip_bad=True)
     assert fixed.failed == {} and fixed.complete
+
+
+def test_a_dataset_that_fails_now_does_not_count_through_its_old_score(tmp_path) -> None:
+    data = build_benchmark(tmp_path / "data")
+    assert evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False).complete
+    write_eval(data / "eval" / "Alpha.parquet", [("bad [1,0]", "", ["[1,0] cat"], ["missing.png"])])
+    summary = evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False)
+    assert list(summary.failed) == ["Alpha"] and "Alpha" in summary.missing and "Alpha" not in summary.datasets
+    assert summary.overall.done == 2 and not summary.complete

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cocoa.data.check import TaskCheck, check_published
-from cocoa.data.mmeb_v2 import PUBLISHED, locate
+from cocoa.data.mmeb_v2 import PUBLISHED
 from cocoa.errors import ConfigError, DataError
 
 #: Columns of MMEB parquet files that name media files, relative to the image root.
@@ -244,7 +244,7 @@ def get(name: str, out: Path, *, revision: str | None = None, download: Download
         from huggingface_hub import snapshot_download as download
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    download(repo_id=source.repo_id, repo_type="dataset", revision=revision, local_dir=str(out))
+    _download(download, source.repo_id, out, revision=revision)
     report = GetReport(name, source.repo_id, _commit(out) or revision, out)
     for archive in source.archives:
         _unpack(archive, out, report)
@@ -253,42 +253,53 @@ def get(name: str, out: Path, *, revision: str | None = None, download: Download
     return report
 
 
-def _files(folder: Path) -> int:
-    return sum(1 for f in folder.rglob("*") if f.is_file() and ".cache" not in f.relative_to(folder).parts)
-
-
 def get_v2(name: str, out: Path, *, revision: str | None = None, download: Downloader | None = None) -> GetReport:
-    """``mmeb-v2`` or one of its modalities (module docstring): fetch, unpack, then check every task."""
+    """``mmeb-v2`` or one of its modalities (module docstring): fetch, unpack, then check every task.
+
+    Every repo is asked for again on a rerun: ``snapshot_download`` fetches only what is missing or
+    changed, so an interrupted download resumes and a finished one costs a listing.
+    """
     if download is None:
         from huggingface_hub import snapshot_download as download
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     modalities = V2_NAMES[name]
     report = GetReport(name, V2_REPO, revision, out)
-    patterns = ["README.md", *(p for m in modalities for p in V2_PATTERNS[m])]
-    download(repo_id=V2_REPO, repo_type="dataset", revision=revision, local_dir=str(out), allow_patterns=patterns)
+    patterns = ("README.md", *(p for m in modalities for p in V2_PATTERNS[m]))
+    _fetch(download, report, V2_REPO, out, None, allow_patterns=list(patterns), revision=revision)
     report.revision = _commit(out) or revision
-    report.fetched.append(Fetched(V2_REPO, out, None, _files(out)))
     for modality in modalities:
         for archive in V2_ARCHIVES[modality]:
             _unpack(archive, out, report)
     if "image" in modalities:
-        folder = out / "image-tasks"
-        download(repo_id=PUBLISHED["ImageNet-1K"].repo, repo_type="dataset", local_dir=str(folder),
-                 allow_patterns=list(ROW_PATTERNS))
-        report.fetched.append(Fetched(PUBLISHED["ImageNet-1K"].repo, folder, None, _files(folder)))
+        _fetch(download, report, PUBLISHED["ImageNet-1K"].repo, out / "image-tasks", None,
+               allow_patterns=list(ROW_PATTERNS))
     for task in PUBLISHED.values():
-        if task.modality == "image" or task.modality not in modalities:
-            continue
-        try:
-            locate(out, task)
-            continue  # already here (a rerun, or unpacked from an archive)
-        except DataError:
-            pass
-        folder = out / f"{task.modality}-tasks" / task.name
-        download(repo_id=task.repo, repo_type="dataset", local_dir=str(folder), allow_patterns=list(ROW_PATTERNS),
-                 ignore_patterns=list(RAW_PATTERNS))
-        report.fetched.append(Fetched(task.repo, folder, task.name, _files(folder)))
-    _count(out, report)
-    report.tasks = [check for check in check_published(out) if PUBLISHED[check.name].modality in modalities]
+        if task.modality != "image" and task.modality in modalities:
+            _fetch(download, report, task.repo, out / f"{task.modality}-tasks" / task.name, task.name,
+                   allow_patterns=list(ROW_PATTERNS), ignore_patterns=list(RAW_PATTERNS))
+    wanted = [t.name for t in PUBLISHED.values() if t.modality in modalities]
+    report.tasks = check_published(out, names=wanted)
     return report
+
+
+def _download(download: Downloader, repo_id: str, folder: Path, **options: object) -> None:
+    """``snapshot_download`` of ``repo_id`` into ``folder``; its failures as one :class:`DataError`."""
+    try:
+        download(repo_id=repo_id, repo_type="dataset", local_dir=str(folder), **options)
+    except Exception as exc:  # huggingface_hub's offline, network, auth and not-found errors alike
+        raise DataError(f"cannot download {repo_id} ({type(exc).__name__}: {exc}); what was fetched so far stays "
+                        "and a rerun resumes", file=str(folder)) from exc
+
+
+def _fetch(download: Downloader, report: GetReport, repo_id: str, folder: Path, task: str | None,
+           **options: object) -> None:
+    """One download into ``folder``, recorded in ``report`` with the files it brought (the download's
+    own files in the top folder, not what its archives unpacked)."""
+    _download(download, repo_id, folder, **options)
+    patterns = tuple(options["allow_patterns"]) if folder == report.folder else ("**/*",)  # type: ignore[arg-type]
+    files = {f for pattern in patterns for f in folder.glob(pattern)
+             if f.is_file() and ".cache" not in f.relative_to(folder).parts}
+    report.files += len(files)
+    report.bytes += sum(f.stat().st_size for f in files)
+    report.fetched.append(Fetched(repo_id, folder, task, len(files)))

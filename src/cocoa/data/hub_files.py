@@ -2,11 +2,13 @@
 
 A dataset repository on the Hub says which files make which config and split in the ``configs:``
 block of its README; without one, the ``datasets`` library infers splits from file and folder
-names (``data/test-*.parquet``, ``msrvtt_test_1k.json``, ``train.jsonl``). :func:`split_files`
-asks ``datasets`` for that resolution on the local folder (a snapshot as ``snapshot_download`` or
-``git clone`` leaves it; nothing is downloaded or converted), and falls back to the layouts
-``datasets`` does not infer from a bare folder: the Hub's parquet conversion
-(``<config>/<split>/0000.parquet``) and a folder per config (``<config>/<split>-*.parquet``).
+names (``data/test-*.parquet``, ``msrvtt_test_1k.json``, ``train.jsonl``, ``<config>/<split>/``).
+:func:`split_files` resolves both with ``datasets``' own functions (its card parser and its
+pattern inference and resolution) on the local folder, a snapshot as ``snapshot_download`` or
+``git clone`` leaves it: nothing is downloaded, converted or cached. A config with no block
+entry is a folder of that name, resolved the same way inside it (``Subset/test-*.parquet``, the
+Hub's parquet conversion ``<config>/<split>/0000.parquet``). The fallbacks: the conversion of the
+default config, one file per config at the top (``queries.jsonl``), a folder with one row file.
 
 Rows come from parquet (in batches), JSON Lines, or a JSON file holding a list of records (or an
 object with one list of records), the three forms the MMEB-V2 annotations are published in.
@@ -15,7 +17,6 @@ object with one list of records), the three forms the MMEB-V2 annotations are pu
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -28,80 +29,143 @@ from cocoa.errors import DataError
 ROW_SUFFIXES = (".parquet", ".jsonl", ".json")
 #: Rows read from a parquet file at a time.
 ROW_BATCH = 256
-logger = logging.getLogger(__name__)
 
 
-def _datasets_files(folder: Path, config: str | None, split: str) -> list[Path] | None:
-    """The files ``datasets`` resolves for ``config``/``split`` of ``folder``; ``None`` when it resolves none."""
-    try:
-        from datasets import load_dataset_builder
-        from datasets.utils.logging import disable_progress_bar
-
-        disable_progress_bar()
-        builder = load_dataset_builder(str(folder), name=config)
-        files = (builder.config.data_files or {}).get(split)
-    except Exception as exc:  # datasets raises many kinds for folders it cannot read; the fallbacks decide then
-        logger.debug("datasets resolves no %s/%s in %s: %s", config, split, folder, exc)
+def _card_configs(folder: Path) -> dict[str, dict] | None:
+    """The ``configs:`` block of the folder's README as ``datasets`` reads it (``None``: no README or no block)."""
+    readme = folder / "README.md"
+    if not readme.is_file():
         return None
-    paths = [Path(str(f)) for f in files or ()]
-    return [p for p in paths if p.suffix in ROW_SUFFIXES] or None
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    try:
+        configs = MetadataConfigs.from_dataset_card_data(DatasetCard.load(readme).data)
+    except (ValueError, TypeError, OSError) as exc:  # a README whose YAML or configs block cannot be read
+        raise DataError(f"cannot read the configs block of the dataset card: {exc}", file=str(readme)) from exc
+    return dict(configs) or None
+
+
+def _resolve(patterns: dict[str, list[str]], base: Path, split: str) -> list[Path]:
+    from datasets.data_files import DataFilesDict, sanitize_patterns
+
+    wanted = {name: files for name, files in sanitize_patterns(patterns).items() if str(name) == split}
+    if not wanted:
+        return []
+    try:
+        resolved = DataFilesDict.from_patterns(wanted, base_path=str(base), allowed_extensions=list(ROW_SUFFIXES))
+    except FileNotFoundError:
+        return []
+    return sorted(Path(str(f)) for files in resolved.values() for f in files)
+
+
+def _inferred(base: Path, split: str) -> list[Path]:
+    """The split's row files by ``datasets``' inference from file and folder names."""
+    from datasets.data_files import get_data_patterns
+
+    try:
+        patterns = get_data_patterns(str(base))
+    except FileNotFoundError:  # datasets' EmptyDatasetError: no data file at all
+        return []
+    return _resolve(patterns, base, split)
+
+
+def _datasets_files(folder: Path, config: str | None, split: str) -> list[Path]:
+    """The files ``datasets`` resolves for ``config``/``split`` of ``folder`` (none: ``[]``), reading the
+    README's ``configs:`` block when there is one and inferring from names otherwise; nothing is
+    downloaded, converted or cached."""
+    configs = _card_configs(folder)
+    if configs is not None:
+        if config is None and len(configs) > 1:
+            config = next((name for name, entry in configs.items() if entry.get("default")), None)
+            if config is None:
+                raise DataError(f"the dataset card declares several configs ({', '.join(configs)}); "
+                                "the task names none", file=str(folder / "README.md"))
+        entry = configs.get(config) if config is not None else next(iter(configs.values()))
+        if entry is not None and entry.get("data_files"):
+            return _resolve(entry["data_files"], folder, split)
+        if entry is not None:
+            return []
+    if config is not None:
+        return _inferred(folder / config, split) if (folder / config).is_dir() else []
+    return _inferred(folder, split)
 
 
 def _fallback_files(folder: Path, config: str | None, split: str) -> list[Path]:
-    """Files by the layouts ``datasets`` does not infer from a bare folder."""
-    bases = [folder / config] if config else []
-    bases += [folder / "default"] if not config else []
-    for base in bases:
-        for pattern in (f"{split}/*.parquet", f"{split}-*.parquet", f"{split}.parquet", f"{split}.jsonl",
-                        f"{split}.json"):
-            if files := sorted(base.glob(pattern)):
-                return files
-    if config and (files := sorted(p for p in (folder / config).glob("*") if p.suffix in ROW_SUFFIXES)):
-        return files
-    if config:  # one file per config at the top (a visual-document part as corpus.parquet or queries.jsonl)
+    """Files by the layouts ``datasets`` does not infer: the Hub's parquet conversion of the default
+    config (``default/<split>/0000.parquet``), one file per config at the top (a visual-document part
+    as ``corpus.parquet`` or ``queries.jsonl``), and a folder holding a single row file."""
+    if config is None and (folder / "default").is_dir():
+        return _inferred(folder / "default", split)
+    if config is not None:
         return [file for suffix in ROW_SUFFIXES if (file := folder / f"{config}{suffix}").is_file()][:1]
-    return []
+    rows = [p for p in folder.iterdir() if p.is_file() and p.suffix in ROW_SUFFIXES] if folder.is_dir() else []
+    return rows if len(rows) == 1 else []
 
 
 def split_files(folder: Path, config: str | None, split: str) -> list[Path]:
     """The files of ``config`` (``None``: the only or default one) and ``split`` in a local dataset folder.
 
-    Raises :class:`DataError` naming the folder, the config and split, and the row files it holds.
+    Raises :class:`DataError` naming the folder, the config and split, and the row files near it.
     """
     folder = Path(folder)
     files = _datasets_files(folder, config, split) or _fallback_files(folder, config, split)
     if not files:
-        nearby = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                        if p.suffix in ROW_SUFFIXES and ".cache" not in p.parts)[:8]
+        nearby = [str(p.relative_to(folder)) for p in _row_files_near(folder)]
         raise DataError(f"no files of config {config or 'default'!r}, split {split!r} "
                         f"(row files here: {', '.join(nearby) or 'none'})", file=str(folder))
     return files
 
 
+def _row_files_near(folder: Path, depth: int = 3, most: int = 8) -> list[Path]:
+    """Up to ``most`` row files within ``depth`` levels of ``folder``, never walking a whole media tree."""
+    found: list[Path] = []
+    level = [folder]
+    for _ in range(depth):
+        below = []
+        for base in level:
+            try:
+                entries = sorted(base.iterdir())[:1000]
+            except OSError:
+                continue
+            found += [p for p in entries if p.suffix in ROW_SUFFIXES and p.is_file()]
+            below += [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+        if len(found) >= most:
+            break
+        level = below
+    return found[:most]
+
+
 def config_names(folder: Path) -> list[str]:
     """The configs a local dataset folder declares (its README), else its config folders."""
-    try:
-        from datasets import get_dataset_config_names
-
-        names = [n for n in get_dataset_config_names(str(folder)) if n != "default"]
-    except Exception as exc:  # as in _datasets_files
-        logger.debug("datasets lists no configs of %s: %s", folder, exc)
-        names = []
-    return names or sorted(p.name for p in Path(folder).iterdir()
-                           if p.is_dir() and not p.name.startswith(".") and any(p.rglob("*.parquet")))
+    configs = _card_configs(Path(folder))
+    if configs:
+        return [name for name in configs if name != "default"] or list(configs)
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and _row_files_near(p, depth=2, most=1))
 
 
 def _json_records(file: Path) -> list[dict]:
+    """A ``.json`` file's records, in the forms ``datasets``' JSON reader takes: a list of objects, an
+    object holding one such list (``{"data": [...]}``), an object of equally long columns, or JSON Lines."""
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read JSON: {exc}", file=str(file)) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # JSON Lines under a .json name
+            return _jsonl_records(file)
         raise DataError(f"cannot read JSON: {exc}", file=str(file)) from exc
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
-        if len(lists) == 1:
+        if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):
             data = lists[0]
+        elif lists and len(lists) == len(data) and len({len(v) for v in lists}) == 1:
+            data = [dict(zip(data, values, strict=True)) for values in zip(*data.values(), strict=True)]
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise DataError("expected a list of records (objects)", file=str(file))
+        raise DataError("expected a list of records (objects), an object of columns, or JSON Lines", file=str(file))
     return data
 
 

@@ -158,9 +158,10 @@ def _parts(folder: Path, task: PublishedTask, config: str | None) -> dict[str, l
 
 
 def locate_in(folder: Path, task: PublishedTask) -> LocatedTask:
-    """``task`` read from ``folder`` as its own folder: the task's config if the folder has it, else its
-    default config; :class:`DataError` naming what is missing otherwise."""
-    configs = [task.config, None] if task.config else [None]
+    """``task`` read from ``folder`` as its own folder: the task's config if the folder has it, else (when
+    it has no folder of that config) its default config; :class:`DataError` naming what is missing otherwise."""
+    folder = Path(folder)
+    configs = [task.config, None] if task.config and not (folder / task.config).is_dir() else [task.config]
     problem: DataError | None = None
     for config in configs:
         try:

@@ -200,12 +200,19 @@ def _evaluate_one(encoder: ItemEncoder, info: DatasetInfo, chosen: Plan, data_di
                   batch_size: int, show_progress: bool,
                   ) -> tuple[DatasetResult | None, EvalDataset | CorpusDataset, str]:
     """Read one dataset and score it, or find its stored score (``None`` for the result then)."""
-    from cocoa.core.distributed import from_main, rank_and_world  # torch, imported late
+    from cocoa.core.distributed import from_main, gather_objects, rank_and_world  # torch, imported late
 
     main = rank_and_world()[0] == 0
-    dataset = read_dataset(data_dir, info, image_root, instruction_format=chosen.formats.get(info.name),
-                           skip_bad=skip_bad)
-    data = dataset_fingerprint(dataset, hashes, skip_bad=skip_bad)
+    error: DataError | None = None
+    try:
+        dataset = read_dataset(data_dir, info, image_root, instruction_format=chosen.formats.get(info.name),
+                               skip_bad=skip_bad)
+        data = dataset_fingerprint(dataset, hashes, skip_bad=skip_bad)
+    except DataError as exc:
+        error = exc
+    said = [text for text in gather_objects(None if error is None else str(error)) if text is not None]
+    if said:  # every rank gives the dataset up together, so their collectives stay in step
+        raise error if error is not None else DataError(f"another rank could not read {info.name}: {said[0]}")
     score, why = from_main(stored_score(out_dir, info.name, fingerprint, data) if main else None)
     if main:
         hashes.save()
@@ -235,10 +242,11 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     encoder fingerprint and each image's content. The summary covers every dataset of
     the benchmark scored in ``out_dir`` with this fingerprint and is flagged incomplete when
     any is missing; datasets outside the benchmark are reported apart (``Summary.extra``).
-    A dataset that cannot be read or scored for its data (a :class:`~cocoa.errors.DataError` or an
-    ``OSError``: a missing folder, frames or column, a bad row) is not scored and goes to
-    ``Summary.failed`` with its reason; the run goes on with the next one. Other errors (a model
-    that fails on every input, an option that fits no dataset) end the run; what is finished stays and a rerun resumes.
+    A dataset that cannot be read or scored for its data (a :class:`~cocoa.errors.DataError`: a
+    missing folder, frames or column, a bad row) is not scored and goes to ``Summary.failed`` with
+    its reason, on every rank at once; the run goes on with the next one, and an older score of it
+    in ``out_dir`` does not count. Other errors (a model that fails on every input, an option that
+    fits no dataset, a disk that cannot be read) end the run; what is finished stays and a rerun resumes.
     Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``). Images resolve against
     ``image_root`` (default :func:`cocoa.data.published.default_image_root`: ``DATA/image-tasks``
     and ``DATA/visdoc-tasks`` in VLM2Vec's layout, else ``DATA/images`` if present, else ``DATA``).
@@ -263,7 +271,7 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
         try:
             result, dataset, data = _evaluate_one(encoder, info, chosen, data_dir, image_root, out_dir,
                                                   fingerprint, cache, hashes, skip_bad, batch_size, show_progress)
-        except (DataError, OSError) as exc:  # one task's data never ends the run: it is reported, the rest go on
+        except DataError as exc:  # one task's data never ends the run: it is reported, the rest go on
             failed[info.name] = str(exc)
             if main:
                 logger.error("%s: not scored: %s", info.name, exc)
@@ -279,7 +287,8 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     summary = None
     if main:
         names = chosen.benchmark.names() + [info.name for info in chosen.extra]
-        scores = {name: score for name in names if (score := read_score(out_dir, name, fingerprint)) is not None}
+        scores = {name: score for name in names
+                  if name not in failed and (score := read_score(out_dir, name, fingerprint)) is not None}
         summary = summarize(chosen.benchmark, scores, fingerprint, chosen.extra)
         summary.encoded, summary.cache_hits, summary.evaluated, summary.resumed = encoded, hits, evaluated, resumed
         summary.protocol, summary.world_size, summary.failed = protocol_record(encoder), world, failed
