@@ -117,17 +117,25 @@ def test_vlm2vec_local_and_repo_folder_names_are_tasks_not_other_datasets(fetche
     (data / "visdoc").rename(data / "visdoc-tasks" / "data")  # VLM2Vec's visdoc-tasks/data/<repo name>/
     (data / "video-tasks" / "K700").rename(data / "video-tasks" / "Kinetics-700")
     (data / "video-tasks" / "SmthSmthV2").rename(data / "SmthSmthV2")  # at the top, as older copies
-    moved = data / "MMEB_Test_Instruct"
-    moved.mkdir()
-    for folder in (data / "image-tasks").iterdir():
-        if folder.name in PUBLISHED or folder.name == "README.md":
-            folder.rename(moved / folder.name)
+    (data / "image-tasks" / "MMEB_Test_Instruct").rename(data / "MMEB_Test_Instruct")  # a snapshot at the top
     checks = {c.name: c for c in check_published(data)}
     assert all(c.status == "found" for c in checks.values()), [c for c in checks.values() if c.status != "found"]
     assert checks["ViDoRe_arxivqa"].folder.endswith("visdoc-tasks/data/arxivqa_test_subsampled_beir")
     assert checks["K700"].folder.endswith("Kinetics-700") and checks["ImageNet-1K"].folder.endswith("MMEB_Test_Instruct")
     summary = evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False)
     assert summary.benchmark == "MMEB-V2" and summary.complete and not summary.extra and not summary.failed
+
+
+def test_the_instruction_split_files_win_over_another_copy_of_an_image_task(fetched: Path, tmp_path: Path) -> None:
+    data = copy_of(fetched, tmp_path)
+    v1 = data / "image-tasks" / "ImageNet-1K" / "test-00000-of-00001.parquet"  # MMEB-V1's row form, no instructions
+    v1.parent.mkdir()
+    pq.write_table(pa.table({"qry_text": ["<|image_1|> x"], "qry_img_path": ["images/ImageNet-1K/q0.jpg"],
+                             "tgt_text": [["a"]], "tgt_img_path": [[""]]}), v1)
+    located = locate(data, PUBLISHED["ImageNet-1K"])
+    assert located.folder.name == "MMEB_Test_Instruct" and v1 not in located.files
+    (data / "image-tasks" / "MMEB_Test_Instruct").rename(tmp_path / "elsewhere")
+    assert locate(data, PUBLISHED["ImageNet-1K"]).files == [v1]  # without it, the other copy
 
 
 def test_a_task_missing_its_media_is_reported_and_the_rest_is_scored(fetched: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ Hub pages:
     and ``video_qa`` from five parts (``video_qa.tar.gz-00`` ... ``-04``) read as one stream;
     ``visdoc-tasks/visdoc-tasks.*`` archives, when a clone holds them, into ``visdoc-tasks/``;
   * the image tasks' test files (``ziyjiang/MMEB_Test_Instruct``, one config per task) into
-    ``image-tasks/``;
+    ``image-tasks/MMEB_Test_Instruct/``;
   * each video task's annotation repo into ``video-tasks/<task>/`` and each visual-document
     task's repo into ``visdoc-tasks/<task>/`` (:data:`cocoa.data.mmeb_v2.PUBLISHED`), row files
     and README only (no raw videos), skipped for a task already found.
@@ -272,7 +272,8 @@ def get_v2(name: str, out: Path, *, revision: str | None = None, download: Downl
         for archive in V2_ARCHIVES[modality]:
             _unpack(archive, out, report)
     if "image" in modalities:
-        _fetch(download, report, PUBLISHED["ImageNet-1K"].repo, out / "image-tasks", None,
+        repo = PUBLISHED["ImageNet-1K"]
+        _fetch(download, report, repo.repo, out / "image-tasks" / repo.repo_name, None,
                allow_patterns=list(ROW_PATTERNS))
     for task in PUBLISHED.values():
         if task.modality != "image" and task.modality in modalities:

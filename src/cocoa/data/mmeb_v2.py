@@ -58,8 +58,10 @@ class PublishedTask:
 
     @property
     def folder_names(self) -> tuple[str, ...]:
-        """Names a folder holding this task may have, most specific first."""
-        names = (self.name, *self.aliases, self.repo_name)
+        """Names a folder holding this task may have, in the order they are tried: the task's own names,
+        then its repo's; for an image task its repo's first (``MMEB_Test_Instruct/<task>/``, the files
+        VLM2Vec-V2 reads, before any other copy of the task, such as MMEB-V1's rows)."""
+        names = (self.repo_name, self.name) if self.modality == "image" else (self.name, *self.aliases, self.repo_name)
         return tuple(dict.fromkeys(names))
 
 
@@ -187,14 +189,6 @@ def locate(root: Path, task: PublishedTask) -> LocatedTask:
                 return locate_in(folder, task)
             except DataError as exc:
                 problems.append(str(exc))
-    if task.config:  # a repo folder holding its configs, e.g. image-tasks/ as a snapshot of MMEB_Test_Instruct
-        for container in CONTAINERS[1:]:
-            folder = root / container
-            if (folder / task.config).is_dir():
-                try:
-                    return LocatedTask(task, folder, _parts(folder, task, task.config))
-                except DataError as exc:
-                    problems.append(str(exc))
     said = f"; found but unreadable: {problems[0]}" if problems else ""
     near = _nearby(root, task)
     nearby = f"; nearby: {', '.join(near)}" if near else ""
