@@ -12,6 +12,7 @@ from PIL import Image
 
 from cocoa.core.protocol import MAX_VIDEO_FRAMES, ImagePolicy, VideoPolicy
 from cocoa.core.tokens import Modality, Role
+from cocoa.data import videos
 from cocoa.data.collate import Preprocessor, video_pixels
 from cocoa.data.items import EveryFrame, Item
 from cocoa.data.videos import frame_files, read_frames, sample_indices, video_problem
@@ -44,6 +45,23 @@ def test_every_frame_reads_the_whole_folder_under_its_own_key(tmp_path: Path) ->
     assert len(sampled.images) == 8 and len(whole.images) == 12
     assert [round(im.getpixel((0, 0))[0] / 20) for im in whole.images] == list(range(12))  # JPEG: about i * 20
     assert Item("v", video=EveryFrame(str(tmp_path))).key() != Item("v", video=str(tmp_path)).key()
+
+
+def test_elongated_or_empty_frames_are_errors_everywhere_videos_are_checked(
+        tiny_backbone: Backbone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    thin = tmp_path / "thin"
+    thin.mkdir()
+    for i in range(2):
+        Image.new("RGB", (600, 2)).save(thin / f"frame_{i}.png")  # 300:1, as an image the processor refuses
+    assert "aspect ratio over 200:1" in video_problem(str(thin))
+    with pytest.raises(DataError, match="aspect ratio over 200:1") as info:
+        read_frames(str(thin), VideoPolicy())
+    assert str(thin) in str(info.value)
+    with pytest.raises(DataError, match="aspect ratio over 200:1"):
+        Preprocessor(tiny_backbone).item(Item("x", video=str(thin)))
+    # a corrupt mp4 whose container still opens reports 0x0 frames
+    monkeypatch.setattr(videos, "first_frame_size", lambda video: (0, 0))
+    assert video_problem(str(tmp_path / "corrupt.mp4")) == f"video {tmp_path / 'corrupt.mp4'}: image is empty"
 
 
 def test_folder_list_and_file_sources(video_dir: Path) -> None:

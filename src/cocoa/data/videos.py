@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from cocoa import files
-from cocoa.data.images import MAX_IMAGE_PIXELS, image_size, open_image
+from cocoa.data.images import MAX_IMAGE_PIXELS, image_size, open_image, shape_problem
 from cocoa.data.items import EveryFrame, VideoSource
 from cocoa.errors import DataError
 
@@ -107,8 +107,11 @@ def read_frames(video: VideoSource, policy: VideoPolicy) -> Frames:
 
 
 def check_frame(size: tuple[int, int], policy: VideoPolicy, name: str) -> None:
-    """:class:`DataError` if a frame of ``size`` is over the policy's pixel cap."""
+    """:class:`DataError` if a frame of ``size`` is empty, too elongated for the vision tower, or over the
+    policy's pixel cap."""
     width, height = size
+    if problem := shape_problem(width, height):
+        raise DataError(f"video frame: {problem}", file=name)
     if width * height > policy.max_frame_pixels:
         raise DataError(f"video frame is {width}x{height} = {width * height} pixels, over the limit of "
                         f"{policy.max_frame_pixels} per frame", file=name)
@@ -176,13 +179,16 @@ def first_frame_size(video: VideoSource) -> tuple[int, int]:
 
 def video_problem(video: VideoSource, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
     """What makes ``video`` unusable, found cheaply (``None``: nothing): a missing folder, file or frame,
-    or a first frame over ``max_pixels``."""
+    a first frame that is empty (a corrupt file whose container still opens reads as 0x0) or too
+    elongated for the vision tower (as images), or over ``max_pixels``."""
     try:
         width, height = first_frame_size(video)
     except DataError as exc:
         return f"{exc.message}: {exc.file}" if exc.file else exc.message
     if isinstance(video, tuple) and (missing := next((p for p in video if not Path(p).is_file()), None)):
         return f"video frame not found: {missing}"
+    if problem := shape_problem(width, height):
+        return f"video {describe(video)}: {problem}"
     if width * height > max_pixels:
         return f"video {describe(video)} has {width}x{height} frames, over the limit of {max_pixels} pixels"
     return None
