@@ -43,7 +43,7 @@ def read_caption_corpus(path: Path, image_root: Path, *, skip_bad: bool = False,
     """Read a stage-1 corpus (module docstring). The stage-2 corpus is read with
     :func:`read_train_pairs` on its file."""
     file = str(path)
-    checker = ImageChecker(image_root, check_images, max_pixels)
+    checker = ImageChecker(image_root, check_images, max_pixels, allow_outside=True)  # training data: any path
     raw = read_rows(Path(path), CAPTION_FIELDS, CAPTION_OPTIONAL_FIELDS)
 
     def parse(row: dict, index: int) -> CaptionPair:

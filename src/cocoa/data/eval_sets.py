@@ -74,8 +74,9 @@ def list_eval_datasets(root: Path) -> list[str]:
     (a dataset folder holding parquet files, itself or in its subset folders, or ``corpus`` /
     ``queries`` / ``qrels`` parts), and the MMEB-V2 tasks found where they are published
     (:mod:`cocoa.data.mmeb_v2`: folders named after a task's repo or in ``image-tasks/``,
-    ``video-tasks/``, ``visdoc-tasks/`` are listed by task name, never as datasets of their own)."""
-    from cocoa.data.mmeb_v2 import CONTAINERS, folder_names, locate_all, looks_published
+    ``video-tasks/``, ``visdoc-tasks/`` are listed by task name, never as datasets of their own; a
+    folder named after a task is listed even where its files are not the published ones)."""
+    from cocoa.data.mmeb_v2 import CONTAINERS, PUBLISHED, folder_names, locate_all, looks_published
 
     root = Path(root)
     folder = root / "eval" if (root / "eval").is_dir() else root
@@ -84,7 +85,7 @@ def list_eval_datasets(root: Path) -> list[str]:
               if sub.is_dir() and (any(sub.glob("*.parquet")) or any(sub.glob("*/*.parquet")) or is_visdoc_folder(sub))}
     if (root / "manifest.json").is_file() or not looks_published(root):
         return sorted(names)
-    names -= folder_names() | {Path(c).parts[0] for c in CONTAINERS if c}
+    names -= (folder_names() - set(PUBLISHED)) | {Path(c).parts[0] for c in CONTAINERS if c}
     names |= {name for name, found in locate_all(root).items() if not isinstance(found, DataError)}
     return sorted(names)
 
@@ -100,14 +101,15 @@ def is_visdoc_folder(folder: Path) -> bool:
 def read_eval_dataset(path: Path, name: str | None, image_root: Path, *, skip_bad: bool = False,
                       check_images: bool = True, max_pixels: int = MAX_IMAGE_PIXELS,
                       instruction_format: str | None = None, files: Sequence[Path] | None = None,
-                      ) -> LoadedEvalDataset:
+                      allow_outside_paths: bool = False) -> LoadedEvalDataset:
     """Read one MMEB-eval dataset (gold candidate first in every row), each distinct item once.
 
     ``path`` is a parquet file, a dataset folder, or a root holding ``name``; ``files`` the dataset's
-    parquet files when they are known already. Files with ``qry_inst`` / ``tgt_inst`` are the
+    parquet files when they are known already. Media paths stay inside ``image_root`` unless
+    ``allow_outside_paths`` (:mod:`cocoa.data.paths`). Files with ``qry_inst`` / ``tgt_inst`` are the
     instruction-split variant, read in ``instruction_format``.
     """
-    checker = ImageChecker(image_root, check_images, max_pixels)
+    checker = ImageChecker(image_root, check_images, max_pixels, allow_outside_paths)
     parts: list[_EvalColumns] = []
     skipped = 0
     dataset_name = name or (Path(path).stem if Path(path).is_file() else Path(path).name)

@@ -24,7 +24,7 @@ def default_image_root(data_dir: Path, modality: str = "image") -> Path:
 
 def read_located(data_dir: Path, located: LocatedTask, image_root: Path | None = None, *, skip_bad: bool = False,
                  check_images: bool = True, instruction_format: str | None = None,
-                 ) -> LoadedEvalDataset | CorpusDataset:
+                 allow_outside_paths: bool = False) -> LoadedEvalDataset | CorpusDataset:
     """The dataset of a located task: video frames under ``data_dir``, images and pages under ``image_root``
     (default :func:`default_image_root`); image tasks in the instruction-split form are read in
     ``instruction_format``, by default the reference format of the task."""
@@ -32,10 +32,11 @@ def read_located(data_dir: Path, located: LocatedTask, image_root: Path | None =
     root = Path(image_root) if image_root is not None else default_image_root(data_dir, task.modality)
     if task.modality == "video":
         return read_video_task(located.folder, VIDEO_TASKS[task.name], data_dir, skip_bad=skip_bad,
-                               parts=located.parts)
+                               parts=located.parts, allow_outside_paths=allow_outside_paths)
     if task.modality == "visdoc":
         return read_visdoc_dataset(located.folder, root, name=task.name, skip_bad=skip_bad,
-                                   check_images=check_images, parts=located.parts)
+                                   check_images=check_images, parts=located.parts,
+                                   allow_outside_paths=allow_outside_paths)
     return read_eval_dataset(located.folder, task.name, root, skip_bad=skip_bad, check_images=check_images,
                              instruction_format=instruction_format or REFERENCE_FORMATS.get(task.name),
-                             files=located.files)
+                             files=located.files, allow_outside_paths=allow_outside_paths)

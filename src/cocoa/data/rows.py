@@ -18,6 +18,7 @@ from PIL import Image
 
 from cocoa.data.images import shape_problem
 from cocoa.data.items import EMPTY_ITEM, Item, is_empty, text_problem
+from cocoa.data.paths import outside_problem
 from cocoa.data.videos import video_problem
 from cocoa.errors import DataError
 
@@ -25,10 +26,12 @@ log = logging.getLogger(__name__)
 
 
 class ImageChecker:
-    """Checks that images exist, open and are not oversized (header only, plus ``verify``)."""
+    """Checks that images exist, open and are not oversized (header only, plus ``verify``), and that every
+    media path stays inside the image root (:mod:`cocoa.data.paths`) unless ``allow_outside``."""
 
-    def __init__(self, image_root: Path, enabled: bool, max_pixels: int) -> None:
+    def __init__(self, image_root: Path, enabled: bool, max_pixels: int, allow_outside: bool = False) -> None:
         self.root, self.enabled, self.max_pixels = Path(image_root).absolute(), enabled, max_pixels
+        self.allow_outside = allow_outside
         self._resolved: dict[str, tuple[str, str | None]] = {}
         self._videos: dict[str, str | None] = {}
 
@@ -51,7 +54,8 @@ class ImageChecker:
         """The absolute path of the video ``relative``; raises if it is missing or unreadable (checked once)."""
         absolute = str(self.root / relative)
         if absolute not in self._videos:
-            self._videos[absolute] = video_problem(absolute) if self.enabled else None
+            outside = None if self.allow_outside else outside_problem(self.root, relative)
+            self._videos[absolute] = outside or (video_problem(absolute) if self.enabled else None)
         if (problem := self._videos[absolute]) is not None:
             raise DataError(problem, file=file, row=row, field=field)
         return absolute
@@ -69,7 +73,9 @@ class ImageChecker:
         resolved = self._resolved.get(relative)
         if resolved is None:
             absolute = str(self.root / relative)
-            resolved = self._resolved[relative] = (absolute, self._problem(absolute) if self.enabled else None)
+            outside = None if self.allow_outside else outside_problem(self.root, relative)
+            resolved = self._resolved[relative] = (absolute, outside or (self._problem(absolute) if self.enabled
+                                                                         else None))
         return resolved
 
     def _problem(self, path: str) -> str | None:

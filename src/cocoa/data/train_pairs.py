@@ -62,7 +62,7 @@ def read_train_pairs(root: Path, subsets: list[str] | None, image_root: Path, sp
     """Read MMEB-train pairs, at most ``cap`` per subset (a sample fixed by ``seed``), in file order."""
     available = _train_files(root, split)
     names = sorted(available) if subsets is None else subsets
-    checker = ImageChecker(image_root, check_images, max_pixels)
+    checker = ImageChecker(image_root, check_images, max_pixels, allow_outside=True)  # training data: any path
     pairs = TrainPairs()
     for subset in names:
         if subset not in available:

@@ -43,6 +43,7 @@ from cocoa.data.eval_sets import LoadedEvalDataset
 from cocoa.data.hub_files import fields, iter_rows
 from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, EveryFrame, Item, ItemTable
 from cocoa.data.mmeb_v2 import video_labels
+from cocoa.data.paths import outside_problem
 from cocoa.data.rows import log_skipped, skip_row
 from cocoa.data.videos import video_problem
 from cocoa.data.visdoc import CorpusDataset
@@ -172,8 +173,8 @@ class _Rows:
 class _Builder:
     """Items interned by key, rows of local candidates or a global corpus, skipped bad rows."""
 
-    def __init__(self, task: VideoTask, video_root: Path, skip_bad: bool) -> None:
-        self.task, self.skip_bad = task, skip_bad
+    def __init__(self, task: VideoTask, video_root: Path, skip_bad: bool, allow_outside: bool = False) -> None:
+        self.task, self.skip_bad, self.allow_outside = task, skip_bad, allow_outside
         self.frames = frame_root(video_root, task)
         self.table = ItemTable()
         self.problems: dict[str, str | None] = {}
@@ -193,7 +194,8 @@ class _Builder:
         """The absolute frame folder of ``relative`` (under the task's frame root), checked once."""
         path = str(self.frames / relative)
         if path not in self.problems:
-            self.problems[path] = video_problem(path)
+            outside = None if self.allow_outside else outside_problem(self.frames, relative)
+            self.problems[path] = outside or video_problem(path)
         if (problem := self.problems[path]) is not None:
             raise DataError(problem, file=file, row=row, field=field)
         return path
@@ -283,12 +285,13 @@ def _qa_query(question: str) -> str:
 
 
 def read_video_task(folder: Path, task: VideoTask, video_root: Path, *, skip_bad: bool = False,
-                    parts: dict[str, list[Path]] | None = None) -> LoadedEvalDataset | CorpusDataset:
+                    parts: dict[str, list[Path]] | None = None, allow_outside_paths: bool = False,
+                    ) -> LoadedEvalDataset | CorpusDataset:
     """Read MMEB-V2 video task ``task`` from ``folder`` with frames under ``video_root`` (module docstring).
 
     ``parts`` gives the row files by config when they are known already (:func:`cocoa.data.mmeb_v2.locate`).
     """
-    build = _Builder(task, video_root, skip_bad)
+    build = _Builder(task, video_root, skip_bad, allow_outside_paths)
     parts = parts if parts is not None else _parts(folder, task)
     files = tuple(str(f) for fs in parts.values() for f in fs)
     source = str(folder)

@@ -122,13 +122,14 @@ def _page_image(row: dict, corpus_id: str, extract_dir: Path, file: str, index: 
 
 def read_visdoc_dataset(folder: Path, image_root: Path, *, name: str | None = None, skip_bad: bool = False,
                         check_images: bool = True, max_pixels: int = MAX_IMAGE_PIXELS,
-                        parts: dict[str, list[Path]] | None = None) -> CorpusDataset:
+                        parts: dict[str, list[Path]] | None = None, allow_outside_paths: bool = False,
+                        ) -> CorpusDataset:
     """Read one visual-document dataset from ``folder`` (see the module docstring); ``parts`` gives
     the files of ``corpus``, ``queries`` and ``qrels`` when they are known already."""
     folder = Path(folder)
     name = name or folder.name
     parts = parts or {part: part_files(folder, part) for part in ("corpus", "queries", "qrels")}
-    checker = ImageChecker(image_root, check_images, max_pixels)
+    checker = ImageChecker(image_root, check_images, max_pixels, allow_outside_paths)
     extract_dir = Path(image_root) / PAGES_FOLDER
     skipped = 0
     doc_pos: dict[str, int] = {}

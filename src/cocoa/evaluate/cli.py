@@ -73,6 +73,9 @@ def main(
     batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size.")] = ENCODE_BATCH_SIZE,
     cache: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: OUT/cache).")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Skip malformed rows instead of failing.")] = False,
+    allow_outside_paths: Annotated[bool, typer.Option(
+        "--allow-outside-paths", help="Open media paths that lead outside the image root (absolute or '..'); "
+                                      "refused by default.")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Preprocessing processes beside the encoder (0: none); "
                                                     "worth it on a GPU, where preprocessing is the bound.")] = 0,
     dims: Annotated[str | None, typer.Option(help="Comma-separated embedding widths (Matryoshka), each "
@@ -107,14 +110,16 @@ def main(
         from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_table
 
         widths = evaluate_widths(load_encoder(model, workers, protocol, frames, pack_tokens), parse_widths(dims), data, out, names, images,
-                                 batch_size, cache_dir=cache, skip_bad=skip_bad)
+                                 batch_size, cache_dir=cache, skip_bad=skip_bad,
+                                 allow_outside_paths=allow_outside_paths)
         if rank_and_world()[0] != 0:
             return
         console.print(width_table(widths))
         console.print(f"per-width results in {out}/dim-<width>; scores in {out / WIDTHS_FILE}")
         return
     summary = evaluate(load_encoder(model, workers, protocol, frames, pack_tokens), data, out, names, images, batch_size,
-                       cache_dir=cache, skip_bad=skip_bad, benchmark=benchmark, dataset_info=cards)
+                       cache_dir=cache, skip_bad=skip_bad, benchmark=benchmark, dataset_info=cards,
+                       allow_outside_paths=allow_outside_paths)
     if rank_and_world()[0] != 0:
         return
     console.print(summary_table(summary))

@@ -127,7 +127,8 @@ def plan(data_dir: Path, available: Sequence[str], wanted: Sequence[str] | None 
 
 
 def read_dataset(data_dir: Path, info: DatasetInfo, image_root: Path | None, *, instruction_format: str | None,
-                 skip_bad: bool = False, check_images: bool = True) -> LoadedEvalDataset | CorpusDataset:
+                 skip_bad: bool = False, check_images: bool = True,
+                 allow_outside_paths: bool = False) -> LoadedEvalDataset | CorpusDataset:
     """Read dataset ``info.name`` in its layout: an MMEB-V2 task where it is published
     (:func:`cocoa.data.mmeb_v2.locate`; video frames under ``data_dir``), else a dataset folder of
     ``data_dir``. Media resolve against ``image_root``, by default :func:`default_image_root`."""
@@ -142,13 +143,14 @@ def read_dataset(data_dir: Path, info: DatasetInfo, image_root: Path | None, *, 
                 raise
     if located is not None:
         return read_located(data_dir, located, image_root, skip_bad=skip_bad, check_images=check_images,
-                            instruction_format=instruction_format)
+                            instruction_format=instruction_format, allow_outside_paths=allow_outside_paths)
     root = Path(image_root) if image_root is not None else default_image_root(data_dir, "other")
     folder = dataset_folder(data_dir, info.name)
     if folder is not None and is_visdoc_folder(folder):
-        return read_visdoc_dataset(folder, root, name=info.name, skip_bad=skip_bad, check_images=check_images)
+        return read_visdoc_dataset(folder, root, name=info.name, skip_bad=skip_bad, check_images=check_images,
+                                   allow_outside_paths=allow_outside_paths)
     if info.metric != "hit@1":
         raise DataError(f"{info.name} is scored by {info.metric}, which needs the visual-document layout "
                         f"(corpus / queries / qrels), but {data_dir} holds it as MMEB-eval rows")
     return read_eval_dataset(data_dir, info.name, root, skip_bad=skip_bad, check_images=check_images,
-                             instruction_format=instruction_format)
+                             instruction_format=instruction_format, allow_outside_paths=allow_outside_paths)

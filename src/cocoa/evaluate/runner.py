@@ -197,7 +197,7 @@ def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benc
 
 def _evaluate_one(encoder: ItemEncoder, info: DatasetInfo, chosen: Plan, data_dir: Path, image_root: Path | None,
                   out_dir: Path, fingerprint: str, cache: EmbeddingCache, hashes: FileHashes, skip_bad: bool,
-                  batch_size: int, show_progress: bool,
+                  batch_size: int, show_progress: bool, allow_outside_paths: bool,
                   ) -> tuple[DatasetResult | None, EvalDataset | CorpusDataset, str]:
     """Read one dataset and score it, or find its stored score (``None`` for the result then)."""
     from cocoa.core.distributed import from_main, gather_objects, rank_and_world  # torch, imported late
@@ -206,7 +206,7 @@ def _evaluate_one(encoder: ItemEncoder, info: DatasetInfo, chosen: Plan, data_di
     error: DataError | None = None
     try:
         dataset = read_dataset(data_dir, info, image_root, instruction_format=chosen.formats.get(info.name),
-                               skip_bad=skip_bad)
+                               skip_bad=skip_bad, allow_outside_paths=allow_outside_paths)
         data = dataset_fingerprint(dataset, hashes, skip_bad=skip_bad)
     except DataError as exc:
         error = exc
@@ -228,6 +228,7 @@ def _evaluate_one(encoder: ItemEncoder, info: DatasetInfo, chosen: Plan, data_di
 def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequence[str] | None = None,
              image_root: Path | None = None, batch_size: int = ENCODE_BATCH_SIZE, *, cache_dir: Path | None = None,
              skip_bad: bool = False, show_progress: bool = True, benchmark: str | None = None,
+             allow_outside_paths: bool = False,
              dataset_info: Mapping[str, Card] | None = None) -> Summary:
     """Evaluate ``encoder`` on the datasets in ``data_dir``, writing results to ``out_dir``.
 
@@ -247,6 +248,7 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     its reason, on every rank at once; the run goes on with the next one, and an older score of it
     in ``out_dir`` does not count. Other errors (a model that fails on every input, an option that
     fits no dataset, a disk that cannot be read) end the run; what is finished stays and a rerun resumes.
+    Media paths stay inside their roots unless ``allow_outside_paths`` (:mod:`cocoa.data.paths`).
     Embeddings are cached under ``cache_dir`` (default ``out_dir/cache``). Images resolve against
     ``image_root`` (default :func:`cocoa.data.published.default_image_root`: ``DATA/image-tasks``
     and ``DATA/visdoc-tasks`` in VLM2Vec's layout, else ``DATA/images`` if present, else ``DATA``).
@@ -270,7 +272,8 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     for info in chosen.run:
         try:
             result, dataset, data = _evaluate_one(encoder, info, chosen, data_dir, image_root, out_dir,
-                                                  fingerprint, cache, hashes, skip_bad, batch_size, show_progress)
+                                                  fingerprint, cache, hashes, skip_bad, batch_size, show_progress,
+                                                  allow_outside_paths)
         except DataError as exc:  # one task's data never ends the run: it is reported, the rest go on
             failed[info.name] = str(exc)
             if main:

@@ -70,7 +70,7 @@ class TruncatedEncoder:
 
 def evaluate_widths(encoder: ItemEncoder, widths: Sequence[int], data_dir: Path, out_dir: Path,
                     datasets: Sequence[str] | None = None, image_root: Path | None = None, batch_size: int = ENCODE_BATCH_SIZE,
-                    *, cache_dir: Path | None = None, skip_bad: bool = False,
+                    *, cache_dir: Path | None = None, skip_bad: bool = False, allow_outside_paths: bool = False,
                     show_progress: bool = True) -> dict[int, Summary]:
     """The summary of ``encoder`` at each width: any width up to the full one, trained or not.
 
@@ -88,6 +88,7 @@ def evaluate_widths(encoder: ItemEncoder, widths: Sequence[int], data_dir: Path,
     key = partial(content_key, hashes=hashes)
     summaries = {width: evaluate(TruncatedEncoder(encoder, width, full, key), data_dir, width_dir(out_dir, width),
                                  datasets, image_root, batch_size, cache_dir=cache_root, skip_bad=skip_bad,
+                                 allow_outside_paths=allow_outside_paths,
                                  show_progress=show_progress)
                  for width in checked}
     if rank_and_world()[0] == 0:

@@ -33,6 +33,9 @@ InstructionOpt = Annotated[str | None, typer.Option(help="Instruction prepended 
 BatchOpt = Annotated[int, typer.Option(min=1, help="Encoder batch size.")]
 DimensionsOpt = Annotated[int | None, typer.Option(
     min=1, help="Embedding width: one the model was trained for (Matryoshka) or the full one (default).")]
+AllowOutsideOpt = Annotated[bool, typer.Option(
+    "--allow-outside-paths", help="Open media paths that lead outside the input's folder (absolute or '..'); "
+                                  "refused by default.")]
 
 index_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Build a vector index from a JSONL file, or search one.")
@@ -89,6 +92,7 @@ def encode(
     pack_tokens: Annotated[int | None, typer.Option(min=2, help="Tokens per packed row: a batch's sequences share "
                                                                "rows, so no compute goes to padding (default: pad).")
                            ] = None,
+    allow_outside_paths: AllowOutsideOpt = False,
 ) -> None:
     """Embed every row of INPUT into OUT: a folder of parquet shards with a manifest, or one file."""
     console = make_console(stderr=True)
@@ -97,7 +101,7 @@ def encode(
             raise typer.BadParameter("one --out file is written by one process; under torchrun write to a folder")
 
         def to_file() -> int:
-            rows = read_rows(input)
+            rows = read_rows(input, allow_outside_paths)
             vectors = load_embedder(model, pack_tokens=pack_tokens).encode(
                 [r.as_input() for r in rows], instruction, batch_size=batch_size, show_progress=True,
                 dimensions=dimensions)
@@ -111,7 +115,7 @@ def encode(
         from cocoa.core.distributed import rank_and_world, setup
         from cocoa.inference.corpus_encoder import encode_corpus
 
-        corpus = Corpus(input)
+        corpus = Corpus(input, allow_outside_paths)
         embedder = load_embedder(model, setup().device, pack_tokens)
         result = encode_corpus(embedder, corpus, out, shard_size=shard_size, batch_size=batch_size,
                                instruction=instruction, dimensions=dimensions)
@@ -141,6 +145,7 @@ def build(
     batch_size: BatchOpt = ENCODE_BATCH_SIZE,
     instruction: InstructionOpt = None,
     dimensions: DimensionsOpt = None,
+    allow_outside_paths: AllowOutsideOpt = False,
 ) -> None:
     """Save a searchable index of a shard folder, or of an input embedded now (queries are later embedded
     at its width)."""
@@ -155,7 +160,7 @@ def build(
     def action() -> VectorIndex:
         if shards is not None:
             return build_from_shards(ShardReader(shards), out, kind=kind, nlist=nlist, pq_m=pq_m, **search)
-        rows = read_rows(input)
+        rows = read_rows(input, allow_outside_paths)
         embedder = load_embedder(model)
         vectors = embedder.encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
                                   show_progress=True, dimensions=dimensions)

@@ -20,6 +20,7 @@ from typing import Any
 
 from cocoa.data.images import image_file_problem
 from cocoa.data.items import EMPTY_ITEM, is_empty, text_problem
+from cocoa.data.paths import outside_problem
 from cocoa.data.videos import video_problem
 from cocoa.errors import DataError
 
@@ -54,10 +55,11 @@ def _walk_images(folder: Path) -> Iterator[Path]:
 
 
 class Corpus:
-    """The rows of ``path`` (a ``.jsonl``/``.parquet`` file or a folder of images), streamed."""
+    """The rows of ``path`` (a ``.jsonl``/``.parquet`` file or a folder of images), streamed; media paths are
+    relative to the file's folder and stay inside it unless ``allow_outside`` (:mod:`cocoa.data.paths`)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, allow_outside: bool = False) -> None:
+        self.path, self.allow_outside = Path(path), allow_outside
         if self.path.is_dir():
             self.kind, self.base = "folder", self.path
         elif not self.path.is_file():
@@ -165,13 +167,17 @@ class Corpus:
         if image is not None:
             if not isinstance(image, str) or not image:
                 raise DataError("must be a path string", **where, field="image")
+            self._inside(image, where, "image")
             image = str((self.base / image).resolve())
             if problem := image_file_problem(image):
                 raise DataError(problem, **where, field="image")
         if video is not None:
             if isinstance(video, str) and video:
+                self._inside(video, where, "video")
                 video = str((self.base / video).resolve())
             elif isinstance(video, list) and video and all(isinstance(v, str) and v for v in video):
+                for v in video:
+                    self._inside(v, where, "video")
                 video = [str((self.base / v).resolve()) for v in video]
             else:
                 raise DataError("must be a frame folder or video file path, or a list of frame paths",
@@ -185,10 +191,14 @@ class Corpus:
                             field="text")
         return Row(raw.get("id", number), text, image, video, raw)
 
+    def _inside(self, path: str, where: dict[str, Any], field: str) -> None:
+        if not self.allow_outside and (problem := outside_problem(self.base, path)):
+            raise DataError(problem, **where, field=field)
 
-def read_rows(path: Path) -> list[Row]:
+
+def read_rows(path: Path, allow_outside: bool = False) -> list[Row]:
     """Every row of a small input, checked, or a :class:`DataError` (also for an input with no rows)."""
-    rows = list(Corpus(path).rows())
+    rows = list(Corpus(path, allow_outside).rows())
     if not rows:
         raise DataError("input has no rows", file=str(path))
     return rows
