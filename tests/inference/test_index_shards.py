@@ -127,3 +127,24 @@ def test_encode_then_index_then_serve(model_dir: Path, tmp_path: Path) -> None:
     assert body["data"][0]["payload"] == {"id": want[0].id, "text": want[0].payload["text"]}
     bad = CliRunner().invoke(_cli(), ["index", "build", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "--shards DIR, or --input FILE with --model" in bad.output
+
+
+def test_a_flipped_byte_in_any_shard_is_caught_with_the_shard_named(tmp_path: Path) -> None:
+    vectors = clustered(300, 8)
+    reader = write_shards(tmp_path / "ok", vectors[:250])
+    assert all("sha256" in entry for entry in reader.manifest["shards"])
+    assert np.array_equal(np.concatenate([s.vectors for s in reader]), vectors[:250])
+    rng = np.random.default_rng(0)
+    for trial in range(12):
+        folder = tmp_path / f"flip{trial}"
+        write_shards(folder, vectors[:250])
+        shard = folder / "shard-00000.parquet"
+        data = bytearray(shard.read_bytes())
+        at = int(rng.integers(0, len(data)))
+        data[at] ^= 1 << int(rng.integers(0, 8))
+        shard.write_bytes(bytes(data))
+        with pytest.raises(DataError, match="shard is corrupt") as caught:
+            list(ShardReader(folder))
+        assert "shard-00000.parquet" in str(caught.value)
+        with pytest.raises(DataError, match="shard is corrupt"):
+            build_from_shards(ShardReader(folder), tmp_path / f"index{trial}", kind="flat")

@@ -12,12 +12,15 @@ text) and ``embedding`` (``fixed_size_list<float32>[dim]``, L2-normalised), in i
 schema metadata repeats the model fingerprint and the shard's first row. A shard is written to
 a temporary file and renamed, so a file that exists is whole. ``manifest.json`` records
 ``format``, ``fingerprint`` (the model), ``dim``, ``instruction``, ``shard_size``, ``input``
-(path, kind, row count, and size and mtime for a file), ``shards`` (file, first row, rows) and
+(path, kind, row count, and size and mtime for a file), ``shards`` (file, first row, rows, and the
+SHA-256 of the file once the folder is complete, verified by :class:`ShardReader` before a shard is
+read; parquet page checksums are written and verified too) and
 ``complete``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -136,7 +139,7 @@ class ShardedOutput:
                                     FIRST_ROW_KEY: str(self.plan.first_row(shard)).encode()})
         path = self.folder / shard_name(shard)
         with files.atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
+            pq.write_table(table, tmp, write_page_checksum=True)
         return path
 
     def finish(self) -> dict[str, Any]:
@@ -146,6 +149,8 @@ class ShardedOutput:
             raise DataError(f"{len(missing)} shards are missing or short (first: {shard_name(missing[0])})",
                             file=str(self.folder))
         manifest = self._manifest(complete=True)
+        for entry in manifest["shards"]:
+            entry["sha256"] = file_sha256(self.folder / entry["file"])
         files.write_json(self.folder / MANIFEST, manifest)
         return manifest
 
@@ -153,6 +158,18 @@ class ShardedOutput:
         shards = [{"file": shard_name(k), "first_row": self.plan.first_row(k), "rows": self.plan.shard_rows(k)}
                   for k in range(self.plan.num_shards)]
         return {"format": FORMAT, **asdict(self.plan), "shards": shards, "complete": complete}
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (a missing file names itself)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:
+        raise DataError(f"cannot read shard: {exc}", file=str(path)) from exc
+    return digest.hexdigest()
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
@@ -197,8 +214,12 @@ class ShardReader:
     def __iter__(self) -> Iterator[Shard]:
         for entry in self.manifest["shards"]:
             path = self.folder / entry["file"]
+            if "sha256" in entry and (found := file_sha256(path)) != entry["sha256"]:
+                raise DataError(f"shard is corrupt: its checksum is {found[:16]}..., {MANIFEST} recorded "
+                                f"{entry['sha256'][:16]}... (encode it again: delete the file and rerun `cocoa "
+                                "encode`, which resumes)", file=str(path))
             try:
-                table = pq.read_table(path)
+                table = pq.read_table(path, page_checksum_verification=True)
             except (OSError, pa.ArrowException) as exc:
                 raise DataError(f"cannot read shard: {exc}", file=str(path)) from exc
             fingerprint = (table.schema.metadata or {}).get(FINGERPRINT_KEY, b"").decode()
