@@ -146,3 +146,33 @@ def test_a_dataset_that_fails_now_does_not_count_through_its_old_score(tmp_path)
     summary = evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False)
     assert list(summary.failed) == ["Alpha"] and "Alpha" in summary.missing and "Alpha" not in summary.datasets
     assert summary.overall.done == 2 and not summary.complete
+
+
+def test_a_changed_dataset_not_run_again_is_stale_not_scored(tmp_path) -> None:
+    data = build_benchmark(tmp_path / "data")
+    full = evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False)
+    assert full.complete and full.stale == {}
+    write_eval(data / "eval" / "Alpha.parquet", [("only [1,0]", "", ["[1,0] cat", "[0,1] dog"], ["", ""])])
+    other = evaluate(FakeEncoder(), data, tmp_path / "out", datasets=["Beta"], show_progress=False)
+    assert list(other.stale) == ["Alpha"] and "Alpha.parquet changed" in other.stale["Alpha"]
+    assert "Alpha" not in other.datasets and "Alpha" in other.missing and not other.complete
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["complete"] is False and "Alpha" in saved["stale"]
+    assert "Stale" in (tmp_path / "out" / "summary.md").read_text()
+    again = evaluate(FakeEncoder(), data, tmp_path / "out", show_progress=False)
+    assert again.complete and again.stale == {} and "Alpha" in again.evaluated
+
+
+def test_a_file_replaced_with_the_same_size_and_mtime_is_hashed_again(tmp_path) -> None:
+    import os
+
+    from cocoa.evaluate.freshness import FileHashes
+
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"first")
+    hashes = FileHashes(tmp_path / "hashes.json")
+    before, stat = hashes.sha(path), path.stat()
+    hashes.save()
+    path.write_bytes(b"other")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored
+    assert FileHashes(tmp_path / "hashes.json").sha(path) != before

@@ -2,8 +2,8 @@
 
 :class:`FileHashes` keeps each file's content hash with the size and modification time it was
 hashed at (``data_hashes.json`` in the output folder), so a warm re-run only stats the files and
-reads again just those whose size or time changed; a file rewritten with the same bytes keeps
-its hash. :func:`dataset_fingerprint` folds the hashes of a dataset's files and images into one
+reads again just those whose size, times or inode changed; a file rewritten with the same bytes
+keeps its hash. :func:`dataset_fingerprint` folds the hashes of a dataset's files and images into one
 value that a score file records: a score whose data changed is not resumed.
 """
 
@@ -25,7 +25,9 @@ _CHUNK = 1 << 20
 
 
 class FileHashes:
-    """Content hashes of files by absolute path, reused while a file's size and mtime stay the same.
+    """Content hashes of files by absolute path, reused while a file's size, mtime, inode and ctime stay
+    the same (a file replaced by another of the same size with its mtime restored has a new ctime or
+    inode, so it is read again).
 
     A file is looked at (stat, and read if it changed) once per instance: the evaluator asks for the
     same image's hash several times while it keys the embedding cache.
@@ -39,7 +41,7 @@ class FileHashes:
         try:
             loaded = json.loads(self.path.read_text(encoding="utf-8"))
             if isinstance(loaded, dict):
-                self._known = {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 3}
+                self._known = {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 5}
         except (OSError, json.JSONDecodeError):
             pass
 
@@ -49,15 +51,16 @@ class FileHashes:
         if name in self._seen:
             return self._seen[name]
         stat = os.stat(name)
+        identity = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
         known = self._known.get(name)
-        if known is None or known[0] != stat.st_size or known[1] != stat.st_mtime_ns:
+        if known is None or known[:4] != identity:
             digest = hashlib.sha256()
             with open(name, "rb") as handle:
                 while chunk := handle.read(_CHUNK):
                     digest.update(chunk)
-            known = self._known[name] = [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
+            known = self._known[name] = [*identity, digest.hexdigest()]
             self._changed = True
-        self._seen[name] = str(known[2])
+        self._seen[name] = str(known[4])
         return self._seen[name]
 
     def video_sha(self, video: VideoSource) -> str:
@@ -106,6 +109,27 @@ def dataset_fingerprint(dataset: EvalDataset | CorpusDataset, hashes: FileHashes
         video = "" if item.video is None else f"\0{hashes.video_sha(item.video)}"
         digest.update(f"{image}{video}\0".encode())
     return digest.hexdigest()[:FINGERPRINT_CHARS]
+
+
+def file_record(dataset: EvalDataset | CorpusDataset, hashes: FileHashes) -> dict[str, str]:
+    """The dataset's files with their content hashes, as a score file records them."""
+    return {str(file): hashes.sha(file) for file in dataset_files(dataset)}
+
+
+def stale_reason(record: dict, hashes: FileHashes) -> str | None:
+    """Why a score file's dataset files no longer hold what it was scored on (``None``: unchanged), checked
+    by their hashes (a stat each while unchanged); a score file from before this record is stale."""
+    recorded = record.get("data_files")
+    if not isinstance(recorded, dict):
+        return "its score file records no data files (written by an older cocoa)"
+    for name, sha in recorded.items():
+        try:
+            now = hashes.sha(name)
+        except OSError:
+            return f"{name} is gone"
+        if now != sha:
+            return f"{name} changed since it was scored"
+    return None
 
 
 def content_key(item: Item, hashes: FileHashes) -> tuple[str, str]:

@@ -59,6 +59,11 @@ def summary_markdown(summary: Summary) -> str:
                   "| Dataset | Reason |", "|---|---|"]
         lines += [f"| {name} | {reason.replace('|', '/')} |" for name, reason in summary.failed.items()]
         lines += [""]
+    if summary.stale:
+        lines += ["## Stale: scored before their data changed, not run now (run them again)", "",
+                  "| Dataset | Why |", "|---|---|"]
+        lines += [f"| {name} | {reason.replace('|', '/')} |" for name, reason in summary.stale.items()]
+        lines += [""]
     groups = _groups(summary)
     lines += ["| " + " | ".join(_label(label, summary.complete) for label in groups) + " |",
               "|" + "---|" * len(groups),

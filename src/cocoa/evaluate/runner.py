@@ -21,7 +21,14 @@ from cocoa.data.visdoc import CorpusDataset
 from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate.cache import EmbeddingCache
 from cocoa.evaluate.cards import Card
-from cocoa.evaluate.freshness import HASHES_FILE, FileHashes, content_key, dataset_fingerprint
+from cocoa.evaluate.freshness import (
+    HASHES_FILE,
+    FileHashes,
+    content_key,
+    dataset_fingerprint,
+    file_record,
+    stale_reason,
+)
 from cocoa.evaluate.plan import Plan, plan, read_dataset
 from cocoa.evaluate.ranking import Rankings, rank_corpus
 from cocoa.evaluate.registry import Benchmark, DatasetInfo
@@ -178,7 +185,7 @@ def _metric_fields(result: DatasetResult) -> dict[str, object]:
 
 def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benchmark: Benchmark,
                    fingerprint: str, dataset: EvalDataset | CorpusDataset, protocol: dict[str, Any] | None,
-                   data: str) -> None:
+                   data: str, hashes: FileHashes) -> None:
     """Write predictions, then the score file (its presence marks the dataset as finished)."""
     source, skipped = dataset.source, getattr(dataset, "skipped", 0)
     records = (result.predictions.records(dataset.doc_ids) if isinstance(result.predictions, Rankings)
@@ -191,8 +198,28 @@ def _write_dataset(out_dir: Path, result: DatasetResult, info: DatasetInfo, benc
         "n_queries": len(result.predictions), "unique_items": result.unique_items,
         "encoded": result.encoded, "cache_hits": result.cache_hits,
         "skipped_rows": skipped, "seconds": round(result.seconds, 3), "fingerprint": fingerprint,
-        "data_fingerprint": data, "protocol": protocol, "source": source,
+        "data_fingerprint": data, "data_files": file_record(dataset, hashes), "protocol": protocol,
+        "source": source,
     })
+
+
+def _current_scores(out_dir: Path, names: Sequence[str], fingerprint: str, hashes: FileHashes,
+                    checked: set[str], failed: Mapping[str, str]) -> tuple[dict[str, float], dict[str, str]]:
+    """Scores of ``names`` stored in ``out_dir`` for this encoder that still hold: those checked against
+    their current data in this run, and the others whose recorded data files are unchanged; the
+    rest is stale (name -> why), and a failed dataset's old score never counts."""
+    scores: dict[str, float] = {}
+    stale: dict[str, str] = {}
+    for name in names:
+        if name in failed or (score := read_score(out_dir, name, fingerprint)) is None:
+            continue
+        if name not in checked:
+            record = json.loads(score_path(out_dir, name).read_text(encoding="utf-8"))
+            if (why := stale_reason(record, hashes)) is not None:
+                stale[name] = why
+                continue
+        scores[name] = score
+    return scores, stale
 
 
 def _evaluate_one(encoder: ItemEncoder, info: DatasetInfo, chosen: Plan, data_dir: Path, image_root: Path | None,
@@ -284,16 +311,16 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
             continue
         if main:
             _write_dataset(out_dir, result, info, chosen.benchmark, fingerprint, dataset, protocol_record(encoder),
-                           data)
+                           data, hashes)
         encoded, hits = encoded + result.encoded, hits + result.cache_hits
         evaluated.append(info.name)
     summary = None
     if main:
         names = chosen.benchmark.names() + [info.name for info in chosen.extra]
-        scores = {name: score for name in names
-                  if name not in failed and (score := read_score(out_dir, name, fingerprint)) is not None}
+        scores, stale = _current_scores(out_dir, names, fingerprint, hashes, set(evaluated) | set(resumed), failed)
         summary = summarize(chosen.benchmark, scores, fingerprint, chosen.extra)
         summary.encoded, summary.cache_hits, summary.evaluated, summary.resumed = encoded, hits, evaluated, resumed
         summary.protocol, summary.world_size, summary.failed = protocol_record(encoder), world, failed
+        summary.stale = stale
         write_reports(summary, out_dir)
     return from_main(summary)

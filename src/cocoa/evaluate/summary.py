@@ -64,6 +64,8 @@ class Summary:
     """How many ranks encoded the items of the datasets this run evaluated (``torchrun``)."""
     failed: dict[str, str] = field(default_factory=dict)
     """Datasets this run could not score, with the reason (each is also ``missing``)."""
+    stale: dict[str, str] = field(default_factory=dict)
+    """Datasets with a stored score whose data changed since, not run now (each is also ``missing``)."""
 
     @property
     def complete(self) -> bool:
@@ -94,7 +96,7 @@ class Summary:
             extra={k: DatasetScore(**v) for k, v in data.get("extra", {}).items()},
             protocol=data.get("protocol"), world_size=int(data.get("world_size", 1)),
             modalities={k: group(v) for k, v in data.get("modalities", {}).items()},
-            failed=dict(data.get("failed", {})),
+            failed=dict(data.get("failed", {})), stale=dict(data.get("stale", {})),
         )
 
 
