@@ -277,6 +277,8 @@ BAD_REQUESTS = [
      400, "not a readable image"),
     ({"model": MODEL, "input": [{"image": "https://example.com/cat.png"}]}, 400, "not fetched"),
     ({"model": MODEL, "input": [{"image": "data:image/png," + "A" * 8}]}, 400, "must look like"),
+    ({"model": MODEL, "input": [{"image": "data:text/plain;base64," + base64.b64encode(b"hello").decode()}]},
+     400, "must look like data:image/png;base64"),
     ({"model": MODEL, "input": [{"image": "data:image/png;base64," + "A" * 140_000}]}, 413, "over the limit"),
     ({"model": MODEL, "input": [{"image": png_url(300)}]}, 413, "300x300 = 90000 pixels, over the limit of 40000"),
     ({"model": MODEL, "input": []}, 400, "input is empty"),
@@ -351,6 +353,7 @@ def test_bad_input_gets_4xx_and_server_keeps_serving(client: TestClient, body: d
     response = client.post("/v1/embeddings", json=body)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]["message"]
+    assert "object at 0x" not in response.text, "no Python object reprs in errors"
     assert client.post("/v1/embeddings", json={"model": MODEL, "input": "still fine"}).status_code == 200
 
 

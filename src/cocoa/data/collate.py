@@ -118,7 +118,9 @@ class Preprocessor:
         return clone
 
     def text_ids(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """Token ids of ``text`` as text: a special token's string in it (``<|image_pad|>``, ``<|im_end|>``)
+        is tokenised as its characters, never as the control token, in every entry point alike."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
     def pixels(self, image: str | Image.Image) -> dict[str, Tensor]:
         """``pixel_values`` and ``image_grid_thw`` of an image sized by the protocol's image policy."""

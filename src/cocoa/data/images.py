@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def open_image(source: str | Path | Image.Image | bytes, *, max_pixels: int = MA
         except (OSError, SyntaxError, ValueError) as exc:
             if isinstance(exc, DataError):
                 raise
-            raise DataError(f"bytes are not a readable image ({exc})", row=row, field=field) from exc
+            reason = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc)).strip()
+            raise DataError(f"bytes are not a readable image ({reason})", row=row, field=field) from exc
     else:
         name = str(source)
         path = Path(source)

@@ -105,7 +105,7 @@ def decode_image(data: str, limits: ServerSettings, where: str) -> Image.Image:
         raise ApiError(400, f"{where}: image URLs are not fetched; send a data:image/...;base64, URL", "invalid_image")
     if data.startswith("data:"):
         header, sep, data = data.partition(",")
-        if not sep or not header.endswith(";base64"):
+        if not sep or not header.endswith(";base64") or not header.lower().startswith("data:image/"):
             raise ApiError(400, f"{where}: image data URL must look like data:image/png;base64,...", "invalid_image")
     if len(data) > limits.max_image_bytes * 4 // 3 + 4:
         raise ApiError(413, f"{where}: image is over the limit of {limits.max_image_bytes} bytes", "image_too_large")
