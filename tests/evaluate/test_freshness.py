@@ -65,7 +65,7 @@ def test_an_image_replaced_at_the_same_path_is_encoded_again_and_a_touch_is_not(
     assert replaced.encoded == 2, "the query and the candidate holding a.png, nothing else"
 
 
-def test_file_hashes_reuse_size_and_time_and_survive_a_bad_file(tmp_path: Path) -> None:
+def test_file_hashes_reuse_size_times_and_inode_and_survive_a_bad_file(tmp_path: Path) -> None:
     file = tmp_path / "f.bin"
     file.write_bytes(b"abc")
     hashes = FileHashes(tmp_path / "hashes.json")
@@ -73,7 +73,7 @@ def test_file_hashes_reuse_size_and_time_and_survive_a_bad_file(tmp_path: Path) 
     hashes.save()
     reloaded = FileHashes(tmp_path / "hashes.json")
     known = json.loads((tmp_path / "hashes.json").read_text())
-    known[str(file)][2] = "cached"  # proves the stored value is used while size and mtime match
+    known[str(file)][4] = "cached"  # proves the stored value is used while size, times and inode match
     (tmp_path / "hashes.json").write_text(json.dumps(known))
     assert FileHashes(tmp_path / "hashes.json").sha(file) == "cached" and reloaded.sha(file) == digest
     (tmp_path / "hashes.json").write_text("{broken")

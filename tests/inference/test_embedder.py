@@ -57,12 +57,13 @@ def test_videos_encode_as_items_from_the_api_and_the_command_line(embedder: Embe
     data = tmp_path / "videos.jsonl"
     data.write_text(json.dumps({"id": "v", "video": str(video_dir / "clip")}) + "\n"
                     + json.dumps({"video": [], "text": "x"}) + "\n")
-    result = CliRunner().invoke(_cli(), ["encode", "--model", str(model_dir), "--input", str(data),
-                                         "--out", str(tmp_path / "v.npy")])
+    encode = ["encode", "--model", str(model_dir), "--input", str(data), "--out", str(tmp_path / "v.npy")]
+    result = CliRunner().invoke(_cli(), [*encode, "--allow-outside-paths"])
     assert result.exit_code == 1 and "line 2" in result.output and "field 'video'" in result.output
     data.write_text(json.dumps({"id": "v", "video": str(video_dir / "clip")}) + "\n")
-    result = CliRunner().invoke(_cli(), ["encode", "--model", str(model_dir), "--input", str(data),
-                                         "--out", str(tmp_path / "v.npy")])
+    refused = CliRunner().invoke(_cli(), encode)  # an absolute path outside the input's folder
+    assert refused.exit_code == 1 and "leads outside" in refused.output and "line 1" in refused.output
+    result = CliRunner().invoke(_cli(), [*encode, "--allow-outside-paths"])
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(np.load(tmp_path / "v.npy"), got[:1], atol=1e-6)
 

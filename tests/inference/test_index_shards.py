@@ -105,7 +105,7 @@ def test_bad_shards_and_settings_are_refused(tmp_path: Path) -> None:
     assert len(one) == 1 and one.recall is None
     _check_unique(np.array([5, 7, 5], dtype=np.uint64), ["a", "b", "c"].__getitem__)  # a collision, not a duplicate
     (tmp_path / "ok" / "shard-00000.parquet").write_bytes(b"not parquet")
-    with pytest.raises(DataError, match="cannot read shard"):
+    with pytest.raises(DataError, match="shard is corrupt"):
         build_from_shards(reader, tmp_path / "i", show_progress=False)
 
 
