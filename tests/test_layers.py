@@ -12,10 +12,9 @@ from pathlib import Path
 
 import cocoa
 
-#: Bottom to top. The base modules beside ``core`` (errors, files, schema, cli_errors) are in its layer.
+#: Bottom to top: a module's layer is its folder (or, at the top, its own name), ``python -m cocoa`` last.
 LAYERS = ("core", "model", "data", "losses", "train", "stages", "recipe", "inference", "evaluate",
-          "integrations", "pipeline", "cli")
-BASE_MODULES = {"errors": "core", "files": "core", "schema": "core", "cli_errors": "core", "__main__": "cli"}
+          "integrations", "pipeline", "cli", "__main__")
 PACKAGE = Path(cocoa.__file__).parent
 
 
@@ -24,7 +23,7 @@ def layer_of(module: str) -> str | None:
     parts = module.split(".")
     if len(parts) < 2:
         return None
-    return BASE_MODULES.get(parts[1], parts[1])
+    return parts[1]
 
 
 def cocoa_imports(tree: ast.AST) -> list[tuple[int, str]]:
@@ -67,4 +66,4 @@ def test_the_check_sees_an_upward_import() -> None:
     tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cocoa.recipe import Recipe\n"
                      "def f():\n    from cocoa.pipeline.driver import run_pipeline\n")
     assert cocoa_imports(tree) == [(3, "cocoa.recipe"), (5, "cocoa.pipeline.driver")]
-    assert layer_of("cocoa.errors") == "core" and layer_of("cocoa.model.forward") == "model"
+    assert layer_of("cocoa.core.errors") == "core" and layer_of("cocoa.model.forward") == "model"

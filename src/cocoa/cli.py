@@ -1,4 +1,4 @@
-"""The ``cocoa`` command: mounts each layer's commands; errors are reported by :mod:`cocoa.cli_errors`."""
+"""The ``cocoa`` command: mounts each layer's commands; errors are reported by :mod:`cocoa.core.cli_errors`."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, create_model, field_validator
 
-from cocoa.errors import ConfigError
+from cocoa.core.errors import ConfigError
 from cocoa.stages import STAGES
 from cocoa.stages.sections import RecipeBase
 

@@ -15,8 +15,8 @@ from huggingface_hub import constants
 from typer.testing import CliRunner
 
 from cocoa.cli import app
+from cocoa.core.errors import ConfigError
 from cocoa.core.hub import is_hub_id, resolve_model
-from cocoa.errors import ConfigError
 from cocoa.inference import server
 from cocoa.inference.embedder import Embedder
 from cocoa.model.backbone import Backbone

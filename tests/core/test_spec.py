@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from cocoa.core.errors import ConfigError
 from cocoa.core.matryoshka import validate_dims
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import EmbeddingSpec
-from cocoa.errors import ConfigError
 from cocoa.inference.batch_encoder import BatchEncoder
 from tests.helpers import MATRYOSHKA_WIDTHS as WIDTHS
 from tests.helpers import TINY_HIDDEN as HIDDEN

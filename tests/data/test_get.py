@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from cocoa.core.errors import ConfigError
 from cocoa.data.cli import app
 from cocoa.data.get import get
-from cocoa.errors import ConfigError
 
 
 def png() -> bytes:

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cocoa.core.errors import DataError
 from cocoa.data.hub_files import config_names, count_rows, fields, iter_rows, split_files
-from cocoa.errors import DataError
 
 RECORDS = [{"video_id": "a", "pos_text": "x"}, {"video_id": "b", "pos_text": "y"}]
 

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cocoa.cli import app
+from cocoa.core.errors import DataError
 from cocoa.data.items import VIDEO_PLACEHOLDER
 from cocoa.data.llavahound import convert
 from cocoa.data.train_pairs import read_train_pairs
-from cocoa.errors import DataError
 
 
 def write_jsonl(path: Path, video_dir: Path) -> Path:

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from cocoa.core.errors import DataError
 from cocoa.data.captions import read_caption_corpus
 from cocoa.data.eval_sets import list_eval_datasets, read_eval_dataset
 from cocoa.data.minimmeb.store import EVAL_SCHEMA, TRAIN_SCHEMA
 from cocoa.data.train_pairs import list_train_subsets, read_train_pairs
-from cocoa.errors import DataError
 
 IMG = "<|image_1|> Represent the given image for classification.\n"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cocoa.core.errors import DataError
 from cocoa.data.eval_sets import read_eval_dataset
 from cocoa.data.paths import outside_problem
 from cocoa.data.video_tasks import VIDEO_TASKS, read_video_task
-from cocoa.errors import DataError
 from cocoa.evaluate import evaluate
 from cocoa.inference.corpus import read_rows
 from tests.helpers import FakeEncoder, video_table, write_eval, write_video_snapshot

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from cocoa.core.errors import DataError
 from cocoa.data.eval_sets import LoadedEvalDataset, list_eval_datasets
 from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, EveryFrame, Item
 from cocoa.data.mmeb_v2 import video_labels
 from cocoa.data.video_tasks import QA_PROMPT, VIDEO_TARGET, VIDEO_TASKS, qa_options, read_video_task
 from cocoa.data.visdoc import CorpusDataset
-from cocoa.errors import DataError
 from tests.helpers import frame_root, video_frames, video_table, write_video_snapshot
 
 V = VIDEO_PLACEHOLDER

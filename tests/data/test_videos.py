@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.core.protocol import MAX_VIDEO_FRAMES, ImagePolicy, VideoPolicy
 from cocoa.core.tokens import Modality, Role
 from cocoa.data import videos
 from cocoa.data.collate import Preprocessor, video_pixels
 from cocoa.data.items import EveryFrame, Item
 from cocoa.data.videos import frame_files, read_frames, sample_indices, video_problem
-from cocoa.errors import ConfigError, DataError
 from cocoa.model.backbone import Backbone
 from tests.helpers import make_backbone
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.data.items import Item
-from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate import cli, evaluate
 from cocoa.evaluate.cards import parse_dataset_info
 from tests.helpers import FakeEncoder, write_eval, write_images

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from cocoa.errors import ConfigError, DataError
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.evaluate.registry import MMEB_V1, MMEB_V2, load_manifest, resolve_benchmark
 
 

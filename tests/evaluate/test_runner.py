@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from cocoa.core.errors import DataError
 from cocoa.data.eval_sets import read_eval_dataset
 from cocoa.data.items import Item
-from cocoa.errors import DataError
 from cocoa.evaluate import evaluate
 from tests.helpers import FakeEncoder, build_benchmark, write_eval, write_images
 

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from cocoa.core.errors import DataError
 from cocoa.data.eval_sets import read_eval_dataset
 from cocoa.data.items import Item
 from cocoa.data.video_tasks import VIDEO_TASKS, read_video_task
-from cocoa.errors import DataError
 from cocoa.evaluate import cli
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.batch_encoder import BatchEncoder

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from cocoa.core.errors import DataError
 from cocoa.data.items import Item
 from cocoa.data.visdoc import QUERY_INSTRUCTION, TARGET_INSTRUCTION, read_visdoc_dataset
-from cocoa.errors import DataError
 from cocoa.evaluate import cli, evaluate
 from tests.evaluate.test_instruct import CASES, write_split
 from tests.helpers import FakeEncoder, write_eval, write_images

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
+from cocoa.core.errors import ConfigError
 from cocoa.data.items import Item
-from cocoa.errors import ConfigError
 from cocoa.evaluate import cli as eval_cli
 from cocoa.evaluate.runner import evaluate
 from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_dir

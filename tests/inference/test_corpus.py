@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from cocoa.errors import DataError
+from cocoa.core.errors import DataError
 from cocoa.inference.corpus import Corpus, read_rows
 
 

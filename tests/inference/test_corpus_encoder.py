@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cocoa.errors import ConfigError, DataError
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.inference.corpus import Corpus
 from cocoa.inference.corpus_encoder import encode_corpus
 from cocoa.inference.embedder import Embedder

@@ -12,8 +12,8 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
-from cocoa.errors import ConfigError, DataError
 from cocoa.inference.cli import encode
 from cocoa.inference.embedder import Embedder, with_instruction
 

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cocoa.errors import ConfigError, DataError
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.inference.cli import index_app
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.index import Records, VectorIndex

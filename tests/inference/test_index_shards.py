@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from cocoa.errors import ConfigError, DataError
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.inference.corpus import Corpus
 from cocoa.inference.corpus_encoder import encode_corpus
 from cocoa.inference.embedder import Embedder

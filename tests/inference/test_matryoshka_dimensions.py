@@ -11,7 +11,7 @@ import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from cocoa.errors import ConfigError
+from cocoa.core.errors import ConfigError
 from cocoa.inference.cli import encode, index_app
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.index import VectorIndex

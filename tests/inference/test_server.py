@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
-from cocoa.errors import ConfigError, DataError
 from cocoa.inference import server
 from cocoa.inference.batcher import Batcher, EncodeCall
 from cocoa.inference.embedder import Embedder

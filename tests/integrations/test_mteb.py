@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cocoa.errors import ConfigError, DataError
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.inference.embedder import Embedder
 
 mteb = pytest.importorskip("mteb")

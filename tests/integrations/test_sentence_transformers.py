@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import EmbeddingSpec
-from cocoa.errors import ConfigError, DataError
 from cocoa.inference.embedder import Embedder
 from cocoa.integrations.st_layout import CONFIG_FILE, MODULES_FILE, write_sentence_transformers_files
 

@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cocoa.cli import app
+from cocoa.core.errors import ConfigError
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import SPEC_FILE, EmbeddingSpec
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
-from cocoa.errors import ConfigError
 from cocoa.inference.embedder import with_instruction
 from cocoa.integrations.st_layout import MODULES_FILE
 from cocoa.integrations.vllm import NOTES_FILE, SERVE_SCRIPT, export_vllm, vllm_prompt

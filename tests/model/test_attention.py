@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cocoa.core.batch import Batch
+from cocoa.core.errors import ConfigError
 from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.errors import ConfigError
 from cocoa.losses.mae import MAEHead
 from cocoa.model.attention import additive_mask, allowed
 from cocoa.model.forward import ImageFeatures, ImageTransform, hidden_states, vl_model

@@ -15,10 +15,10 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
+from cocoa.core.errors import ConfigError
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.items import Item
-from cocoa.errors import ConfigError
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.model.backbone import MASK_TOKEN, Backbone, TokenIds
 from tests.helpers import make_backbone

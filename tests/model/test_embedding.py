@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from cocoa.core.errors import DataError
 from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.errors import DataError
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed, hidden_states
 from tests.helpers import embed_all, embedding_items, make_backbone

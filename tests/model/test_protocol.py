@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
+from cocoa.core.errors import ConfigError
 from cocoa.core.protocol import PROTOCOLS, ImagePolicy, Protocol, get_protocol
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.errors import ConfigError
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.model.backbone import Backbone, build_image_processor
 from cocoa.model.forward import hidden_states, pool, position_ids

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from cocoa.core.distributed import DistInfo
+from cocoa.core.errors import ConfigError
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
-from cocoa.errors import ConfigError
 from cocoa.losses.contrastive import place_negatives
 from cocoa.recipe import load_recipe
 from cocoa.stages import get_stage

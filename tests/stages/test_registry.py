@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from cocoa.core.distributed import DistInfo
-from cocoa.errors import ConfigError
+from cocoa.core.errors import ConfigError
 from cocoa.pipeline.driver import load_pipeline, stage_folder
 from cocoa.recipe import load_recipe, parse_recipe
 from cocoa.stages import STAGES, get_stage

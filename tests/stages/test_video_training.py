@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cocoa.core.errors import DataError
 from cocoa.data.train_pairs import read_train_pairs
-from cocoa.errors import DataError
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.pipeline.train_stage import train_stage
 from tests.helpers import make_backbone, read_metrics, tiny_recipe

@@ -18,12 +18,12 @@ from safetensors.torch import load_file
 from torch import nn
 
 from cocoa.core.distributed import DistInfo
+from cocoa.core.errors import ConfigError
 from cocoa.core.hub import is_hub_id
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import Item, TrainPair
-from cocoa.errors import ConfigError
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.losses.contrastive import info_nce

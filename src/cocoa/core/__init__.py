@@ -3,6 +3,7 @@
 ``defaults`` (shared numbers), ``tokens`` (position roles and modalities, the ignored label),
 ``batch`` (the padded batch a forward pass takes), ``protocol`` (how an item becomes an
 embedding, images and videos), ``matryoshka`` (embedding widths) and ``spec`` (a checkpoint's
-``cocoa.json``). With :mod:`cocoa.errors`, :mod:`cocoa.files`, :mod:`cocoa.schema`
-and :mod:`cocoa.cli_errors` they may be imported from anywhere.
+``cocoa.json``), ``errors`` (errors naming file, row and field), ``files`` (atomic writes),
+``schema`` (the strict base of recipes), ``cli_errors`` and ``console`` (how commands print);
+every other layer may import them.
 """

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cocoa.errors import ConfigError
+from cocoa.core.errors import ConfigError
 
 #: ``org/name`` or ``org/name@revision``, as the Hub spells repository ids.
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")

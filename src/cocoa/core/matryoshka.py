@@ -20,7 +20,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
-from cocoa.errors import ConfigError
+from cocoa.core.errors import ConfigError
 
 #: The norm floor of ``torch.nn.functional.normalize``, so numpy and torch agree on zero slices.
 NORM_EPS = 1e-12

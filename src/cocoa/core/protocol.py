@@ -19,7 +19,7 @@ from typing import Any, Literal
 from PIL import Image
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-from cocoa.errors import ConfigError
+from cocoa.core.errors import ConfigError
 
 ImageTokens = Literal["vision_block", "bare"]
 Pooling = Literal["last", "mean"]

@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cocoa.core.errors import ConfigError
 from cocoa.core.hub import resolve_model
 from cocoa.core.matryoshka import validate_dims
 from cocoa.core.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol
-from cocoa.errors import ConfigError
 
 SPEC_FILE = "cocoa.json"
 

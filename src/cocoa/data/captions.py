@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cocoa.core.errors import DataError
 from cocoa.data.images import MAX_IMAGE_PIXELS
 from cocoa.data.items import Item
 from cocoa.data.rows import (
@@ -17,7 +18,6 @@ from cocoa.data.rows import (
     read_rows,
     validated,
 )
-from cocoa.errors import DataError
 
 CAPTION_FIELDS = ("image_path", "caption")
 CAPTION_OPTIONAL_FIELDS = ("video_path",)

@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cocoa.core.errors import DataError
 from cocoa.data.items import EvalDataset
 from cocoa.data.mmeb_v2 import PUBLISHED, locate
 from cocoa.data.published import read_located
 from cocoa.data.visdoc import CorpusDataset
-from cocoa.errors import DataError
 
 STATUSES = ("found", "missing", "malformed")
 

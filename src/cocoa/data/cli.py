@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from cocoa.cli_errors import reports_errors
+from cocoa.core.cli_errors import reports_errors
 from cocoa.core.console import make_console
 
 if TYPE_CHECKING:
@@ -86,8 +86,8 @@ def get(name: Annotated[str, typer.Argument(help="mmeb-train, mmeb-eval (MMEB-V1
         ) -> None:
     """Download a benchmark or training set from the Hub, unpack its media and check it: the media paths
     its parquet files name, or for MMEB-V2 every task as the readers find it (as `cocoa data check`)."""
+    from cocoa.core.errors import DataError
     from cocoa.data.get import get as fetch
-    from cocoa.errors import DataError
 
     report = fetch(name, out, revision=revision)
     console = make_console()
@@ -143,8 +143,8 @@ def check(folder: Annotated[Path, typer.Argument(help="The data folder (as `coco
           ) -> None:
     """Say for every task of the benchmark what the readers find in FOLDER: found (rows, candidates, rows left
     out for missing media or bad fields), missing (where it looked) or malformed (file, row, field)."""
+    from cocoa.core.errors import ConfigError, DataError
     from cocoa.data.check import check_published
-    from cocoa.errors import ConfigError, DataError
 
     if benchmark.lower() != "mmeb-v2":
         raise ConfigError(f"data check knows MMEB-V2's published layout; got --benchmark {benchmark}")

@@ -27,6 +27,7 @@ from torch import Tensor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
 from cocoa.core.batch import Batch
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.core.protocol import DEFAULT_PROTOCOL, Protocol, get_protocol
 from cocoa.core.tokens import IGNORE_INDEX, Modality, Role
 from cocoa.data.images import open_image
@@ -40,7 +41,6 @@ from cocoa.data.items import (
     text_problem,
 )
 from cocoa.data.videos import Frames, describe, read_frames
-from cocoa.errors import ConfigError, DataError
 from cocoa.model.backbone import Backbone
 
 #: Splits a text at the image and video placeholders, keeping them.

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cocoa.core.errors import DataError
 from cocoa.data.columns import CODED_STRING, Strings, entry_rows, first_appearance_ids, list_lengths, padded
 from cocoa.data.hub_files import ROW_SUFFIXES
 from cocoa.data.images import MAX_IMAGE_PIXELS
@@ -35,7 +36,6 @@ from cocoa.data.rows import (
     read_table,
     skip_row,
 )
-from cocoa.errors import DataError
 
 EVAL_TYPES = {"qry_text": CODED_STRING, "qry_img_path": CODED_STRING,
               "tgt_text": pa.list_(CODED_STRING), "tgt_img_path": pa.list_(CODED_STRING)}

@@ -40,9 +40,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.data.check import TaskCheck, check_published
 from cocoa.data.mmeb_v2 import PUBLISHED
-from cocoa.errors import ConfigError, DataError
 
 #: Columns of MMEB parquet files that name media files, relative to the image root.
 MEDIA_COLUMNS = ("qry_image_path", "pos_image_path", "neg_image_path", "qry_img_path", "tgt_img_path")

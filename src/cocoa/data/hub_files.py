@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cocoa.errors import DataError
+from cocoa.core.errors import DataError
 
 #: File suffixes that hold rows.
 ROW_SUFFIXES = (".parquet", ".jsonl", ".json")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cocoa.errors import DataError
+from cocoa.core.errors import DataError
 
 #: The one pixel cap: images with more pixels are refused everywhere (decompression-bomb guard);
 #: the server may be given a lower one.

@@ -24,11 +24,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cocoa.core.errors import DataError
+from cocoa.core.files import write_bytes
 from cocoa.data.items import VIDEO_PLACEHOLDER
 from cocoa.data.rows import skip_row
 from cocoa.data.videos import video_problem
-from cocoa.errors import DataError
-from cocoa.files import write_bytes
 
 MODES = ("caption", "retrieval", "qa")
 RETRIEVAL_QUERY = "Find a video that contains the following visual content: "

@@ -28,8 +28,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from cocoa.core.errors import DataError
 from cocoa.data.hub_files import config_names, split_files
-from cocoa.errors import DataError
 
 IMAGE_REPO = "ziyjiang/MMEB_Test_Instruct"
 #: Folders, relative to the data folder, that hold task folders.

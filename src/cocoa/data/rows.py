@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from cocoa.core.errors import DataError
 from cocoa.data.images import shape_problem
 from cocoa.data.items import EMPTY_ITEM, Item, is_empty, text_problem
 from cocoa.data.paths import outside_problem
 from cocoa.data.videos import video_problem
-from cocoa.errors import DataError
 
 log = logging.getLogger(__name__)
 

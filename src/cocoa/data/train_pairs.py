@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cocoa.core.errors import DataError
 from cocoa.data.images import MAX_IMAGE_PIXELS
 from cocoa.data.items import TrainPair
 from cocoa.data.rows import (
@@ -23,7 +24,6 @@ from cocoa.data.rows import (
     read_rows,
     validated,
 )
-from cocoa.errors import DataError
 
 TRAIN_FIELDS = ("qry", "qry_image_path", "pos_text", "pos_image_path")
 TRAIN_OPTIONAL_FIELDS = ("neg_text", "neg_image_path", "qry_video_path", "pos_video_path", "neg_video_path")

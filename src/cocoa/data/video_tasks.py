@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from cocoa.core.errors import DataError
 from cocoa.data.eval_sets import LoadedEvalDataset
 from cocoa.data.hub_files import fields, iter_rows
 from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, EveryFrame, Item, ItemTable
@@ -47,7 +48,6 @@ from cocoa.data.paths import outside_problem
 from cocoa.data.rows import log_skipped, skip_row
 from cocoa.data.videos import video_problem
 from cocoa.data.visdoc import CorpusDataset
-from cocoa.errors import DataError
 
 V = VIDEO_PLACEHOLDER
 #: The candidate prompt of retrieval videos and moment clips.

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from cocoa import files
+from cocoa.core import files
+from cocoa.core.errors import DataError
 from cocoa.data.images import MAX_IMAGE_PIXELS, image_size, open_image, shape_problem
 from cocoa.data.items import EveryFrame, VideoSource
-from cocoa.errors import DataError
 
 if TYPE_CHECKING:
     from cocoa.core.protocol import VideoPolicy

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cocoa.core.errors import DataError
+from cocoa.core.files import write_bytes
 from cocoa.data.hub_files import ROW_SUFFIXES, fields, iter_rows, split_files
 from cocoa.data.images import MAX_IMAGE_PIXELS
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, ItemTable
 from cocoa.data.rows import ImageChecker, log_skipped, skip_row
-from cocoa.errors import DataError
-from cocoa.files import write_bytes
 
 QUERY_INSTRUCTION = "Find a document image that matches the given query:"
 TARGET_INSTRUCTION = "Understand the content of the provided document image."

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cocoa import files
+from cocoa.core import files
 
 Key = tuple[str, str]
 #: Longest fingerprint used as a cache folder name as it is; longer or unsafe ones are hashed.

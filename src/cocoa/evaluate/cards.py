@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.data.instruct import FORMATS
-from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate.registry import META_TASKS, METRICS, SPLITS
 
 CARD_KEYS = ("meta_task", "split", "metric", "instruction_format")

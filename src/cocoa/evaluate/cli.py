@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from cocoa.cli_errors import reports_errors
+from cocoa.core.cli_errors import reports_errors
 from cocoa.core.console import make_console
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
-from cocoa.errors import ConfigError
+from cocoa.core.errors import ConfigError
 from cocoa.evaluate.cards import parse_dataset_info
 from cocoa.evaluate.report import compare_table, summary_table
 from cocoa.evaluate.runner import ItemEncoder, evaluate

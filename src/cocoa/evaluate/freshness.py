@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from cocoa import files
+from cocoa.core import files
 from cocoa.core.defaults import FINGERPRINT_CHARS
 from cocoa.data.items import VIDEO_KEY, EvalDataset, Item, VideoSource
 from cocoa.data.videos import frame_files

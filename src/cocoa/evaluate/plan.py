@@ -14,12 +14,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.data.eval_sets import LoadedEvalDataset, is_visdoc_folder, read_eval_dataset
 from cocoa.data.instruct import REFERENCE_FORMATS
 from cocoa.data.mmeb_v2 import PUBLISHED, locate
 from cocoa.data.published import default_image_root, read_located
 from cocoa.data.visdoc import CorpusDataset, read_visdoc_dataset
-from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate.cards import Card, card_file, read_card
 from cocoa.evaluate.registry import BENCHMARKS, MANIFEST_NAME, Benchmark, DatasetInfo, resolve_benchmark
 

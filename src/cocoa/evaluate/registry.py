@@ -16,7 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from cocoa.errors import ConfigError, DataError
+from cocoa.core.errors import ConfigError, DataError
 
 META_TASKS = ("classification", "vqa", "retrieval", "grounding", "visdoc", "video_classification", "video_qa",
               "video_retrieval", "moment_retrieval", "other")

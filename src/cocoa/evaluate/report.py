@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from cocoa import files
+from cocoa.core import files
 from cocoa.evaluate.registry import META_TASKS
 from cocoa.evaluate.summary import DatasetScore, GroupScore, Summary
 

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from cocoa import files
+from cocoa.core import files
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
+from cocoa.core.errors import ConfigError, DataError
 from cocoa.data.eval_sets import list_eval_datasets
 from cocoa.data.items import EvalDataset, Item
 from cocoa.data.visdoc import CorpusDataset
-from cocoa.errors import ConfigError, DataError
 from cocoa.evaluate.cache import EmbeddingCache
 from cocoa.evaluate.cards import Card
 from cocoa.evaluate.freshness import (
@@ -270,7 +270,7 @@ def evaluate(encoder: ItemEncoder, data_dir: Path, out_dir: Path, datasets: Sequ
     encoder fingerprint and each image's content. The summary covers every dataset of
     the benchmark scored in ``out_dir`` with this fingerprint and is flagged incomplete when
     any is missing; datasets outside the benchmark are reported apart (``Summary.extra``).
-    A dataset that cannot be read or scored for its data (a :class:`~cocoa.errors.DataError`: a
+    A dataset that cannot be read or scored for its data (a :class:`~cocoa.core.errors.DataError`: a
     missing folder, frames or column, a bad row) is not scored and goes to ``Summary.failed`` with
     its reason, on every rank at once; the run goes on with the next one, and an older score of it
     in ``out_dir`` does not count. Other errors (a model that fails on every input, an option that

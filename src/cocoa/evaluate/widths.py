@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from cocoa import files
+from cocoa.core import files
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.core.matryoshka import truncate, validate_dims
 from cocoa.data.items import Item

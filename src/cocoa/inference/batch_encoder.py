@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from cocoa.core.batch import Batch
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, FINGERPRINT_CHARS
+from cocoa.core.errors import CocoaError, ConfigError
 from cocoa.core.hub import resolve_model
 from cocoa.core.protocol import Protocol
 from cocoa.core.spec import EmbeddingSpec
@@ -30,7 +31,6 @@ from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.images import image_size
 from cocoa.data.items import EveryFrame, Item
 from cocoa.data.videos import first_frame_size, frame_count
-from cocoa.errors import CocoaError, ConfigError
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import embed
 from cocoa.model.packing import embed_packed

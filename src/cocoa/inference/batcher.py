@@ -25,9 +25,9 @@ from typing import ClassVar, ParamSpec
 
 import numpy as np
 
+from cocoa.core.errors import ConfigError
 from cocoa.data.collate import Encoded, Preprocessor
 from cocoa.data.items import Item
-from cocoa.errors import ConfigError
 from cocoa.inference.embedder import Embedder
 
 P = ParamSpec("P")

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from cocoa.cli_errors import reports_errors
+from cocoa.core.cli_errors import reports_errors
 from cocoa.core.console import make_console
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, SHARD_SIZE
-from cocoa.errors import DataError
-from cocoa.files import atomic_path, write_npy
+from cocoa.core.errors import DataError
+from cocoa.core.files import atomic_path, write_npy
 from cocoa.inference.corpus import Corpus, read_rows
 from cocoa.inference.settings import DEFAULTS
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cocoa.core.errors import DataError
 from cocoa.data.images import image_file_problem
 from cocoa.data.items import EMPTY_ITEM, is_empty, text_problem
 from cocoa.data.paths import outside_problem
 from cocoa.data.videos import video_problem
-from cocoa.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson"})

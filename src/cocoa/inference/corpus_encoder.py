@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, SHARD_SIZE
 from cocoa.core.distributed import barrier, from_main, rank_and_world
+from cocoa.core.errors import CocoaError, ConfigError, DataError
 from cocoa.core.matryoshka import check_dimensions
-from cocoa.errors import CocoaError, ConfigError, DataError
 from cocoa.inference.corpus import Corpus, Row
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.shards import ShardedOutput, ShardPlan

@@ -27,10 +27,10 @@ import torch
 from PIL import Image
 
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
+from cocoa.core.errors import DataError
 from cocoa.core.matryoshka import check_dimensions, truncate
 from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, Item, VideoSource, is_empty
 from cocoa.data.videos import video_problem
-from cocoa.errors import DataError
 from cocoa.inference.batch_encoder import BatchEncoder
 
 Input: TypeAlias = str | Path | Image.Image | Mapping[str, Any]

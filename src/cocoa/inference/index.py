@@ -32,8 +32,8 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from cocoa.errors import ConfigError, DataError
-from cocoa.files import atomic_folder
+from cocoa.core.errors import ConfigError, DataError
+from cocoa.core.files import atomic_folder
 
 if TYPE_CHECKING:
     from cocoa.inference.shards import ShardReader

@@ -32,11 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cocoa.core.errors import CocoaError, ConfigError, DataError
 from cocoa.core.hub import is_hub_id
 from cocoa.core.matryoshka import check_dimensions
 from cocoa.data.images import ImageTooLarge, open_image
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, is_empty, text_problem
-from cocoa.errors import CocoaError, ConfigError, DataError
 from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder, with_instruction
 from cocoa.inference.index import VectorIndex

@@ -32,8 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cocoa import files
-from cocoa.errors import ConfigError, DataError
+from cocoa.core import files
+from cocoa.core.errors import ConfigError, DataError
 
 MANIFEST = "manifest.json"
 FORMAT = 1

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cocoa.cli_errors import reports_errors
+from cocoa.core.cli_errors import reports_errors
 from cocoa.core.console import make_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,

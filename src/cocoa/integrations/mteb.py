@@ -26,8 +26,8 @@ from mteb.similarity_functions import ScoringFunction
 from mteb.types import PromptType
 from PIL import Image
 
+from cocoa.core.errors import DataError
 from cocoa.core.matryoshka import check_dimensions
-from cocoa.errors import DataError
 from cocoa.inference.embedder import Embedder, Input
 
 #: The encoder batch size when mteb's ``encode_kwargs`` set none.

@@ -22,9 +22,9 @@ import torch
 from sentence_transformers.base.modules import InputModule
 
 from cocoa.core.batch import Batch
+from cocoa.core.errors import ConfigError
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor, collate
-from cocoa.errors import ConfigError
 from cocoa.inference.embedder import Input, to_item
 from cocoa.integrations.st_layout import write_sentence_transformers_files
 from cocoa.model.backbone import Backbone

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from transformers import AutoConfig, PreTrainedTokenizerBase
 
+from cocoa.core.errors import ConfigError
 from cocoa.core.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol
 from cocoa.core.spec import SPEC_FILE, EmbeddingSpec
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
-from cocoa.errors import ConfigError
 from cocoa.integrations.st_layout import CONFIG_FILE, MODULES_FILE
 from cocoa.model.backbone import TokenIds
 

@@ -15,8 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from cocoa.core.errors import ConfigError
 from cocoa.core.tokens import Role
-from cocoa.errors import ConfigError
 
 AttentionMode = Literal["causal", "bidirectional", "eos_bridge"]
 ATTENTION_MODES: tuple[str, ...] = ("causal", "bidirectional", "eos_bridge")

@@ -32,8 +32,8 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from cocoa.core.errors import ConfigError
 from cocoa.core.hub import resolve_model
-from cocoa.errors import ConfigError
 
 Family = Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cocoa.core.console import make_console
-from cocoa.errors import ConfigError
+from cocoa.core.errors import ConfigError
 from cocoa.recipe import load_recipe, resolve
 
 if TYPE_CHECKING:

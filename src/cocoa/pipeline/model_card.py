@@ -16,11 +16,11 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from cocoa.core.files import write_text
 from cocoa.core.hub import is_hub_id
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.evaluate.report import summary_markdown
 from cocoa.evaluate.summary import Summary
-from cocoa.files import write_text
 from cocoa.stages.sections import RecipeBase
 
 CARD_FILE = "README.md"

@@ -10,9 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from cocoa.core.files import atomic_path, write_text
 from cocoa.evaluate.report import summary_markdown
 from cocoa.evaluate.summary import Summary
-from cocoa.files import atomic_path, write_text
 
 
 def read_metrics(stage_dir: Path) -> list[dict]:

@@ -16,10 +16,10 @@ import yaml
 from torch import nn
 
 from cocoa.core import distributed
+from cocoa.core.errors import ConfigError
+from cocoa.core.files import atomic_folder, write_json
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
-from cocoa.errors import ConfigError
-from cocoa.files import atomic_folder, write_json
 from cocoa.integrations.st_layout import write_sentence_transformers_files
 from cocoa.model.backbone import Backbone
 from cocoa.pipeline.model_card import write_model_card

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cocoa.errors import ConfigError
+from cocoa.core.errors import ConfigError
 from cocoa.stages.base import Stage, StageParts
 from cocoa.stages.bridge import BridgeStage
 from cocoa.stages.contrastive import ContrastiveStage

@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 from torch import nn
 
 from cocoa.core.protocol import Protocol
+from cocoa.core.schema import Strict
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.captions import CaptionPair, read_caption_corpus
 from cocoa.data.collate import Preprocessor
 from cocoa.model.backbone import Backbone
-from cocoa.schema import Strict
 from cocoa.stages.sections import RecipeBase
 from cocoa.train.batches import BatchBuilder
 from cocoa.train.steps import Step

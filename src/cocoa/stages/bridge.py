@@ -15,13 +15,13 @@ from pydantic import Field
 from torch import nn
 
 from cocoa.core.batch import Batch
+from cocoa.core.schema import Strict
 from cocoa.core.tokens import Role
 from cocoa.data.collate import Encoded, Preprocessor, collate
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
 from cocoa.data.masking import mask_share
 from cocoa.data.train_pairs import read_train_pairs
 from cocoa.model.backbone import Backbone
-from cocoa.schema import Strict
 from cocoa.stages.base import Stage, StageParts, corpus_path, image_root
 from cocoa.stages.language import LanguageObjective
 from cocoa.stages.sections import RecipeBase

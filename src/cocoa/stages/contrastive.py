@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from cocoa.core.batch import Batch
 from cocoa.core.matryoshka import validate_dims
 from cocoa.core.protocol import Protocol
+from cocoa.core.schema import Strict
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
@@ -29,7 +30,6 @@ from cocoa.losses.contrastive import WeightedDims, distributed_info_nce, place_n
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import lm_head, vl_model
 from cocoa.model.packing import embed_packed, token_chunks
-from cocoa.schema import Strict
 from cocoa.stages.base import Stage, StageParts, image_root
 from cocoa.stages.sections import RecipeBase
 from cocoa.train.steps import GradCacheStep

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from cocoa.core.protocol import DEFAULT_PROTOCOL, PROTOCOLS, ImagePolicy, Protocol
-from cocoa.schema import Strict
+from cocoa.core.schema import Strict
 from cocoa.train.config import TrainConfig
 
 

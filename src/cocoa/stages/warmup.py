@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from cocoa.core.autograd import zero_through
 from cocoa.core.batch import Batch
+from cocoa.core.schema import Strict
 from cocoa.core.tokens import Modality
 from cocoa.data.captions import CaptionPair
 from cocoa.data.collate import Encoded, Preprocessor, collate
@@ -25,7 +26,6 @@ from cocoa.losses.mae import MAEHead, merged_patch_targets
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import lm_head
 from cocoa.model.packing import packed_hidden_states
-from cocoa.schema import Strict
 from cocoa.stages.base import CaptionStage, StageParts
 from cocoa.stages.sections import RecipeBase
 from cocoa.train.steps import LossStep

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cocoa.schema import Strict
+from cocoa.core.schema import Strict
 
 #: The release's LoRA targets that name vision-block modules: Qwen2-VL's qkv, fc1, fc2, Qwen2.5-VL's gated MLP
 #: (gate/up/down_proj, which its list names for the language model) and Qwen3-VL's linear_fc1/2 (its MLP's

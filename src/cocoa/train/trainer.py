@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from cocoa.core.distributed import DistInfo
-from cocoa.files import write_text
+from cocoa.core.files import write_text
 from cocoa.train import checkpoint, fsdp
 from cocoa.train.batches import StepDataset, passthrough
 from cocoa.train.config import TrainConfig

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cocoa.core.errors import DataError
 from cocoa.data.minimmeb import sources
-from cocoa.errors import DataError
 
 
 def test_missing_package_error_names_the_package(monkeypatch):

@@ -24,6 +24,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cocoa.core.errors import DataError
+from cocoa.core.files import write_bytes
 from cocoa.data.minimmeb.leaks import check_leaks
 from cocoa.data.minimmeb.pools import load_pools
 from cocoa.data.minimmeb.scenes import with_article
@@ -41,8 +43,6 @@ from cocoa.data.minimmeb.store import (
 from cocoa.data.minimmeb.tasks import EvalTable, TaskBuilder, TrainTable
 from cocoa.data.minimmeb.videos import VideoEvalTable, VideoTaskBuilder, VideoTrainTable, video_tables
 from cocoa.data.minimmeb.wordings import HELD_OUT_SETS
-from cocoa.errors import DataError
-from cocoa.files import write_bytes
 
 #: The MiniMMEB version this builder writes.
 VERSION = 3

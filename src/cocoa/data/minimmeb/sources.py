@@ -4,7 +4,7 @@ Each source is found by asking its Debian package (``dpkg -L``). On machines
 without these Debian packages, an explicit path or an environment variable overrides the
 lookup: ``COCOA_FASHION_MNIST_DIR`` (the folder of the four IDX .gz files),
 ``COCOA_EMOJI_FONT`` (NotoColorEmoji.ttf) and ``COCOA_EMOJI_TEST`` (emoji-test.txt). A
-missing source raises :class:`~cocoa.errors.DataError` naming the package to install.
+missing source raises :class:`~cocoa.core.errors.DataError` naming the package to install.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import PIL
 from PIL import Image, ImageDraw, ImageFont, features
 
-from cocoa.errors import DataError
+from cocoa.core.errors import DataError
 
 FASHION_PACKAGE = "dataset-fashion-mnist"
 EMOJI_FONT_PACKAGE = "fonts-noto-color-emoji"

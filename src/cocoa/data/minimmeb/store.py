@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from cocoa.files import write_bytes
+from cocoa.core.files import write_bytes
 
 #: The MMEB-eval schema (TIGER-Lab/MMEB-eval).
 EVAL_SCHEMA = pa.schema([

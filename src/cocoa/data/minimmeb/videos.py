@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image
 
+from cocoa.core.errors import DataError
 from cocoa.data.items import VIDEO_PLACEHOLDER
 from cocoa.data.minimmeb.pools import COLOURS, FASHION_LABELS, Pools, item_image, tint
 from cocoa.data.minimmeb.scenes import TILE, position_names, with_article
 from cocoa.data.minimmeb.store import ImageStore
 from cocoa.data.videos import write_video
-from cocoa.errors import DataError
 
 #: Frames per clip (the video policy's default samples all of them).
 FRAMES = 8

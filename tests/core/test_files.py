@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cocoa.files import atomic_folder, atomic_path, write_json, write_npy, write_text
+from cocoa.core.files import atomic_folder, atomic_path, write_json, write_npy, write_text
 
 
 def test_a_failed_file_write_keeps_the_old_content_and_no_temp(tmp_path: Path) -> None:

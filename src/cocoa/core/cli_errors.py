@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 import typer
 
 from cocoa.core.console import make_console
-from cocoa.errors import CocoaError
+from cocoa.core.errors import CocoaError
 
 P = ParamSpec("P")
 R = TypeVar("R")
