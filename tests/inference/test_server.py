@@ -341,6 +341,7 @@ def test_every_http_error_uses_the_error_envelope(client: TestClient) -> None:
     for response, status in ((bad_utf8, 400), (deep, 400), (wrong_method, 405), (missing, 404)):
         assert response.status_code == status, response.text
         assert set(response.json()) == {"error"} and response.json()["error"]["code"], response.text
+    assert wrong_method.headers.get("allow") == "POST"
     schema = client.get("/openapi.json").json()["paths"]["/v1/embeddings"]["post"]["responses"]
     assert {"200", "400", "401", "404", "413", "422"} <= set(schema)
     models = client.get("/v1/models").json()

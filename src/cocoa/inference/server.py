@@ -157,9 +157,10 @@ def parse_inputs(raw: str | list[str | InputObject], instruction: str | None, li
             for i, v in enumerate(values)]
 
 
-def _error(status: int, message: str, code: str) -> JSONResponse:
+def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status,
+                        headers=headers)
 
 
 class BodyTooLarge(HTTPException):
@@ -281,7 +282,8 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
             return _error(400, "request body is not valid UTF-8 JSON", "invalid_json")
-        return _error(exc.status_code, str(exc.detail), HTTP_CODES.get(exc.status_code, "http_error"))
+        return _error(exc.status_code, str(exc.detail), HTTP_CODES.get(exc.status_code, "http_error"),
+                      headers=exc.headers)  # e.g. a 405's Allow
 
     @app.exception_handler(CocoaError)
     async def _cocoa_error(_: Request, exc: CocoaError) -> JSONResponse:
