@@ -66,6 +66,10 @@ def test_bad_inputs_name_the_file_and_row(tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(DataError, match="no rows"):
         read_rows(tmp_path / "empty.jsonl")
+    (tmp_path / "latin.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(DataError, match="not UTF-8") as caught:
+        read_rows(tmp_path / "latin.jsonl")
+    assert caught.value.line == 2 and "line 2" in str(caught.value)
 
 
 def test_row_count_agrees_with_the_rows_read_whatever_the_line_endings(tmp_path: Path) -> None:

@@ -120,11 +120,20 @@ class Corpus:
     def _jsonl_lines(self) -> Iterator[tuple[int, str]]:
         """``(line number, line)`` of every non-blank line: what counts as a row (``__len__``) and what is read."""
         try:
-            with self.path.open(encoding="utf-8") as f:
-                for number, line in enumerate(f, start=1):
-                    if line.strip():
-                        yield number, line
-        except (OSError, UnicodeDecodeError) as exc:
+            with self.path.open("rb") as f:
+                number = 0
+                for chunk in f:
+                    for raw in chunk.splitlines():  # \n, \r\n and \r end a line, as in text mode
+                        number += 1
+                        try:
+                            line = raw.decode("utf-8")
+                        except UnicodeDecodeError as exc:
+                            raise DataError(f"not UTF-8 text (byte {exc.start + 1} of the line: "
+                                            f"{raw[exc.start:exc.start + 1]!r})", file=str(self.path),
+                                            line=number) from exc
+                        if line.strip():
+                            yield number, line
+        except OSError as exc:
             raise DataError(f"cannot read input: {exc}", file=str(self.path)) from exc
 
     def _jsonl(self) -> Iterator[tuple[int, dict[str, Any]]]:
