@@ -438,3 +438,30 @@ def test_index_from_another_model_is_refused(embedder: Embedder) -> None:
     other = VectorIndex.build(np.eye(embedder.dim, dtype=np.float32)[:2], ["a", "b"], fingerprint="other")
     with pytest.raises(ConfigError, match="rebuild it"):
         create_app(embedder, model_name=MODEL, index=other)
+
+
+def test_a_request_over_the_pixel_budget_is_refused_before_any_image_is_decoded(
+        embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(embedder, model_name=MODEL, max_request_pixels=3 * 200 * 200)
+    decoded: list[int] = []
+    real = server.open_image
+    monkeypatch.setattr(server, "open_image", lambda *args, **kwargs: decoded.append(1) or real(*args, **kwargs))
+    with TestClient(app) as client:
+        over = client.post("/v1/embeddings", json={"model": MODEL, "input": [{"image": png_url(200)}] * 4})
+        assert over.status_code == 413 and decoded == []
+        assert "160000 pixels in all, over the budget of 120000" in over.json()["error"]["message"]
+        assert client.post("/v1/embeddings", json={"model": MODEL, "input": [{"image": png_url(200)}] * 3}
+                           ).status_code == 200
+
+
+def test_a_large_image_is_decoded_at_a_reduced_scale(embedder: Embedder) -> None:
+    keep = server.KEEP_FACTOR * embedder.image_pixels
+    side = int((keep * 9) ** 0.5)  # nine times what is kept
+    for fmt in ("PNG", "JPEG"):
+        buf = io.BytesIO()
+        Image.new("RGB", (side, side), "white").save(buf, format=fmt)
+        limits = server.server_settings(keep_pixels=keep)
+        image = server.decode_image("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), limits, "x")
+        assert image.width * image.height <= 4 * keep and image.width < side, fmt
+    small = server.decode_image(png_url(20), server.server_settings(keep_pixels=keep), "x")
+    assert small.size == (20, 20), "images within the budget are kept as they are"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 from pathlib import Path
@@ -23,9 +24,29 @@ class ImageTooLarge(DataError):
     """An image over the pixel cap."""
 
 
+def _loaded(probe: Image.Image, keep_pixels: int | None) -> Image.Image:
+    """``probe`` decoded: at full size, or, when it has more than ``keep_pixels``, at a reduced scale as early
+    as the decoder allows (a JPEG's DCT scaling via ``draft``, then an integer ``reduce``), so a large
+    image never stays in memory at full size."""
+    width, height = probe.size
+    if keep_pixels is None or width * height <= keep_pixels:
+        probe.load()
+        return probe.copy()
+    scale = math.sqrt(keep_pixels / (width * height))
+    target = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+    probe.draft("RGB", target)  # JPEG only: decode at 1/2, 1/4 or 1/8 scale, no smaller than target
+    probe.load()
+    factor = min(probe.width // target[0], probe.height // target[1])
+    return probe.reduce(factor) if factor >= 2 else probe.copy()
+
+
 def open_image(source: str | Path | Image.Image | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS,
-               row: int | None = None, field: str | None = None) -> Image.Image:
-    """Open ``source`` (a path, a PIL image or encoded bytes) as an RGB image, or raise :class:`DataError` naming it."""
+               row: int | None = None, field: str | None = None, keep_pixels: int | None = None) -> Image.Image:
+    """Open ``source`` (a path, a PIL image or encoded bytes) as an RGB image, or raise :class:`DataError` naming it.
+
+    ``keep_pixels``: an image with more pixels is decoded at a reduced scale, to about that many or a
+    little more (:func:`_loaded`); ``None`` keeps every image at full size.
+    """
     if isinstance(source, Image.Image):
         image = source
         name = "<in-memory image>"
@@ -36,8 +57,7 @@ def open_image(source: str | Path | Image.Image | bytes, *, max_pixels: int = MA
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(io.BytesIO(source)) as probe:
                     _check_pixels(probe.size, max_pixels, name, row, field)
-                    probe.load()
-                    image = probe.copy()
+                    image = _loaded(probe, keep_pixels)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageTooLarge(f"image is too large ({exc})", row=row, field=field) from exc
         except (OSError, SyntaxError, ValueError) as exc:
@@ -53,13 +73,13 @@ def open_image(source: str | Path | Image.Image | bytes, *, max_pixels: int = MA
         try:
             with Image.open(path) as probe:
                 _check_pixels(probe.size, max_pixels, name, row, field)
-                probe.load()
-                image = probe.copy()
+                image = _loaded(probe, keep_pixels)
         except DataError:
             raise
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(f"cannot read image: {exc}", file=name, row=row, field=field) from exc
-    _check_pixels(image.size, max_pixels, name, row, field)
+    if keep_pixels is None:
+        _check_pixels(image.size, max_pixels, name, row, field)
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

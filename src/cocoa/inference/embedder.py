@@ -131,6 +131,13 @@ class Embedder:
         return self.encoder.widths
 
     @property
+    def image_pixels(self) -> int:
+        """The most pixels an image enters the vision tower with under this model's protocol."""
+        policy = self.encoder.spec.protocol.image
+        high = policy.bounds(self.encoder.backbone.image_processor)[1]
+        return max(high, (policy.square or 0) ** 2)
+
+    @property
     def fingerprint(self) -> str:
         """A stable hash of the model; indexes record it to refuse vectors of another model."""
         return self.encoder.fingerprint()

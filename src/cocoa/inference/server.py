@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -43,6 +44,9 @@ from cocoa.inference.index import VectorIndex
 from cocoa.inference.settings import DEFAULTS, ServerSettings
 
 logger = logging.getLogger(__name__)
+#: A decoded image is kept at up to this many times the pixels the vision tower takes (the final
+#: resize then still works from more pixels than it keeps).
+KEEP_FACTOR = 4
 
 
 class ApiError(Exception):
@@ -99,8 +103,8 @@ ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text
     (413, "over a size limit (body, inputs, text, image)"), (422, "the request does not match the schema"))}
 
 
-def decode_image(data: str, limits: ServerSettings, where: str) -> Image.Image:
-    """A ``data:image/...;base64,`` URL (or bare base64) as an RGB image, within ``limits``."""
+def image_bytes(data: str, limits: ServerSettings, where: str) -> bytes:
+    """The bytes of a ``data:image/...;base64,`` URL (or bare base64), within the byte limit."""
     if data.startswith(("http://", "https://")):
         raise ApiError(400, f"{where}: image URLs are not fetched; send a data:image/...;base64, URL", "invalid_image")
     if data.startswith("data:"):
@@ -115,8 +119,24 @@ def decode_image(data: str, limits: ServerSettings, where: str) -> Image.Image:
         raise ApiError(400, f"{where}: image is not valid base64 ({exc})", "invalid_base64") from exc
     if len(raw) > limits.max_image_bytes:
         raise ApiError(413, f"{where}: image is over the limit of {limits.max_image_bytes} bytes", "image_too_large")
+    return raw
+
+
+def header_pixels(raw: bytes, where: str) -> int:
+    """Width x height from an encoded image's header (nothing decoded)."""
     try:
-        image = open_image(raw, max_pixels=limits.max_image_pixels)
+        with Image.open(io.BytesIO(raw)) as probe:
+            width, height = probe.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ApiError(400, f"{where}: bytes are not a readable image", "invalid_image") from exc
+    return width * height
+
+
+def decode_image(data: str | bytes, limits: ServerSettings, where: str) -> Image.Image:
+    """An image URL (or its bytes) as an RGB image, within ``limits``, kept at ``limits.keep_pixels``."""
+    raw = image_bytes(data, limits, where) if isinstance(data, str) else data
+    try:
+        image = open_image(raw, max_pixels=limits.max_image_pixels, keep_pixels=limits.keep_pixels)
     except ImageTooLarge as exc:
         raise ApiError(413, f"{where}: {exc}", "image_too_large") from exc
     except DataError as exc:
@@ -133,7 +153,7 @@ def check_text(text: str, limits: ServerSettings, where: str) -> None:
         raise ApiError(400, f"{where}: {problem}", "invalid_text")
 
 
-def parse_input(text: str | None, image: str | None, instruction: str | None, limits: ServerSettings,
+def parse_input(text: str | None, image: str | bytes | None, instruction: str | None, limits: ServerSettings,
                 where: str) -> Item:
     """One request input as an item, or an :class:`ApiError` naming it."""
     text = text or ""
@@ -152,8 +172,15 @@ def parse_inputs(raw: str | list[str | InputObject], instruction: str | None, li
         raise ApiError(400, "input is empty; send a string or a non-empty list", "empty_input")
     if len(values) > limits.max_inputs:
         raise ApiError(413, f"input has {len(values)} items, over the limit of {limits.max_inputs}", "too_many_inputs")
+    images = {i: image_bytes(v.image, limits, f"input[{i}].image") for i, v in enumerate(values)
+              if not isinstance(v, str) and v.image}
+    total = sum(header_pixels(raw, f"input[{i}].image") for i, raw in images.items())
+    if total > limits.max_request_pixels:
+        raise ApiError(413, f"the request's images have {total} pixels in all, over the budget of "
+                            f"{limits.max_request_pixels} per request; send fewer or smaller images",
+                       "request_too_large")
     return [parse_input(v, None, instruction, limits, f"input[{i}]") if isinstance(v, str)
-            else parse_input(v.text, v.image, instruction, limits, f"input[{i}]")
+            else parse_input(v.text, images.get(i), instruction, limits, f"input[{i}]")
             for i, v in enumerate(values)]
 
 
@@ -261,6 +288,8 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     """
     check_api_key(api_key)
     limits = server_settings(**settings)
+    if limits.keep_pixels is None:
+        limits = replace(limits, keep_pixels=KEEP_FACTOR * embedder.image_pixels)
     batcher = Batcher(embedder, limits.max_batch, limits.max_wait_ms, limits.preprocess_threads, limits.pack_tokens)
     if index is not None:
         index.check_model(embedder.fingerprint, embedder.widths)
@@ -272,7 +301,7 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
 
     docs = {} if api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="cocoa embeddings", lifespan=lifespan, **docs)
-    app.state.batcher = batcher
+    app.state.batcher, app.state.limits = batcher, limits
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -12,14 +12,19 @@ from cocoa.data.images import MAX_IMAGE_PIXELS
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Request limits (inputs per request, characters per text or instruction, image bytes and pixels,
-    body bytes) and the :class:`~cocoa.inference.batcher.Batcher`'s batching (items per model call,
+    """Request limits (inputs per request, characters per text or instruction, image bytes and pixels, the
+    pixels of a request's images together and the pixels a decoded image is kept at, body bytes) and the :class:`~cocoa.inference.batcher.Batcher`'s batching (items per model call,
     wait for requests still being preprocessed, preprocessing threads, tokens per packed row)."""
 
     max_inputs: int = 256
     max_text_chars: int = 16_384
     max_image_bytes: int = 10_000_000
     max_image_pixels: int = MAX_IMAGE_PIXELS
+    max_request_pixels: int = 128_000_000
+    """Pixels the images of one request may have in all, read from their headers before any is decoded."""
+    keep_pixels: int | None = None
+    """Pixels an image is kept at once decoded (larger ones are decoded at a reduced scale); ``None``: four
+    times the most the embedder's image policy feeds the vision tower."""
     max_body_bytes: int = 64_000_000
     max_batch: int = 64
     max_wait_ms: float = 5.0
