@@ -28,6 +28,9 @@ CAPTIONS = ["a noisy square", "another noisy square", "a large noisy square", "a
 IMAGES = "abcd"
 
 
+QUERY_PROMPT = "Find the image this caption describes."
+
+
 def tiny_task(image_dir: Path) -> AbsTaskRetrieval:
     """Text-to-image retrieval: caption i should retrieve image i of ``image_dir``."""
 
@@ -38,7 +41,7 @@ def tiny_task(image_dir: Path) -> AbsTaskRetrieval:
             reference="https://github.com/embeddings-benchmark/mteb", dataset={"path": "NA", "revision": "NA"},
             eval_splits=["test"], eval_langs=["eng-Latn"], date=("2026-01-01", "2026-01-01"), dialect=[],
             domains=[], task_subtypes=[], license="cc-by-4.0", annotations_creators="derived",
-            sample_creation="found", bibtex_citation="")
+            sample_creation="found", bibtex_citation="", prompt={"query": QUERY_PROMPT})
 
         def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
             images = [Image.open(image_dir / f"{name}.png").convert("RGB") for name in IMAGES]
@@ -69,7 +72,7 @@ def test_encode_equals_embedder(folder: Path, image_dir: Path) -> None:
     got = model.encode(batches, task_metadata=task.metadata, hf_split="test", hf_subset="default",
                        prompt_type=PromptType.query)
     instruction = model.instruction(task.metadata, PromptType.query)
-    assert instruction
+    assert instruction == QUERY_PROMPT, "the task's own prompt for queries"
     rows = [{"text": "what is this?", "image": pil[0]}, {"text": "a square", "image": pil[1]}, "boot"]
     np.testing.assert_allclose(got, embedder.encode(rows, instruction=instruction), atol=1e-6)
     documents = model.encode([{"image": pil}], task_metadata=task.metadata, hf_split="test", hf_subset="default",

@@ -181,5 +181,10 @@ def test_bad_protocols_are_refused(backbone: Backbone) -> None:
 
 
 def test_every_preset_appends_a_token_the_qwen_tokenizers_have(backbone: Backbone) -> None:
+    tokenizer = backbone.tokenizer
     for protocol in PROTOCOLS.values():
-        Preprocessor(backbone, 64, protocol)  # raises when the appended token is missing
+        if protocol.append is None:
+            continue
+        token = tokenizer.convert_tokens_to_ids(protocol.append)
+        assert token is not None and token != tokenizer.unk_token_id, protocol.name
+        assert Preprocessor(backbone, 64, protocol).embedding_sequence(Item("x")).ids[-1] == token, protocol.name
