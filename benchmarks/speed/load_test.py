@@ -10,10 +10,13 @@ server's encode calls (read from ``/health``), which shows what dynamic batching
 server process's CPU time per request (from /proc; the clients share this machine's cores).
 ``--url`` loads a server that is already running instead. ``--bad-every N`` makes every N-th
 request one the server must refuse with a 4xx (:data:`BAD_BODIES`) and reports how the good
-requests around them fare. Not a test; not run by CI.
+requests around them fare. ``--heavy-every N`` makes every N-th request a maximal one (two 7999x7999
+PNGs, the request pixel budget) and reports the latency of the other requests apart from it, with the
+server's RSS at the end and its peak. Not a test; not run by CI.
 
     python benchmarks/speed/load_test.py --clients 16 --requests 300
     python benchmarks/speed/load_test.py --clients 16 --requests 300 --serve-arg=--pack-tokens=0
+    python benchmarks/speed/load_test.py --clients 16 --requests 400 --heavy-every 50
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class Phase:
     server_cpu_s: float | None
     bad: int = 0
     bad_not_4xx: int = 0
+    heavy: list[float] | None = None
+    heavy_errors: int = 0
 
     def report(self) -> str:
         n = len(self.latencies)
@@ -69,7 +74,9 @@ class Phase:
                     "encode calls not reported" if self.encode_calls is None else
                     f"encode calls {self.encode_calls} (mean batch {n / max(self.encode_calls, 1):.1f} requests)") + (
                     "" if self.server_cpu_s is None else f"  server CPU {1000 * self.server_cpu_s / max(n, 1):.1f} ms/req") + (
-                    f"  bad requests {self.bad}, answered other than 4xx {self.bad_not_4xx}" if self.bad else ""))
+                    f"  bad requests {self.bad}, answered other than 4xx {self.bad_not_4xx}" if self.bad else "") + (
+                    f"  maximal requests {len(self.heavy)} (p50 {np.percentile(self.heavy, 50):.1f} s, errors "
+                    f"{self.heavy_errors})" if self.heavy else ""))
 
 
 def tiny_model(folder: Path, preset: str) -> Path:
@@ -95,11 +102,23 @@ BAD_BODIES = (
 )
 
 
-def make_requests(n: int, model: str, image_every: int, seed: int = 0, bad_every: int = 0) -> list[dict]:
-    """``n`` request bodies; with ``bad_every``, every n-th is one of :data:`BAD_BODIES` (marked ``_bad``)."""
+def maximal_png(side: int = 7999) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), "white").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def make_requests(n: int, model: str, image_every: int, seed: int = 0, bad_every: int = 0,
+                  heavy_every: int = 0) -> list[dict]:
+    """``n`` request bodies; with ``bad_every``, every n-th is one of :data:`BAD_BODIES` (marked ``_bad``);
+    with ``heavy_every``, every n-th holds two 7999x7999 PNGs (marked ``_heavy``)."""
     rng = np.random.default_rng(seed)
     out: list[dict] = []
+    heavy = maximal_png() if heavy_every else ""
     for i in range(n):
+        if heavy_every and i % heavy_every == heavy_every // 2:
+            out.append({"model": model, "input": [{"image": heavy}, {"image": heavy}], "_heavy": True})
+            continue
         if bad_every and i % bad_every == bad_every - 1:
             out.append({"model": model, **BAD_BODIES[(i // bad_every) % len(BAD_BODIES)], "_bad": True})
             continue
@@ -134,7 +153,7 @@ def process_cpu(pid: int) -> float:
 
 def raw_request(base: str, body: dict) -> bytes:
     """``body`` as a complete HTTP/1.1 POST to ``/v1/embeddings``, serialised once, ahead of the phase."""
-    payload = json.dumps({k: v for k, v in body.items() if k != "_bad"}).encode()
+    payload = json.dumps({k: v for k, v in body.items() if not k.startswith("_")}).encode()
     return (f"POST /v1/embeddings HTTP/1.1\r\nHost: {urlsplit(base).netloc}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
 
@@ -152,15 +171,16 @@ async def raw_post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
 async def run_phase(name: str, base: str, bodies: list[dict], clients: int, duration: float,
                     server_pid: int | None = None, client: str = "raw") -> Phase:
     latencies: list[float] = []
-    errors = bad = bad_not_4xx = 0
+    heavy: list[float] = []
+    errors = bad = bad_not_4xx = heavy_errors = 0
     calls_before = encode_calls(base)
     cpu_before = 0.0 if server_pid is None else process_cpu(server_pid)
     url = f"{base}/v1/embeddings"
     deadline = time.perf_counter() + duration
 
-    async def timed(post: Callable[[Any], Awaitable[int]], pending: Iterator[tuple[Any, bool]]) -> None:
-        nonlocal errors, bad, bad_not_4xx
-        for body, is_bad in pending:
+    async def timed(post: Callable[[Any], Awaitable[int]], pending: Iterator[tuple[Any, str]]) -> None:
+        nonlocal errors, bad, bad_not_4xx, heavy_errors
+        for body, kind in pending:
             if time.perf_counter() > deadline:
                 return
             start = time.perf_counter()
@@ -168,20 +188,24 @@ async def run_phase(name: str, base: str, bodies: list[dict], clients: int, dura
                 status = await post(body)
             except (httpx.HTTPError, OSError, asyncio.IncompleteReadError):
                 status = 0
-            if is_bad:
+            if kind == "bad":
                 bad += 1
                 bad_not_4xx += not 400 <= status < 500
+                continue
+            if kind == "heavy":
+                heavy.append(time.perf_counter() - start)
+                heavy_errors += status != 200
                 continue
             latencies.append(time.perf_counter() - start)
             errors += status != 200
 
-    async def httpx_worker(session: httpx.AsyncClient, pending: Iterator[tuple[dict, bool]]) -> None:
+    async def httpx_worker(session: httpx.AsyncClient, pending: Iterator[tuple[dict, str]]) -> None:
         async def post(body: dict) -> int:
-            return (await session.post(url, json={k: v for k, v in body.items() if k != "_bad"})).status_code
+            return (await session.post(url, json={k: v for k, v in body.items() if not k.startswith("_")})).status_code
 
         await timed(post, pending)
 
-    async def raw_worker(pending: Iterator[tuple[bytes, bool]]) -> None:
+    async def raw_worker(pending: Iterator[tuple[bytes, str]]) -> None:
         parts = urlsplit(base)
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         try:
@@ -190,11 +214,11 @@ async def run_phase(name: str, base: str, bodies: list[dict], clients: int, dura
             writer.close()
 
     if client == "raw":
-        pending_raw = iter([(raw_request(base, body), "_bad" in body) for body in bodies])
+        pending_raw = iter([(raw_request(base, body), kind_of(body)) for body in bodies])
         start = time.perf_counter()
         await asyncio.gather(*(raw_worker(pending_raw) for _ in range(clients)))
     else:
-        pending = iter([(body, "_bad" in body) for body in bodies])
+        pending = iter([(body, kind_of(body)) for body in bodies])
         start = time.perf_counter()
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients)) as session:
             await asyncio.gather(*(httpx_worker(session, pending) for _ in range(clients)))
@@ -202,7 +226,17 @@ async def run_phase(name: str, base: str, bodies: list[dict], clients: int, dura
     calls_after = encode_calls(base)
     calls = None if calls_before is None or calls_after is None else calls_after - calls_before
     cpu = None if server_pid is None else process_cpu(server_pid) - cpu_before
-    return Phase(name, latencies, errors, seconds, calls, cpu, bad, bad_not_4xx)
+    return Phase(name, latencies, errors, seconds, calls, cpu, bad, bad_not_4xx, heavy, heavy_errors)
+
+
+def kind_of(body: dict) -> str:
+    return "bad" if "_bad" in body else "heavy" if "_heavy" in body else "good"
+
+
+def server_memory(pid: int) -> str:
+    """The server process's RSS now and its peak, from /proc."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return f"server RSS {int(status['VmRSS'].split()[0]) // 1024} MiB, peak {int(status['VmHWM'].split()[0]) // 1024} MiB"
 
 
 @contextmanager
@@ -261,6 +295,8 @@ def main() -> None:
     parser.add_argument("--bad-every", type=int, default=0,
                         help="every n-th request is one the server must refuse with a 4xx (0: none); errors then "
                              "count the good requests only")
+    parser.add_argument("--heavy-every", type=int, default=0,
+                        help="every n-th request is a maximal one (two 7999x7999 PNGs); other requests reported apart")
     parser.add_argument("--server", choices=["process", "thread"], default="process")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
                         help="raw: HTTP/1.1 on asyncio streams with requests serialised ahead (the load generator "
@@ -279,7 +315,8 @@ def main() -> None:
             serving, base = start(model_dir, port, args.serve_args), f"http://127.0.0.1:{port}"
         with serving as server_pid:
             model = httpx.get(f"{base}/health", timeout=30).json()["model"]
-            bodies = make_requests(args.requests, model, args.image_every, bad_every=args.bad_every)
+            bodies = make_requests(args.requests, model, args.image_every, bad_every=args.bad_every,
+                                   heavy_every=args.heavy_every)
             asyncio.run(run_phase("warmup", base, bodies[:8], 1, args.duration, client=args.client))
             where = (f"server at {base}" if args.url else
                      f"server in a {args.server}, serve options {' '.join(args.serve_args) or '(defaults)'}")
@@ -290,9 +327,12 @@ def main() -> None:
             concurrent = asyncio.run(run_phase(f"{args.clients} clients", base, bodies, args.clients, args.duration,
                                                server_pid, args.client))
             print(concurrent.report())
+            if server_pid is not None:
+                print(server_memory(server_pid))
         rate = [len(p.latencies) / p.seconds for p in (sequential, concurrent)]
         print(f"throughput gain from dynamic batching: {rate[1] / rate[0]:.2f}x")
-        if sequential.errors or concurrent.errors or sequential.bad_not_4xx or concurrent.bad_not_4xx:
+        if (sequential.errors or concurrent.errors or sequential.bad_not_4xx or concurrent.bad_not_4xx
+                or sequential.heavy_errors or concurrent.heavy_errors):
             raise SystemExit(1)
 
 

@@ -465,3 +465,48 @@ def test_a_large_image_is_decoded_at_a_reduced_scale(embedder: Embedder) -> None
         assert image.width * image.height <= 4 * keep and image.width < side, fmt
     small = server.decode_image(png_url(20), server.server_settings(keep_pixels=keep), "x")
     assert small.size == (20, 20), "images within the budget are kept as they are"
+
+
+def test_a_short_text_request_is_served_while_large_image_requests_decode(
+        embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two image requests hold both preprocessing threads (their decoding waits on a gate that opens only
+    after the text request is answered): the text request is served on the thread kept for cheap ones."""
+    import httpx
+
+    app = create_app(embedder, model_name=MODEL, preprocess_threads=2)
+    gate, decoding = threading.Event(), threading.Semaphore(0)
+    real = server.decode_image
+
+    def slow_decode(*args: Any, **kwargs: Any) -> Image.Image:
+        decoding.release()
+        assert gate.wait(timeout=60), "the gate never opened: the text request was not served"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server, "decode_image", slow_decode)
+
+    async def scenario() -> tuple[int, list[int]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as client:
+            heavy = [asyncio.create_task(client.post("/v1/embeddings", json={
+                "model": MODEL, "input": [{"image": png_url(40)}, {"image": png_url(50)}]})) for _ in range(2)]
+            for _ in range(2):  # both preprocessing threads are now inside a decode
+                await asyncio.to_thread(decoding.acquire, True, 60)
+            light = await asyncio.wait_for(client.post("/v1/embeddings", json={"model": MODEL, "input": "hi"}), 60)
+            gate.set()
+            return light.status_code, [(await task).status_code for task in heavy]
+
+    assert asyncio.run(scenario()) == (200, [200, 200])
+    assert server.is_light("hi", None, server.server_settings())
+    assert not server.is_light([server.InputObject(image="data:image/png;base64,AA==")], None, server.server_settings())
+    assert not server.is_light(["x" * 5000], None, server.server_settings())
+
+
+def test_a_batch_takes_the_oldest_job_then_the_smallest_that_fit(embedder: Embedder) -> None:
+    from cocoa.inference.batcher import Batcher, _Job
+
+    batcher = Batcher(embedder, max_batch=8)
+    jobs = [_Job([None] * n, None) for n in (6, 5, 1, 2, 8)]  # type: ignore[list-item, arg-type]
+    waiting = list(jobs)
+    assert [len(j.seqs) for j in batcher._pick(waiting)] == [6, 1]  # the oldest, then the one-item job
+    assert [len(j.seqs) for j in batcher._pick(waiting)] == [5, 2]
+    assert [len(j.seqs) for j in batcher._pick(waiting)] == [8] and waiting == []

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cocoa.core.batch import Batch
+from cocoa.core.by_value import to_arrays, to_tensors
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, FINGERPRINT_CHARS
 from cocoa.core.errors import CocoaError, ConfigError
 from cocoa.core.hub import resolve_model
@@ -95,10 +96,6 @@ class CollatedChunks(Dataset):
                            self.pad)
         except CocoaError as exc:
             return exc
-
-
-def _unchanged(batch: Batch | CocoaError) -> Batch | CocoaError:
-    return batch
 
 
 def _one_thread(_: int) -> None:
@@ -237,8 +234,9 @@ class BatchEncoder:
         workers = min(self.num_workers, len(chunks) - 1)
         if workers < 1:
             return (source[i] for i in range(len(source)))
-        return DataLoader(source, batch_size=None, num_workers=workers, collate_fn=_unchanged,
-                          worker_init_fn=_one_thread, prefetch_factor=2)
+        loader = DataLoader(source, batch_size=None, num_workers=workers, collate_fn=to_arrays,
+                            worker_init_fn=_one_thread, prefetch_factor=2)
+        return (to_tensors(batch) for batch in loader)  # by value: see cocoa.core.by_value
 
     def fingerprint(self) -> str:
         """A stable hash of everything that makes an embedding: the weights (each tensor's shape, dtype,

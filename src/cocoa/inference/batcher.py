@@ -5,12 +5,16 @@ A request goes through two stages:
 1. :meth:`Batcher.prepare` parses it and turns its items into token sequences (tokenisation,
    image decoding and resizing) on a pool of preprocessing threads, each with a tokenizer of
    its own, so requests are preprocessed while the model encodes earlier ones and the event
-   loop only routes. Bad input fails here, for that request alone.
+   loop only routes. Bad input fails here, for that request alone. A *light* request (the
+   server's: short texts, no image) has a thread of its own, so it never waits behind the
+   decoding of large images.
 2. :meth:`Batcher.encode` queues the sequences; one model thread takes what is queued, up to
    ``max_batch`` items, and encodes it in one call, the sequences packed into rows of
    ``pack_tokens`` tokens so that no time goes to padding. It waits (at most ``max_wait_ms``)
    for more only while other requests are still being preprocessed, so a lone request never
-   waits and concurrent ones share a batch.
+   waits and concurrent ones share a batch. A batch takes the oldest waiting request, then the
+   smallest others that fit: a small request rides along instead of waiting behind large ones,
+   and the oldest is never passed over.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import ClassVar, ParamSpec
+from typing import ClassVar
 
 import numpy as np
 
@@ -29,8 +33,6 @@ from cocoa.core.errors import ConfigError
 from cocoa.data.collate import Encoded, Preprocessor
 from cocoa.data.items import Item
 from cocoa.inference.embedder import Embedder
-
-P = ParamSpec("P")
 
 
 @dataclass
@@ -70,19 +72,20 @@ class Batcher:
         self.encode_calls = self.encoded_items = 0
         self._preprocessors = threading.local()
         self._preprocess_pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="cocoa-preprocess")
+        self._light_pool = ThreadPoolExecutor(1, thread_name_prefix="cocoa-preprocess-light")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="cocoa-model")
         self._preparing = 0
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def prepare(self, make_items: Callable[P, Sequence[Item]], *args: P.args, **kwargs: P.kwargs
-                      ) -> list[Encoded]:
-        """The embedding sequences of ``make_items(*args, **kwargs)``, built on a preprocessing thread."""
+    async def prepare(self, make_items: Callable[[], Sequence[Item]], *, light: bool = False) -> list[Encoded]:
+        """The embedding sequences of ``make_items()``, built on a preprocessing thread (``light``: on the
+        thread kept for cheap requests)."""
         self._preparing += 1
+        pool = self._light_pool if light else self._preprocess_pool
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._preprocess_pool, lambda: self._sequences(make_items(*args, **kwargs)))
+            return await asyncio.get_running_loop().run_in_executor(pool, lambda: self._sequences(make_items()))
         finally:
             self._preparing -= 1
 
@@ -99,7 +102,7 @@ class Batcher:
 
     async def submit(self, items: Sequence[Item]) -> tuple[np.ndarray, list[int]]:
         """Embeddings and token counts of ready-made ``items`` (both stages in one call)."""
-        seqs = await self.prepare(list, items)
+        seqs = await self.prepare(lambda: list(items))
         return await self.encode(seqs), [len(seq) for seq in seqs]
 
     async def stop(self) -> None:
@@ -115,37 +118,43 @@ class Batcher:
             preprocessor = self._preprocessors.value = self.embedder.encoder.preprocessor.for_thread()
         return [preprocessor.embedding_sequence(item) for item in items]
 
-    async def _gather(self, first: _Job) -> tuple[list[_Job], _Job | None]:
-        """``first`` and what else is queued, plus one job left over for the next batch.
-
-        Waits for more only while requests are still being preprocessed, until ``max_wait_ms``.
-        """
+    async def _wait_for_more(self, waiting: list[_Job]) -> None:
+        """Add what is queued to ``waiting``; while requests are still being preprocessed and the batch is
+        not full, wait for them until ``max_wait_ms``."""
         assert self._queue is not None
         loop = asyncio.get_running_loop()
-        jobs, size = [first], len(first.seqs)
         deadline = loop.time() + self.max_wait_ms / 1000
-        while size < self.max_batch:
+        while True:
             try:
                 if not self._queue.empty():
-                    job = self._queue.get_nowait()
-                elif self._preparing and loop.time() < deadline:
-                    job = await asyncio.wait_for(self._queue.get(), deadline - loop.time())
+                    waiting.append(self._queue.get_nowait())
+                elif (self._preparing and loop.time() < deadline
+                      and sum(len(job.seqs) for job in waiting) < self.max_batch):
+                    waiting.append(await asyncio.wait_for(self._queue.get(), deadline - loop.time()))
                 else:
-                    break
+                    return
             except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                break
-            if size + len(job.seqs) > self.max_batch:
-                return jobs, job
-            jobs.append(job)
-            size += len(job.seqs)
-        return jobs, None
+                return
+
+    def _pick(self, waiting: list[_Job]) -> list[_Job]:
+        """The next batch, taken out of ``waiting``: the oldest job, then the smallest others that fit."""
+        chosen, size = [waiting[0]], len(waiting[0].seqs)
+        for job in sorted(waiting[1:], key=lambda job: len(job.seqs)):
+            if size + len(job.seqs) <= self.max_batch:
+                chosen.append(job)
+                size += len(job.seqs)
+        for job in chosen:
+            waiting.remove(job)
+        return chosen
 
     async def _run(self) -> None:
         assert self._queue is not None
-        carry: _Job | None = None
+        waiting: list[_Job] = []
         while True:
-            first = carry or await self._queue.get()
-            jobs, carry = await self._gather(first)
+            if not waiting:
+                waiting.append(await self._queue.get())
+            await self._wait_for_more(waiting)
+            jobs = self._pick(waiting)
             await self._encode([job for job in jobs if not job.future.done()])
 
     async def _encode(self, jobs: list[_Job]) -> None:

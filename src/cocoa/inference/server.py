@@ -184,6 +184,16 @@ def parse_inputs(raw: str | list[str | InputObject], instruction: str | None, li
             for i, v in enumerate(values)]
 
 
+def is_light(raw: str | list[str | InputObject], instruction: str | None, limits: ServerSettings) -> bool:
+    """Whether a request is cheap enough for the preprocessing thread kept for cheap requests: no image,
+    and at most ``limits.light_chars`` characters of text in all (known before anything is parsed)."""
+    values = [raw] if isinstance(raw, str) else raw
+    if not values or any(not isinstance(v, str) and v.image for v in values):
+        return False
+    chars = sum(len(v) if isinstance(v, str) else len(v.text or "") for v in values)
+    return chars + len(values) * len(instruction or "") <= limits.light_chars
+
+
 def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status,
@@ -356,7 +366,8 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     async def embeddings(body: EmbeddingRequest) -> Response:
         check_model(body.model)
         width = embedder.dim if body.dimensions is None else check_width(body.dimensions)
-        seqs = await batcher.prepare(parse_inputs, body.input, body.instruction, limits)
+        seqs = await batcher.prepare(lambda: parse_inputs(body.input, body.instruction, limits),
+                                     light=is_light(body.input, body.instruction, limits))
         vectors = embedder.truncate(await batcher.encode(seqs), width)
         tokens = sum(len(seq) for seq in seqs)
         data = [{"object": "embedding", "index": i, "embedding": _encode_vector(v, body.encoding_format)}
@@ -369,7 +380,9 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
         check_model(body.model)
         if index is None:
             raise ApiError(404, "no index is loaded on this server; start it with an index folder", "no_index")
-        seqs = await batcher.prepare(lambda: [parse_input(body.text, body.image, body.instruction, limits, "query")])
+        seqs = await batcher.prepare(lambda: [parse_input(body.text, body.image, body.instruction, limits, "query")],
+                                     light=is_light([body.text or ""] if body.image is None else [], body.instruction,
+                                                    limits))
         vectors = await batcher.encode(seqs)
         hits = index.search(embedder.truncate(vectors, index.dim), body.k)[0]
         return _json({"object": "list", "model": model_name,

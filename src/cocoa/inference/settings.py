@@ -26,6 +26,9 @@ class ServerSettings:
     """Pixels an image is kept at once decoded (larger ones are decoded at a reduced scale); ``None``: four
     times the most the embedder's image policy feeds the vision tower."""
     max_body_bytes: int = 64_000_000
+    light_chars: int = 4096
+    """A request with no image and at most this many characters of text is preprocessed on the thread
+    kept for cheap requests, never behind the decoding of large images."""
     max_batch: int = 64
     max_wait_ms: float = 5.0
     preprocess_threads: int = 2

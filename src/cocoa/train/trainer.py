@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from cocoa.core.by_value import to_arrays, to_tensors
 from cocoa.core.distributed import DistInfo
 from cocoa.core.files import write_text
 from cocoa.train import checkpoint, fsdp
@@ -135,9 +136,11 @@ class Trainer:
 
     def batches(self, start: int) -> Iterator[Any]:
         loader = DataLoader(self.dataset, batch_size=None, sampler=range(start, self.total_steps),
-                            num_workers=self.num_workers, collate_fn=passthrough,
+                            num_workers=self.num_workers, collate_fn=to_arrays if self.num_workers else passthrough,
                             persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
-        return iter(loader)
+        if not self.num_workers:
+            return iter(loader)
+        return (to_tensors(batch) for batch in loader)  # workers send batches by value: cocoa.core.by_value
 
     def accumulate(self, last: bool) -> contextlib.AbstractContextManager:
         """DDP all-reduces the last chunk's backward only; FSDP reduce-scatters every chunk to keep grads sharded."""
