@@ -51,3 +51,25 @@ def test_workers_finish_under_a_temporary_path_too_long_for_a_socket(tmp_path: P
     env = {**os.environ, "TMPDIR": str(long), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "ok 6" in done.stdout, done.stderr[-2000:]
+
+
+def test_dataclasses_with_derived_fields_and_named_tuples_come_back_whole() -> None:
+    from dataclasses import dataclass, field
+    from typing import NamedTuple
+
+    @dataclass
+    class Derived:
+        x: torch.Tensor
+        n: int = field(init=False)
+
+        def __post_init__(self) -> None:
+            self.n = int(self.x.numel())
+
+    class Pair(NamedTuple):
+        a: torch.Tensor
+        b: str
+
+    sent = to_arrays([Derived(torch.arange(4)), Pair(torch.ones(2), "b")])
+    derived, pair = to_tensors(sent)
+    assert torch.equal(derived.x, torch.arange(4)) and derived.n == 4
+    assert isinstance(pair, Pair) and torch.equal(pair.a, torch.ones(2)) and pair.b == "b"

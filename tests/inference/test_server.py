@@ -465,6 +465,25 @@ def test_a_large_image_is_decoded_at_a_reduced_scale(embedder: Embedder) -> None
         assert image.width * image.height <= 4 * keep and image.width < side, fmt
     small = server.decode_image(png_url(20), server.server_settings(keep_pixels=keep), "x")
     assert small.size == (20, 20), "images within the budget are kept as they are"
+    for mode in ("P", "1", "I;16", "LA"):  # modes reduce() does not take are converted first
+        buf = io.BytesIO()
+        Image.new(mode, (side, side)).save(buf, format="PNG")
+        image = server.decode_image("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+                                    server.server_settings(keep_pixels=keep), "x")
+        assert image.mode == "RGB" and image.width < side, mode
+
+
+def test_a_header_past_pillows_bomb_limit_is_413_not_unreadable(embedder: Embedder) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30_000, 30_000, 8, 2, 0, 0, 0))
+    with pytest.raises(server.ApiError) as caught:
+        server.header_pixels(header + chunk(b"IEND", b""), "input[0].image")
+    assert caught.value.status == 413
 
 
 def test_a_short_text_request_is_served_while_large_image_requests_decode(

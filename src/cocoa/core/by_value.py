@@ -11,6 +11,8 @@ restores the tensors on the parent's side without a copy.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -27,13 +29,7 @@ def to_arrays(obj: Any) -> Any:
         if obj.dtype == torch.bfloat16:
             return (_TENSOR, obj.detach().cpu().view(torch.int16).numpy(), "bfloat16")
         return (_TENSOR, obj.detach().cpu().numpy(), "")
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return type(obj)(**{f.name: to_arrays(getattr(obj, f.name)) for f in fields(obj) if f.init})
-    if isinstance(obj, dict):
-        return {key: to_arrays(value) for key, value in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(to_arrays(value) for value in obj)
-    return obj
+    return _rebuilt(obj, to_arrays)
 
 
 def to_tensors(obj: Any) -> Any:
@@ -41,10 +37,21 @@ def to_tensors(obj: Any) -> Any:
     if isinstance(obj, tuple) and len(obj) == 3 and obj[0] == _TENSOR and isinstance(obj[1], np.ndarray):
         tensor = torch.from_numpy(obj[1])
         return tensor.view(torch.bfloat16) if obj[2] == "bfloat16" else tensor
+    return _rebuilt(obj, to_tensors)
+
+
+def _rebuilt(obj: Any, convert: Callable[[Any], Any]) -> Any:
+    """``obj`` with ``convert`` applied to what it holds: a dataclass field by field (every field, set on a
+    copy, so ``__post_init__`` does not run again), a dict, a list, a tuple or a named tuple."""
     if is_dataclass(obj) and not isinstance(obj, type):
-        return type(obj)(**{f.name: to_tensors(getattr(obj, f.name)) for f in fields(obj) if f.init})
+        copied = copy.copy(obj)
+        for f in fields(obj):
+            object.__setattr__(copied, f.name, convert(getattr(obj, f.name)))
+        return copied
     if isinstance(obj, dict):
-        return {key: to_tensors(value) for key, value in obj.items()}
+        return {key: convert(value) for key, value in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(convert(value) for value in obj))
     if isinstance(obj, list | tuple):
-        return type(obj)(to_tensors(value) for value in obj)
+        return type(obj)(convert(value) for value in obj)
     return obj

@@ -37,15 +37,20 @@ def _loaded(probe: Image.Image, keep_pixels: int | None) -> Image.Image:
     probe.draft("RGB", target)  # JPEG only: decode at 1/2, 1/4 or 1/8 scale, no smaller than target
     probe.load()
     factor = min(probe.width // target[0], probe.height // target[1])
-    return probe.reduce(factor) if factor >= 2 else probe.copy()
+    if factor < 2:
+        return probe.copy()
+    # reduce takes 8-bit L, RGB and RGBA (and a few more): palette, 1-bit and 16-bit images are converted first
+    image = probe if probe.mode in ("L", "RGB", "RGBA") else probe.convert(
+        "RGBA" if "transparency" in probe.info or probe.mode in ("LA", "PA") else "RGB")
+    return image.reduce(factor)
 
 
 def open_image(source: str | Path | Image.Image | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS,
                row: int | None = None, field: str | None = None, keep_pixels: int | None = None) -> Image.Image:
     """Open ``source`` (a path, a PIL image or encoded bytes) as an RGB image, or raise :class:`DataError` naming it.
 
-    ``keep_pixels``: an image with more pixels is decoded at a reduced scale, to about that many or a
-    little more (:func:`_loaded`); ``None`` keeps every image at full size.
+    ``keep_pixels``: an image with more pixels is decoded at a reduced scale, to between that many and
+    about four times as many (:func:`_loaded`); ``None`` keeps every image at full size.
     """
     if isinstance(source, Image.Image):
         image = source
@@ -78,7 +83,7 @@ def open_image(source: str | Path | Image.Image | bytes, *, max_pixels: int = MA
             raise
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(f"cannot read image: {exc}", file=name, row=row, field=field) from exc
-    if keep_pixels is None:
+    if keep_pixels is None or isinstance(source, Image.Image):  # a decoded image was checked at its header
         _check_pixels(image.size, max_pixels, name, row, field)
     return image if image.mode == "RGB" else image.convert("RGB")
 

@@ -3,7 +3,7 @@
 A row of a dataset or corpus names its images, videos and frame folders relative to a root (the
 image root, the frame root of a task, the folder of a corpus file). A path that leads outside it,
 absolute or through ``..``, is refused, so a row cannot make cocoa open and embed another file of
-the machine. The check is on the path as written (normalised, symlinks not followed): a link that
+the machine. The check is on the path as written (no ``..`` part, an absolute path only into the folder; symlinks not followed): a link that
 the owner of the data folder placed in it is followed, as the Hugging Face cache's snapshot folders
 need. ``allow_outside`` (``--allow-outside-paths``) lifts the rule for data that names absolute paths.
 """
@@ -18,10 +18,12 @@ ALLOW_OPTION = "--allow-outside-paths"
 
 
 def outside_problem(root: str | Path, relative: str) -> str | None:
-    """Why ``relative`` may not be opened under ``root`` (``None``: it stays inside)."""
+    """Why ``relative`` may not be opened under ``root`` (``None``: it stays inside): it has a ``..`` part
+    (even one that comes back, since ``link/..`` ends beside the link's target, not in ``root``), or it is
+    an absolute path to somewhere else."""
     base = os.path.normpath(os.path.abspath(root))
     target = os.path.normpath(os.path.join(base, relative))
-    if target == base or target.startswith(base.rstrip(os.sep) + os.sep):
+    if ".." not in Path(relative).parts and (target == base or target.startswith(base.rstrip(os.sep) + os.sep)):
         return None
     return (f"path {relative!r} leads outside {base} (an absolute path or '..'); media paths are relative to "
             f"that folder ({ALLOW_OPTION} allows others)")

@@ -113,7 +113,7 @@ def dataset_fingerprint(dataset: EvalDataset | CorpusDataset, hashes: FileHashes
 
 def file_record(dataset: EvalDataset | CorpusDataset, hashes: FileHashes) -> dict[str, str]:
     """The dataset's files with their content hashes, as a score file records them."""
-    return {str(file): hashes.sha(file) for file in dataset_files(dataset)}
+    return {os.path.abspath(file): hashes.sha(file) for file in dataset_files(dataset)}
 
 
 def stale_reason(record: dict, hashes: FileHashes) -> str | None:

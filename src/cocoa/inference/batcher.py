@@ -5,9 +5,9 @@ A request goes through two stages:
 1. :meth:`Batcher.prepare` parses it and turns its items into token sequences (tokenisation,
    image decoding and resizing) on a pool of preprocessing threads, each with a tokenizer of
    its own, so requests are preprocessed while the model encodes earlier ones and the event
-   loop only routes. Bad input fails here, for that request alone. A *light* request (the
-   server's: short texts, no image) has a thread of its own, so it never waits behind the
-   decoding of large images.
+   loop only routes. Bad input fails here, for that request alone. *Light* requests (the
+   server's: short texts, no image) have threads of their own, as many, so they never wait
+   behind the decoding of large images.
 2. :meth:`Batcher.encode` queues the sequences; one model thread takes what is queued, up to
    ``max_batch`` items, and encodes it in one call, the sequences packed into rows of
    ``pack_tokens`` tokens so that no time goes to padding. It waits (at most ``max_wait_ms``)
@@ -72,7 +72,7 @@ class Batcher:
         self.encode_calls = self.encoded_items = 0
         self._preprocessors = threading.local()
         self._preprocess_pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="cocoa-preprocess")
-        self._light_pool = ThreadPoolExecutor(1, thread_name_prefix="cocoa-preprocess-light")
+        self._light_pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="cocoa-preprocess-light")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="cocoa-model")
         self._preparing = 0
         self._queue: asyncio.Queue[_Job] | None = None
@@ -81,7 +81,7 @@ class Batcher:
 
     async def prepare(self, make_items: Callable[[], Sequence[Item]], *, light: bool = False) -> list[Encoded]:
         """The embedding sequences of ``make_items()``, built on a preprocessing thread (``light``: on the
-        thread kept for cheap requests)."""
+        threads kept for cheap requests)."""
         self._preparing += 1
         pool = self._light_pool if light else self._preprocess_pool
         try:

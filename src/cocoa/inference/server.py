@@ -127,7 +127,9 @@ def header_pixels(raw: bytes, where: str) -> int:
     try:
         with Image.open(io.BytesIO(raw)) as probe:
             width, height = probe.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ApiError(413, f"{where}: image is too large ({exc})", "image_too_large") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ApiError(400, f"{where}: bytes are not a readable image", "invalid_image") from exc
     return width * height
 
