@@ -13,8 +13,9 @@ schema metadata repeats the model fingerprint and the shard's first row. A shard
 a temporary file and renamed, so a file that exists is whole. ``manifest.json`` records
 ``format``, ``fingerprint`` (the model), ``dim``, ``instruction``, ``shard_size``, ``input``
 (path, kind, row count, and size and mtime for a file), ``shards`` (file, first row, rows, and the
-SHA-256 of the file once the folder is complete, verified by :class:`ShardReader` before a shard is
-read; parquet page checksums are written and verified too) and
+SHA-256 taken when the shard was written, kept beside it in ``.shard-00000.parquet.sha256``, checked
+again when the folder is complete and by :class:`ShardReader` before a shard is read; parquet page
+checksums are written and verified too) and
 ``complete``.
 """
 
@@ -140,6 +141,8 @@ class ShardedOutput:
         path = self.folder / shard_name(shard)
         with files.atomic_path(path) as tmp:
             pq.write_table(table, tmp, write_page_checksum=True)
+            digest = file_sha256(tmp)
+        files.write_text(checksum_path(path), digest + "\n")
         return path
 
     def finish(self) -> dict[str, Any]:
@@ -150,7 +153,13 @@ class ShardedOutput:
                             file=str(self.folder))
         manifest = self._manifest(complete=True)
         for entry in manifest["shards"]:
-            entry["sha256"] = file_sha256(self.folder / entry["file"])
+            path = self.folder / entry["file"]
+            found = file_sha256(path)
+            written = checksum_path(path).read_text().strip() if checksum_path(path).is_file() else found
+            if found != written:
+                raise DataError("shard changed since it was written (its checksum differs from the one taken "
+                                "then): delete it and rerun to encode it again", file=str(path))
+            entry["sha256"] = written
         files.write_json(self.folder / MANIFEST, manifest)
         return manifest
 
@@ -158,6 +167,11 @@ class ShardedOutput:
         shards = [{"file": shard_name(k), "first_row": self.plan.first_row(k), "rows": self.plan.shard_rows(k)}
                   for k in range(self.plan.num_shards)]
         return {"format": FORMAT, **asdict(self.plan), "shards": shards, "complete": complete}
+
+
+def checksum_path(shard: Path) -> Path:
+    """The hidden file beside a shard that holds the SHA-256 taken when it was written."""
+    return shard.with_name(f".{shard.name}.sha256")
 
 
 def file_sha256(path: Path) -> str:
