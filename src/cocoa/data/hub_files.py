@@ -214,17 +214,3 @@ def iter_rows(file: Path, columns: Sequence[str] | None = None) -> Iterator[dict
                 index += 1
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise DataError(f"cannot read parquet: {exc}", file=str(file), row=index) from exc
-
-
-def count_rows(files: Sequence[Path]) -> int:
-    """The number of rows of row files (parquet from its metadata)."""
-    total = 0
-    for file in files:
-        if file.suffix == ".parquet":
-            try:
-                total += pq.ParquetFile(file).metadata.num_rows
-            except (OSError, ValueError, pa.ArrowException) as exc:
-                raise DataError(f"cannot read parquet: {exc}", file=str(file)) from exc
-        else:
-            total += sum(1 for _ in iter_rows(file))
-    return total

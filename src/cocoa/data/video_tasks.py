@@ -43,7 +43,7 @@ from cocoa.core.errors import DataError
 from cocoa.data.eval_sets import LoadedEvalDataset
 from cocoa.data.hub_files import fields, iter_rows
 from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, EveryFrame, Item, ItemTable
-from cocoa.data.mmeb_v2 import video_labels
+from cocoa.data.mmeb_v2 import PUBLISHED, locate_in, video_labels
 from cocoa.data.paths import outside_problem
 from cocoa.data.rows import log_skipped, skip_row
 from cocoa.data.videos import video_problem
@@ -147,8 +147,6 @@ def frame_root(video_root: Path, task: VideoTask) -> Path:
 
 def _parts(folder: Path, task: VideoTask) -> dict[str, list[Path]]:
     """The row files of ``task`` in its annotation folder, by config (see :mod:`cocoa.data.mmeb_v2`)."""
-    from cocoa.data.mmeb_v2 import PUBLISHED, locate_in
-
     return locate_in(Path(folder), PUBLISHED[task.name]).parts
 
 
