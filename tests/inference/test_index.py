@@ -127,3 +127,20 @@ def test_cli_search_refuses_other_model(model_dir: Path, tmp_path: Path) -> None
     result = CliRunner().invoke(_cli(), ["index", "search", "--model", str(model_dir), "--index",
                                          str(tmp_path / "idx"), "--query", "x"])
     assert result.exit_code == 1 and "built with model another" in result.output
+
+
+@pytest.mark.parametrize("name", ["index.faiss", "records.jsonl", "records.offsets.npy"])
+def test_a_flipped_byte_in_a_saved_index_is_caught_with_the_file_named(tmp_path: Path, name: str) -> None:
+    folder = VectorIndex.build(unit_vectors(50), [f"doc{i}" for i in range(50)],
+                               [{"text": f"row {i}"} for i in range(50)]).save(tmp_path / "idx")
+    assert set(json.loads((folder / "meta.json").read_text())["sha256"]) == {
+        "index.faiss", "records.jsonl", "records.offsets.npy"}
+    path = folder / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="changed since the index was built") as caught:
+        VectorIndex.load(folder)
+    assert str(path) in str(caught.value)
+    if name == "records.jsonl":  # a changed payload still loads when the check is turned off
+        assert len(VectorIndex.load(folder, verify=False)) == 50

@@ -65,6 +65,10 @@ def test_flat_from_shards_searches_as_the_in_memory_index(shards: tuple[ShardRea
     assert built.search(queries, 7) == memory.search(queries, 7)
     assert built.fingerprint == "fp" and built.recall is None and (tmp_path / "flat" / OFFSETS_FILE).is_file()
     assert built.records[COUNT - 1] == (f"v{COUNT - 1}", {"n": COUNT - 1})
+    (tmp_path / "flat" / "records.jsonl").write_bytes((tmp_path / "flat" / "records.jsonl").read_bytes()
+                                                      .replace(b'"n": 3}', b'"n": 4}', 1))
+    with pytest.raises(DataError, match=r"changed since the index was built.*records\.jsonl"):
+        VectorIndex.load(tmp_path / "flat")
 
 
 @pytest.mark.parametrize(("kind", "floor"), [("hnsw", 0.95), ("ivf", 0.9), ("ivfpq", 0.4)])

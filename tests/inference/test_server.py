@@ -24,6 +24,7 @@ from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.inference import server
 from cocoa.inference.batcher import Batcher, EncodeCall
 from cocoa.inference.embedder import Embedder
+from cocoa.inference.http_protocol import EnvelopeHTTPProtocol
 from cocoa.inference.index import VectorIndex
 from cocoa.inference.server import Guard, create_app, model_threads
 
@@ -196,7 +197,11 @@ def test_bad_batcher_settings_are_refused(embedder: Embedder, kwargs: dict[str, 
 def test_serve_leaves_one_core_to_the_event_loop_unless_told(model_dir: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.append(torch.get_num_threads()))
+    def run(app: Any, host: str, port: int, http: type) -> None:
+        assert http is EnvelopeHTTPProtocol
+        seen.append(torch.get_num_threads())
+
+    monkeypatch.setattr(uvicorn, "run", run)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(3)

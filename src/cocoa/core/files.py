@@ -1,4 +1,4 @@
-"""Atomic writes, the one helper for every file and folder cocoa writes.
+"""Atomic writes, the one helper for every file and folder cocoa writes, and file checksums.
 
 A file is written to a temp file in the same folder, then ``os.replace``-d into place; a
 folder is filled under a temp name and swapped in. A crash leaves the old content intact
@@ -8,6 +8,7 @@ and no half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +31,12 @@ def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in blocks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def write_bytes(path: Path, data: bytes) -> None:

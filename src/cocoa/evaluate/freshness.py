@@ -21,7 +21,6 @@ from cocoa.data.videos import frame_files
 from cocoa.data.visdoc import CorpusDataset
 
 HASHES_FILE = "data_hashes.json"
-_CHUNK = 1 << 20
 
 
 class FileHashes:
@@ -54,11 +53,7 @@ class FileHashes:
         identity = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
         known = self._known.get(name)
         if known is None or known[:4] != identity:
-            digest = hashlib.sha256()
-            with open(name, "rb") as handle:
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
-            known = self._known[name] = [*identity, digest.hexdigest()]
+            known = self._known[name] = [*identity, files.sha256_file(name)]
             self._changed = True
         self._seen[name] = str(known[4])
         return self._seen[name]

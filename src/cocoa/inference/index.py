@@ -5,8 +5,9 @@ Kinds: ``flat`` (exact), ``hnsw`` (graph, no training), and for large collection
 on a sample of the vectors. Embeddings are L2-normalised, so the inner product is the cosine
 similarity. A saved index is a folder holding ``index.faiss``, ``records.jsonl`` (one
 ``{"id", "payload"}`` per vector, in index order), ``records.offsets.npy`` (where each record
-starts) and ``meta.json`` (dim, kind, count, model fingerprint, search parameters, and the
-recall@10 measured when it was built); it is written to a temporary sibling and renamed into
+starts) and ``meta.json`` (dim, kind, count, model fingerprint, search parameters, the
+recall@10 measured when it was built, and the SHA-256 of the three other files, checked when the
+index is loaded: a changed byte is an error naming the file); it is written to a temporary sibling and renamed into
 place, so a reader never sees half an index. A loaded index memory-maps the IVF lists or the flat
 vectors of the FAISS file (pages the OS reads in as queries touch them; an HNSW graph is read into
 memory) and reads a record only when a search returns it.
@@ -33,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cocoa.core.errors import ConfigError, DataError
-from cocoa.core.files import atomic_folder
+from cocoa.core.files import atomic_folder, sha256_file
 
 if TYPE_CHECKING:
     from cocoa.inference.shards import ShardReader
@@ -42,6 +43,8 @@ IndexKind = Literal["flat", "hnsw", "ivf", "ivfpq"]
 KINDS: tuple[str, ...] = get_args(IndexKind)
 TRAINED_KINDS = frozenset({"ivf", "ivfpq"})
 INDEX_FILE, RECORDS_FILE, OFFSETS_FILE, META_FILE = "index.faiss", "records.jsonl", "records.offsets.npy", "meta.json"
+#: The files whose SHA-256 ``meta.json`` records.
+CHECKED_FILES = (INDEX_FILE, RECORDS_FILE, OFFSETS_FILE)
 FORMAT = 1
 #: FAISS defaults: inverted lists probed per IVF query, HNSW search breadth and neighbours per HNSW node.
 NPROBE, EF_SEARCH, HNSW_M = 16, 64, 32
@@ -268,18 +271,29 @@ class VectorIndex:
             for key, payload in self.records:
                 writer.add(key, payload)
             writer.close()
-            (tmp / META_FILE).write_text(json.dumps(self.meta(), indent=2) + "\n")
+            _write_meta(tmp, self.meta())
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> VectorIndex:
-        """Read an index saved by :meth:`save` or :func:`build_from_shards` (the FAISS file memory-mapped)."""
+    def load(cls, folder: str | Path, *, verify: bool = True) -> VectorIndex:
+        """Read an index saved by :meth:`save` or :func:`build_from_shards` (the FAISS file memory-mapped).
+
+        Args:
+            folder: The index folder.
+            verify: Check each file against the SHA-256 in ``meta.json`` first (one read of the
+                folder; an index saved without checksums is not checked).
+
+        Returns:
+            The index, reading records on demand.
+        """
         folder = Path(folder)
         meta_path = folder / META_FILE
         if not meta_path.is_file():
             raise DataError("not an index folder (no meta.json)", file=str(folder))
         try:
             meta = json.loads(meta_path.read_text())
+            if verify:
+                _verify(folder, meta.get("sha256", {}))
             # IVF lists and flat codes are memory-mapped (FAISS maps the one or the other, not both)
             flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if meta.get("kind") in TRAINED_KINDS
                      else faiss.IO_FLAG_MMAP_IFC)
@@ -293,6 +307,19 @@ class VectorIndex:
         return cls(index, records, kind=meta["kind"], fingerprint=meta.get("fingerprint"),
                    nprobe=meta.get("nprobe", NPROBE), ef_search=meta.get("ef_search", EF_SEARCH),
                    recall=meta.get(f"recall@{RECALL_K}"))
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """``meta.json`` with the SHA-256 of the index's other files, written last."""
+    meta = {**meta, "sha256": {name: sha256_file(folder / name) for name in CHECKED_FILES}}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _verify(folder: Path, digests: dict[str, str]) -> None:
+    for name, digest in digests.items():
+        if (found := sha256_file(folder / name)) != digest:
+            raise DataError(f"changed since the index was built: SHA-256 {found[:16]}... instead of {digest[:16]}... "
+                            "(rebuild the index)", file=str(folder / name))
 
 
 def _set_search_parameters(index: faiss.Index, nprobe: int, ef_search: int) -> None:
@@ -379,7 +406,7 @@ def build_from_shards(reader: ShardReader, out: str | Path, *, kind: str = "flat
         finally:
             built.records.close()
         faiss.write_index(index, str(tmp / INDEX_FILE))
-        (tmp / META_FILE).write_text(json.dumps(built.meta(), indent=2) + "\n")
+        _write_meta(tmp, built.meta())
     built.records = Records.open(folder)
     return built
 

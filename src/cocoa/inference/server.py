@@ -424,6 +424,8 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, inde
     """
     import uvicorn
 
+    from cocoa.inference.http_protocol import EnvelopeHTTPProtocol
+
     check_api_key(api_key)
     torch.set_num_threads(model_threads(torch_threads))
     embedder = Embedder.from_pretrained(model_dir, device=device)
@@ -433,4 +435,4 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, inde
                      api_key=api_key, **limits)
     logger.warning("authentication: %s", "on (Authorization: Bearer <key>)" if api_key is not None else
                    "OFF: every client may call the server (give --api-key-file or COCOA_API_KEY to require a key)")
-    uvicorn.run(app, host=host, port=port)
+    uvicorn.run(app, host=host, port=port, http=EnvelopeHTTPProtocol)

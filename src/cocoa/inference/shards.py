@@ -21,7 +21,6 @@ checksums are written and verified too) and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -175,15 +174,11 @@ def checksum_path(shard: Path) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file's bytes, read in 1 MiB blocks (a missing file names itself)."""
-    digest = hashlib.sha256()
+    """The SHA-256 of a shard's bytes (a missing or unreadable file names itself)."""
     try:
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
+        return files.sha256_file(path)
     except OSError as exc:
         raise DataError(f"cannot read shard: {exc}", file=str(path)) from exc
-    return digest.hexdigest()
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cocoa.core.errors import DataError
-from cocoa.core.files import write_bytes
+from cocoa.core.files import sha256_file, write_bytes
 from cocoa.data.minimmeb.leaks import check_leaks
 from cocoa.data.minimmeb.pools import load_pools
 from cocoa.data.minimmeb.scenes import with_article
@@ -37,7 +37,6 @@ from cocoa.data.minimmeb.store import (
     VIDEO_EVAL_SCHEMA,
     VIDEO_TRAIN_SCHEMA,
     ImageStore,
-    sha256_file,
     write_parquet,
 )
 from cocoa.data.minimmeb.tasks import EvalTable, TaskBuilder, TrainTable

@@ -49,14 +49,6 @@ def write_parquet(path: Path, rows: dict[str, list], schema: pa.Schema) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class ImageStore:
     """Saves PNGs under ``root`` and hands back their paths relative to it; saves each key once."""
 
