@@ -12,7 +12,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from cocoa.core.errors import ConfigError, DataError
+from cocoa.core.errors import ConfigError, DataError, ItemError
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.inference.cli import encode
 from cocoa.inference.embedder import Embedder, with_instruction
@@ -149,16 +149,22 @@ def test_cli_encode_npy_and_parquet(embedder: Embedder, model_dir: Path, image_d
     ('{"txt": "hello"}', "its keys ['txt'] are kept as payload"),
     ('{"text": "a\\ud800"}', "lone surrogate"),
     ('{"image": "thin.png"}', "aspect ratio over 200:1"),
+    ('{"text": "b", "image": "cut.png"}', "image file is truncated"),  # the header reads, the pixels do not
 ])
-def test_cli_encode_bad_rows_name_line(model_dir: Path, tmp_path: Path, line: str, message: str) -> None:
+@pytest.mark.parametrize("out", ["o.npy", "shards"])
+def test_cli_encode_bad_rows_name_line(model_dir: Path, image_dir: Path, tmp_path: Path, line: str, message: str,
+                                       out: str) -> None:
     data = tmp_path / "in.jsonl"
     Image.new("RGB", (2, 500)).save(tmp_path / "thin.png")
+    (tmp_path / "cut.png").write_bytes((image_dir / "c.png").read_bytes()[:200])
     data.write_text('{"text": "fine"}\n' + line + "\n")
     result = CliRunner().invoke(_cli(), ["encode", "--model", str(model_dir), "--input", str(data),
-                                         "--out", str(tmp_path / "o.npy")])
+                                         "--out", str(tmp_path / out)])
     assert result.exit_code == 1
     assert message in result.output and "line 2" in result.output and str(data) in result.output
-    assert not (tmp_path / "o.npy").exists()
+    if "cut.png" in line:
+        assert "field 'image'" in result.output and str(tmp_path / "cut.png") in result.output
+    assert not (tmp_path / out).exists() or not list((tmp_path / out).glob("shard-*"))
 
 
 def test_preprocessing_workers_give_the_same_embeddings_and_errors(model_dir: Path, image_dir: Path,
@@ -173,8 +179,11 @@ def test_preprocessing_workers_give_the_same_embeddings_and_errors(model_dir: Pa
                                atol=1e-6)
     truncated = tmp_path / "truncated.png"  # the header (size) reads, the pixels do not: fails in a worker
     truncated.write_bytes((image_dir / "c.png").read_bytes()[:200])
-    with pytest.raises(DataError) as caught:
-        workers.encode_items([*items, Item("a photo", str(truncated))], batch_size=3)
-    assert caught.value.file is not None and "truncated.png" in caught.value.file
+    for encoder in (plain, workers):
+        with pytest.raises(ItemError) as caught:
+            encoder.encode_items([*items, Item("a photo", str(truncated))], batch_size=3)
+        assert caught.value.file == str(truncated) and (caught.value.item, caught.value.field) == (13, "image")
+    with pytest.raises(DataError, match=r"truncated.*row 2, field 'image'"):
+        Embedder(workers).encode(["a caption", {"text": "a photo", "image": truncated}])
     with pytest.raises(ConfigError, match="num_workers"):
         BatchEncoder.from_pretrained(model_dir, device="cpu", num_workers=-1)

@@ -105,6 +105,33 @@ def test_search_never_answers_5xx(client: TestClient, body: dict) -> None:
     post_and_check(client, "/v1/search", as_json(body))
 
 
+# The request pixel budget: images that are each within the per-image limit, in requests over and
+# under the budget; 413 exactly when the sum of their pixels is over it.
+BUDGET = 30_000
+sizes = st.tuples(st.integers(20, 190), st.integers(20, 190))
+
+
+@pytest.fixture(scope="module")
+def budget_client(model_dir: Path) -> Iterator[TestClient]:
+    embedder = Embedder.from_pretrained(model_dir, device="cpu")
+    with TestClient(create_app(embedder, model_name=MODEL, max_image_pixels=40_000,
+                               max_request_pixels=BUDGET)) as test_client:
+        yield test_client
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          derandomize=True)
+@given(shapes=st.lists(sizes, min_size=1, max_size=4))
+def test_the_request_pixel_budget_holds_for_any_mix_of_images(budget_client: TestClient,
+                                                              shapes: list[tuple[int, int]]) -> None:
+    body = {"model": MODEL, "input": [{"text": "a", "image": png(w, h)} for w, h in shapes]}
+    response = budget_client.post("/v1/embeddings", content=as_json(body), headers={"content-type": "application/json"})
+    over = sum(w * h for w, h in shapes) > BUDGET
+    assert response.status_code == (413 if over else 200), response.content
+    if over:
+        assert str(BUDGET) in response.json()["error"]["message"]
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
           derandomize=True)
 @given(raw=st.binary(max_size=200), path=st.sampled_from(["/v1/embeddings", "/v1/search"]))

@@ -28,6 +28,28 @@ class DataError(CocoaError, ValueError):
         )
         super().__init__(f"{message} ({where})" if where else message)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # file, row, field and line survive a trip through pickle (a DataLoader worker's error)
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[DataError], args: tuple[object, ...], state: dict[str, object]) -> DataError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class ItemError(DataError):
+    """A :class:`DataError` met while preparing input ``item`` (0-based) of one encode call, such as an
+    image whose header read well but whose pixels do not decode; the caller, which knows where that
+    input came from, names it."""
+
+    def __init__(self, error: DataError, item: int, *, row: int | None = None) -> None:
+        super().__init__(error.message, file=error.file, row=error.row if row is None else row, field=error.field,
+                         line=error.line)
+        self.item = item
+
 
 class ConfigError(CocoaError, ValueError):
     """A bad recipe or option value."""

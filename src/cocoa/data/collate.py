@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -195,9 +195,11 @@ class Preprocessor:
             if value is None and placeholder in text:
                 raise DataError(f"text has the {name} placeholder {placeholder} but the item has no {name}",
                                 field="text")
-        blocks = {IMAGE_PLACEHOLDER: self.image_block(item.image, role)} if item.image is not None else {}
+        blocks = {}
+        if item.image is not None:
+            blocks[IMAGE_PLACEHOLDER] = _in_field("image", self.image_block, item.image, role)
         if item.video is not None:
-            blocks[VIDEO_PLACEHOLDER] = self.video_block(item.video, role)
+            blocks[VIDEO_PLACEHOLDER] = _in_field("video", self.video_block, item.video, role)
         enc = Encoded()
         for placeholder, block in blocks.items():
             if placeholder not in text:
@@ -247,6 +249,16 @@ class Preprocessor:
         enc = self.fit(self.item(item), reserve=1)
         enc.add([self.appended], Role.EOS, protected=True)
         return enc
+
+
+def _in_field(name: str, make: Callable[..., Encoded], *args: Any) -> Encoded:
+    """``make(*args)``, with a :class:`DataError` that names no field naming field ``name``."""
+    try:
+        return make(*args)
+    except DataError as exc:
+        if exc.field is not None:
+            raise
+        raise DataError(exc.message, file=exc.file, row=exc.row, field=name, line=exc.line) from exc
 
 
 def video_pixels(frames: list[Image.Image], processor: Any, min_pixels: int, max_pixels: int

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from cocoa.core.batch import Batch
 from cocoa.core.by_value import to_arrays, to_tensors
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, FINGERPRINT_CHARS
-from cocoa.core.errors import CocoaError, ConfigError
+from cocoa.core.errors import CocoaError, ConfigError, DataError, ItemError
 from cocoa.core.hub import resolve_model
 from cocoa.core.protocol import Protocol
 from cocoa.core.spec import EmbeddingSpec
@@ -80,7 +80,8 @@ class CollatedChunks(Dataset):
     """Batch ``i`` is the collated sequences of ``items[j] for j in chunks[i]``.
 
     A :class:`CocoaError` (a missing image, say) is returned rather than raised, so that it
-    reaches the caller from a worker process with its file, row and field intact.
+    reaches the caller from a worker process with its file, row and field intact; bad data in one
+    item is an :class:`ItemError` naming the item's position in ``items``.
     """
 
     def __init__(self, items: Sequence[Item], chunks: list[list[int]], preprocessor: Preprocessor,
@@ -91,9 +92,16 @@ class CollatedChunks(Dataset):
         return len(self.chunks)
 
     def __getitem__(self, index: int) -> Batch | CocoaError:
+        sequences = []
+        for i in self.chunks[index]:
+            try:
+                sequences.append(self.preprocessor.embedding_sequence(self.items[i]))
+            except DataError as exc:
+                return ItemError(exc, i)
+            except CocoaError as exc:
+                return exc
         try:
-            return collate([self.preprocessor.embedding_sequence(self.items[i]) for i in self.chunks[index]],
-                           self.pad)
+            return collate(sequences, self.pad)
         except CocoaError as exc:
             return exc
 

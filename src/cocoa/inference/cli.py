@@ -101,10 +101,11 @@ def encode(
             raise typer.BadParameter("one --out file is written by one process; under torchrun write to a folder")
 
         def to_file() -> int:
+            from cocoa.inference.corpus_encoder import encode_rows
+
             rows = read_rows(input, allow_outside_paths)
-            vectors = load_embedder(model, pack_tokens=pack_tokens).encode(
-                [r.as_input() for r in rows], instruction, batch_size=batch_size, show_progress=True,
-                dimensions=dimensions)
+            vectors = encode_rows(load_embedder(model, pack_tokens=pack_tokens), rows, instruction,
+                                  batch_size=batch_size, show_progress=True, dimensions=dimensions)
             write_embeddings(out, [r.id for r in rows], vectors)
             return len(rows)
 
@@ -160,10 +161,12 @@ def build(
     def action() -> VectorIndex:
         if shards is not None:
             return build_from_shards(ShardReader(shards), out, kind=kind, nlist=nlist, pq_m=pq_m, **search)
+        from cocoa.inference.corpus_encoder import encode_rows
+
         rows = read_rows(input, allow_outside_paths)
         embedder = load_embedder(model)
-        vectors = embedder.encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
-                                  show_progress=True, dimensions=dimensions)
+        vectors = encode_rows(embedder, rows, instruction, batch_size=batch_size, show_progress=True,
+                              dimensions=dimensions)
         index = VectorIndex.build(vectors, [r.id for r in rows], [r.raw for r in rows], kind=kind,
                                   fingerprint=embedder.fingerprint, nlist=nlist, pq_m=pq_m, **search)
         index.save(out)

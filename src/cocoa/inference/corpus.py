@@ -32,16 +32,19 @@ PARQUET_BATCH = 1024
 
 @dataclass(frozen=True)
 class Row:
-    """One input row, checked: its media paths are absolute and readable."""
+    """One input row, checked: its media paths are absolute and readable; ``where`` is its location
+    (file and JSONL line or parquet row) for errors."""
 
     id: Any
     text: str
     image: str | None
     video: str | list[str] | None
     raw: dict[str, Any]
+    where: dict[str, Any]
 
     def as_input(self) -> dict[str, Any]:
         return {"text": self.text, "image": self.image, "video": self.video}
+
 
 
 def _walk_images(folder: Path) -> Iterator[Path]:
@@ -164,10 +167,14 @@ class Corpus:
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"cannot read parquet: {exc}", file=str(self.path)) from exc
 
+    def where(self, number: int) -> dict[str, Any]:
+        """The :class:`DataError` location of row ``number`` of :meth:`raw_rows` (a JSONL line or parquet row)."""
+        return ({"file": str(self.path), "line": number} if self.kind == "jsonl"
+                else {"file": str(self.path), "row": number - 1})
+
     def row(self, number: int, raw: dict[str, Any]) -> Row:
         """``raw`` checked, with media paths made absolute, or a :class:`DataError` naming the line and field."""
-        where: dict[str, Any] = ({"file": str(self.path), "line": number} if self.kind == "jsonl"
-                                 else {"file": str(self.path), "row": number - 1})
+        where = self.where(number)
         text, image, video = raw.get("text") or "", raw.get("image"), raw.get("video")
         if not isinstance(text, str):
             raise DataError("must be a string", **where, field="text")
@@ -198,7 +205,7 @@ class Corpus:
             hint = f"; its keys {others} are kept as payload, not embedded" if others else ""
             raise DataError(f"row has {EMPTY_ITEM} (expected 'text', 'image' and/or 'video'{hint})", **where,
                             field="text")
-        return Row(raw.get("id", number), text, image, video, raw)
+        return Row(raw.get("id", number), text, image, video, raw, where)
 
     def _inside(self, path: str, where: dict[str, Any], field: str) -> None:
         if not self.allow_outside and (problem := outside_problem(self.base, path)):

@@ -9,14 +9,16 @@ writes the manifest before and after, once every shard is there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, SHARD_SIZE
 from cocoa.core.distributed import barrier, from_main, rank_and_world
-from cocoa.core.errors import CocoaError, ConfigError, DataError
+from cocoa.core.errors import CocoaError, ConfigError, DataError, ItemError
 from cocoa.core.matryoshka import check_dimensions
 from cocoa.inference.corpus import Corpus, Row
 from cocoa.inference.embedder import Embedder
@@ -69,8 +71,7 @@ def encode_corpus(embedder: Embedder, corpus: Corpus, out: str | Path, *, shard_
                 continue
             rows.append(corpus.row(number, raw))
             if index == plan.first_row(shard) + plan.shard_rows(shard) - 1:
-                vectors = embedder.encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
-                                          dimensions=dimensions)
+                vectors = encode_rows(embedder, rows, instruction, batch_size=batch_size, dimensions=dimensions)
                 output.write(shard, [r.id for r in rows], [r.raw for r in rows], vectors)
                 bar.update(len(rows))
                 rows = []
@@ -81,3 +82,16 @@ def encode_corpus(embedder: Embedder, corpus: Corpus, out: str | Path, *, shard_
     if rank == 0:
         output.finish()
     return EncodeResult(plan.rows, plan.num_shards, len(todo), len(mine) - len(todo))
+
+
+def encode_rows(embedder: Embedder, rows: Sequence[Row], instruction: str | None = None, *,
+                batch_size: int = ENCODE_BATCH_SIZE, dimensions: int | None = None,
+                show_progress: bool = False) -> np.ndarray:
+    """:meth:`Embedder.encode` of ``rows``; data that fails only when decoded (an image truncated after an
+    intact header) is a :class:`DataError` naming the row's file, line or row, and field."""
+    try:
+        return embedder.encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
+                               dimensions=dimensions, show_progress=show_progress)
+    except ItemError as exc:
+        media = f" ({exc.file})" if exc.file is not None else ""
+        raise DataError(exc.message + media, **rows[exc.item].where, field=exc.field) from exc

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
-from cocoa.core.errors import DataError
+from cocoa.core.errors import DataError, ItemError
 from cocoa.core.matryoshka import check_dimensions, truncate
 from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, Item, VideoSource, is_empty
 from cocoa.data.videos import video_problem
@@ -147,9 +147,14 @@ class Embedder:
         """Float32 ``(n, dim)`` L2-normalised embeddings in input order (a single input gives ``n = 1``).
 
         ``dimensions`` (one of :attr:`widths`) keeps the first that many features, re-normalised.
+        Bad data is a :class:`DataError` naming the input (``row``, 1-based in the message) and field,
+        an image that does not decode included.
         """
-        return self.encode_items(to_items(inputs, instruction), batch_size=batch_size, show_progress=show_progress,
-                                 dimensions=dimensions)
+        items = to_items(inputs, instruction)
+        try:
+            return self.encode_items(items, batch_size=batch_size, show_progress=show_progress, dimensions=dimensions)
+        except ItemError as exc:
+            raise ItemError(exc, exc.item, row=exc.item) from exc
 
     def encode_items(self, items: Sequence[Item], batch_size: int = ENCODE_BATCH_SIZE, show_progress: bool = False,
                      dimensions: int | None = None) -> np.ndarray:
