@@ -85,9 +85,18 @@ def test_an_offline_download_is_one_clear_error(tmp_path: Path, monkeypatch: pyt
         raise OSError("We have no connection or you passed local_files_only")
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", offline)
-    result = CliRunner().invoke(data_app, ["get", "mmeb-v2", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "cannot download TIGER-Lab/MMEB-V2" in result.output
-    assert "no connection" in result.output and "Traceback" not in result.output
+    for name in ("mmeb-v2", "mmeb-train"):
+        out = tmp_path / name
+        result = CliRunner().invoke(data_app, ["get", name, "--out", str(out)])
+        assert result.exit_code == 1 and "cannot download TIGER-Lab/MMEB-" in result.output
+        assert "no connection" in result.output and "Traceback" not in result.output
+        assert not out.exists()  # a failed first get leaves no empty folder behind
+    (tmp_path / "mine").mkdir()  # a folder the user made stays, as do the files of an earlier get
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    for out in (tmp_path / "mine", tmp_path / "mmeb-v2-empty"):
+        out.mkdir(exist_ok=True)
+        assert CliRunner().invoke(data_app, ["get", "mmeb-v2", "--out", str(out)]).exit_code == 1
+        assert out.is_dir()
 
 
 def test_one_modality_fetches_only_its_repos(tmp_path: Path, trees: dict) -> None:

@@ -32,6 +32,7 @@ every image path the parquet files name is checked.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import tarfile
@@ -243,8 +244,8 @@ def get(name: str, out: Path, *, revision: str | None = None, download: Download
     if download is None:
         from huggingface_hub import snapshot_download as download
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _download(download, source.repo_id, out, revision=revision)
+    with _removed_if_nothing_came(out):
+        _download(download, source.repo_id, out, revision=revision)
     report = GetReport(name, source.repo_id, _commit(out) or revision, out)
     for archive in source.archives:
         _unpack(archive, out, report)
@@ -262,11 +263,11 @@ def get_v2(name: str, out: Path, *, revision: str | None = None, download: Downl
     if download is None:
         from huggingface_hub import snapshot_download as download
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     modalities = V2_NAMES[name]
     report = GetReport(name, V2_REPO, revision, out)
     patterns = ("README.md", *(p for m in modalities for p in V2_PATTERNS[m]))
-    _fetch(download, report, V2_REPO, out, None, allow_patterns=list(patterns), revision=revision)
+    with _removed_if_nothing_came(out):
+        _fetch(download, report, V2_REPO, out, None, allow_patterns=list(patterns), revision=revision)
     report.revision = _commit(out) or revision
     for modality in modalities:
         for archive in V2_ARCHIVES[modality]:
@@ -282,6 +283,20 @@ def get_v2(name: str, out: Path, *, revision: str | None = None, download: Downl
     wanted = [t.name for t in PUBLISHED.values() if t.modality in modalities]
     report.tasks = check_published(out, names=wanted)
     return report
+
+
+@contextlib.contextmanager
+def _removed_if_nothing_came(out: Path) -> Iterator[None]:
+    """Create ``out`` for a first download; if that download fails and ``out`` was created here and holds
+    no file but the Hub client's own ``.cache``, remove it again (a failed first ``get`` leaves nothing)."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if created and not any(f.is_file() and ".cache" not in f.relative_to(out).parts for f in out.rglob("*")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _download(download: Downloader, repo_id: str, folder: Path, **options: object) -> None:
