@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cocoa.core.errors import CocoaError, ConfigError, DataError
 from cocoa.core.hub import is_hub_id
 from cocoa.core.matryoshka import check_dimensions
+from cocoa.core.memory import release_free_memory
 from cocoa.data.images import ImageTooLarge, open_image
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, is_empty, text_problem
 from cocoa.inference.batcher import Batcher
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 #: A decoded image is kept at up to this many times the pixels the vision tower takes (the final
 #: resize then still works from more pixels than it keeps).
 KEEP_FACTOR = 4
+#: After a request whose images have more pixels than this in all, freed memory is returned to the OS.
+RELEASE_PIXELS = 16_000_000
 
 
 class ApiError(Exception):
@@ -181,9 +184,13 @@ def parse_inputs(raw: str | list[str | InputObject], instruction: str | None, li
         raise ApiError(413, f"the request's images have {total} pixels in all, over the budget of "
                             f"{limits.max_request_pixels} per request; send fewer or smaller images",
                        "request_too_large")
-    return [parse_input(v, None, instruction, limits, f"input[{i}]") if isinstance(v, str)
-            else parse_input(v.text, images.get(i), instruction, limits, f"input[{i}]")
-            for i, v in enumerate(values)]
+    try:
+        return [parse_input(v, None, instruction, limits, f"input[{i}]") if isinstance(v, str)
+                else parse_input(v.text, images.get(i), instruction, limits, f"input[{i}]")
+                for i, v in enumerate(values)]
+    finally:
+        if total > RELEASE_PIXELS:  # large decodes were freed: give their pages back (RSS returns to baseline)
+            release_free_memory()
 
 
 def is_light(raw: str | list[str | InputObject], instruction: str | None, limits: ServerSettings) -> bool:

@@ -34,5 +34,15 @@ class ServerSettings:
     preprocess_threads: int = 2
     pack_tokens: int | None = 512
 
+    def image_bytes_bound(self, requests: int) -> int:
+        """The most bytes of decoded images the server holds with ``requests`` requests in flight: one
+        full-size decode (4 bytes a pixel) per preprocessing thread, plus each request's images as kept
+        (3 bytes a pixel; an image over ``keep_pixels`` is kept at under four times it, and never at
+        more pixels than its header's, which the request budget bounds). ``keep_pixels`` must be set."""
+        if self.keep_pixels is None:
+            raise ValueError("keep_pixels is not resolved yet (create_app sets it from the model)")
+        kept = min(self.max_request_pixels, self.max_inputs * 4 * self.keep_pixels)
+        return self.preprocess_threads * self.max_image_pixels * 4 + requests * kept * 3
+
 
 DEFAULTS = ServerSettings()
