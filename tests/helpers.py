@@ -194,7 +194,7 @@ def pairs(image_dir: Path) -> list[TrainPair]:
     ]
 
 
-#: The tiny preset's hidden size, and the Matryoshka widths of :func:`matryoshka_model`.
+#: The tiny preset's hidden size, and the Matryoshka dims of :func:`matryoshka_model`.
 TINY_HIDDEN = 96
 MATRYOSHKA_WIDTHS = (32, 64)
 
@@ -202,7 +202,7 @@ MATRYOSHKA_WIDTHS = (32, 64)
 def matryoshka_model(folder: Path) -> Path:
     """A tiny model folder whose ``cocoa.json`` serves :data:`MATRYOSHKA_WIDTHS` besides the full width."""
     make_backbone().save(folder)
-    EmbeddingSpec(matryoshka_dims=MATRYOSHKA_WIDTHS).save(folder)
+    EmbeddingSpec(dims=MATRYOSHKA_WIDTHS).save(folder)
     return folder
 
 

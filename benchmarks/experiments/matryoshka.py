@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cocoa.evaluate.widths import evaluate_widths, width_scores
+from cocoa.evaluate.dims import dims_scores, evaluate_dims
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import builtin, load_recipe
@@ -66,9 +66,9 @@ def run(data: Path, base: Path, out: Path, dims: Sequence[int], weights: Sequenc
     scores = {}
     for variant in VARIANTS:
         model = train_variant(out / variant, base, data, seed, [*sets, *variant_overrides(variant, dims, weights)])
-        summaries = evaluate_widths(BatchEncoder.from_pretrained(model), dims, data, out / variant / "eval", datasets,
+        summaries = evaluate_dims(BatchEncoder.from_pretrained(model), dims, data, out / variant / "eval", datasets,
                                     batch_size=batch_size)
-        scores[variant] = width_scores(summaries)
+        scores[variant] = dims_scores(summaries)
     command = "python " + " ".join(sys.argv)
     (out / "matryoshka.json").write_text(json.dumps({"command": command, "dims": list(dims), "seed": seed,
                                                      "scores": scores}, indent=2))
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--base", type=Path, required=True, help="model stage 3 starts from (stage 2's)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dims", type=int, nargs="+", required=True,
-                        help="widths to train and evaluate, ascending, the last at most the hidden size")
+                        help="dims to train and evaluate, ascending, the last at most the hidden size")
     parser.add_argument("--weights", type=float, nargs="+", default=None, help="one loss weight per width")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="sets", nargs="*", default=[], help="stage-3 recipe overrides: key=value")

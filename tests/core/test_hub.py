@@ -62,7 +62,7 @@ def test_embedder_eval_serve_and_recipes_take_an_id(hub_cache: Path, model_dir: 
     assert json.loads((tmp_path / "ev" / "summary.json").read_text())["fingerprint"] == by_folder.fingerprint
 
     apps = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: apps.append(app))
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, http: apps.append(app))
     server.serve(REPO_ID, torch_threads=1)
     with TestClient(apps[0]) as client:
         assert client.get("/v1/models").json()["data"][0]["id"] == REPO_ID

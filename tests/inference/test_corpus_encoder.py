@@ -91,8 +91,8 @@ def test_a_cut_short_shard_is_written_again_and_a_bad_width_writes_nothing(embed
     (out / shard_name(1)).write_bytes(whole[:100])  # as a power cut can leave a renamed file
     again = encode_corpus(embedder, Corpus(data), out, shard_size=5, show_progress=False)
     assert (again.written, again.resumed) == (1, 2) and (out / shard_name(1)).read_bytes() == whole
-    with pytest.raises(ConfigError, match="dimensions"):
-        encode_corpus(embedder, Corpus(data), tmp_path / "bad", dimensions=7, show_progress=False)
+    with pytest.raises(ConfigError, match="dim=7 is not supported"):
+        encode_corpus(embedder, Corpus(data), tmp_path / "bad", dim=7, show_progress=False)
     assert not (tmp_path / "bad").exists()
 
 

@@ -59,7 +59,7 @@ def tiny_task(image_dir: Path) -> AbsTaskRetrieval:
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mteb-model")
     make_backbone().save(out)
-    EmbeddingSpec(matryoshka_dims=(32,)).save(out)
+    EmbeddingSpec(dims=(32,)).save(out)
     return out
 
 
@@ -78,13 +78,13 @@ def test_encode_equals_embedder(folder: Path, image_dir: Path) -> None:
     documents = model.encode([{"image": pil}], task_metadata=task.metadata, hf_split="test", hf_subset="default",
                              prompt_type=PromptType.document)
     np.testing.assert_allclose(documents, embedder.encode(pil), atol=1e-6)
-    cut = CocoaMtebEncoder(folder, device="cpu", dimensions=32)
+    cut = CocoaMtebEncoder(folder, device="cpu", dim=32)
     np.testing.assert_allclose(cut.encode([{"image": pil}], task_metadata=task.metadata, hf_split="test",
                                           hf_subset="default", prompt_type=PromptType.document),
-                               embedder.encode(pil, dimensions=32), atol=1e-6)
+                               embedder.encode(pil, dim=32), atol=1e-6)
     assert cut.mteb_model_meta.embed_dim == 32
-    with pytest.raises(ConfigError, match="dimensions=50 is not supported"):
-        CocoaMtebEncoder(folder, device="cpu", dimensions=50)
+    with pytest.raises(ConfigError, match="dim=50 is not supported"):
+        CocoaMtebEncoder(folder, device="cpu", dim=50)
     with pytest.raises(DataError, match="one PIL image per input"):
         model.encode([{"image": [pil]}], task_metadata=task.metadata, hf_split="test", hf_subset="default")
 

@@ -24,7 +24,7 @@ st = pytest.importorskip("sentence_transformers")
 def folder(request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp(f"st-{request.param}") / "model"
     shutil.copytree(model_dir, out)
-    EmbeddingSpec(PROTOCOLS["cocoa"].replace(attention=request.param), matryoshka_dims=(32,)).save(out)
+    EmbeddingSpec(PROTOCOLS["cocoa"].replace(attention=request.param), dims=(32,)).save(out)
     return write_sentence_transformers_files(out)
 
 
@@ -53,7 +53,7 @@ def test_sentence_transformer_equals_embedder(folder: Path, image_dir: Path) -> 
     prompted = model.encode(inputs, prompt="Find it.", batch_size=2)
     np.testing.assert_allclose(prompted, embedder.encode(inputs, instruction="Find it."), atol=1e-5)
     cut = model.encode(inputs, truncate_dim=32, normalize_embeddings=True)
-    np.testing.assert_allclose(cut, embedder.encode(inputs, dimensions=32), atol=1e-5)
+    np.testing.assert_allclose(cut, embedder.encode(inputs, dim=32), atol=1e-5)
     with pytest.raises(DataError, match="unsupported input type"):
         model.encode([{"role": "user", "content": "hello"}])
 

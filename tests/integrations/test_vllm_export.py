@@ -57,7 +57,7 @@ def test_bidirectional_is_refused_unless_asked(model_dir: Path, tmp_path: Path) 
 
 
 def test_causal_export(model_dir: Path, tmp_path: Path) -> None:
-    folder = checkpoint(model_dir, tmp_path, EmbeddingSpec(PROTOCOLS["cocoa"].replace(attention="causal"), matryoshka_dims=(32,)))
+    folder = checkpoint(model_dir, tmp_path, EmbeddingSpec(PROTOCOLS["cocoa"].replace(attention="causal"), dims=(32,)))
     result = export_vllm(folder, tmp_path / "out")
     assert result.exact and result.attention == "causal"
     names = {p.name for p in (tmp_path / "out").iterdir()}

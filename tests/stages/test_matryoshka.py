@@ -1,4 +1,4 @@
-"""The contrastive stage with Matryoshka widths: its trainer step and its recipe checks."""
+"""The contrastive stage with Matryoshka dims: its trainer step and its recipe checks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Matryoshka widths: validate them, and truncate embeddings to one and re-normalise.
+"""Matryoshka dims: validate them, and truncate embeddings to one and re-normalise.
 
 A model trained with a multi-width InfoNCE (``contrastive.matryoshka``) embeds usefully at
 each trained width: the first ``d`` coordinates of its L2-normalised embedding, divided by
@@ -6,9 +6,10 @@ their own norm. Truncating a normalised vector and re-normalising equals normali
 truncated raw state, so every path (training loss, encode API, CLI, index, server,
 evaluator) truncates the same final vectors the same way.
 
-In cocoa, a *width* is always an embedding's number of features; ``dims`` is a list of
-widths (a recipe's ``matryoshka.dims``, ``cocoa eval --dims``) and ``dimensions`` the one
-width a caller asks for (``Embedder.encode``, the server), as in OpenAI's API.
+In cocoa, a *dim* is an embedding's number of features; ``dims`` is a list of them (a
+recipe's ``matryoshka.dims``, ``cocoa.json``'s ``dims``, ``cocoa eval --dims``,
+``Embedder.dims``) and ``dim`` the one a caller asks for (``Embedder.encode(dim=...)``,
+``cocoa encode --dim``). Only the server's wire format says ``dimensions``, as OpenAI's API does.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def validate_dims(dims: Sequence[int], field: str, hidden: int | None = None) ->
     if not values:
         raise ConfigError(f"{field}: give at least one width")
     if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in values):
-        raise ConfigError(f"{field}: widths must be positive integers, got {list(values)}")
+        raise ConfigError(f"{field}: dims must be positive integers, got {list(values)}")
     if any(a >= b for a, b in pairwise(values)):
-        raise ConfigError(f"{field}: widths must be strictly ascending (sorted, no repeats), got {list(values)}")
+        raise ConfigError(f"{field}: dims must be strictly ascending (sorted, no repeats), got {list(values)}")
     if hidden is not None and values[-1] > hidden:
         raise ConfigError(f"{field}: width {values[-1]} is larger than the model's hidden size {hidden}")
     return values
@@ -52,9 +53,10 @@ def truncate_tensor(x: Tensor, dim: int) -> Tensor:
     return F.normalize(x[:, :dim], dim=-1, eps=NORM_EPS)
 
 
-def check_dimensions(requested: int, supported: Sequence[int]) -> int:
-    """``requested`` if the model serves that width, else a :class:`ConfigError` listing the ones it does."""
+def check_dim(requested: int, supported: Sequence[int], name: str = "dim") -> int:
+    """``requested`` if the model serves that dim, else a :class:`ConfigError` naming it as ``name`` and
+    listing the ones it does."""
     if requested not in supported:
-        raise ConfigError(f"dimensions={requested} is not supported by this model; choose one of "
+        raise ConfigError(f"{name}={requested} is not supported by this model; choose one of "
                           f"{', '.join(map(str, supported))}")
     return requested

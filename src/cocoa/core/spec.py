@@ -1,4 +1,4 @@
-"""How a checkpoint embeds: its protocol, token budget and Matryoshka widths, saved as ``cocoa.json``."""
+"""How a checkpoint embeds: its protocol, token budget and Matryoshka dims, saved as ``cocoa.json``."""
 
 from __future__ import annotations
 
@@ -19,20 +19,20 @@ SPEC_FILE = "cocoa.json"
 class EmbeddingSpec:
     """How a checkpoint embeds: its :class:`~cocoa.core.protocol.Protocol` and token budget.
 
-    ``matryoshka_dims`` are the widths a multi-width InfoNCE trained (``None``: only the full one).
+    ``dims`` are the dims a multi-width InfoNCE trained (``None``: only the full one).
     A ``cocoa.json`` written before protocols were recorded (``attention`` and no ``protocol``)
     loads as the ``cocoa`` protocol with that attention, which is what such a checkpoint did.
     """
 
     protocol: Protocol = PROTOCOLS[DEFAULT_PROTOCOL]
     max_len: int = 4096
-    matryoshka_dims: tuple[int, ...] | None = None
+    dims: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.max_len < 2:
             raise ConfigError(f"max_len must be at least 2, got {self.max_len}")
-        if self.matryoshka_dims is not None:
-            object.__setattr__(self, "matryoshka_dims", validate_dims(self.matryoshka_dims, "matryoshka_dims"))
+        if self.dims is not None:
+            object.__setattr__(self, "dims", validate_dims(self.dims, "dims"))
 
     @property
     def attention(self) -> str:
@@ -40,19 +40,19 @@ class EmbeddingSpec:
         return self.protocol.attention
 
     def with_protocol(self, protocol: Protocol) -> EmbeddingSpec:
-        """The same budget and widths under another protocol."""
+        """The same budget and dims under another protocol."""
         return replace(self, protocol=protocol)
 
-    def widths(self, hidden: int) -> tuple[int, ...]:
-        """The embedding widths served, ascending: the trained Matryoshka widths and the full ``hidden``."""
-        dims = validate_dims(self.matryoshka_dims or (hidden,), "matryoshka_dims", hidden)
+    def served_dims(self, hidden: int) -> tuple[int, ...]:
+        """The embedding dims served, ascending: the trained Matryoshka dims and the full ``hidden``."""
+        dims = validate_dims(self.dims or (hidden,), "dims", hidden)
         return tuple(sorted({*dims, hidden}))
 
     def to_dict(self) -> dict[str, Any]:
-        """The saved fields; ``matryoshka_dims`` only when set."""
+        """The saved fields; ``dims`` only when set."""
         data: dict[str, Any] = {"protocol": self.protocol.to_dict(), "max_len": self.max_len}
-        if self.matryoshka_dims is not None:
-            data["matryoshka_dims"] = list(self.matryoshka_dims)
+        if self.dims is not None:
+            data["dims"] = list(self.dims)
         return data
 
     def save(self, folder: str | Path) -> None:
@@ -66,7 +66,7 @@ class EmbeddingSpec:
         if not path.is_file():
             return cls()
         data = json.loads(path.read_text())
-        unknown = set(data) - {"protocol", "attention", "max_len", "matryoshka_dims"}
+        unknown = set(data) - {"protocol", "attention", "max_len", "dims"}
         if unknown:
             raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
         if "protocol" in data:
@@ -75,5 +75,5 @@ class EmbeddingSpec:
             protocol = Protocol.from_dict(data["protocol"], f"{path}: protocol")
         else:
             protocol = PROTOCOLS[DEFAULT_PROTOCOL].replace(attention=data.get("attention", "bidirectional"))
-        dims = data.get("matryoshka_dims")
+        dims = data.get("dims")
         return cls(protocol, int(data.get("max_len", 4096)), tuple(dims) if dims is not None else None)

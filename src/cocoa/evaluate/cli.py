@@ -44,7 +44,7 @@ def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None,
                                         pack_tokens=pack_tokens)
 
 
-def parse_widths(text: str) -> list[int]:
+def parse_dims(text: str) -> list[int]:
     """``"32,64"`` as ``[32, 64]``, or a bad-parameter error naming ``--dims``."""
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -78,7 +78,7 @@ def main(
                                       "refused by default.")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Preprocessing processes beside the encoder (0: none); "
                                                     "worth it on a GPU, where preprocessing is the bound.")] = 0,
-    dims: Annotated[str | None, typer.Option(help="Comma-separated embedding widths (Matryoshka), each "
+    dims: Annotated[str | None, typer.Option(help="Comma-separated embedding dims (Matryoshka), each "
                                                   "evaluated truncated and re-normalised into OUT/dim-<width>; "
                                                   "default: the full width into OUT.")] = None,
     benchmark: Annotated[str | None, typer.Option(help="MMEB-V1 or MMEB-V2 (default: from a manifest, "
@@ -107,15 +107,15 @@ def main(
     if dims is not None and (benchmark or cards):
         raise ConfigError("--dims cannot be combined with --benchmark or --dataset-info yet")
     if dims is not None:
-        from cocoa.evaluate.widths import WIDTHS_FILE, evaluate_widths, width_table
+        from cocoa.evaluate.dims import DIMS_FILE, dims_table, evaluate_dims
 
-        widths = evaluate_widths(load_encoder(model, workers, protocol, frames, pack_tokens), parse_widths(dims), data, out, names, images,
-                                 batch_size, cache_dir=cache, skip_bad=skip_bad,
-                                 allow_outside_paths=allow_outside_paths)
+        scores = evaluate_dims(load_encoder(model, workers, protocol, frames, pack_tokens), parse_dims(dims), data, out,
+                               names, images, batch_size, cache_dir=cache, skip_bad=skip_bad,
+                               allow_outside_paths=allow_outside_paths)
         if rank_and_world()[0] != 0:
             return
-        console.print(width_table(widths))
-        console.print(f"per-width results in {out}/dim-<width>; scores in {out / WIDTHS_FILE}")
+        console.print(dims_table(scores))
+        console.print(f"per-width results in {out}/dim-<width>; scores in {out / DIMS_FILE}")
         return
     summary = evaluate(load_encoder(model, workers, protocol, frames, pack_tokens), data, out, names, images, batch_size,
                        cache_dir=cache, skip_bad=skip_bad, benchmark=benchmark, dataset_info=cards,

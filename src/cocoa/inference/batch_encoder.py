@@ -1,7 +1,7 @@
 """Items in, L2-normalised embeddings out, in length-sorted batches: the engine under every encode path.
 
 :class:`BatchEncoder` knows items and batches; :class:`~cocoa.inference.embedder.Embedder` is the
-user-facing API on top of it (raw texts, images and dicts in, Matryoshka dimensions out), and the
+user-facing API on top of it (raw texts, images and dicts in, Matryoshka dims out), and the
 evaluator takes any :class:`~cocoa.evaluate.runner.ItemEncoder`.
 """
 
@@ -129,7 +129,7 @@ class BatchEncoder:
         self.num_workers, self.pack_tokens = num_workers, pack_tokens
         self.backbone = backbone
         self.spec = spec or EmbeddingSpec()
-        self.widths = self.spec.widths(backbone.hidden_size)
+        self.dims = self.spec.served_dims(backbone.hidden_size)
         self.device = torch.device(device) if device is not None else next(backbone.model.parameters()).device
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # trained weights with denormals slow CPU matmuls down

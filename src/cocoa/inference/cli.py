@@ -31,7 +31,7 @@ T = TypeVar("T")
 ModelOpt = Annotated[Path, typer.Option("--model", help="Model folder (Embedder.from_pretrained).")]
 InstructionOpt = Annotated[str | None, typer.Option(help="Instruction prepended to every input.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Encoder batch size.")]
-DimensionsOpt = Annotated[int | None, typer.Option(
+DimOpt = Annotated[int | None, typer.Option(
     min=1, help="Embedding width: one the model was trained for (Matryoshka) or the full one (default).")]
 AllowOutsideOpt = Annotated[bool, typer.Option(
     "--allow-outside-paths", help="Open media paths that lead outside the input's folder (absolute or '..'); "
@@ -87,7 +87,7 @@ def encode(
                                                    "or one .npy / .parquet file for a small input.")],
     batch_size: BatchOpt = ENCODE_BATCH_SIZE,
     instruction: InstructionOpt = None,
-    dimensions: DimensionsOpt = None,
+    dim: DimOpt = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Rows per shard (folder output).")] = SHARD_SIZE,
     pack_tokens: Annotated[int | None, typer.Option(min=2, help="Tokens per packed row: a batch's sequences share "
                                                                "rows, so no compute goes to padding (default: pad).")
@@ -105,7 +105,7 @@ def encode(
 
             rows = read_rows(input, allow_outside_paths)
             vectors = encode_rows(load_embedder(model, pack_tokens=pack_tokens), rows, instruction,
-                                  batch_size=batch_size, show_progress=True, dimensions=dimensions)
+                                  batch_size=batch_size, show_progress=True, dim=dim)
             write_embeddings(out, [r.id for r in rows], vectors)
             return len(rows)
 
@@ -119,7 +119,7 @@ def encode(
         corpus = Corpus(input, allow_outside_paths)
         embedder = load_embedder(model, setup().device, pack_tokens)
         result = encode_corpus(embedder, corpus, out, shard_size=shard_size, batch_size=batch_size,
-                               instruction=instruction, dimensions=dimensions)
+                               instruction=instruction, dim=dim)
         return rank_and_world()[0], result
 
     rank, result = _run(to_shards)
@@ -145,7 +145,7 @@ def build(
                                                                "(default 64).")] = None,
     batch_size: BatchOpt = ENCODE_BATCH_SIZE,
     instruction: InstructionOpt = None,
-    dimensions: DimensionsOpt = None,
+    dim: DimOpt = None,
     allow_outside_paths: AllowOutsideOpt = False,
 ) -> None:
     """Save a searchable index of a shard folder, or of an input embedded now (queries are later embedded
@@ -166,7 +166,7 @@ def build(
         rows = read_rows(input, allow_outside_paths)
         embedder = load_embedder(model)
         vectors = encode_rows(embedder, rows, instruction, batch_size=batch_size, show_progress=True,
-                              dimensions=dimensions)
+                              dim=dim)
         index = VectorIndex.build(vectors, [r.id for r in rows], [r.raw for r in rows], kind=kind,
                                   fingerprint=embedder.fingerprint, nlist=nlist, pq_m=pq_m, **search)
         index.save(out)
@@ -196,8 +196,8 @@ def search(
     def action() -> list[Any]:
         loaded = VectorIndex.load(index)
         embedder = load_embedder(model)
-        loaded.check_model(embedder.fingerprint, embedder.widths)
-        vectors = embedder.encode({"text": query or "", "image": image}, instruction, dimensions=loaded.dim)
+        loaded.check_model(embedder.fingerprint, embedder.dims)
+        vectors = embedder.encode({"text": query or "", "image": image}, instruction, dim=loaded.dim)
         return loaded.search(vectors, k)[0]
 
     hits = _run(action)

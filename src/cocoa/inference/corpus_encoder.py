@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, SHARD_SIZE
 from cocoa.core.distributed import barrier, from_main, rank_and_world
 from cocoa.core.errors import CocoaError, ConfigError, DataError, ItemError
-from cocoa.core.matryoshka import check_dimensions
+from cocoa.core.matryoshka import check_dim
 from cocoa.inference.corpus import Corpus, Row
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.shards import ShardedOutput, ShardPlan
@@ -36,12 +36,12 @@ class EncodeResult:
 
 
 def encode_corpus(embedder: Embedder, corpus: Corpus, out: str | Path, *, shard_size: int = SHARD_SIZE,
-                  batch_size: int = ENCODE_BATCH_SIZE, instruction: str | None = None, dimensions: int | None = None,
+                  batch_size: int = ENCODE_BATCH_SIZE, instruction: str | None = None, dim: int | None = None,
                   show_progress: bool = True) -> EncodeResult:
     """Embed every row of ``corpus`` into the shard folder ``out`` (format: :mod:`cocoa.inference.shards`)."""
     rank, world = rank_and_world()
-    dim = check_dimensions(dimensions, embedder.widths) if dimensions else embedder.dim
-    plan = ShardPlan(embedder.fingerprint, dim, shard_size, corpus.describe(), instruction)
+    width = check_dim(dim, embedder.dims) if dim else embedder.dim
+    plan = ShardPlan(embedder.fingerprint, width, shard_size, corpus.describe(), instruction)
     if plan.rows == 0:
         raise DataError("input has no rows", file=str(corpus.path))
     output = ShardedOutput(out, plan)
@@ -71,7 +71,7 @@ def encode_corpus(embedder: Embedder, corpus: Corpus, out: str | Path, *, shard_
                 continue
             rows.append(corpus.row(number, raw))
             if index == plan.first_row(shard) + plan.shard_rows(shard) - 1:
-                vectors = encode_rows(embedder, rows, instruction, batch_size=batch_size, dimensions=dimensions)
+                vectors = encode_rows(embedder, rows, instruction, batch_size=batch_size, dim=dim)
                 output.write(shard, [r.id for r in rows], [r.raw for r in rows], vectors)
                 bar.update(len(rows))
                 rows = []
@@ -85,13 +85,13 @@ def encode_corpus(embedder: Embedder, corpus: Corpus, out: str | Path, *, shard_
 
 
 def encode_rows(embedder: Embedder, rows: Sequence[Row], instruction: str | None = None, *,
-                batch_size: int = ENCODE_BATCH_SIZE, dimensions: int | None = None,
+                batch_size: int = ENCODE_BATCH_SIZE, dim: int | None = None,
                 show_progress: bool = False) -> np.ndarray:
     """:meth:`Embedder.encode` of ``rows``; data that fails only when decoded (an image truncated after an
     intact header) is a :class:`DataError` naming the row's file, line or row, and field."""
     try:
         return embedder.encode([r.as_input() for r in rows], instruction, batch_size=batch_size,
-                               dimensions=dimensions, show_progress=show_progress)
+                               dim=dim, show_progress=show_progress)
     except ItemError as exc:
         media = f" ({exc.file})" if exc.file is not None else ""
         raise DataError(exc.message + media, **rows[exc.item].where, field=exc.field) from exc

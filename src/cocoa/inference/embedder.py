@@ -28,7 +28,7 @@ from PIL import Image
 
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.core.errors import DataError, ItemError
-from cocoa.core.matryoshka import check_dimensions, truncate
+from cocoa.core.matryoshka import check_dim, truncate
 from cocoa.data.items import EMPTY_ITEM, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, Item, VideoSource, is_empty
 from cocoa.data.videos import video_problem
 from cocoa.inference.batch_encoder import BatchEncoder
@@ -126,9 +126,9 @@ class Embedder:
         return self.encoder.backbone.hidden_size
 
     @property
-    def widths(self) -> tuple[int, ...]:
-        """The widths ``dimensions`` may ask for, ascending: trained Matryoshka widths and the full one."""
-        return self.encoder.widths
+    def dims(self) -> tuple[int, ...]:
+        """The embedding dims ``dim`` may ask for, ascending: the trained Matryoshka dims and the full one."""
+        return self.encoder.dims
 
     @property
     def image_pixels(self) -> int:
@@ -143,29 +143,29 @@ class Embedder:
         return self.encoder.fingerprint()
 
     def encode(self, inputs: Input | Sequence[Input], instruction: str | None = None, batch_size: int = ENCODE_BATCH_SIZE,
-               show_progress: bool = False, dimensions: int | None = None) -> np.ndarray:
+               show_progress: bool = False, dim: int | None = None) -> np.ndarray:
         """Float32 ``(n, dim)`` L2-normalised embeddings in input order (a single input gives ``n = 1``).
 
-        ``dimensions`` (one of :attr:`widths`) keeps the first that many features, re-normalised.
+        ``dim`` (one of :attr:`dims`) keeps the first that many features, re-normalised.
         Bad data is a :class:`DataError` naming the input (``row``, 1-based in the message) and field,
         an image that does not decode included.
         """
         items = to_items(inputs, instruction)
         try:
-            return self.encode_items(items, batch_size=batch_size, show_progress=show_progress, dimensions=dimensions)
+            return self.encode_items(items, batch_size=batch_size, show_progress=show_progress, dim=dim)
         except ItemError as exc:
             raise ItemError(exc, exc.item, row=exc.item) from exc
 
     def encode_items(self, items: Sequence[Item], batch_size: int = ENCODE_BATCH_SIZE, show_progress: bool = False,
-                     dimensions: int | None = None) -> np.ndarray:
+                     dim: int | None = None) -> np.ndarray:
         """Embeddings of ready-made items (the evaluator's path)."""
-        width = self.dim if dimensions is None else check_dimensions(dimensions, self.widths)
+        width = self.dim if dim is None else check_dim(dim, self.dims)
         if not items:
             return np.zeros((0, width), dtype=np.float32)
         return self.truncate(self.encoder.encode_items(items, batch_size=batch_size, show_progress=show_progress),
                              width)
 
-    def truncate(self, vectors: np.ndarray, dimensions: int) -> np.ndarray:
-        """Full-width embeddings of this model at ``dimensions`` (one of :attr:`widths`), re-normalised."""
-        width = check_dimensions(dimensions, self.widths)
+    def truncate(self, vectors: np.ndarray, dim: int) -> np.ndarray:
+        """Full-width embeddings of this model at ``dim`` (one of :attr:`dims`), re-normalised."""
+        width = check_dim(dim, self.dims)
         return vectors if width == vectors.shape[1] else truncate(vectors, width)

@@ -199,11 +199,11 @@ class VectorIndex:
         self.kind, self.fingerprint, self.recall = kind, fingerprint, recall
         self.nprobe, self.ef_search = nprobe, ef_search
 
-    def check_model(self, fingerprint: str, widths: Sequence[int]) -> None:
+    def check_model(self, fingerprint: str, dims: Sequence[int]) -> None:
         """A :class:`ConfigError` unless this index was built by the model with ``fingerprint`` (when it
-        records one) at one of its embedding ``widths``."""
-        if self.dim not in widths:
-            raise ConfigError(f"index has dim {self.dim} but the model embeds to widths {', '.join(map(str, widths))}")
+        records one) at one of its embedding ``dims``."""
+        if self.dim not in dims:
+            raise ConfigError(f"index has dim {self.dim} but the model embeds to dims {', '.join(map(str, dims))}")
         if self.fingerprint and self.fingerprint != fingerprint:
             raise ConfigError(f"index was built with model {self.fingerprint}, not this model ({fingerprint}); "
                               "rebuild it")

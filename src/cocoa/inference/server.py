@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cocoa.core.errors import CocoaError, ConfigError, DataError
 from cocoa.core.hub import is_hub_id
-from cocoa.core.matryoshka import check_dimensions
+from cocoa.core.matryoshka import check_dim
 from cocoa.core.memory import release_free_memory
 from cocoa.data.images import ImageTooLarge, open_image
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, is_empty, text_problem
@@ -311,7 +311,7 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
         limits = replace(limits, keep_pixels=KEEP_FACTOR * embedder.image_pixels)
     batcher = Batcher(embedder, limits.max_batch, limits.max_wait_ms, limits.preprocess_threads, limits.pack_tokens)
     if index is not None:
-        index.check_model(embedder.fingerprint, embedder.widths)
+        index.check_model(embedder.fingerprint, embedder.dims)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -352,7 +352,7 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
 
     def check_width(dimensions: int) -> int:
         try:
-            return check_dimensions(dimensions, embedder.widths)
+            return check_dim(dimensions, embedder.dims, "dimensions")
         except ConfigError as exc:
             raise ApiError(400, str(exc), "unsupported_dimensions") from exc
 
@@ -361,7 +361,7 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
         """Liveness for anyone; the model, its fingerprint and counters only with the API key (if one is set)."""
         if not authorized(request):
             return {"status": "ok"}
-        return {"status": "ok", "model": model_name, "dim": embedder.dim, "dimensions": list(embedder.widths),
+        return {"status": "ok", "model": model_name, "dim": embedder.dim, "dimensions": list(embedder.dims),
                 "fingerprint": embedder.fingerprint,
                 "index": None if index is None else {"kind": index.kind, "count": len(index)},
                 "batching": {"encode_calls": batcher.encode_calls, "items": batcher.encoded_items}}

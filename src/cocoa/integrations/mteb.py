@@ -27,7 +27,7 @@ from mteb.types import PromptType
 from PIL import Image
 
 from cocoa.core.errors import DataError
-from cocoa.core.matryoshka import check_dimensions
+from cocoa.core.matryoshka import check_dim
 from cocoa.inference.embedder import Embedder, Input
 
 #: The encoder batch size when mteb's ``encode_kwargs`` set none.
@@ -51,15 +51,15 @@ def batch_inputs(batch: Mapping[str, Any], start: int) -> list[Input]:
 
 
 class CocoaMtebEncoder(AbsEncoder):
-    """mteb's encoder interface over :class:`Embedder`; ``dimensions`` picks a Matryoshka width."""
+    """mteb's encoder interface over :class:`Embedder`; ``dim`` picks a Matryoshka dim."""
 
     def __init__(self, model_name: str | Path, revision: str | None = None, *, device: str | None = None,
-                 dimensions: int | None = None) -> None:
+                 dim: int | None = None) -> None:
         self.model = Embedder.from_pretrained(model_name, device=device)
-        self.dimensions = None if dimensions is None else check_dimensions(dimensions, self.model.widths)
+        self.dim = None if dim is None else check_dim(dim, self.model.dims)
         self.mteb_model_meta = ModelMeta.create_empty(overwrites={
             "name": f"cocoa/{Path(model_name).resolve().name}", "revision": revision or self.model.fingerprint,
-            "embed_dim": self.dimensions or self.model.dim, "modalities": ["image", "text"],
+            "embed_dim": self.dim or self.model.dim, "modalities": ["image", "text"],
             "framework": ["PyTorch"], "similarity_fn_name": ScoringFunction.COSINE, "use_instructions": True,
             "max_tokens": self.model.encoder.spec.max_len,
             "n_parameters": self.model.encoder.backbone.num_parameters()})
@@ -84,4 +84,4 @@ class CocoaMtebEncoder(AbsEncoder):
                     show_progress: bool = False) -> np.ndarray:
         """Embeddings of cocoa inputs at the chosen width."""
         return self.model.encode(rows, instruction=instruction, batch_size=batch_size, show_progress=show_progress,
-                                 dimensions=self.dimensions)
+                                 dim=self.dim)

@@ -72,11 +72,11 @@ class VllmExport:
 
 
 def vllm_args(spec: EmbeddingSpec, hidden: int) -> list[str]:
-    """``vllm serve`` arguments: pooling runner, LAST pooling with normalisation, Matryoshka widths if trained."""
+    """``vllm serve`` arguments: pooling runner, LAST pooling with normalisation, Matryoshka dims if trained."""
     args = ["--runner", "pooling", "--convert", "embed", "--pooler-config", json.dumps(POOLER_CONFIG)]
-    if spec.matryoshka_dims is not None:
+    if spec.dims is not None:
         args += ["--hf-overrides", json.dumps({"is_matryoshka": True,
-                                               "matryoshka_dimensions": list(spec.widths(hidden))})]
+                                               "matryoshka_dimensions": list(spec.served_dims(hidden))})]
     return args
 
 

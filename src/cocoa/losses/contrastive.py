@@ -17,7 +17,7 @@ from torch import Tensor
 
 from cocoa.core.matryoshka import truncate_tensor
 
-#: ``(dims, weights)``: the Matryoshka widths a loss trains and the weight of each.
+#: ``(dims, weights)``: the Matryoshka dims a loss trains and the weight of each.
 WeightedDims = tuple[Sequence[int], Sequence[float]]
 
 

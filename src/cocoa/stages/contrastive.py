@@ -2,7 +2,7 @@
 
 Rows are ``query <EOS>`` and ``target <EOS>`` (and optional hard negatives), collated in
 chunks; the stage trains with GradCache (:class:`~cocoa.train.steps.GradCacheStep`) and an
-InfoNCE over the whole global batch, optionally at several Matryoshka widths at once.
+InfoNCE over the whole global batch, optionally at several Matryoshka dims at once.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from cocoa.train.steps import GradCacheStep
 class MatryoshkaConfig(Strict):
     """Multi-width InfoNCE: ``sum_i weights[i] * InfoNCE(first dims[i] features, re-normalised)``."""
 
-    dims: list[int] = Field(description="widths, ascending and unique, each at most the model's hidden size")
+    dims: list[int] = Field(description="dims, ascending and unique, each at most the model's hidden size")
     weights: list[float] | None = Field(None, description="one positive weight per width; default: 1 each")
 
     @field_validator("dims")
@@ -84,7 +84,7 @@ class ContrastiveConfig(Strict):
     dedupe: bool = Field(False, description="embed identical rows of a batch once (the label texts of "
                          "classification data, say); the loss still sees every row, so loss and gradient "
                          "are those of the batch as given (rows then share one dropout draw)")
-    matryoshka: MatryoshkaConfig | None = Field(None, description="train several embedding widths at once")
+    matryoshka: MatryoshkaConfig | None = Field(None, description="train several embedding dims at once")
 
     @model_validator(mode="after")
     def _one_chunking(self) -> ContrastiveConfig:

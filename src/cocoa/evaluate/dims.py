@@ -1,4 +1,4 @@
-"""Evaluate one model at several embedding widths (Matryoshka), encoding every item once.
+"""Evaluate one model at several embedding dims (Matryoshka), encoding every item once.
 
 Each width is an ordinary evaluation of :class:`TruncatedEncoder` in ``OUT/dim-<width>``:
 its own score files, reports and resume. The full-width embeddings are cached once under
@@ -27,7 +27,7 @@ from cocoa.evaluate.summary import Summary
 #: The cache shard tag of the shared full-width embeddings.
 FULL_WIDTH_TAG = "full-width"
 #: The per-width group scores, written beside the ``dim-<width>`` folders.
-WIDTHS_FILE = "widths.json"
+DIMS_FILE = "dims.json"
 
 
 def width_dir(out_dir: Path, width: int) -> Path:
@@ -68,20 +68,20 @@ class TruncatedEncoder:
         return self.encoder.item_length(item)
 
 
-def evaluate_widths(encoder: ItemEncoder, widths: Sequence[int], data_dir: Path, out_dir: Path,
+def evaluate_dims(encoder: ItemEncoder, dims: Sequence[int], data_dir: Path, out_dir: Path,
                     datasets: Sequence[str] | None = None, image_root: Path | None = None, batch_size: int = ENCODE_BATCH_SIZE,
                     *, cache_dir: Path | None = None, skip_bad: bool = False, allow_outside_paths: bool = False,
                     show_progress: bool = True) -> dict[int, Summary]:
     """The summary of ``encoder`` at each width: any width up to the full one, trained or not.
 
-    Measuring a model at widths it was not trained for is the point of the comparison (plain
+    Measuring a model at dims it was not trained for is the point of the comparison (plain
     truncation against Matryoshka training), so unlike the serving paths this takes any width.
-    Writes ``OUT/widths.json`` (see :func:`width_scores`) after the last width. Under a process group
+    Writes ``OUT/dims.json`` (see :func:`dims_scores`) after the last width. Under a process group
     each rank caches the full-width embeddings it computed in shards of its own.
     """
     from cocoa.core.distributed import rank_and_world  # torch, imported late
 
-    checked = validate_dims(widths, "dims")
+    checked = validate_dims(dims, "dims")
     cache_root = cache_dir or Path(out_dir) / "cache"
     full = EmbeddingCache(cache_root, encoder.fingerprint())
     hashes = FileHashes(Path(out_dir) / HASHES_FILE)
@@ -93,20 +93,20 @@ def evaluate_widths(encoder: ItemEncoder, widths: Sequence[int], data_dir: Path,
                  for width in checked}
     if rank_and_world()[0] == 0:
         hashes.save()
-        files.write_json(Path(out_dir) / WIDTHS_FILE, {str(w): row for w, row in width_scores(summaries).items()})
+        files.write_json(Path(out_dir) / DIMS_FILE, {str(w): row for w, row in dims_scores(summaries).items()})
     return summaries
 
 
-def width_scores(summaries: dict[int, Summary]) -> dict[int, dict[str, float | None]]:
+def dims_scores(summaries: dict[int, Summary]) -> dict[int, dict[str, float | None]]:
     """Overall, per-split and per-meta-task means of each width."""
     return {width: {"overall": s.overall.score, **{k: g.score for k, g in s.splits.items()},
                     **{k: g.score for k, g in s.meta_tasks.items()}}
             for width, s in summaries.items()}
 
 
-def width_table(summaries: dict[int, Summary]) -> Table:
+def dims_table(summaries: dict[int, Summary]) -> Table:
     """A table with one row per width and one column per group."""
-    scores = width_scores(summaries)
+    scores = dims_scores(summaries)
     groups = list(next(iter(scores.values())))
     table = Table("width", *groups, title="score per embedding width (Precision@1, %)")
     for width, row in scores.items():
