@@ -58,7 +58,7 @@ def bridged_batch(backbone: Backbone, rows: int, side: int, target_repeats: Call
     seqs = []
     for row in range(rows):
         enc = pre.item(Item(QUERY, random_image(rng, side)))
-        enc.add([pre.ids.eos], Role.EOS)
+        enc.add([pre.ids.eos], Role.EMBEDDING)
         enc.add(pre.text_ids(" ".join([TARGET] * target_repeats(row))), Role.TARGET)
         seqs.append(enc)
     return collate(seqs, pre.ids.pad)

@@ -119,7 +119,7 @@ def section_kernels(device: torch.device) -> dict:
                 states = {attn: run_states(b, batch, mode, device, dtype) for attn, b in backbones.items()}
                 real = (batch.roles != Role.PAD).to(device)
                 diff = (states["sdpa"] - states["eager"]).abs()[real].max().item()
-                before = (batch.roles == Role.QUERY) | (batch.roles == Role.EOS)
+                before = (batch.roles == Role.QUERY) | (batch.roles == Role.EMBEDDING)
                 # the EOS must not see the target for the query block to be independent of it
                 moved = (run_states(backbones["sdpa"], changed, mode, device, dtype, eos_sees_target=False)
                          - run_states(backbones["sdpa"], batch, mode, device, dtype, eos_sees_target=False)).abs()

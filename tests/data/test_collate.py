@@ -16,5 +16,5 @@ def test_special_token_strings_in_text_are_tokenised_as_text(tiny_backbone: Back
     control = {ids.image, ids.video, ids.eos, ids.vision_start, ids.vision_end, ids.pad}
     assert not control & set(pre.text_ids(text))
     encoded = pre.item(Item(text))
-    assert encoded.pixels == [] and not control & set(encoded.ids[:-1]), "only the appended embedding token"
+    assert encoded.pixels == [] and not control & set(encoded.ids[:-1]), "only the embedding token at the end"
     assert pre.text_ids("a b") == list(tiny_backbone.tokenizer("a b", add_special_tokens=False)["input_ids"])

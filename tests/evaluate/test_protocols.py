@@ -66,6 +66,6 @@ def test_a_stage_records_the_protocol_its_recipe_builds_with(tmp_path: Path) -> 
     assert spec.protocol == want
     spec.save(tmp_path)
     assert EmbeddingSpec.load(tmp_path).protocol == want
-    plain = load_recipe(recipe_path("contrastive"), [*base, "protocol.append=null"])
-    assert get_stage("contrastive").embedding_spec(plain).protocol == PROTOCOLS["cocoa"].replace(append=None)
+    plain = load_recipe(recipe_path("contrastive"), [*base, "protocol.embedding_token=null"])
+    assert get_stage("contrastive").embedding_spec(plain).protocol == PROTOCOLS["cocoa"].replace(embedding_token=None)
     assert get_stage("bridge").embedding_spec(load_recipe(recipe_path("bridge"), base)).protocol == PROTOCOLS["cocoa"]

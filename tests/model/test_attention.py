@@ -17,7 +17,7 @@ from cocoa.model.attention import additive_mask, allowed
 from cocoa.model.forward import ImageFeatures, ImageTransform, hidden_states, vl_model
 from tests.helpers import make_backbone
 
-Q, E, T, P = Role.QUERY, Role.EOS, Role.TARGET, Role.PAD
+Q, E, T, P = Role.QUERY, Role.EMBEDDING, Role.TARGET, Role.PAD
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 
 
@@ -63,7 +63,7 @@ def test_additive_mask_values_and_bad_mode() -> None:
 
 def bridged_batch(pre: Preprocessor, query: Item) -> Batch:
     enc = pre.item(query, Role.QUERY)
-    enc.add([pre.ids.eos], Role.EOS)
+    enc.add([pre.ids.eos], Role.EMBEDDING)
     enc.add(pre.text_ids("a red dress on a white background"), Role.TARGET)
     return collate([enc], pre.ids.pad)
 

@@ -44,7 +44,7 @@ def test_a_still_video_embeds_as_its_image(family: str, image_dir: Path, video_d
 def test_embedding_is_normalised_post_norm_state_at_the_eos(tiny_backbone: Backbone, image_dir: Path) -> None:
     pre = Preprocessor(tiny_backbone, 256)
     seq = pre.embedding_sequence(embedding_items(image_dir)[0])
-    assert seq.ids[-1] == tiny_backbone.ids.eos and seq.roles[-1] == Role.EOS
+    assert seq.ids[-1] == tiny_backbone.ids.eos and seq.roles[-1] == Role.EMBEDDING
     batch = collate([seq], tiny_backbone.ids.pad)
     with torch.no_grad():
         hidden = hidden_states(tiny_backbone.model, batch, "bidirectional")

@@ -1,4 +1,4 @@
-"""Embedding protocols: image sizes and token counts, layout, appended token, pooling, positions, records."""
+"""Embedding protocols: image sizes and token counts, layout, embedding token, pooling, positions, records."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def backbone() -> Backbone:
 
 
 @pytest.mark.parametrize("name", ["cocoa", "cocoa-release", "vlm2vec-v1-low", "vlm2vec-v2"])
-def test_preprocessor_follows_the_policy_layout_and_appended_token(backbone: Backbone, name: str,
+def test_preprocessor_follows_the_policy_layout_and_embedding_token(backbone: Backbone, name: str,
                                                                    tmp_path: Path) -> None:
     protocol = get_protocol(name)
     path = tmp_path / "page.png"
@@ -85,11 +85,11 @@ def test_preprocessor_follows_the_policy_layout_and_appended_token(backbone: Bac
         assert seq.ids[first - 1] == ids.vision_start and seq.ids[first + tokens] == ids.vision_end
     else:
         assert ids.vision_start not in seq.ids and ids.vision_end not in seq.ids
-    if protocol.append is None:
-        assert Role.EOS not in seq.roles and seq.ids[-1] != ids.eos
+    if protocol.embedding_token is None:
+        assert Role.EMBEDDING not in seq.roles and seq.ids[-1] != ids.eos
     else:
-        assert seq.ids[-1] == backbone.tokenizer.convert_tokens_to_ids(protocol.append)
-        assert seq.roles[-1] == Role.EOS
+        assert seq.ids[-1] == backbone.tokenizer.convert_tokens_to_ids(protocol.embedding_token)
+        assert seq.roles[-1] == Role.EMBEDDING
     encoder = BatchEncoder(backbone, EmbeddingSpec(protocol, 8192))
     assert encoder.item_length(item) == len(seq)
 
@@ -105,7 +105,7 @@ def test_the_squash_ignores_the_aspect_ratio(tmp_path: Path) -> None:
         ImagePolicy(enlarge=(28,))  # type: ignore[arg-type]
 
 
-def test_pooled_position_is_the_appended_token_or_the_last_real_one(backbone: Backbone) -> None:
+def test_pooled_position_is_the_embedding_token_or_the_last_real_one(backbone: Backbone) -> None:
     items = [Item("a photo of a red dress"), Item("an ankle boot")]
     for protocol, offset in ((PROTOCOLS["cocoa"], 0), (PROTOCOLS["vlm2vec-v2"], 0)):
         pre = Preprocessor(backbone, 64, protocol)
@@ -153,10 +153,10 @@ def test_sequential_positions_change_the_embedding_of_image_items_only(backbone:
 
 
 def test_spec_records_the_protocol_and_reads_older_files(tmp_path: Path) -> None:
-    protocol = PROTOCOLS["cocoa-release"].replace(append="<|im_end|>", attention="causal")
+    protocol = PROTOCOLS["cocoa-release"].replace(embedding_token="<|im_end|>", attention="causal")
     EmbeddingSpec(protocol, 512).save(tmp_path)
     saved = json.loads((tmp_path / "cocoa.json").read_text())
-    assert saved["protocol"]["name"] == "cocoa-release" and saved["protocol"]["append"] == "<|im_end|>"
+    assert saved["protocol"]["name"] == "cocoa-release" and saved["protocol"]["embedding_token"] == "<|im_end|>"
     assert saved["protocol"]["image"] == {"square": 672, "min_pixels": None, "max_pixels": None, "enlarge": None}
     assert EmbeddingSpec.load(tmp_path) == EmbeddingSpec(protocol, 512)
     EmbeddingSpec(PROTOCOLS["vlm2vec-v2"]).save(tmp_path)  # enlarge goes to JSON as a list
@@ -177,14 +177,14 @@ def test_bad_protocols_are_refused(backbone: Backbone) -> None:
     with pytest.raises(ConfigError, match="min_pixels 10 is over max_pixels 5"):
         ImagePolicy(min_pixels=10, max_pixels=5)
     with pytest.raises(ConfigError, match=re.escape("appends '<|nope|>', which the tokenizer does not have")):
-        Preprocessor(backbone, 64, PROTOCOLS["cocoa"].replace(append="<|nope|>"))
+        Preprocessor(backbone, 64, PROTOCOLS["cocoa"].replace(embedding_token="<|nope|>"))
 
 
 def test_every_preset_appends_a_token_the_qwen_tokenizers_have(backbone: Backbone) -> None:
     tokenizer = backbone.tokenizer
     for protocol in PROTOCOLS.values():
-        if protocol.append is None:
+        if protocol.embedding_token is None:
             continue
-        token = tokenizer.convert_tokens_to_ids(protocol.append)
+        token = tokenizer.convert_tokens_to_ids(protocol.embedding_token)
         assert token is not None and token != tokenizer.unk_token_id, protocol.name
         assert Preprocessor(backbone, 64, protocol).embedding_sequence(Item("x")).ids[-1] == token, protocol.name

@@ -90,7 +90,7 @@ def test_bridge_targets_raw_keep_the_placeholder_text_and_the_bridge_is_the_prot
     assert bridge_pair(pair).positive == Item("a sneaker next to a bag")
     release = Preprocessor(tiny_backbone, 2048, PROTOCOLS["cocoa-release"])
     seq = BridgeBuilder(release, 0.5, raw_targets=True).sequence(bridge_pair(pair, raw=True), np.random.default_rng(0))
-    eos = seq.roles.index(Role.EOS)
+    eos = seq.roles.index(Role.EMBEDDING)
     assert seq.ids[eos] == tiny_backbone.tokenizer.convert_tokens_to_ids("<|im_end|>")
     target = [i if label == IGNORE_INDEX else label for i, label in zip(seq.ids[eos + 1:], seq.labels[eos + 1:],
                                                                          strict=True)]
@@ -108,7 +108,7 @@ def test_bridge_builder_eos_between_query_and_target(pre: Preprocessor, image_di
     for row, pair in enumerate(pairs):
         roles = batch.roles[row]
         real = int((roles != Role.PAD).sum())
-        eos_at = (roles == Role.EOS).nonzero().flatten().tolist()
+        eos_at = (roles == Role.EMBEDDING).nonzero().flatten().tolist()
         assert len(eos_at) == 1
         e = eos_at[0]
         assert batch.input_ids[row, e] == ids.eos

@@ -2,7 +2,7 @@
 
 A :class:`Protocol` fixes every choice that moves an MMEB score while the weights stay the same:
 how an image is sized (:class:`ImagePolicy`), how its tokens are laid out in the text, which
-token (if any) is appended, which position is pooled, the attention and the M-RoPE positions
+token (if any) ends a sequence, which position is pooled, the attention and the M-RoPE positions
 of image tokens. Training stages, the evaluator, the encoder and the server all read one, and
 a checkpoint records the one it was trained with (``cocoa.json``).
 
@@ -179,9 +179,9 @@ class Protocol:
     - ``image_tokens``: ``vision_block`` wraps the image pads in ``<|vision_start|>`` /
       ``<|vision_end|>``; ``bare`` puts the pads alone where the MMEB placeholder was
       (VLM2Vec v1).
-    - ``append``: the token appended to every sequence (a token string, ``None``: nothing);
-      it is also stage 2's bridge token.
-    - ``pooling``: ``last`` pools the last real token (the appended one when there is one),
+    - ``embedding_token``: the token added at the end of every sequence, whose state is pooled
+      (a token string, ``None``: none); stage 2 bridges query and target through it.
+    - ``pooling``: ``last`` pools the last real token (the embedding token when there is one),
       ``mean`` averages every real token.
     - ``attention``: ``bidirectional`` or ``causal``.
     - ``positions``: ``grid`` gives image tokens their 2-D M-RoPE positions; ``sequential``
@@ -193,7 +193,7 @@ class Protocol:
     image: ImagePolicy = ImagePolicy()
     video: VideoPolicy = VideoPolicy()
     image_tokens: ImageTokens = "vision_block"
-    append: str | None = "<|endoftext|>"
+    embedding_token: str | None = "<|endoftext|>"
     pooling: Pooling = "last"
     attention: EmbeddingAttention = "bidirectional"
     positions: Positions = "grid"
@@ -205,8 +205,9 @@ class Protocol:
             if getattr(self, name) not in values:
                 raise ConfigError(f"protocol {self.name!r}: {name} must be one of {values}, "
                                   f"got {getattr(self, name)!r}")
-        if self.append is not None and not (isinstance(self.append, str) and self.append):
-            raise ConfigError(f"protocol {self.name!r}: append must be a token string or null, got {self.append!r}")
+        if self.embedding_token is not None and not (isinstance(self.embedding_token, str) and self.embedding_token):
+            raise ConfigError(f"protocol {self.name!r}: embedding_token must be a token string or null, "
+                              f"got {self.embedding_token!r}")
 
     def replace(self, **changes: Any) -> Protocol:
         """A copy with ``changes``; ``image`` and ``video`` may be given as mappings."""
@@ -247,16 +248,16 @@ class Protocol:
 
 #: VLM2Vec v2's defaults (``--min_pixels`` / ``--max_pixels``): 4 to 1280 merged tokens.
 VLM2VEC_V2_BOUNDS = {"min_pixels": 4 * TOKEN_PIXELS, "max_pixels": 1280 * TOKEN_PIXELS}
-#: VLM2Vec v1's evaluation: a bare ``<|image_pad|>``, nothing appended, the last token pooled, causal,
+#: VLM2Vec v1's evaluation: a bare ``<|image_pad|>``, no embedding token, the last token pooled, causal,
 #: and (no ``<|vision_start|>`` for its rope index to find) one running position for every token.
-_VLM2VEC_V1 = {"image_tokens": "bare", "append": None, "attention": "causal", "positions": "sequential"}
+_VLM2VEC_V1 = {"image_tokens": "bare", "embedding_token": None, "attention": "causal", "positions": "sequential"}
 
 #: The shipped presets by name. The release's and VLM2Vec v1's evaluation read the image processor from the
 #: checkpoint (``AutoProcessor``), so their squashed images meet the checkpoint's own pixel bounds
 #: (3136 to 12845056 for Qwen2-VL-Instruct); VLM2Vec v2 passes its own.
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("cocoa"),
-    Protocol("cocoa-release", ImagePolicy(square=672), append="<|im_end|>", positions="sequential"),
+    Protocol("cocoa-release", ImagePolicy(square=672), embedding_token="<|im_end|>", positions="sequential"),
     Protocol("vlm2vec-v1", ImagePolicy(square=1344), **_VLM2VEC_V1),
     Protocol("vlm2vec-v1-low", ImagePolicy(square=128), **_VLM2VEC_V1),
     Protocol("vlm2vec-v1-mid", ImagePolicy(square=672), **_VLM2VEC_V1),

@@ -9,11 +9,11 @@ IGNORE_INDEX = -100
 
 
 class Role(IntEnum):
-    """What a position is: padding, block A (the query), the bridging EOS, or block B."""
+    """What a position is: padding, block A (the query), the embedding token (stage 2's bridge), or block B."""
 
     PAD = 0
     QUERY = 1
-    EOS = 2
+    EMBEDDING = 2
     TARGET = 3
 
 

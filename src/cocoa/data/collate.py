@@ -5,7 +5,7 @@ evaluation and serving can never disagree about preprocessing. A
 :class:`~cocoa.core.protocol.Protocol` decides the details: each image is sized by its image
 policy and becomes ``<|vision_start|> <|image_pad|> x n <|vision_end|>`` (or the pads alone),
 placed where the text has the MMEB placeholder ``<|image_1|>``, or before the text when it has
-none; the protocol's token (if any) is appended to an embedding sequence.
+none; the protocol's embedding token (if any) ends an embedding sequence.
 
 A video is sampled and sized by the video policy and becomes ``<|vision_start|> <|video_pad|> x n
 <|vision_end|>`` (Qwen2-VL, Qwen2.5-VL), or, as Qwen3-VL's processor writes it, one such block per
@@ -84,8 +84,9 @@ class Encoded:
 class Preprocessor:
     """Tokenises items and images for a backbone under a protocol, never truncating image tokens.
 
-    ``embedding_token`` is the protocol's appended token (stage 2's bridge token too); without
-    one it is the tokenizer's EOS, which then serves only as a bridge.
+    ``embedding_token_id`` is the id of the protocol's embedding token (``None`` when it has none);
+    ``bridge_id`` is what stage 2 joins query and target through: the embedding token, or the
+    tokenizer's EOS when the protocol has none.
     """
 
     def __init__(self, backbone: Backbone, max_len: int = 4096, protocol: Protocol | None = None) -> None:
@@ -96,8 +97,9 @@ class Preprocessor:
         self.ids = backbone.ids
         self.max_len = max_len
         self.protocol = protocol or get_protocol(DEFAULT_PROTOCOL)
-        self.appended = None if self.protocol.append is None else self.token_id(self.protocol.append)
-        self.embedding_token = self.ids.eos if self.appended is None else self.appended
+        token = self.protocol.embedding_token
+        self.embedding_token_id = None if token is None else self.token_id(token)
+        self.bridge_id = self.ids.eos if self.embedding_token_id is None else self.embedding_token_id
 
     def token_id(self, token: str) -> int:
         """The id of a single token of the tokenizer, or an error naming the protocol."""
@@ -243,11 +245,11 @@ class Preprocessor:
         return out
 
     def embedding_sequence(self, item: Item) -> Encoded:
-        """``item`` followed by the protocol's appended token: the sequence whose pooled state is the embedding."""
-        if self.appended is None:
+        """``item`` followed by the protocol's embedding token: the sequence whose pooled state is the embedding."""
+        if self.embedding_token_id is None:
             return self.fit(self.item(item))
         enc = self.fit(self.item(item), reserve=1)
-        enc.add([self.appended], Role.EOS, protected=True)
+        enc.add([self.embedding_token_id], Role.EMBEDDING, protected=True)
         return enc
 
 
@@ -303,7 +305,7 @@ def collate(seqs: Sequence[Encoded], pad_id: int, padding_side: str = "right") -
     roles = torch.tensor([pad(s.roles, int(Role.PAD)) for s in seqs], dtype=torch.long)
     mm = torch.tensor([pad(s.mm, 0) for s in seqs], dtype=torch.int)
     labels = torch.tensor([pad(s.labels, IGNORE_INDEX) for s in seqs], dtype=torch.long)
-    is_eos = roles == Role.EOS
+    is_eos = roles == Role.EMBEDDING
     pool_index = torch.where(is_eos.any(1), is_eos.int().argmax(1), (roles != Role.PAD).int().cumsum(1).argmax(1))
     pixels = [p for s in seqs for p in s.pixels]
     grids = [g for s in seqs for g in s.grids]

@@ -7,15 +7,15 @@ github.com/TIGER-AI-Lab/VLM2Vec does it (through ``process_input_text``, which p
 token and a space in front), with MMEB's ``<|image_1|>`` as the image token:
 
 * ``image_cls`` and ``image_i2t``: query ``"<|image_1|> " + inst + " " + text`` (the instruction
-  without ``<|image_1|>``), ``" \\n"`` turned into ``"\\n"``, then ``"\\n"`` appended; the query image is
+  without ``<|image_1|>``), ``" \\n"`` turned into ``"\\n"``, then ``"\\n"`` added at the end; the query image is
   kept; candidates are ``tgt_text`` verbatim, text only (``tgt_inst`` and ``tgt_img_path`` unused).
 * ``image_qa``: as ``image_cls`` with the instruction stripped and prefixed with ``"\\n"``.
 * ``image_t2i``: query ``qry_inst + " " + qry_text + "\\n"`` (one more ``"\\n"`` for VisDial), text
   only; each candidate ``"<|image_1|> " + tgt_inst + " " + caption`` when the row's first caption is
-  not blank, else ``"<|image_1|> " + tgt_inst``, ``" \\n"`` turned into ``"\\n"``, ``"\\n"`` appended;
+  not blank, else ``"<|image_1|> " + tgt_inst``, ``" \\n"`` turned into ``"\\n"``, ``"\\n"`` added at the end;
   candidate images kept.
 * ``image_i2i_vg``: query as ``image_qa``; candidates as ``image_t2i``, except that the
-  instruction-only candidate text gets no ``"\\n"`` appended.
+  instruction-only candidate text gets no ``"\\n"`` at the end.
 """
 
 from __future__ import annotations

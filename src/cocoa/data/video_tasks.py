@@ -264,7 +264,7 @@ def _option_text(option: str) -> str:
 
 
 def qa_options(question: str, candidates: list[str], answer: object) -> tuple[str, list[str], int]:
-    """``question`` with ``(A) ...`` options appended, the lettered options and the answer's index
+    """``question`` followed by its ``(A) ...`` options, the lettered options and the answer's index
     (``-1`` when ``answer`` is none of them), as VLM2Vec-V2's ``qa_template``."""
     lettered = [f"({chr(ord('A') + i)}) {c}" for i, c in enumerate(candidates)]
     text = f"{question}\nOptions:\n" + "".join(f"{o}\n" for o in lettered)

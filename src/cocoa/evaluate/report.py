@@ -131,13 +131,13 @@ def write_reports(summary: Summary, out_dir: Path) -> None:
 
 
 def protocol_line(protocol: dict[str, Any]) -> str:
-    """``cocoa-release`` (image square 672, 200704-1003520 px; vision_block; append <|endoftext|>; ...)."""
+    """``cocoa-release`` (image square 672, 200704-1003520 px; vision_block; embedding token <|endoftext|>; ...)."""
     image = protocol.get("image") or {}
     sizes = [f"square {image['square']}" if image.get("square") else "no squash",
              f"{image.get('min_pixels') or 'processor'}-{image.get('max_pixels') or 'processor'} px"]
-    append = protocol.get("append") or "nothing"
+    token = protocol.get("embedding_token") or "none"
     return (f"`{protocol.get('name')}` (image {', '.join(sizes)}; {protocol.get('image_tokens')} image tokens; "
-            f"append {append}; pool {protocol.get('pooling')}; {protocol.get('attention')} attention; "
+            f"embedding token {token}; pool {protocol.get('pooling')}; {protocol.get('attention')} attention; "
             f"{protocol.get('positions')} positions)")
 
 

@@ -165,7 +165,7 @@ class BatchEncoder:
         """Token count of an item's sequence (image and first-frame sizes read from headers only; a
         video's timestamp text, which only Qwen3-VL has, is not counted: the count orders batches)."""
         protocol = self.spec.protocol
-        n = self._text_length(item.text) + (protocol.append is not None)
+        n = self._text_length(item.text) + (protocol.embedding_token is not None)
         wrap = 2 if protocol.image_tokens == "vision_block" else 0
         if item.image is not None:
             image = item.image

@@ -3,8 +3,8 @@
 ``SentenceTransformer(path, trust_remote_code=True)`` on a cocoa checkpoint folder (one with
 the files of :mod:`cocoa.integrations.st_layout`) builds one :class:`CocoaModule`. It keeps
 cocoa's own pipeline: inputs become :class:`~cocoa.data.items.Item` rows (``prompt`` is
-cocoa's instruction), sequences are built by the same preprocessor with the explicit
-appended EOS, the language model runs under the checkpoint's attention mode from
+cocoa's instruction), sequences are built by the same preprocessor with the protocol's
+embedding token at the end, the language model runs under the checkpoint's attention mode from
 ``cocoa.json`` (bidirectional or causal) through :func:`cocoa.model.forward.embed`, and the output
 is the L2-normalised final state at the EOS. ``trust_remote_code=True`` is how
 sentence-transformers 6 allows any module class outside its own package, local folders

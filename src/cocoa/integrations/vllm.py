@@ -7,7 +7,7 @@ causally. So:
 
 * a ``causal`` checkpoint with last-token pooling and grid positions (``contrastive.attention:
   causal``, or a VLM2Vec-style protocol) computes cocoa's embedding there when the prompt is
-  cocoa's sequence (:func:`vllm_prompt`): the last token is then the appended one (or the
+  cocoa's sequence (:func:`vllm_prompt`): the last token is then the embedding token (or the
   last real one) and LAST pooling is cocoa's pooling;
 * a ``bidirectional`` checkpoint (CoCoA's default) cannot be served exactly: vLLM would
   run it causally and return different vectors from the ones cocoa trained and evaluated.
@@ -45,13 +45,13 @@ def vllm_prompt(item: Item, tokenizer: PreTrainedTokenizerBase, protocol: Protoc
     """The prompt whose tokens (one ``<|image_pad|>`` that vLLM expands per image) are cocoa's sequence.
 
     As in cocoa's preprocessor the image goes at the placeholder (or first), between vision
-    start/end tokens unless the protocol lays them out bare, and the protocol's token is
-    appended; cocoa's ``max_len`` truncation of long texts and its image policy are not applied
+    start/end tokens unless the protocol lays them out bare, and the protocol's embedding
+    token ends it; cocoa's ``max_len`` truncation of long texts and its image policy are not applied
     (vLLM sizes images with the folder's image processor).
     """
     protocol = protocol or PROTOCOLS[DEFAULT_PROTOCOL]
     ids = TokenIds.from_tokenizer(tokenizer)
-    end_token = protocol.append or ""
+    end_token = protocol.embedding_token or ""
     text = item.text or ""
     if item.image is None:
         return f"{text}{end_token}"

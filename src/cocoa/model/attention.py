@@ -73,11 +73,11 @@ def eos_bridge(eos_sees_target: bool = True) -> MaskFn:
     Block A sees A and the EOS; block B sees the EOS and B (never A); the EOS sees A and
     itself, and also B when ``eos_sees_target`` (as in the authors' code).
     """
-    eos_keys = (Role.QUERY, Role.EOS, Role.TARGET) if eos_sees_target else (Role.QUERY, Role.EOS)
+    eos_keys = (Role.QUERY, Role.EMBEDDING, Role.TARGET) if eos_sees_target else (Role.QUERY, Role.EMBEDDING)
     return and_masks(real_tokens, or_masks(
-        query_sees(Role.QUERY, Role.EOS)(Role.QUERY),
-        query_sees(Role.EOS, Role.TARGET)(Role.TARGET),
-        query_sees(*eos_keys)(Role.EOS),
+        query_sees(Role.QUERY, Role.EMBEDDING)(Role.QUERY),
+        query_sees(Role.EMBEDDING, Role.TARGET)(Role.TARGET),
+        query_sees(*eos_keys)(Role.EMBEDDING),
     ))
 
 

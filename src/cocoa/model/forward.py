@@ -188,7 +188,7 @@ def hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, *, eos_se
 
 
 def pool(hidden: Tensor, batch: Batch, pooling: Pooling = "last") -> Tensor:
-    """L2-normalised embeddings: the state at each row's ``pool_index`` (the appended token, else the
+    """L2-normalised embeddings: the state at each row's ``pool_index`` (the embedding token, else the
     last real one) for ``last``; the mean over its real tokens for ``mean``."""
     if pooling == "mean":
         real = (batch.roles != Role.PAD).unsqueeze(-1).to(hidden.dtype)

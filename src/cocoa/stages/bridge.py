@@ -47,7 +47,7 @@ class BridgeBuilder:
 
     def sequence(self, pair: TrainPair, rng: np.random.Generator) -> Encoded:
         enc = self.pre.item(pair.query, Role.QUERY)
-        enc.add([self.pre.embedding_token], Role.EOS, protected=True)
+        enc.add([self.pre.bridge_id], Role.EMBEDDING, protected=True)
         if self.raw_targets:
             target = Encoded()
             target.add(self.pre.text_ids(pair.positive.text), Role.TARGET)

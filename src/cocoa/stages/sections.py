@@ -76,14 +76,14 @@ class ProtocolConfig(Strict):
 
     ``preset`` names one of :data:`~cocoa.core.protocol.PROTOCOLS`; ``image`` replaces its image
     policy for this stage's training data and ``video`` the fields of its video policy it names;
-    ``append`` (a token string, or null for none) replaces its appended token when given. The saved
+    ``embedding_token`` (a token string, or null for none) replaces its embedding token when given. The saved
     model records the result.
     """
 
     preset: str = DEFAULT_PROTOCOL
     image: ImageConfig | None = None
     video: VideoConfig | None = None
-    append: str | None = Field(None, description="left out: the preset's token; null: append nothing")
+    embedding_token: str | None = Field(None, description="left out: the preset's token; null: none")
 
     @field_validator("preset")
     @classmethod
@@ -100,8 +100,8 @@ class ProtocolConfig(Strict):
         if self.video is not None:
             protocol = protocol.replace(video=dataclasses.replace(protocol.video, **self.video.model_dump(
                 exclude_none=True)))
-        if "append" in self.model_fields_set:
-            protocol = protocol.replace(append=self.append)
+        if "embedding_token" in self.model_fields_set:
+            protocol = protocol.replace(embedding_token=self.embedding_token)
         return protocol
 
 
