@@ -23,7 +23,7 @@ from rich.table import Table
 
 from cocoa.data.eval_sets import list_eval_datasets, read_eval_dataset
 from cocoa.data.items import EvalDataset, Item
-from cocoa.evaluate.cli import load_encoder
+from cocoa.evaluate.encoder import load_encoder
 from cocoa.evaluate.plan import select_datasets
 from cocoa.evaluate.registry import resolve_benchmark
 from cocoa.evaluate.runner import ItemEncoder, evaluate

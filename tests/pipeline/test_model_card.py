@@ -21,12 +21,12 @@ def test_a_run_leaves_a_card_with_its_stages_and_scores(mini_dir: Path, tmp_path
         name="card", data_root=str(mini_dir),
         stages=[StageEntry(recipe="builtin:tiny/pretrain", set=[*stage_overrides("pretrain", mini_dir, out / "0-pretrain", 2), *sets]),
                 StageEntry(recipe="builtin:tiny/contrastive",
-                           set=stage_overrides("contrastive", mini_dir, out / "1-contrastive", 2))],
+                           set=stage_overrides("contrastive", mini_dir, out / "3-contrastive", 2))],
         eval={"data": str(mini_dir), "datasets": ["FashionMNIST", "SceneI2T"], "batch_size": 16})
     summary = run_pipeline(pipeline, Path(builtin("pipelines/mini")).parent, out)
     first = ModelCard.load(out / "0-pretrain" / "model" / "README.md")
     assert first.data.library_name == "sentence-transformers" and not first.data.eval_results
-    card = ModelCard.load(out / "1-contrastive" / "model" / "README.md")
+    card = ModelCard.load(out / "3-contrastive" / "model" / "README.md")
     assert card.data.pipeline_tag == "feature-extraction" and "cocoa" in card.data.tags
     assert card.data.base_model is None  # a tiny preset, not a Hub model
     results = {r.metric_name.split(" ")[0]: r.metric_value for r in card.data.eval_results}

@@ -41,10 +41,12 @@ def test_shipped_recipes_chain_through_the_folders_cocoa_run_writes(pipeline: st
     recipes = [load_recipe(entry.recipe if entry.recipe.startswith("builtin:") else base / entry.recipe)
                for entry in spec.stages]
     out = Path(recipes[0].train.output_dir).parent
+    numbers = [get_stage(recipe.stage).number for recipe in recipes]
+    assert numbers == sorted(numbers) and numbers[-1] == 3  # folders are numbered by stage: 3-contrastive
     for index, recipe in enumerate(recipes):
-        assert Path(recipe.train.output_dir) == stage_folder(out, index, recipe.stage)
+        assert Path(recipe.train.output_dir) == stage_folder(out, numbers[index], recipe.stage)
         if index:
-            assert Path(recipe.model.path) == stage_folder(out, index - 1, recipes[index - 1].stage) / "model"
+            assert Path(recipe.model.path) == stage_folder(out, numbers[index - 1], recipes[index - 1].stage) / "model"
 
 
 class CountingStep:

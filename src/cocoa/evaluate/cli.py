@@ -13,35 +13,13 @@ from cocoa.core.console import make_console
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.core.errors import ConfigError
 from cocoa.evaluate.cards import parse_dataset_info
+from cocoa.evaluate.encoder import load_encoder
 from cocoa.evaluate.report import compare_table, summary_table
-from cocoa.evaluate.runner import ItemEncoder, evaluate
+from cocoa.evaluate.runner import evaluate
 from cocoa.evaluate.summary import Summary
 
 app = typer.Typer(invoke_without_command=True, add_completion=False,
                   help="Evaluate an embedding model on MiniMMEB, MMEB-V1 or MMEB-V2; `compare` two results.")
-
-
-def load_encoder(model_dir: Path, workers: int = 0, protocol: str | None = None,
-                 frames: int | None = None, pack_tokens: int | None = None) -> ItemEncoder:
-    """Load the model in ``model_dir`` under ``protocol`` (default: the one it records), sampling ``frames``
-    frames per video when given (imports the model stack only when needed).
-
-    Under ``torchrun`` this joins the process group and puts the model on the rank's own device.
-    """
-    import dataclasses
-
-    from cocoa.core.distributed import setup
-    from cocoa.core.protocol import get_protocol
-    from cocoa.core.spec import EmbeddingSpec
-    from cocoa.inference.batch_encoder import BatchEncoder
-
-    chosen = get_protocol(protocol) if protocol is not None else None
-    if frames is not None:
-        base = chosen or EmbeddingSpec.load(model_dir).protocol
-        chosen = base.replace(video=dataclasses.replace(base.video, frames=frames))
-    device = setup().device
-    return BatchEncoder.from_pretrained(model_dir, device=device, num_workers=workers, protocol=chosen,
-                                        pack_tokens=pack_tokens)
 
 
 def parse_dims(text: str) -> list[int]:

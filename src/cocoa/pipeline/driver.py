@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cocoa.core.console import make_console
 from cocoa.core.errors import ConfigError
 from cocoa.recipe import load_recipe, resolve
+from cocoa.stages.sections import ProtocolConfig
 
 if TYPE_CHECKING:
     from cocoa.stages.sections import RecipeBase
@@ -42,13 +43,18 @@ class MiniData(BaseModel):
 
 
 class EvalSection(BaseModel):
+    """What ``cocoa eval`` would be given for the final model: the same settings, the same encoder."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     data: str | None = Field(None, description="MMEB-eval folder; default: the MiniMMEB built by the pipeline")
     images: str | None = None
     datasets: list[str] | None = None
     batch_size: int = Field(64, gt=0)
-    protocol: str | None = Field(None, description="embedding protocol to evaluate with (default: the one the "
-                                                   "final model records)")
+    protocol: ProtocolConfig | None = Field(None, description="the embedding protocol to evaluate with, as in a "
+                                             "stage recipe (default: the one the final model records)")
+    frames: int | None = Field(None, gt=0, description="frames sampled per video, replacing the protocol's")
+    pack_tokens: int | None = Field(None, ge=2, description="pack batches into rows of this many tokens")
+    workers: int = Field(0, ge=0, description="preprocessing processes")
 
 
 class Pipeline(BaseModel):
@@ -63,9 +69,24 @@ class Pipeline(BaseModel):
     set: list[str] = Field([], description="overrides applied to every stage")
 
 
-def stage_folder(out: Path, index: int, name: str) -> Path:
-    """Where stage ``index`` of a pipeline writes: ``<out>/<index>-<name>`` (the shipped recipes use the same)."""
-    return out / f"{index}-{name}"
+def stage_folder(out: Path, number: int, name: str) -> Path:
+    """Where a pipeline writes the stage numbered ``number`` (:attr:`Stage.number`): ``<out>/<number>-<name>``,
+    as the shipped recipes do."""
+    return out / f"{number}-{name}"
+
+
+def stage_folders(pipeline: Pipeline, base: Path, out: Path) -> list[Path]:
+    """The folder of each stage of ``pipeline``, or a :class:`ConfigError` if two would share one."""
+    from cocoa.stages import get_stage
+
+    folders = []
+    for entry in pipeline.stages:
+        stage = load_recipe(resolve(entry.recipe, base)).stage
+        folder = stage_folder(out, get_stage(stage).number, entry.name or stage)
+        if folder in folders:
+            raise ConfigError(f"two stages of the pipeline would write {folder}; give them distinct names")
+        folders.append(folder)
+    return folders
 
 
 def load_pipeline(path: str | Path) -> tuple[Pipeline, Path]:
@@ -99,13 +120,10 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
             wait_for(data_root / "manifest.json")
         timings["data"] = time.perf_counter() - began
     previous: Path | None = None
-    stage_dirs: list[Path] = []
+    stage_dirs = stage_folders(pipeline, base, out)
     recipes: list[RecipeBase] = []
-    for index, entry in enumerate(pipeline.stages):
+    for index, (entry, folder) in enumerate(zip(pipeline.stages, stage_dirs, strict=True)):
         file = resolve(entry.recipe, base)
-        probe = load_recipe(file)
-        folder = stage_folder(out, index, entry.name or probe.stage)
-        stage_dirs.append(folder)
         overrides = [f"data.root={data_root}", f"train.output_dir={folder}", *pipeline.set, *entry.set,
                      *(extra or [])]
         if previous is not None:
@@ -165,21 +183,20 @@ def wait_for(path: Path, timeout: float = RANK0_WAIT_S) -> None:
 def evaluate_model(model_dir: Path, section: EvalSection, data_root: Path, out: Path) -> dict:
     """Evaluate a checkpoint with the MMEB evaluator; returns the summary as a dict. Under ``torchrun``
     every rank encodes its share of the items and rank 0 writes the results."""
-    from cocoa.core.distributed import setup
-    from cocoa.core.protocol import get_protocol
+    from cocoa.core.distributed import rank_and_world
+    from cocoa.evaluate.encoder import load_encoder
     from cocoa.evaluate.runner import evaluate
-    from cocoa.inference.batch_encoder import BatchEncoder
 
     console.rule("[bold]evaluation")
     began = time.perf_counter()
     data = Path(section.data) if section.data else data_root
     images = Path(section.images) if section.images else None
-    protocol = get_protocol(section.protocol) if section.protocol is not None else None
-    info = setup()
-    summary = evaluate(BatchEncoder.from_pretrained(model_dir, device=info.device, protocol=protocol), data, out,
-                       datasets=section.datasets, image_root=images, batch_size=section.batch_size)
+    protocol = section.protocol.resolve() if section.protocol is not None else None
+    encoder = load_encoder(model_dir, section.workers, protocol, section.frames, section.pack_tokens)
+    summary = evaluate(encoder, data, out, datasets=section.datasets, image_root=images,
+                       batch_size=section.batch_size)
     result = summary.to_dict()
     result["seconds"] = time.perf_counter() - began
-    if info.is_main:
+    if rank_and_world()[0] == 0:
         (out / "model.json").write_text(json.dumps({"model": str(model_dir)}))
     return result

@@ -38,6 +38,9 @@ class Stage(ABC):
     """One stage of the recipe."""
 
     name: ClassVar[str]
+    #: The stage's number in the recipe: 1-3 are CoCoA's three stages, 0 the generative pre-training
+    #: a randomly initialised model gets first; a pipeline writes the stage to ``<number>-<name>``.
+    number: ClassVar[int]
     #: The stage's training file under the data folder, unless ``data.corpus`` names one.
     default_corpus: ClassVar[str | None] = None
     #: Whether the stage replaces tokens by the mask token (whose embedding row must then train).

@@ -76,6 +76,7 @@ def bridge_pair(pair: TrainPair, raw: bool = False) -> TrainPair:
 
 class BridgeStage(Stage):
     name = "bridge"
+    number = 2
     default_corpus = "pretrain/stage2.parquet"
     masks_tokens = True
     section, config = "bridge", BridgeConfig

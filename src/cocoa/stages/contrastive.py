@@ -203,6 +203,7 @@ class ContrastiveLoss:
 
 class ContrastiveStage(Stage):
     name = "contrastive"
+    number = 3
     section, config = "contrastive", ContrastiveConfig
 
     def examples(self, recipe: RecipeBase) -> list[TrainPair]:

@@ -41,6 +41,7 @@ class PretrainBuilder:
 
 class PretrainStage(CaptionStage):
     name = "pretrain"
+    number = 0
 
     def parts(self, recipe: RecipeBase, backbone: Backbone, model: nn.Module) -> StageParts:
         return StageParts(LanguageObjective(model, "causal", pack_tokens=recipe.train.pack_tokens), PretrainBuilder(self.preprocessor(recipe, backbone)),

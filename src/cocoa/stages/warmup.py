@@ -91,6 +91,7 @@ class WarmupObjective(nn.Module):
 
 class WarmupStage(CaptionStage):
     name = "warmup"
+    number = 1
     masks_tokens = True
     section, config = "warmup", WarmupConfig
 
