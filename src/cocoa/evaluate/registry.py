@@ -1,6 +1,6 @@
 """Which datasets make up a benchmark, with their meta-task, IND/OOD split and metric.
 
-MMEB-V1 names and groups: TIGER-Lab/MMEB-eval and the VLM2Vec paper (see docs/mmeb.md).
+MMEB-V1 names and groups: TIGER-Lab/MMEB-eval and the VLM2Vec paper (see docs/evaluate-your-data.md).
 MMEB-V2 names, their order and the per-modality metric (``hit@1`` for image and video,
 ``ndcg_linear@5`` for visual documents): ``modality2dataset`` / ``modality2metric`` in
 ``experiments/report_score_v2.py`` of github.com/TIGER-AI-Lab/VLM2Vec. The V2 meta-task of each
