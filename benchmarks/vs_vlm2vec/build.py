@@ -12,6 +12,10 @@ Hugging Face layout, with a README that declares each subset as a config, so tha
 - ``eval/FashionMNIST/test-00000-of-00001.parquet``: ``qry_text``, ``qry_img_path``,
   ``tgt_text`` (the ten labels, gold first), ``tgt_img_path``;
 - ``images/fashion/{train,test}/NNNNN.png``: 56x56 RGB (four merged tokens each).
+
+With ``vary`` (the conformance check's data), each eval query's instruction ends with 0 to 16 extra
+words and each row's candidates with 0 to 4, chosen by the row's index, so that the items of a
+batch have different token lengths and padding and last-token pooling on padded rows are exercised.
 """
 
 from __future__ import annotations
@@ -31,6 +35,19 @@ from cocoa.model.backbone import Backbone
 SUBSET = "FashionMNIST"
 QUERY = f"{IMAGE_PLACEHOLDER} Represent the given image for classification.\n"
 CONFIG_KEYS_DROPPED = ("model_type", "rope_parameters", "layer_types", "dtype")
+#: Words appended by ``vary``: all in the tiny tokenizer's corpus, one token each.
+FILLER = ("the", "given", "image", "for", "classification")
+
+
+def varied_query(row: int) -> str:
+    """Eval row ``row``'s query under ``vary``: the instruction plus ``(5 * row) % 17`` filler words."""
+    extra = "".join(f" {FILLER[j % len(FILLER)]}" for j in range((5 * row) % 17))
+    return QUERY.removesuffix(".\n") + extra + ".\n"
+
+
+def varied_target(label: str, row: int) -> str:
+    """A candidate label of eval row ``row`` under ``vary``: the label plus ``row % 5`` filler words."""
+    return label + "".join(f" {FILLER[-1 - j]}" for j in range(row % 5))
 
 
 def _readme(split: str) -> str:
@@ -45,8 +62,9 @@ def _write(table: dict[str, list], root: Path, split: str) -> None:
     (root / "README.md").write_text(_readme(split))
 
 
-def build_data(out: Path, train_rows: int, eval_rows: int, seed: int = 0) -> Path:
-    """Write the train and eval sets and their images under ``out``; returns ``out``."""
+def build_data(out: Path, train_rows: int, eval_rows: int, seed: int = 0, vary: bool = False) -> Path:
+    """Write the train and eval sets and their images under ``out``; returns ``out``. ``seed`` picks
+    the images; ``vary`` gives the eval rows texts of different lengths (see the module's doc)."""
     rng = np.random.default_rng(seed)
     labels_text = list(FASHION_CLASSES)
     for split, rows in (("train", train_rows), ("test", eval_rows)):
@@ -64,7 +82,11 @@ def build_data(out: Path, train_rows: int, eval_rows: int, seed: int = 0) -> Pat
                     "neg_text": [""] * rows, "neg_image_path": [""] * rows}, out / "train", "original")
         else:
             candidates = [[gold] + [t for t in labels_text if t != gold] for gold in golds]
-            _write({"qry_text": [QUERY] * rows, "qry_img_path": paths, "tgt_text": candidates,
+            queries = [QUERY] * rows
+            if vary:
+                queries = [varied_query(i) for i in range(rows)]
+                candidates = [[varied_target(t, i) for t in row] for i, row in enumerate(candidates)]
+            _write({"qry_text": queries, "qry_img_path": paths, "tgt_text": candidates,
                     "tgt_img_path": [[""] * len(labels_text)] * rows}, out / "eval", "test")
     return out
 
@@ -111,11 +133,13 @@ def hub_layout(folder: Path) -> Path:
     return folder
 
 
-def build(work: Path, preset: str, vocab: int, train_rows: int, eval_rows: int) -> tuple[Path, Path]:
+def build(work: Path, preset: str, vocab: int, train_rows: int, eval_rows: int, seed: int = 0,
+          vary: bool = False) -> tuple[Path, Path]:
     """The model folder and the data folder under ``work`` (each kept when built with the same settings)."""
-    data, model = work / f"data-{train_rows}-{eval_rows}", work / f"model-{preset}-vocab{vocab or 'tok'}"
+    name = f"data-{train_rows}-{eval_rows}" + (f"-seed{seed}" if seed else "") + ("-varied" if vary else "")
+    data, model = work / name, work / f"model-{preset}-vocab{vocab or 'tok'}"
     if not (data / "eval" / "README.md").is_file():
-        build_data(data, train_rows, eval_rows)
+        build_data(data, train_rows, eval_rows, seed, vary)
     if not (model / "config.json").is_file():
         build_model(model, preset, [QUERY.replace(IMAGE_PLACEHOLDER, " "), *FASHION_CLASSES], vocab)
     return model, data
