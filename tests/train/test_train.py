@@ -462,7 +462,7 @@ def test_paper_pipelines_validate_with_whole_merge_windows(name: str, patch: int
             side = math.isqrt(image.min_pixels or 0)
             assert image.min_pixels == image.max_pixels == side * side and side % (2 * patch) == 0, recipe.stage
     assert stages[1].bridge.targets == "raw"
-    assert pipeline.eval.protocol == "cocoa-release"
+    assert pipeline.eval.protocol is not None and pipeline.eval.protocol.resolve() == PROTOCOLS["cocoa-release"]
 
 
 @pytest.mark.parametrize("bad", ["train.lr", "train.lr.x=1"])
