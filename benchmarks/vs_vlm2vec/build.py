@@ -35,7 +35,7 @@ from cocoa.model.backbone import Backbone
 SUBSET = "FashionMNIST"
 QUERY = f"{IMAGE_PLACEHOLDER} Represent the given image for classification.\n"
 CONFIG_KEYS_DROPPED = ("model_type", "rope_parameters", "layer_types", "dtype")
-#: Words appended by ``vary``: all in the tiny tokenizer's corpus, one token each.
+#: Words added at the end by ``vary``: all in the tiny tokenizer's corpus, one token each.
 FILLER = ("the", "given", "image", "for", "classification")
 
 
