@@ -17,13 +17,14 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
 from cocoa.data.video_tasks import VIDEO_TASKS
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import embed
-from cocoa.model.packing import embed_packed
+from cocoa.model.forward import embed_padded
+from cocoa.model.packing import Packing
 from cocoa.recipe import Recipe, builtin, load_recipe
 
 # --- backbones ----------------------------------------------------------------------------
@@ -69,8 +70,8 @@ def embed_all(backbone: Backbone, xs: list[Item], side: str, mode: str = "bidire
     batch = collate([pre.embedding_sequence(x) for x in xs], backbone.ids.pad, padding_side=side)
     with torch.no_grad():
         if pack_tokens is None:
-            return embed(backbone.model, batch, mode)
-        return embed_packed(backbone.model, batch, mode, pack_tokens)
+            return embed_padded(backbone.model, batch, mode)
+        return Packing(pack_tokens).embed(backbone.model, batch, PROTOCOLS["cocoa"].replace(attention=mode))
 
 
 # --- hand-made benchmarks -----------------------------------------------------------------

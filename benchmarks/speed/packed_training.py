@@ -52,7 +52,7 @@ from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
 from cocoa.model.backbone import Backbone, TokenIds, build_image_processor, build_tokenizer, tiny_text_config
 from cocoa.model.forward import vision_features
-from cocoa.model.packing import Layout, packed_rows
+from cocoa.model.packing import Layout, Packing
 from cocoa.stages.bridge import BridgeBuilder
 from cocoa.stages.contrastive import (
     ContrastiveBuilder,
@@ -127,7 +127,7 @@ def token_counts(chunks: list[Batch], pack_tokens: int | None) -> tuple[int, int
     for chunk in chunks:
         valid = chunk.roles != Role.PAD
         real += int(valid.sum())
-        rows_of = packed_rows(chunk, pack_tokens)
+        rows_of = Packing(pack_tokens).rows(chunk)
         if rows_of is not None:
             rows, row_len = Layout.of(chunk, rows_of).shape
             computed += rows * row_len
@@ -150,7 +150,7 @@ def train_step(stage: str, b: Backbone, chunks: list[Batch], pack: int | None,
     """The stage's objective forward and backward over every chunk of one global batch (``rows``:
     the builder's map from each query and positive to its embedded row, when chunks reorder them)."""
     if stage == "contrastive":
-        objective = EmbeddingObjective(b.model, PROTOCOLS["cocoa"], pack)
+        objective = EmbeddingObjective(b.model, PROTOCOLS["cocoa"], Packing(pack))
         emb = torch.cat([objective(chunk) for chunk in chunks])
         pairs = PairBatch(chunks=chunks, n_queries=len(emb) // 2, negative_of=None, rows=rows)
         ContrastiveLoss(ContrastiveConfig(temperature=0.02))(emb, pairs)[0].backward()
@@ -158,9 +158,9 @@ def train_step(stage: str, b: Backbone, chunks: list[Batch], pack: int | None,
     if stage == "warmup":
         proc = b.image_processor
         objective = WarmupObjective(b.model, WarmupConfig(), 3 * proc.temporal_patch_size * proc.patch_size ** 2,
-                                    b.merge_size, pack)
+                                    b.merge_size, Packing(pack))
     else:
-        objective = LanguageObjective(b.model, "eos_bridge", pack_tokens=pack)
+        objective = LanguageObjective(b.model, "eos_bridge", packing=Packing(pack))
     for chunk in chunks:
         objective(chunk)["loss"].backward()
 
@@ -200,7 +200,7 @@ def main() -> None:
             if stage == "contrastive":
                 built = {mode: ContrastiveBuilder(
                     pre, False, None if args.chunk_tokens else args.chunk, chunk_tokens=args.chunk_tokens,
-                    pack_tokens=args.pack_tokens if mode == "packed" else None)(
+                    packing=Packing(args.pack_tokens if mode == "packed" else None))(
                     examples, np.random.default_rng(step)) for mode in ("padded", "packed")}
                 batches.append({mode: (pairs.chunks, pairs.rows) for mode, pairs in built.items()})
             elif stage == "warmup":

@@ -1,4 +1,4 @@
-"""Encode time of one batch, padded vs packed rows (``embed`` against ``embed_packed``), by batch size.
+"""Encode time of one batch, padded vs packed rows (``Packing().embed`` against ``Packing(N).embed``), by batch size.
 
 Uses the load test's requests (random texts of 4-40 words, 1 in 4 with an 84x84 image) and
 model (a tiny preset built on the fly); checks that both give the same embeddings. Not a test.
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from load_test import make_requests, tiny_model
 
+from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.server import parse_input
 from cocoa.inference.settings import DEFAULTS
@@ -29,7 +30,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per cell (median reported)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        embedder = Embedder.from_pretrained(tiny_model(Path(tmp), args.preset), device="cpu")
+        model = tiny_model(Path(tmp), args.preset)
+        embedder = Embedder.from_pretrained(model, device="cpu")
+        encoders = {pack: BatchEncoder(embedder.encoder.backbone, embedder.encoder.spec, device="cpu", pack_tokens=pack)
+                    for pack in (None, args.pack_tokens)}
         inputs = [b["input"][0] for b in make_requests(max(args.sizes), "bench", 4)]
         items = [parse_input(v, None, None, DEFAULTS, f"request {i}") if isinstance(v, str)
                  else parse_input(v["text"], v["image"], None, DEFAULTS, f"request {i}") for i, v in enumerate(inputs)]
@@ -42,7 +46,7 @@ def main() -> None:
             for _ in range(args.repeat):
                 for pack in times:
                     start = time.perf_counter()
-                    out[pack] = embedder.encoder.encode_sequences(seqs[:n], batch_size=n, pack_tokens=pack)
+                    out[pack] = encoders[pack].encode_sequences(seqs[:n], batch_size=n)
                     times[pack].append(time.perf_counter() - start)
             padded, packed = (float(np.median(times[k])) * 1000 for k in times)
             tokens = sum(len(s) for s in seqs[:n])

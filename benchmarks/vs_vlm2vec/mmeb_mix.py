@@ -237,7 +237,7 @@ def eval_rounds(args: argparse.Namespace, work: Path, model: Path, data: Path, r
 
 def computed_tokens(chunk: list[int], pack_tokens: int | None) -> int:
     """Tokens the language model computes for one chunk: padded, or packed when that saves rows
-    (``model.packing.packs``)."""
+    (``model.packing.Packing.rows``)."""
     padded = len(chunk) * max(chunk)
     if pack_tokens is None:
         return padded

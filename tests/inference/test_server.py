@@ -276,6 +276,33 @@ def test_serve_cli_passes_the_torch_threads(model_dir: Path, monkeypatch: pytest
     assert [call["torch_threads"] for call in calls] == [3, None]
 
 
+def test_every_command_reads_pack_tokens_the_same_way(model_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--pack-tokens``: 0 pads (``None``), N >= 2 packs, 1 is refused; ``serve`` packs 512 by default."""
+    from cocoa.cli import app
+    from cocoa.inference import cli as inference_cli
+
+    calls: list[int | None] = []
+
+    def load_embedder(model: Path, device: Any = None, pack_tokens: int | None = None) -> None:
+        calls.append(pack_tokens)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(server, "serve", lambda *args, **kwargs: calls.append(kwargs["pack_tokens"]))
+    monkeypatch.setattr(inference_cli, "load_embedder", load_embedder)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": "a", "text": "a cat"}\n')
+    for command in (["serve", "--model", str(model_dir)],
+                    ["encode", "--model", str(model_dir), "--input", str(rows), "--out", str(tmp_path / "x.npy")]):
+        for extra, want in (([], 512 if command[0] == "serve" else None), (["--pack-tokens", "0"], None),
+                            (["--pack-tokens", "64"], 64)):
+            calls.clear()
+            result = CliRunner().invoke(app, [*command, *extra])
+            assert calls == [want], (command, extra, result.output)
+        refused = CliRunner().invoke(app, [*command, "--pack-tokens", "1"])
+        assert refused.exit_code == 2 and "neither 0 (pad)" in refused.output
+
+
 BAD_REQUESTS = [
     ({"model": MODEL, "input": [{"image": "data:image/png;base64,@@@not-base64"}]}, 400, "not valid base64"),
     ({"model": MODEL, "input": [{"image": "data:image/png;base64," + base64.b64encode(b"hello").decode()}]},

@@ -12,7 +12,7 @@ from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import embed, hidden_states
+from cocoa.model.forward import embed_padded, hidden_states
 from tests.helpers import embed_all, embedding_items, make_backbone
 
 
@@ -48,7 +48,7 @@ def test_embedding_is_normalised_post_norm_state_at_the_eos(tiny_backbone: Backb
     batch = collate([seq], tiny_backbone.ids.pad)
     with torch.no_grad():
         hidden = hidden_states(tiny_backbone.model, batch, "bidirectional")
-        vec = embed(tiny_backbone.model, batch)
+        vec = embed_padded(tiny_backbone.model, batch)
         norm = tiny_backbone.model.model.language_model.norm
         eos = len(seq) - 1
         expected = hidden[0, eos] / hidden[0, eos].norm()

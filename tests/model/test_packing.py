@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import embed
-from cocoa.model.packing import embed_packed, pack_rows, packs, token_chunks
+from cocoa.model.forward import embed_padded
+from cocoa.model.packing import Packing, pack_rows, token_chunks
 from tests.helpers import embed_all, embedding_items, make_backbone
 
 
@@ -36,13 +37,29 @@ def test_packing_only_when_it_saves_rows(tiny_backbone: Backbone, image_dir: Pat
     pre = Preprocessor(tiny_backbone, 256)
     seqs = [pre.embedding_sequence(x) for x in embedding_items(image_dir)]
     longest = max(len(s) for s in seqs)
-    assert not packs(collate(seqs[:1], tiny_backbone.ids.pad), 10 * longest)  # one sequence: nothing to save
-    assert packs(collate(seqs, tiny_backbone.ids.pad), sum(len(s) for s in seqs))
-    assert not packs(collate(seqs, tiny_backbone.ids.pad), longest // 2)  # every sequence a row of its own
-    batch = collate(seqs[:1], tiny_backbone.ids.pad)
+    one, every = collate(seqs[:1], tiny_backbone.ids.pad), collate(seqs, tiny_backbone.ids.pad)
+    assert Packing(10 * longest).rows(one) is None  # one sequence: nothing to save
+    assert Packing(sum(len(s) for s in seqs)).rows(every) == [0] * len(seqs)
+    assert Packing(longest // 2).rows(every) is None  # every sequence a row of its own
+    assert Packing().rows(every) is None
     with torch.no_grad():  # the padded path itself, not a packed result close to it
-        assert torch.equal(embed_packed(tiny_backbone.model, batch, "bidirectional", 512),
-                           embed(tiny_backbone.model, batch))
+        assert torch.equal(Packing(512).embed(tiny_backbone.model, one, PROTOCOLS["cocoa"]),
+                           embed_padded(tiny_backbone.model, one))
+
+
+@pytest.mark.parametrize("value", [0, 1, -3, True, 2.5])
+def test_a_row_of_fewer_than_two_tokens_is_refused_everywhere(value: object, tmp_path: Path) -> None:
+    from cocoa.core.errors import ConfigError
+    from cocoa.pipeline.driver import EvalSection
+    from cocoa.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="pack_tokens"):
+        Packing(value)  # type: ignore[arg-type]
+    for section in (lambda v: TrainConfig(output_dir=str(tmp_path), epochs=1, pack_tokens=v),
+                    lambda v: EvalSection(pack_tokens=v)):
+        with pytest.raises(ValueError, match=r"pack_tokens|integer"):
+            section(value)
+        assert section(None).pack_tokens is None and section(64).pack_tokens == 64
 
 
 def _computed(lengths: list[int], rows: list[int]) -> int:

@@ -19,7 +19,7 @@ from cocoa.data.items import Item
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.model.backbone import Backbone, build_image_processor
 from cocoa.model.forward import hidden_states, pool, position_ids
-from cocoa.model.packing import embed_packed
+from cocoa.model.packing import Packing
 from tests.helpers import make_backbone
 
 #: The processor bounds of a Qwen2-VL checkpoint (preprocessor_config.json of Qwen2-VL-2B-Instruct), which the
@@ -123,7 +123,7 @@ def test_mean_pooling_averages_the_real_tokens(backbone: Backbone) -> None:
                      pre.embedding_sequence(Item("boot"))], backbone.ids.pad)
     with torch.no_grad():
         hidden = hidden_states(backbone.model, batch, "bidirectional")
-        got = embed_packed(backbone.model, batch, "bidirectional", 8, pooling="mean")
+        got = Packing(8).embed(backbone.model, batch, PROTOCOLS["cocoa"].replace(pooling="mean"))
     lengths = (batch.roles != Role.PAD).sum(1).tolist()
     for row, n in enumerate(lengths):
         want = torch.nn.functional.normalize(hidden[row, :n].mean(0), dim=-1)

@@ -18,7 +18,7 @@ from cocoa.data.collate import Preprocessor
 from cocoa.data.items import Item
 from cocoa.model import packing
 from cocoa.model.backbone import Backbone
-from cocoa.model.packing import packs
+from cocoa.model.packing import Packing
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.stages.bridge import BridgeBuilder
 from cocoa.stages.contrastive import (
@@ -50,21 +50,21 @@ def stage_loss(stage: str, backbone: Backbone, image_dir: Path, video_dir: Path,
     if stage == "contrastive":
         builder = ContrastiveBuilder(pre, True, 6)
         batch = builder(pairs(image_dir), rng)
-        objective = EmbeddingObjective(model, PROTOCOLS["cocoa"], pack_tokens)
+        objective = EmbeddingObjective(model, PROTOCOLS["cocoa"], Packing(pack_tokens))
         loss = ContrastiveLoss(ContrastiveConfig(temperature=0.05, hard_negatives=True))
         longest = max(int((c.roles != Role.PAD).sum(1).max()) for c in batch.chunks)
         return lambda: loss(torch.cat([objective(chunk) for chunk in batch.chunks]), batch)[0], longest
     if stage == "bridge":
         batch = BridgeBuilder(pre, 0.5)(pairs(image_dir), rng)
-        objective = LanguageObjective(model, "eos_bridge", pack_tokens=pack_tokens)
+        objective = LanguageObjective(model, "eos_bridge", packing=Packing(pack_tokens))
     elif stage == "pretrain":
         batch = PretrainBuilder(pre)(captions(image_dir, video_dir), rng)
-        objective = LanguageObjective(model, "causal", pack_tokens=pack_tokens)
+        objective = LanguageObjective(model, "causal", packing=Packing(pack_tokens))
     else:
         proc = backbone.image_processor
         batch = WarmupBuilder(pre, 0.3, 0.5)(captions(image_dir, video_dir), rng)
         objective = WarmupObjective(model, WarmupConfig(), 3 * proc.temporal_patch_size * proc.patch_size ** 2,
-                                    backbone.merge_size, pack_tokens)
+                                    backbone.merge_size, Packing(pack_tokens))
     return lambda: objective(batch)["loss"], int((batch.roles != Role.PAD).sum(1).max())
 
 
@@ -108,7 +108,7 @@ def test_the_batches_really_pack(tiny_backbone: Backbone, image_dir: Path, video
     pre, rng = Preprocessor(tiny_backbone, 256), np.random.default_rng(0)
     batch = PretrainBuilder(pre)(captions(image_dir, video_dir), rng)
     longest = int((batch.roles != Role.PAD).sum(1).max())
-    assert packs(batch, 2 * longest) and not packs(batch, None)
+    assert Packing(2 * longest).rows(batch) is not None and Packing().rows(batch) is None
 
 
 @pytest.mark.parametrize("stage", ["warmup", "contrastive"])

@@ -27,7 +27,7 @@ from cocoa.data.items import Item, TrainPair
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.losses.contrastive import info_nce
-from cocoa.model.packing import packs
+from cocoa.model.packing import Packing
 from cocoa.pipeline.driver import load_pipeline
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import apply_overrides, builtin, load_recipe, parse_recipe
@@ -235,9 +235,9 @@ def test_gradcache_chunks_cut_by_tokens_match_full_batch(packed: bool, dedupe: b
     lengths = [int(n) for n in (full.chunks[0].roles != Role.PAD).sum(1)]
     pack_tokens = 2 * max(lengths) if packed else None
     budget = 2 * max(lengths)  # packed: a row a chunk
-    objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"], pack_tokens)
+    objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"], Packing(pack_tokens))
     objective.train()
-    cut = ContrastiveBuilder(pre, True, None, dedupe, chunk_tokens=budget, pack_tokens=pack_tokens)(
+    cut = ContrastiveBuilder(pre, True, None, dedupe, chunk_tokens=budget, packing=Packing(pack_tokens))(
         examples, np.random.default_rng(0))
     assert len(cut.chunks) > 1 and cut.rows is not None and sorted(set(cut.rows)) == list(range(len(lengths)))
     for chunk in cut.chunks:
@@ -245,7 +245,7 @@ def test_gradcache_chunks_cut_by_tokens_match_full_batch(packed: bool, dedupe: b
         if pack_tokens is None:
             assert len(chunk) == 1 or len(chunk) * int(real.max()) <= budget
         assert real.tolist() == sorted(real.tolist(), reverse=True) or packed
-    assert not packed or any(packs(chunk, pack_tokens) for chunk in cut.chunks)
+    assert not packed or any(Packing(pack_tokens).rows(chunk) is not None for chunk in cut.chunks)
     trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, None), tmp_path)
     assert_same_step(trainer, objective, full, cut)
 

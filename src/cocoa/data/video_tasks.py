@@ -10,7 +10,7 @@ frames per video (``frame_0001.jpg`` or ``0001.jpeg``, in natural order). Frames
 the protocol's video policy (8 by default, as VLM2Vec-V2).
 
 Each task keeps the reference's prompts, candidate sets and gold (``src/data/eval_dataset/*.py``
-of github.com/TIGER-AI-Lab/VLM2Vec; docs/protocols.md gives the file of each):
+of github.com/TIGER-AI-Lab/VLM2Vec; ``VIDEO_TASKS`` below names the reader of each):
 
 * classification: the query is the video with the task's instruction; HMDB51, UCF101, K700 and
   Breakfast rank all labels (*global*: the labels of the rows plus VLM2Vec-V2's built-in list of

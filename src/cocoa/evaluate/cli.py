@@ -12,6 +12,7 @@ from cocoa.core.cli_errors import reports_errors
 from cocoa.core.console import make_console
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.core.errors import ConfigError
+from cocoa.core.packing import PACK_TOKENS_HELP, pack_tokens_option
 from cocoa.evaluate.cards import parse_dataset_info
 from cocoa.evaluate.encoder import load_encoder
 from cocoa.evaluate.report import compare_table, summary_table
@@ -68,9 +69,7 @@ def main(
         help="NAME=META_TASK[:SPLIT] for a dataset no registry knows (repeatable; instead of a dataset card).")] = None,
     frames: Annotated[int | None, typer.Option(min=1, help="Frames sampled per video (default: the protocol's, 8 "
                                                           "as VLM2Vec-V2; Qwen3-VL-Embedding reports 64).")] = None,
-    pack_tokens: Annotated[int | None, typer.Option(min=2, help="Tokens per packed row: a batch's sequences share "
-                                                               "rows, so no compute goes to padding (default: pad; "
-                                                               "same embeddings to float rounding).")] = None,
+    pack_tokens: Annotated[int | None, typer.Option(min=0, callback=pack_tokens_option, help=PACK_TOKENS_HELP)] = 0,
 ) -> None:
     """Evaluate MODEL on the datasets in DATA and write scores, predictions and reports to OUT."""
     if ctx.invoked_subcommand is not None:

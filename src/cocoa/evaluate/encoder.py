@@ -24,7 +24,8 @@ def load_encoder(model_dir: str | Path, workers: int = 0, protocol: Protocol | s
         workers: Preprocessing processes (0: in this process).
         protocol: A :class:`Protocol` or a preset's name; default: the one the checkpoint records.
         frames: Frames sampled per video, replacing the protocol's.
-        pack_tokens: Pack each batch into rows of this many tokens (``None``: padded batches).
+        pack_tokens: Pack each batch into rows of this many tokens (``None``: padded batches;
+            :class:`~cocoa.model.packing.Packing`).
 
     Returns:
         A :class:`~cocoa.inference.batch_encoder.BatchEncoder`; under ``torchrun`` it joins the process

@@ -33,8 +33,7 @@ from cocoa.data.images import image_size
 from cocoa.data.items import EveryFrame, Item
 from cocoa.data.videos import first_frame_size, frame_count
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import embed
-from cocoa.model.packing import embed_packed
+from cocoa.model.packing import Packing
 
 #: Leading values of each weight tensor that enter the fingerprint (with its shape, dtype and sum).
 FINGERPRINT_VALUES = 32
@@ -115,8 +114,8 @@ class BatchEncoder:
 
     ``num_workers`` processes preprocess (tokenise, load and resize images, collate) the
     next batches while the model encodes; 0 preprocesses in this process. ``pack_tokens`` packs
-    each batch into rows of that many tokens (:mod:`cocoa.model.packing`); the embeddings equal
-    the padded ones to float rounding, so the fingerprint ignores it.
+    each batch into rows of that many tokens (:class:`~cocoa.model.packing.Packing`; ``None`` pads);
+    the embeddings equal the padded ones to float rounding, so the fingerprint ignores it.
     """
 
     def __init__(self, backbone: Backbone, spec: EmbeddingSpec | None = None, *,
@@ -124,9 +123,7 @@ class BatchEncoder:
                  pack_tokens: int | None = None) -> None:
         if num_workers < 0:
             raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
-        if pack_tokens is not None and pack_tokens < 2:
-            raise ConfigError(f"pack_tokens must be at least 2, got {pack_tokens}")
-        self.num_workers, self.pack_tokens = num_workers, pack_tokens
+        self.num_workers, self.packing = num_workers, Packing(pack_tokens)
         self.backbone = backbone
         self.spec = spec or EmbeddingSpec()
         self.dims = self.spec.served_dims(backbone.hidden_size)
@@ -181,20 +178,19 @@ class BatchEncoder:
     def _count_text_tokens(self, text: str) -> int:
         return len(self.preprocessor.text_ids(text))
 
-    def encode_items(self, items: Sequence[Item], *, batch_size: int = ENCODE_BATCH_SIZE, show_progress: bool = False,
-                     pack_tokens: int | None = None) -> np.ndarray:
-        """Float32 ``(len(items), hidden)`` L2-normalised embeddings, in the order given.
+    @property
+    def pack_tokens(self) -> int | None:
+        """Tokens per packed row (``None``: padded batches)."""
+        return self.packing.pack_tokens
 
-        ``pack_tokens`` (default: the encoder's) packs each batch's sequences into rows of that many
-        tokens, so the model skips the padding (:func:`~cocoa.model.packing.embed_packed`).
-        """
+    def encode_items(self, items: Sequence[Item], *, batch_size: int = ENCODE_BATCH_SIZE, show_progress: bool = False
+                     ) -> np.ndarray:
+        """Float32 ``(len(items), hidden)`` L2-normalised embeddings, in the order given."""
         order = sorted(range(len(items)), key=lambda i: self.item_length(items[i]))
         chunks = self._chunks(order, batch_size)
-        return self._embed(chunks, self._batches(items, chunks), len(items), show_progress,
-                           pack_tokens if pack_tokens is not None else self.pack_tokens)
+        return self._embed(chunks, self._batches(items, chunks), len(items), show_progress)
 
-    def encode_sequences(self, seqs: Sequence[Encoded], *, batch_size: int = ENCODE_BATCH_SIZE, pack_tokens: int | None = None
-                         ) -> np.ndarray:
+    def encode_sequences(self, seqs: Sequence[Encoded], *, batch_size: int = ENCODE_BATCH_SIZE) -> np.ndarray:
         """Embeddings of sequences made by :meth:`Preprocessor.embedding_sequence`, in the order given.
 
         The server preprocesses each request on its own threads and hands the model only these.
@@ -202,7 +198,7 @@ class BatchEncoder:
         chunks = self._chunks(sorted(range(len(seqs)), key=lambda i: len(seqs[i])), batch_size)
         pad = self.backbone.ids.pad
         batches = (collate([seqs[i] for i in chunk], pad) for chunk in chunks)
-        return self._embed(chunks, batches, len(seqs), pack_tokens=pack_tokens)
+        return self._embed(chunks, batches, len(seqs))
 
     @staticmethod
     def _chunks(order: list[int], batch_size: int) -> list[list[int]]:
@@ -212,10 +208,8 @@ class BatchEncoder:
 
     @torch.inference_mode()
     def _embed(self, chunks: list[list[int]], batches: Iterable[Batch | CocoaError], n: int,
-               show_progress: bool = False, pack_tokens: int | None = None) -> np.ndarray:
+               show_progress: bool = False) -> np.ndarray:
         """Row ``chunks[i]`` of the output is the embedding of ``batches[i]``, in eval mode."""
-        if pack_tokens is not None and pack_tokens < 2:
-            raise ConfigError(f"pack_tokens must be at least 2, got {pack_tokens}")
         model = self.backbone.model
         was_training = model.training
         model.eval()
@@ -225,11 +219,7 @@ class BatchEncoder:
             for chunk, batch in zip(chunks, batches, strict=True):
                 if isinstance(batch, CocoaError):
                     raise batch
-                p = self.protocol
-                vectors = (embed(model, batch.to(self.device), p.attention, pooling=p.pooling, positions=p.positions)
-                           if pack_tokens is None else
-                           embed_packed(model, batch.to(self.device), p.attention, pack_tokens, pooling=p.pooling,
-                                        positions=p.positions))
+                vectors = self.packing.embed(model, batch.to(self.device), self.protocol)
                 out[chunk] = vectors.cpu().numpy()
                 bar.update(len(chunk))
         finally:

@@ -61,14 +61,11 @@ class Batcher:
     observers: ClassVar[list[Callable[[EncodeCall], None]]] = []
 
     def __init__(self, embedder: Embedder, max_batch: int = 64, max_wait_ms: float = 5.0,
-                 preprocess_threads: int = 2, pack_tokens: int | None = 512) -> None:
+                 preprocess_threads: int = 2) -> None:
         if max_batch < 1 or max_wait_ms < 0 or preprocess_threads < 1:
             raise ConfigError(f"max_batch and preprocess_threads must be >= 1 and max_wait_ms >= 0, got "
                               f"{max_batch}, {preprocess_threads} and {max_wait_ms}")
-        if pack_tokens is not None and pack_tokens < 2:
-            raise ConfigError(f"pack_tokens must be at least 2 (or None: no packing), got {pack_tokens}")
         self.embedder, self.max_batch, self.max_wait_ms = embedder, max_batch, max_wait_ms
-        self.pack_tokens = pack_tokens
         self.encode_calls = self.encoded_items = 0
         self._preprocessors = threading.local()
         self._preprocess_pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="cocoa-preprocess")
@@ -181,8 +178,7 @@ class Batcher:
 
     def _encode_sync(self, seqs: list[Encoded]) -> np.ndarray:
         start = time.perf_counter()
-        vectors = self.embedder.encoder.encode_sequences(seqs, batch_size=self.max_batch,
-                                                         pack_tokens=self.pack_tokens)
+        vectors = self.embedder.encoder.encode_sequences(seqs, batch_size=self.max_batch)
         if Batcher.observers:
             call = EncodeCall(start, time.perf_counter(), len(seqs), max(len(seq) for seq in seqs))
             for observe in Batcher.observers:

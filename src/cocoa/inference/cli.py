@@ -20,8 +20,9 @@ from cocoa.core.console import make_console
 from cocoa.core.defaults import ENCODE_BATCH_SIZE, SHARD_SIZE
 from cocoa.core.errors import DataError
 from cocoa.core.files import atomic_path, write_npy
+from cocoa.core.packing import PACK_TOKENS_HELP, pack_tokens_option
 from cocoa.inference.corpus import Corpus, read_rows
-from cocoa.inference.settings import DEFAULTS
+from cocoa.inference.settings import DEFAULTS, SERVE_PACK_TOKENS
 
 if TYPE_CHECKING:
     from cocoa.inference.corpus_encoder import EncodeResult
@@ -33,6 +34,7 @@ InstructionOpt = Annotated[str | None, typer.Option(help="Instruction prepended 
 BatchOpt = Annotated[int, typer.Option(min=1, help="Encoder batch size.")]
 DimOpt = Annotated[int | None, typer.Option(
     min=1, help="Embedding width: one the model was trained for (Matryoshka) or the full one (default).")]
+PackTokensOpt = Annotated[int | None, typer.Option(min=0, callback=pack_tokens_option, help=PACK_TOKENS_HELP)]
 AllowOutsideOpt = Annotated[bool, typer.Option(
     "--allow-outside-paths", help="Open media paths that lead outside the input's folder (absolute or '..'); "
                                   "refused by default.")]
@@ -89,9 +91,7 @@ def encode(
     instruction: InstructionOpt = None,
     dim: DimOpt = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Rows per shard (folder output).")] = SHARD_SIZE,
-    pack_tokens: Annotated[int | None, typer.Option(min=2, help="Tokens per packed row: a batch's sequences share "
-                                                               "rows, so no compute goes to padding (default: pad).")
-                           ] = None,
+    pack_tokens: PackTokensOpt = 0,
     allow_outside_paths: AllowOutsideOpt = False,
 ) -> None:
     """Embed every row of INPUT into OUT: a folder of parquet shards with a manifest, or one file."""
@@ -225,8 +225,7 @@ def serve(
                                                           "to join a batch.")] = DEFAULTS.max_wait_ms,
     preprocess_threads: Annotated[int, typer.Option(min=1, help="Threads that parse, tokenise and resize "
                                                                "requests while the model encodes.")] = DEFAULTS.preprocess_threads,
-    pack_tokens: Annotated[int, typer.Option(min=0, help="Tokens per packed row: a batch's sequences share rows "
-                                                         "so no compute goes to padding (0: pad instead).")] = DEFAULTS.pack_tokens,
+    pack_tokens: PackTokensOpt = SERVE_PACK_TOKENS,
     torch_threads: Annotated[int, typer.Option(min=0, help="Torch threads for the model (0: all but one, which "
                                                            "is left to the event loop and preprocessing).")] = 0,
 ) -> None:
@@ -241,5 +240,5 @@ def serve(
         api_key = _run(lambda: read_key(api_key_file))
 
     _run(lambda: run_server(model, host, port, index, api_key, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                            preprocess_threads=preprocess_threads, pack_tokens=pack_tokens or None,
+                            preprocess_threads=preprocess_threads, pack_tokens=pack_tokens,
                             torch_threads=torch_threads or None))

@@ -42,7 +42,7 @@ from cocoa.data.items import IMAGE_PLACEHOLDER, Item, is_empty, text_problem
 from cocoa.inference.batcher import Batcher
 from cocoa.inference.embedder import Embedder, with_instruction
 from cocoa.inference.index import VectorIndex
-from cocoa.inference.settings import DEFAULTS, ServerSettings
+from cocoa.inference.settings import DEFAULTS, SERVE_PACK_TOKENS, ServerSettings
 
 logger = logging.getLogger(__name__)
 #: A decoded image is kept at up to this many times the pixels the vision tower takes (the final
@@ -309,7 +309,7 @@ def create_app(embedder: Embedder, *, model_name: str, index: VectorIndex | None
     limits = server_settings(**settings)
     if limits.keep_pixels is None:
         limits = replace(limits, keep_pixels=KEEP_FACTOR * embedder.image_pixels)
-    batcher = Batcher(embedder, limits.max_batch, limits.max_wait_ms, limits.preprocess_threads, limits.pack_tokens)
+    batcher = Batcher(embedder, limits.max_batch, limits.max_wait_ms, limits.preprocess_threads)
     if index is not None:
         index.check_model(embedder.fingerprint, embedder.dims)
 
@@ -423,11 +423,12 @@ def model_threads(requested: int | None = None) -> int:
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, index_dir: str | Path | None = None,
           api_key: str | None = None, *, model_name: str | None = None, device: str | None = None,
-          torch_threads: int | None = None, **limits: Any) -> None:
+          torch_threads: int | None = None, pack_tokens: int | None = SERVE_PACK_TOKENS, **limits: Any) -> None:
     """Load ``model_dir`` (a folder or a Hub id; and ``index_dir``) and serve them with uvicorn until
     interrupted. The model is served under ``model_name``, by default the Hub id or the folder's name.
 
-    ``torch_threads``: see :func:`model_threads` (set for this whole process).
+    ``torch_threads``: see :func:`model_threads` (set for this whole process). ``pack_tokens``: the
+    embedder's packed rows (:class:`~cocoa.model.packing.Packing`; ``None`` pads).
     """
     import uvicorn
 
@@ -435,7 +436,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, inde
 
     check_api_key(api_key)
     torch.set_num_threads(model_threads(torch_threads))
-    embedder = Embedder.from_pretrained(model_dir, device=device)
+    embedder = Embedder.from_pretrained(model_dir, device=device, pack_tokens=pack_tokens)
     index = VectorIndex.load(index_dir) if index_dir is not None else None
     name = model_name or (str(model_dir) if is_hub_id(model_dir) else Path(model_dir).resolve().name)
     app = create_app(embedder, model_name=name, index=index,

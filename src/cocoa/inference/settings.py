@@ -14,7 +14,8 @@ from cocoa.data.images import MAX_IMAGE_PIXELS
 class ServerSettings:
     """Request limits (inputs per request, characters per text or instruction, image bytes and pixels, the
     pixels of a request's images together and the pixels a decoded image is kept at, body bytes) and the :class:`~cocoa.inference.batcher.Batcher`'s batching (items per model call,
-    wait for requests still being preprocessed, preprocessing threads, tokens per packed row)."""
+    wait for requests still being preprocessed, preprocessing threads). How a batch is laid out (padded or
+    packed rows) is the embedder's own setting (:data:`SERVE_PACK_TOKENS` for ``cocoa serve``)."""
 
     max_inputs: int = 256
     max_text_chars: int = 16_384
@@ -32,7 +33,6 @@ class ServerSettings:
     max_batch: int = 64
     max_wait_ms: float = 5.0
     preprocess_threads: int = 2
-    pack_tokens: int | None = 512
 
     def image_bytes_bound(self, requests: int) -> int:
         """The most bytes of decoded images the server holds with ``requests`` requests in flight: one
@@ -46,3 +46,7 @@ class ServerSettings:
 
 
 DEFAULTS = ServerSettings()
+
+#: Tokens per packed row of the model ``cocoa serve`` loads: requests of mixed lengths share rows, so no
+#: compute goes to padding (``None`` pads).
+SERVE_PACK_TOKENS: int | None = 512

@@ -5,7 +5,7 @@ the files of :mod:`cocoa.integrations.st_layout`) builds one :class:`CocoaModule
 cocoa's own pipeline: inputs become :class:`~cocoa.data.items.Item` rows (``prompt`` is
 cocoa's instruction), sequences are built by the same preprocessor with the protocol's
 embedding token at the end, the language model runs under the checkpoint's attention mode from
-``cocoa.json`` (bidirectional or causal) through :func:`cocoa.model.forward.embed`, and the output
+``cocoa.json`` (bidirectional or causal) through :meth:`cocoa.model.packing.Packing.embed`, and the output
 is the L2-normalised final state at the EOS. ``trust_remote_code=True`` is how
 sentence-transformers 6 allows any module class outside its own package, local folders
 included.
@@ -28,7 +28,7 @@ from cocoa.data.collate import Preprocessor, collate
 from cocoa.inference.embedder import Input, to_item
 from cocoa.integrations.st_layout import write_sentence_transformers_files
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import embed
+from cocoa.model.packing import PADDED
 
 #: ``model_kwargs`` this module honours (passed on to :meth:`Backbone.load`).
 MODEL_KWARGS = frozenset({"dtype", "attn_implementation"})
@@ -68,9 +68,7 @@ class CocoaModule(InputModule):
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         batch = Batch(**{f.name: features[f.name] for f in fields(Batch) if f.name in features})
-        features["sentence_embedding"] = embed(self.model, batch, self.spec.attention,
-                                                    pooling=self.spec.protocol.pooling,
-                                                    positions=self.spec.protocol.positions)
+        features["sentence_embedding"] = PADDED.embed(self.model, batch, self.spec.protocol)
         return features
 
     def get_embedding_dimension(self) -> int:

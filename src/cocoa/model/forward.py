@@ -197,10 +197,10 @@ def pool(hidden: Tensor, batch: Batch, pooling: Pooling = "last") -> Tensor:
     return F.normalize(hidden[rows, batch.pool_index].float(), dim=-1)
 
 
-def embed(model: nn.Module, batch: Batch, mode: AttentionMode = "bidirectional", *, pooling: Pooling = "last",
-          positions: Positions = "grid") -> Tensor:
+def embed_padded(model: nn.Module, batch: Batch, mode: AttentionMode = "bidirectional", *, pooling: Pooling = "last",
+                 positions: Positions = "grid") -> Tensor:
     """Embeddings ``(batch, hidden)``: the normalised pooled final state (:func:`pool`) of a padded batch.
 
-    :func:`cocoa.model.packing.embed_packed` computes the same without the padding.
+    :meth:`cocoa.model.packing.Packing.embed` is the entry point that chooses this or packed rows.
     """
     return pool(hidden_states(model, batch, mode, positions=positions), batch, pooling)

@@ -8,10 +8,11 @@ mask keeps each sequence to itself and each attention mode holds inside its segm
 equals the padded batch's up to float rounding. The vision tower runs once per batch as before;
 its features are scattered before packing, and DeepStack features follow their slots' new order.
 
-:func:`packed_hidden_states` returns the states in the padded layout, so every objective (MNTP
-labels, MAE patches, EOS pooling, hard negatives) reads them as it reads padded ones; training
-stages use it when the recipe sets ``train.pack_tokens``. :func:`embed_packed` is the same for
-embeddings, gathering only the pooled states (evaluation, ``cocoa encode``, the server).
+:class:`Packing` owns the setting ``pack_tokens`` (``None``: pad) and chooses the path.
+:meth:`Packing.hidden_states` returns the states in the padded layout, so every objective (MNTP
+labels, MAE patches, EOS pooling, hard negatives) reads them as it reads padded ones;
+:meth:`Packing.embed` gathers only the pooled states (stage 3, evaluation, ``cocoa encode``, the
+server).
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cocoa.core.batch import Batch
-from cocoa.core.protocol import Pooling, Positions
+from cocoa.core.packing import check_pack_tokens
+from cocoa.core.protocol import Positions, Protocol
 from cocoa.core.tokens import Role
 from cocoa.model.attention import AttentionMode, additive_mask
 from cocoa.model.forward import (
     ImageFeatures,
     ImageTransform,
     deepstack_kwargs,
-    embed,
+    embed_padded,
     hidden_states,
     input_embeddings,
     position_ids,
@@ -140,11 +142,6 @@ def packed_rows(batch: Batch, pack_tokens: int | None) -> list[int] | None:
     return rows if max(rows) + 1 < len(rows) else None
 
 
-def packs(batch: Batch, pack_tokens: int | None) -> bool:
-    """Whether rows of ``pack_tokens`` tokens hold the batch's sequences in fewer rows than it has."""
-    return packed_rows(batch, pack_tokens) is not None
-
-
 @dataclass(frozen=True)
 class Layout:
     """Where each real token of a padded batch goes in the packed rows.
@@ -220,21 +217,6 @@ def _packed_states(model: nn.Module, batch: Batch, mode: AttentionMode, rows: li
     return out.last_hidden_state, layout
 
 
-def packed_hidden_states(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int | None, *,
-                         eos_sees_target: bool = True, image_transform: ImageTransform | None = None,
-                         positions: Positions = "grid") -> Tensor:
-    """:func:`~cocoa.model.forward.hidden_states` ``(batch, len, hidden)`` computed on packed rows of
-    ``pack_tokens`` tokens (zero at padding); the padded path when packing saves no row or
-    ``pack_tokens`` is ``None``. Gradients flow as through the padded path."""
-    rows = packed_rows(batch, pack_tokens)
-    if rows is None:
-        return hidden_states(model, batch, mode, eos_sees_target=eos_sees_target, image_transform=image_transform,
-                             positions=positions)
-    packed, layout = _packed_states(model, batch, mode, rows, eos_sees_target=eos_sees_target,
-                                    image_transform=image_transform, positions=positions)
-    return layout.unpack(packed, batch.input_ids.shape[1])
-
-
 def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, rows: list[int],
                        positions: Positions = "grid") -> Tensor:
     """The final states ``(batch, hidden)`` at each row's ``pool_index``, computed on packed rows
@@ -245,14 +227,55 @@ def packed_pool_states(model: nn.Module, batch: Batch, mode: AttentionMode, rows
     return packed[layout.rows, layout.offsets + pooled]
 
 
-def embed_packed(model: nn.Module, batch: Batch, mode: AttentionMode, pack_tokens: int | None, *,
-                 pooling: Pooling = "last", positions: Positions = "grid") -> Tensor:
-    """:func:`~cocoa.model.forward.embed` with the sequences packed into rows of ``pack_tokens`` tokens.
+@dataclass(frozen=True)
+class Packing:
+    """How a model's forward lays out a collated batch: padded to its longest sequence
+    (``pack_tokens=None``) or packed into rows of at most ``pack_tokens`` tokens.
 
-    A batch that packing would not put in fewer rows (a single sequence, say), and mean pooling,
-    take the padded path.
+    The one place the padded or packed path is chosen; objectives, the batch encoder and the server
+    hold one and call :meth:`hidden_states` or :meth:`embed`. A batch that packing would not put in
+    fewer rows (a single sequence, say), and mean pooling, take the padded path. Both paths give the
+    same states to float rounding and gradients flow through either.
+
+    Example:
+        >>> Packing(512).embed(model, batch, get_protocol("cocoa"))  # doctest: +SKIP
     """
-    rows = None if pooling == "mean" else packed_rows(batch, pack_tokens)
-    if rows is None:
-        return embed(model, batch, mode, pooling=pooling, positions=positions)
-    return F.normalize(packed_pool_states(model, batch, mode, rows, positions).float(), dim=-1)
+
+    pack_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        check_pack_tokens(self.pack_tokens)
+
+    def rows(self, batch: Batch) -> list[int] | None:
+        """Each sequence's packed row, or ``None`` when the batch takes the padded path."""
+        return packed_rows(batch, self.pack_tokens)
+
+    def hidden_states(self, model: nn.Module, batch: Batch, mode: AttentionMode, *, eos_sees_target: bool = True,
+                      image_transform: ImageTransform | None = None, positions: Positions = "grid") -> Tensor:
+        """Final states ``(batch, len, hidden)`` in the padded layout (zero at padding), as
+        :func:`~cocoa.model.forward.hidden_states` computes them."""
+        rows = self.rows(batch)
+        if rows is None:
+            return hidden_states(model, batch, mode, eos_sees_target=eos_sees_target,
+                                 image_transform=image_transform, positions=positions)
+        packed, layout = _packed_states(model, batch, mode, rows, eos_sees_target=eos_sees_target,
+                                        image_transform=image_transform, positions=positions)
+        return layout.unpack(packed, batch.input_ids.shape[1])
+
+    def embed(self, model: nn.Module, batch: Batch, protocol: Protocol) -> Tensor:
+        """L2-normalised embeddings ``(batch, hidden)`` under ``protocol`` (its attention, pooling and
+        positions): the model's embedding entry point for training, evaluation and serving."""
+        rows = None if protocol.pooling == "mean" else self.rows(batch)
+        if rows is None:
+            return embed_padded(model, batch, protocol.attention, pooling=protocol.pooling,
+                                positions=protocol.positions)
+        states = packed_pool_states(model, batch, protocol.attention, rows, protocol.positions)
+        return F.normalize(states.float(), dim=-1)
+
+    def chunks(self, lengths: list[int], budget: int) -> list[list[int]]:
+        """Sequence indices cut into chunks of at most ``budget`` computed tokens (:func:`token_chunks`)."""
+        return token_chunks(lengths, budget, self.pack_tokens)
+
+
+#: Every sequence padded to its batch's longest: the layout when ``pack_tokens`` is not set.
+PADDED = Packing()

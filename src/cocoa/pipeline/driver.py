@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cocoa.core.console import make_console
 from cocoa.core.errors import ConfigError
+from cocoa.core.packing import PackTokens
 from cocoa.recipe import load_recipe, resolve
 from cocoa.stages.sections import ProtocolConfig
 
@@ -53,7 +54,8 @@ class EvalSection(BaseModel):
     protocol: ProtocolConfig | None = Field(None, description="the embedding protocol to evaluate with, as in a "
                                              "stage recipe (default: the one the final model records)")
     frames: int | None = Field(None, gt=0, description="frames sampled per video, replacing the protocol's")
-    pack_tokens: int | None = Field(None, ge=2, description="pack batches into rows of this many tokens")
+    pack_tokens: PackTokens = Field(
+        None, description="pack batches into rows of this many tokens (null: pad)")
     workers: int = Field(0, ge=0, description="preprocessing processes")
 
 

@@ -20,6 +20,7 @@ from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.captions import CaptionPair, read_caption_corpus
 from cocoa.data.collate import Preprocessor
 from cocoa.model.backbone import Backbone
+from cocoa.model.packing import Packing
 from cocoa.stages.sections import RecipeBase
 from cocoa.train.batches import BatchBuilder
 from cocoa.train.steps import Step
@@ -66,6 +67,10 @@ class Stage(ABC):
     def protocol(self, recipe: RecipeBase) -> Protocol:
         """The protocol the stage builds its sequences with (the recipe's ``protocol`` section)."""
         return recipe.protocol.resolve()
+
+    def packing(self, recipe: RecipeBase) -> Packing:
+        """How the stage's objective lays out its batches: the recipe's ``train.pack_tokens``."""
+        return Packing(recipe.train.pack_tokens)
 
     def preprocessor(self, recipe: RecipeBase, backbone: Backbone) -> Preprocessor:
         """The stage's preprocessor: its protocol and the recipe's ``data.max_len``."""

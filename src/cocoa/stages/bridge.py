@@ -93,5 +93,5 @@ class BridgeStage(Stage):
         builder = BridgeBuilder(self.preprocessor(recipe, backbone), config.target_mask_ratio,
                                 config.targets == "raw")
         return StageParts(LanguageObjective(model, "eos_bridge", eos_sees_target=config.eos_sees_target,
-                                            pack_tokens=recipe.train.pack_tokens), builder,
+                                            packing=self.packing(recipe)), builder,
                           LossStep())

@@ -29,7 +29,7 @@ from cocoa.data.train_pairs import read_train_pairs
 from cocoa.losses.contrastive import WeightedDims, distributed_info_nce, place_negatives
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import lm_head, vl_model
-from cocoa.model.packing import embed_packed, token_chunks
+from cocoa.model.packing import PADDED, Packing
 from cocoa.stages.base import Stage, StageParts, image_root
 from cocoa.stages.sections import RecipeBase
 from cocoa.train.steps import GradCacheStep
@@ -140,13 +140,13 @@ class ContrastiveBuilder:
     """``query <EOS>`` and ``target <EOS>`` rows, chunked for GradCache (identical rows once with ``dedupe``).
 
     Chunks hold ``chunk`` rows in order, or, with ``chunk_tokens``, rows sorted longest first up to
-    that many computed tokens (:func:`~cocoa.model.packing.token_chunks`; packed rows with ``pack_tokens``).
+    that many computed tokens (:meth:`~cocoa.model.packing.Packing.chunks`: whole packed rows when ``packing`` packs).
     """
 
     def __init__(self, pre: Preprocessor, hard_negatives: bool, chunk: int | None, dedupe: bool = False, *,
-                 chunk_tokens: int | None = None, pack_tokens: int | None = None) -> None:
+                 chunk_tokens: int | None = None, packing: Packing = PADDED) -> None:
         self.pre, self.hard_negatives, self.chunk, self.dedupe = pre, hard_negatives, chunk, dedupe
-        self.chunk_tokens, self.pack_tokens = chunk_tokens, pack_tokens
+        self.chunk_tokens, self.packing = chunk_tokens, packing
 
     def __call__(self, examples: Sequence[TrainPair], rng: np.random.Generator) -> PairBatch:
         rows = [ex.query for ex in examples] + [ex.positive for ex in examples]
@@ -162,7 +162,7 @@ class ContrastiveBuilder:
             size = self.chunk or len(seqs)
             groups = [list(range(i, min(i + size, len(seqs)))) for i in range(0, len(seqs), size)]
         else:
-            groups = token_chunks([len(s) for s in seqs], self.chunk_tokens, self.pack_tokens)
+            groups = self.packing.chunks([len(s) for s in seqs], self.chunk_tokens)
             place = {row: n for n, row in enumerate(row for group in groups for row in group)}
             index = tuple(place[i] for i in (index if index is not None else range(len(seqs))))
         chunks = [collate([seqs[i] for i in group], self.pre.ids.pad) for group in groups]
@@ -172,16 +172,15 @@ class ContrastiveBuilder:
 class EmbeddingObjective(nn.Module):
     """L2-normalised pooled embeddings of a chunk under a protocol (the loss is computed across chunks and ranks)."""
 
-    def __init__(self, model: nn.Module, protocol: Protocol, pack_tokens: int | None = None) -> None:
+    def __init__(self, model: nn.Module, protocol: Protocol, packing: Packing = PADDED) -> None:
         super().__init__()
-        self.model, self.protocol, self.pack_tokens = model, protocol, pack_tokens
+        self.model, self.protocol, self.packing = model, protocol, packing
         head = lm_head(model)
         if head.weight is not vl_model(model).get_input_embeddings().weight:
             head.requires_grad_(False)  # never used here: no optimiser state, no (FSDP zero) gradient for it
 
     def forward(self, batch: Batch) -> Tensor:
-        p = self.protocol
-        return embed_packed(self.model, batch, p.attention, self.pack_tokens, pooling=p.pooling, positions=p.positions)
+        return self.packing.embed(self.model, batch, self.protocol)
 
 
 class ContrastiveLoss:
@@ -217,8 +216,9 @@ class ContrastiveStage(Stage):
             validate_dims(c.matryoshka.dims, "contrastive.matryoshka.dims", backbone.hidden_size)
         builder = ContrastiveBuilder(self.preprocessor(recipe, backbone), c.hard_negatives,
                                      c.gradcache_chunk, c.dedupe, chunk_tokens=c.gradcache_tokens,
-                                     pack_tokens=recipe.train.pack_tokens)
-        return StageParts(EmbeddingObjective(model, self.protocol(recipe), recipe.train.pack_tokens), builder, GradCacheStep(ContrastiveLoss(c)))
+                                     packing=self.packing(recipe))
+        return StageParts(EmbeddingObjective(model, self.protocol(recipe), self.packing(recipe)), builder,
+                          GradCacheStep(ContrastiveLoss(c)))
 
     def protocol(self, recipe: RecipeBase) -> Protocol:
         """The recipe's protocol, with ``contrastive.attention`` when that is set."""

@@ -44,5 +44,5 @@ class PretrainStage(CaptionStage):
     number = 0
 
     def parts(self, recipe: RecipeBase, backbone: Backbone, model: nn.Module) -> StageParts:
-        return StageParts(LanguageObjective(model, "causal", pack_tokens=recipe.train.pack_tokens), PretrainBuilder(self.preprocessor(recipe, backbone)),
+        return StageParts(LanguageObjective(model, "causal", packing=self.packing(recipe)), PretrainBuilder(self.preprocessor(recipe, backbone)),
                           LossStep())

@@ -25,7 +25,7 @@ from cocoa.losses.language import shifted_cross_entropy, token_accuracy
 from cocoa.losses.mae import MAEHead, merged_patch_targets
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import lm_head
-from cocoa.model.packing import packed_hidden_states
+from cocoa.model.packing import PADDED, Packing
 from cocoa.stages.base import CaptionStage, StageParts
 from cocoa.stages.sections import RecipeBase
 from cocoa.train.steps import LossStep
@@ -65,16 +65,16 @@ class WarmupObjective(nn.Module):
     """Bidirectional MNTP on caption tokens + ``mae_weight`` * MAE on masked image tokens."""
 
     def __init__(self, model: nn.Module, config: WarmupConfig, pixel_dim: int, merge_size: int,
-                 pack_tokens: int | None = None) -> None:
+                 packing: Packing = PADDED) -> None:
         super().__init__()
-        self.model, self.config, self.merge_size, self.pack_tokens = model, config, merge_size, pack_tokens
+        self.model, self.config, self.merge_size, self.packing = model, config, merge_size, packing
         hidden = model.config.text_config.hidden_size
         self.mae = MAEHead(hidden, pixel_dim * merge_size ** 2)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         masked = batch.image_token_mask
         transform = (lambda feats: feats.hide(masked, self.mae.mask)) if masked is not None else None
-        hidden = packed_hidden_states(self.model, batch, "bidirectional", self.pack_tokens, image_transform=transform)
+        hidden = self.packing.hidden_states(self.model, batch, "bidirectional", image_transform=transform)
         head = lm_head(self.model)
         mntp = shifted_cross_entropy(hidden, batch.labels, head)
         out = {"mntp": mntp, "accuracy": token_accuracy(hidden, batch.labels, head)}
@@ -100,4 +100,4 @@ class WarmupStage(CaptionStage):
         proc = backbone.image_processor
         pixel_dim = 3 * proc.temporal_patch_size * proc.patch_size ** 2
         builder = WarmupBuilder(self.preprocessor(recipe, backbone), w.text_mask_ratio, w.image_mask_ratio)
-        return StageParts(WarmupObjective(model, w, pixel_dim, backbone.merge_size, recipe.train.pack_tokens), builder, LossStep())
+        return StageParts(WarmupObjective(model, w, pixel_dim, backbone.merge_size, self.packing(recipe)), builder, LossStep())

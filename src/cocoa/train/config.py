@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from cocoa.core.packing import PackTokens
 from cocoa.core.schema import Strict
 
 #: The release's LoRA targets that name vision-block modules: Qwen2-VL's qkv, fc1, fc2, Qwen2.5-VL's gated MLP
@@ -52,10 +53,10 @@ class TrainConfig(Strict):
         "ddp", description="ddp: a full model per process (DDP under torchrun); fsdp: weights, gradients and "
                            "optimiser state sharded across processes (FSDP2), for full fine-tuning")
     gradient_checkpointing: bool = False
-    pack_tokens: int | None = Field(
-        None, ge=2, description="tokens per packed row: each batch's sequences share rows (segment masks, "
-                                "positions per sequence), so the language model computes no padding; "
-                                "null pads every sequence to the batch's longest")
+    pack_tokens: PackTokens = Field(
+        None, description="tokens per packed row: each batch's sequences share rows (segment masks, positions "
+                          "per sequence), so the language model computes no padding; null pads every sequence "
+                          "to the batch's longest. Every stage's objective reads it (Stage.packing)")
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     log_every: int = Field(10, gt=0)
     save_every: int = Field(200, gt=0)
