@@ -13,7 +13,7 @@ from pathlib import Path
 import cocoa
 
 #: Bottom to top: a module's layer is its folder (or, at the top, its own name), ``python -m cocoa`` last.
-LAYERS = ("core", "model", "data", "losses", "train", "stages", "recipe", "inference", "evaluate",
+LAYERS = ("core", "model", "data", "losses", "train", "stages", "recipe", "inference", "mining", "evaluate",
           "integrations", "pipeline", "cli", "__main__")
 PACKAGE = Path(cocoa.__file__).parent
 

@@ -8,6 +8,7 @@ from cocoa.data.cli import app as data_app
 from cocoa.evaluate.cli import app as eval_app
 from cocoa.inference.cli import encode, index_app, serve
 from cocoa.integrations.cli import app as export_app
+from cocoa.mining.cli import mine
 from cocoa.pipeline.cli import run, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -20,6 +21,7 @@ app.command("train")(train)
 app.command("run")(run)
 app.command("encode")(encode)
 app.command("serve")(serve)
+app.command("mine")(mine)
 
 
 def main() -> None:

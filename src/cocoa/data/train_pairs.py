@@ -10,8 +10,10 @@ placed at the text's ``<|video_1|>`` or before the text, as VLM2Vec-V2 trains on
 
 from __future__ import annotations
 
+import hashlib
+import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,17 @@ def read_train_pairs(root: Path, subsets: list[str] | None, image_root: Path, sp
         pairs.extend(pair for _, pair in good)  # type: ignore[misc]
         pairs.skipped += bad
     return pairs
+
+
+def pairs_digest(pairs: Sequence[TrainPair]) -> str:
+    """SHA-256 of the rows' queries and positives (texts and media paths) in order: the identity of a
+    training set that a batch plan or a mined-negatives file was made for."""
+    digest = hashlib.sha256()
+    for pair in pairs:
+        sides = [(side.text, str(side.image) if side.image is not None else None,
+                  str(side.video) if side.video is not None else None) for side in (pair.query, pair.positive)]
+        digest.update(json.dumps([pair.subset, sides]).encode())
+    return digest.hexdigest()
 
 
 def _train_parser(checker: ImageChecker, subset: str,

@@ -26,7 +26,7 @@ from cocoa.pipeline.model_card import write_model_card
 from cocoa.recipe import Recipe
 from cocoa.stages import get_stage
 from cocoa.train import checkpoint, fsdp
-from cocoa.train.batches import BatchPlan, StepDataset
+from cocoa.train.batches import StepDataset
 from cocoa.train.lora import add_lora, merged
 from cocoa.train.trainer import FitResult, Trainer, autocast_dtype
 
@@ -115,7 +115,7 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
     backbone = build_backbone(recipe, frozen_dtype(recipe, info.device))
     stage = get_stage(recipe.stage)
     examples = stage.examples(recipe)
-    plan = BatchPlan(len(examples), recipe.train.batch_size, info.world_size, recipe.train.seed)
+    plan = stage.batches(recipe, examples, info.world_size)
     if plan.steps_per_epoch == 0:
         raise ConfigError(f"{len(examples)} examples cannot fill one global batch of {plan.global_batch}")
     total = plan.total_steps(recipe.train.max_steps, recipe.train.epochs)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from cocoa.core.errors import ConfigError
 from cocoa.core.protocol import Protocol
 from cocoa.core.schema import Strict
 from cocoa.core.spec import EmbeddingSpec
@@ -22,7 +23,7 @@ from cocoa.data.collate import Preprocessor
 from cocoa.model.backbone import Backbone
 from cocoa.model.packing import Packing
 from cocoa.stages.sections import RecipeBase
-from cocoa.train.batches import BatchBuilder
+from cocoa.train.batches import BatchBuilder, BatchPlan, StepBatches
 from cocoa.train.steps import Step
 
 
@@ -67,6 +68,13 @@ class Stage(ABC):
     def protocol(self, recipe: RecipeBase) -> Protocol:
         """The protocol the stage builds its sequences with (the recipe's ``protocol`` section)."""
         return recipe.protocol.resolve()
+
+    def batches(self, recipe: RecipeBase, examples: list[Any], world_size: int) -> StepBatches:
+        """Which examples each rank trains on at each step: a fresh permutation an epoch."""
+        if recipe.data.batches is not None:
+            raise ConfigError(f"data.batches (a mined batch plan) is read by the contrastive stage only, "
+                              f"not by {self.name}")
+        return BatchPlan(len(examples), recipe.train.batch_size, world_size, recipe.train.seed)
 
     def packing(self, recipe: RecipeBase) -> Packing:
         """How the stage's objective lays out its batches: the recipe's ``train.pack_tokens``."""

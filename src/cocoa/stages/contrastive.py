@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -25,13 +25,15 @@ from cocoa.core.schema import Strict
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item, TrainPair
-from cocoa.data.train_pairs import read_train_pairs
+from cocoa.data.train_pairs import pairs_digest, read_train_pairs
 from cocoa.losses.contrastive import WeightedDims, distributed_info_nce, place_negatives
 from cocoa.model.backbone import Backbone
 from cocoa.model.forward import lm_head, vl_model
 from cocoa.model.packing import PADDED, Packing
 from cocoa.stages.base import Stage, StageParts, image_root
 from cocoa.stages.sections import RecipeBase
+from cocoa.train.batches import BatchPlan, StepBatches
+from cocoa.train.community_batches import CommunityBatches, CommunityPlan
 from cocoa.train.steps import GradCacheStep
 
 
@@ -209,6 +211,14 @@ class ContrastiveStage(Stage):
         data = recipe.data
         return list(read_train_pairs(Path(data.root), data.subsets, image_root(recipe), split=data.split,
                                      cap=data.cap, seed=recipe.train.seed, skip_bad=data.skip_bad))
+
+    def batches(self, recipe: RecipeBase, examples: list[Any], world_size: int) -> StepBatches:
+        """A random permutation an epoch, or with ``data.batches`` the mined plan's community batches
+        (refused when it was mined for other rows or cuts another global batch)."""
+        if recipe.data.batches is None:
+            return BatchPlan(len(examples), recipe.train.batch_size, world_size, recipe.train.seed)
+        return CommunityBatches.checked(CommunityPlan.load(recipe.data.batches), pairs_digest(examples),
+                                        recipe.train.batch_size, world_size, recipe.train.seed)
 
     def parts(self, recipe: RecipeBase, backbone: Backbone, model: nn.Module) -> StageParts:
         c = self.settings(recipe)

@@ -49,6 +49,8 @@ class DataConfig(Strict):
     max_len: int = Field(4096, ge=8)
     skip_bad: bool = False
     num_workers: int = Field(0, ge=0)
+    batches: str | None = Field(None, description="contrastive only: a batch plan folder from cocoa mine; each "
+                                                  "global batch is whole communities of mutual hard negatives")
 
 
 class ImageConfig(Strict):

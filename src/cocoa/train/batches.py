@@ -22,6 +22,23 @@ class BatchBuilder(Protocol):
     def __call__(self, examples: Sequence[Any], rng: np.random.Generator) -> Any: ...
 
 
+class StepBatches(Protocol):
+    """Which examples each rank trains on at each step: :class:`BatchPlan`, or a mined
+    :class:`~cocoa.train.community_batches.CommunityBatches`."""
+
+    seed: int
+
+    @property
+    def global_batch(self) -> int: ...
+
+    @property
+    def steps_per_epoch(self) -> int: ...
+
+    def total_steps(self, max_steps: int | None, epochs: float | None) -> int: ...
+
+    def indices(self, step: int, rank: int) -> list[int]: ...
+
+
 @dataclass(frozen=True)
 class BatchPlan:
     """Which examples each rank trains on at each step (a fresh permutation per epoch)."""
@@ -54,7 +71,7 @@ class BatchPlan:
 class StepDataset(Dataset):
     """Item ``step`` is the finished batch of that step for this rank."""
 
-    def __init__(self, examples: Sequence[Any], builder: BatchBuilder, plan: BatchPlan, rank: int = 0) -> None:
+    def __init__(self, examples: Sequence[Any], builder: BatchBuilder, plan: StepBatches, rank: int = 0) -> None:
         self.examples, self.builder, self.plan, self.rank = examples, builder, plan, rank
 
     def __len__(self) -> int:
