@@ -70,6 +70,8 @@ def test_stage_3_trains_on_the_plan_and_refuses_one_for_other_rows(mined: Path, 
     train_stage(recipe)
     losses = [m["loss"] for m in read_metrics(tmp_path / "planned") if "loss" in m]
     assert len(losses) == 3 and np.isfinite(losses).all()
+    card = (tmp_path / "planned" / "model" / "README.md").read_text()
+    assert "mined (B3): teacher" in card and "ranks [1, 5), communities of 4" in card
     other = tiny_recipe("contrastive", mini_dir, tmp_path / "stale", *sets[:2], "data.subsets=[FashionMNIST]",
                         f"data.batches={mined}", steps=1, batch=8)
     with pytest.raises(ConfigError, match="another training set"):

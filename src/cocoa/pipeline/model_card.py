@@ -16,12 +16,14 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from cocoa.core.errors import DataError
 from cocoa.core.files import write_text
 from cocoa.core.hub import is_hub_id
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.evaluate.report import summary_markdown
 from cocoa.evaluate.summary import Summary
 from cocoa.stages.sections import RecipeBase
+from cocoa.train.community_batches import CommunityPlan
 
 CARD_FILE = "README.md"
 TAGS = ["cocoa", "multimodal-embedding", "image-text-retrieval", "mmeb", "sentence-transformers",
@@ -44,15 +46,28 @@ def eval_results(summary: Summary) -> list[EvalResult]:
             for name, group in groups.items() if group.score is not None]
 
 
+def batches_cell(recipe: RecipeBase) -> str:
+    """How a stage drew its batches: a random permutation, or the mined plan with its settings."""
+    if recipe.data.batches is None:
+        return "random"
+    try:
+        m = CommunityPlan.load(recipe.data.batches).manifest
+    except DataError:
+        return f"mined plan {recipe.data.batches} (unreadable now)"
+    return (f"mined (B3): teacher {str(m.get('teacher'))[:12]}, ranks [{m.get('p')}, "
+            f"{int(m.get('p', 0)) + int(m.get('m', 0))}), communities of {m.get('size')}")
+
+
 def _stage_rows(stages: Sequence[RecipeBase]) -> list[str]:
-    rows = ["| # | stage | starts from | length | batch | lr | LoRA | packed rows |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| # | stage | starts from | length | batch | batches | lr | LoRA | packed rows |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for n, recipe in enumerate(stages):
         t = recipe.train
         length = f"{t.max_steps} steps" if t.max_steps is not None else f"{t.epochs:g} epochs"
         source = recipe.model.path if n == 0 or recipe.model.path is None else f"stage {n - 1}"
         lora = f"r={t.lora.r}" if t.lora is not None else "full"
         rows.append(f"| {n} | {recipe.stage} | {source or 'tiny preset ' + str(recipe.model.tiny)} | {length} | "
-                    f"{t.batch_size} | {t.lr:g} | {lora} | {t.pack_tokens or 'no'} |")
+                    f"{t.batch_size} | {batches_cell(recipe)} | {t.lr:g} | {lora} | {t.pack_tokens or 'no'} |")
     return rows
 
 
