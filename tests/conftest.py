@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny backbones, small real images and a small MiniMMEB."""
+"""Fixtures shared across packages: tiny models, images and videos, MiniMMEB, MMEB-V2, stage-0 runs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ import torch
 from PIL import Image
 
 from cocoa.core.spec import EmbeddingSpec
+from cocoa.data.get import get
 from cocoa.data.minimmeb.build import build_mini
 from cocoa.data.videos import write_video
+from cocoa.inference.embedder import Embedder
 from cocoa.model.backbone import Backbone
-from tests.helpers import make_backbone
+from cocoa.pipeline.train_stage import train_stage
+from tests.helpers import PRETRAIN_STEPS, make_backbone, matryoshka_model, tiny_recipe
+from tests.mmeb_v2_published import fake_snapshot_download, hub_trees
 
 
 @pytest.fixture(autouse=True)
@@ -70,4 +74,56 @@ def mini_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("minimmeb")
     build_mini(out, seed=0, queries=20, pool=20, train_size=64, grounding_candidates=10, video_queries=12,
                video_train_size=24)
+    return out
+
+
+@pytest.fixture(scope="module")
+def backbone() -> Backbone:
+    """A tiny backbone of the test module's own."""
+    return make_backbone()
+
+
+@pytest.fixture(scope="module")
+def embedder(model_dir: Path) -> Embedder:
+    """``model_dir`` behind the encode API."""
+    return Embedder.from_pretrained(model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def matryoshka_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny checkpoint folder serving the Matryoshka dims of ``tests.helpers.matryoshka_model``."""
+    return matryoshka_model(tmp_path_factory.mktemp("matryoshka-model"))
+
+
+@pytest.fixture(scope="session")
+def trees() -> dict[str, dict[str, bytes]]:
+    """The Hub trees and archives of MMEB-V2 as published (``tests/mmeb_v2_published.py``)."""
+    return hub_trees()
+
+
+@pytest.fixture(scope="session")
+def fetched(tmp_path_factory: pytest.TempPathFactory, trees: dict) -> Path:
+    """A folder ``cocoa data get mmeb-v2`` filled from ``trees``; tests that change it work on a copy."""
+    out = tmp_path_factory.mktemp("mmeb-v2")
+    get("mmeb-v2", out, download=fake_snapshot_download(trees))
+    return out
+
+
+@pytest.fixture(scope="session")
+def pretrained(mini_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stage 0 trained for a few dozen small steps at a constant learning rate."""
+    out = tmp_path_factory.mktemp("runs") / "stage0"
+    recipe = tiny_recipe("pretrain", mini_dir, out, "train.schedule=constant", "train.lr=2.0e-3",
+                         "train.weight_decay=0", steps=PRETRAIN_STEPS, batch=4)
+    result = train_stage(recipe)
+    assert result.steps == PRETRAIN_STEPS and result.resumed_from == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def pretrained_qwen3_vl(mini_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stage 0 of a tiny Qwen3-VL, a handful of steps: the start of its stage chain."""
+    out = tmp_path_factory.mktemp("runs") / "stage0-qwen3-vl"
+    result = train_stage(tiny_recipe("pretrain", mini_dir, out, "model.family=qwen3_vl", steps=3))
+    assert result.steps == 3
     return out

@@ -1,4 +1,4 @@
-"""One Matryoshka truncation on every inference path: the encode API, `cocoa encode|index`, the server."""
+"""cocoa.core.matryoshka: one truncation on every path: the encode API, `cocoa encode|index`, the server."""
 
 from __future__ import annotations
 
@@ -18,12 +18,7 @@ from cocoa.inference.index import VectorIndex
 from cocoa.inference.server import create_app
 from tests.helpers import MATRYOSHKA_WIDTHS as DIMS
 from tests.helpers import TINY_HIDDEN as HIDDEN
-from tests.helpers import matryoshka_model, unit_rows
-
-
-@pytest.fixture(scope="module")
-def matryoshka_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return matryoshka_model(tmp_path_factory.mktemp("matryoshka-model"))
+from tests.helpers import unit_rows
 
 
 @pytest.fixture(scope="module")
@@ -106,4 +101,3 @@ def test_server_dimensions_parameter(embedder: Embedder) -> None:
     odd = VectorIndex.build(embedder.encode(TEXTS)[:, :40], TEXTS)
     with pytest.raises(ConfigError, match="index has dim 40"):
         create_app(embedder, model_name="m", index=odd)
-

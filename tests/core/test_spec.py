@@ -1,7 +1,8 @@
-"""The checkpoint spec (``cocoa.json``) records Matryoshka dims only when set, and checks them."""
+"""cocoa.core.spec: ``cocoa.json`` records the protocol and the Matryoshka dims, reads older files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,19 @@ def test_spec_records_widths_only_when_set(tmp_path: Path) -> None:
         BatchEncoder(make_backbone(), EmbeddingSpec(dims=(32, 128)))
     assert validate_dims([8, HIDDEN], "dims", HIDDEN) == (8, HIDDEN)
 
+
+def test_spec_records_the_protocol_and_reads_older_files(tmp_path: Path) -> None:
+    protocol = PROTOCOLS["cocoa-release"].replace(embedding_token="<|im_end|>", attention="causal")
+    EmbeddingSpec(protocol, 512).save(tmp_path)
+    saved = json.loads((tmp_path / "cocoa.json").read_text())
+    assert saved["protocol"]["name"] == "cocoa-release" and saved["protocol"]["embedding_token"] == "<|im_end|>"
+    assert saved["protocol"]["image"] == {"square": 672, "min_pixels": None, "max_pixels": None, "enlarge": None}
+    assert EmbeddingSpec.load(tmp_path) == EmbeddingSpec(protocol, 512)
+    EmbeddingSpec(PROTOCOLS["vlm2vec-v2"]).save(tmp_path)  # enlarge goes to JSON as a list
+    assert EmbeddingSpec.load(tmp_path).protocol == PROTOCOLS["vlm2vec-v2"]
+    (tmp_path / "cocoa.json").write_text(json.dumps({"attention": "causal", "max_len": 128}))
+    old = EmbeddingSpec.load(tmp_path)
+    assert old.protocol == PROTOCOLS["cocoa"].replace(attention="causal") and old.max_len == 128
+    (tmp_path / "cocoa.json").write_text(json.dumps({"protocol": {**protocol.to_dict(), "pool": "x"}}))
+    with pytest.raises(ConfigError, match=r"cocoa.json: protocol: unknown protocol keys \['pool'\]"):
+        EmbeddingSpec.load(tmp_path)

@@ -1,34 +1,21 @@
-"""MMEB readers: layouts, validation errors naming file/row/field, and skip_bad counting."""
+"""cocoa.data.eval_sets: MMEB-eval layouts with images and videos, bad rows named or skipped."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from cocoa.core.errors import DataError
-from cocoa.data.captions import read_caption_corpus
 from cocoa.data.eval_sets import list_eval_datasets, read_eval_dataset
-from cocoa.data.minimmeb.store import EVAL_SCHEMA, TRAIN_SCHEMA
-from cocoa.data.train_pairs import list_train_subsets, read_train_pairs
-
-IMG = "<|image_1|> Represent the given image for classification.\n"
-
-
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    root = tmp_path / "images"
-    root.mkdir()
-    for name, color in (("a.png", "red"), ("b.png", "blue")):
-        Image.new("RGB", (56, 56), color).save(root / name)
-    (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    Image.new("1", (8200, 8200)).save(root / "huge.png")
-    Image.new("RGB", (402, 2)).save(root / "thin.png")
-    return root
+from cocoa.data.items import Item
+from cocoa.data.minimmeb.store import EVAL_SCHEMA
+from cocoa.evaluate.runner import evaluate
+from cocoa.inference.batch_encoder import BatchEncoder
+from tests.helpers import CLASSIFY_QUERY as IMG
+from tests.helpers import frames_of
 
 
 def _eval_row(qry_img: str = "a.png", texts: tuple = ("cat", "dog"), imgs: tuple = ("", "")) -> dict:
@@ -39,12 +26,6 @@ def _write_eval(path: Path, rows: list[dict], schema: pa.Schema = EVAL_SCHEMA) -
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return path
-
-
-def _train_row(**change: str) -> dict:
-    row = {"qry": IMG, "qry_image_path": "a.png", "pos_text": "cat", "pos_image_path": "",
-           "neg_text": "dog", "neg_image_path": ""}
-    return {**row, **change}
 
 
 def test_eval_layouts_hf_and_plain(tmp_path, images):
@@ -161,45 +142,39 @@ def test_eval_errors_name_the_file_and_its_own_row(tmp_path, images):
     assert (caught.value.file, caught.value.row) == (str(second), 1)
 
 
-def test_train_hf_layout_splits_and_cap(tmp_path, images):
-    subset = tmp_path / "hf" / "Toy"
-    subset.mkdir(parents=True)
-    rows = [_train_row(pos_text=f"label {i}") for i in range(30)]
-    pq.write_table(pa.Table.from_pylist(rows, schema=TRAIN_SCHEMA), subset / "original-00000-of-00001.parquet")
-    pq.write_table(pa.Table.from_pylist(rows[:5], schema=TRAIN_SCHEMA),
-                   subset / "diverse_instruction-00000-of-00001.parquet")
-    assert list_train_subsets(tmp_path / "hf") == ["Toy"]
-    assert len(read_train_pairs(tmp_path / "hf", None, images, cap=None)) == 30
-    assert len(read_train_pairs(tmp_path / "hf", ["Toy"], images, split="diverse_instruction")) == 5
-    capped = read_train_pairs(tmp_path / "hf", ["Toy"], images, cap=10, seed=1)
-    assert len(capped) == 10 and capped == read_train_pairs(tmp_path / "hf", ["Toy"], images, cap=10, seed=1)
-    assert capped != read_train_pairs(tmp_path / "hf", ["Toy"], images, cap=10, seed=2)
-    assert capped[0].subset == "Toy" and capped[0].negative.text == "dog"
-    with pytest.raises(DataError, match="unknown train subset"):
-        read_train_pairs(tmp_path / "hf", ["Nope"], images)
+def test_the_folder_lists_the_tasks_and_not_the_frames(snapshot: Path) -> None:
+    names = list_eval_datasets(snapshot)
+    assert {"K700", "MSR-VTT", "NExTQA", "MVBench", "MomentSeeker"} <= set(names) and "video-tasks" not in names
 
 
-def test_train_jsonl_bad_rows(tmp_path, images):
-    path = tmp_path / "Toy.jsonl"
-    rows = [_train_row(), _train_row(qry_image_path="corrupt.png"), _train_row(pos_text=""),
-            _train_row(neg_text="", neg_image_path="")]
-    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
-    with pytest.raises(DataError) as caught:
-        read_train_pairs(path, None, images)
-    assert (caught.value.file, caught.value.row, caught.value.field) == (str(path), 1, "qry_image_path")
-    pairs = read_train_pairs(path, None, images, skip_bad=True)
-    assert pairs.skipped == 2 and len(pairs) == 2 and pairs[1].negative is None
-    path.write_text(json.dumps({**_train_row(), "extra": 1}) + "\n")
-    with pytest.raises(DataError, match="unknown field") as caught:
-        read_train_pairs(path, None, images)
-    assert (caught.value.row, caught.value.field) == (0, "extra")
+def test_eval_reader_takes_the_video_sets(mini_dir: Path) -> None:
+    event = read_eval_dataset(mini_dir, "Grid3x3VideoEvent", mini_dir / "images")
+    assert event.rows[0].query.video.endswith(".mp4") and Path(event.rows[0].query.video).is_file()
+    moment = read_eval_dataset(mini_dir, "VideoMoment", mini_dir / "images")
+    assert all(len(row.candidates) == 4 for row in moment.rows)
+    assert len(frames_of(mini_dir / "images", str(Path(moment.rows[0].query.video).relative_to(
+        mini_dir / "images")))) == 16
 
 
-def test_caption_corpus_errors(tmp_path, images):
-    path = tmp_path / "stage1.parquet"
-    pq.write_table(pa.table({"image_path": ["a.png", "b.png", "missing.png"], "caption": ["red", "", "x"]}), path)
-    with pytest.raises(DataError) as caught:
-        read_caption_corpus(path, images)
-    assert (caught.value.row, caught.value.field) == (1, "caption")
-    corpus = read_caption_corpus(path, images, skip_bad=True)
-    assert corpus.skipped == 2 and [pair.caption for pair in corpus] == ["red"]
+def test_mmeb_eval_rows_with_video_columns(model_dir: Path, video_dir: Path, tmp_path: Path) -> None:
+    """Rows in MMEB-eval columns plus qry_video_path / tgt_video_path: read, checked, evaluated."""
+    rows = {"qry_text": ["<|video_1|> What happens?", "a noise clip"],
+            "qry_img_path": ["", ""], "qry_video_path": ["clip", ""],
+            "tgt_text": [["noise moving", "a still"], ["", "<|video_1|> a video"]],
+            "tgt_img_path": [["", ""], ["", ""]], "tgt_video_path": [["", ""], ["clip.mp4", "long"]]}
+    data = tmp_path / "data"
+    (data / "VideoSet").mkdir(parents=True)
+    pq.write_table(pa.table(rows), data / "VideoSet" / "test-00000-of-00001.parquet")
+    dataset = read_eval_dataset(data, "VideoSet", video_dir)
+    first, second = dataset.rows
+    assert first.query == Item("<|video_1|> What happens?", video=str(video_dir / "clip"))
+    assert [c.video for c in second.candidates] == [str(video_dir / "clip.mp4"), str(video_dir / "long")]
+    summary = evaluate(BatchEncoder.from_pretrained(model_dir, device="cpu"), data, tmp_path / "out",
+                       image_root=video_dir, show_progress=False)
+    assert set(summary.datasets) == {"VideoSet"}
+    bad = {**rows, "tgt_video_path": [["", ""], ["gone", "long"]]}
+    pq.write_table(pa.table(bad), data / "VideoSet" / "test-00000-of-00001.parquet")
+    with pytest.raises(DataError, match="video frame folder not found") as caught:
+        read_eval_dataset(data, "VideoSet", video_dir)
+    assert caught.value.row == 1 and caught.value.field == "tgt_video_path[0]"
+    assert len(read_eval_dataset(data, "VideoSet", video_dir, skip_bad=True).rows) == 1

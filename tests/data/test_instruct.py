@@ -1,66 +1,18 @@
-"""The instruction-split MMEB-eval variant (qry_inst / tgt_inst): texts rebuilt as the reference does, scored."""
+"""cocoa.data.instruct: instruction-split texts rebuilt as the reference does, and scored."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from cocoa.data.eval_sets import read_eval_dataset
 from cocoa.data.instruct import REFERENCE_FORMATS
 from cocoa.data.items import Item
 from cocoa.evaluate import evaluate
+from tests.helpers import INSTRUCT_CASES as CASES
 from tests.helpers import FakeEncoder, write_images
-
-SCHEMA = pa.schema([("qry_inst", pa.string()), ("qry_text", pa.string()), ("qry_img_path", pa.string()),
-                    ("tgt_inst", pa.string()), ("tgt_text", pa.list_(pa.string())),
-                    ("tgt_img_path", pa.list_(pa.string()))])
-Row = tuple[str, str, str, str, list[str], list[str]]
-
-
-def write_split(path: Path, rows: list[Row]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    pq.write_table(pa.table(dict(zip(SCHEMA.names, columns, strict=True)), schema=SCHEMA), path)
-
-
-#: One row per reference parser, with the exact texts the reference code builds from it.
-CASES: dict[str, tuple[Row, str, list[str], bool]] = {
-    "ImageNet-1K": (("<|image_1|> Represent the given image for classification.", "", "0.png", "",
-                     ["cat [1,0]", "dog [0,1]"], ["", ""]),
-                    "<|image_1|>  Represent the given image for classification.\n", ["cat [1,0]", "dog [0,1]"], False),
-    "OK-VQA": (("Represent the given image with the following question:", "What is it? [0,1]", "1.png", "",
-                ["a cat", "a dog [0,1]"], ["", ""]),
-               "<|image_1|>\nRepresent the given image with the following question: What is it? [0,1]\n",
-               ["a cat", "a dog [0,1]"], False),
-    "MSCOCO_i2t": (("Find an image caption describing the given everyday image. \n", "", "2.png", "",
-                    ["two dogs", "a cat"], ["x.png", "y.png"]),
-                   "<|image_1|> Find an image caption describing the given everyday image.\n\n",
-                   ["two dogs", "a cat"], False),
-    "VisDial": (("Represent the given dialogue about an image, which is used for image retrieval:", "Q: dog? A: yes",
-                 "", "<|image_1|> Represent the given image.", ["", ""], ["1.png", "2.png"]),
-                "Represent the given dialogue about an image, which is used for image retrieval: Q: dog? A: yes\n\n",
-                ["<|image_1|>  Represent the given image.\n"] * 2, True),
-    "WebQA": (("Find a Wikipedia image that answers this question:", "Where? [1,0]", "", "Represent the given "
-               "Wikipedia image with related text information:", ["Paris [1,0]", "Rome"], ["1.png", "2.png"]),
-              "Find a Wikipedia image that answers this question: Where? [1,0]\n",
-              ["<|image_1|> Represent the given Wikipedia image with related text information: Paris [1,0]\n",
-               "<|image_1|> Represent the given Wikipedia image with related text information: Rome\n"], True),
-    "MSCOCO": (("<|image_1|> Select the portion of the image that isolates the object labeled as \"cat\"", "", "0.png",
-                "<|image_1|> Represent the given cropped image of the object", [" ", ""], ["1.png", "2.png"]),
-               "<|image_1|>\nSelect the portion of the image that isolates the object labeled as \"cat\"\n",
-               ["<|image_1|>  Represent the given cropped image of the object"] * 2, True),
-    "RefCOCO-Matching": (("Select the portion of the image that follows the language expressions.", "the dog",
-                          "0.png", "Select the portion of the image that follows the language expressions.",
-                          ["the cat", "the dog"], ["1.png", "2.png"]),
-                         "<|image_1|>\nSelect the portion of the image that follows the language expressions. the dog\n",
-                         ["<|image_1|> Select the portion of the image that follows the language expressions. the cat\n",
-                          "<|image_1|> Select the portion of the image that follows the language expressions. the dog\n"],
-                         True),
-}
+from tests.helpers import InstructRow as Row
+from tests.helpers import write_instruct_split as write_split
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -7,19 +7,14 @@ from pathlib import Path
 import pytest
 
 from cocoa.core.errors import DataError
-from cocoa.data.eval_sets import LoadedEvalDataset, list_eval_datasets
+from cocoa.data.eval_sets import LoadedEvalDataset
 from cocoa.data.items import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, EveryFrame, Item
 from cocoa.data.mmeb_v2 import video_labels
 from cocoa.data.video_tasks import QA_PROMPT, VIDEO_TARGET, VIDEO_TASKS, qa_options, read_video_task
 from cocoa.data.visdoc import CorpusDataset
-from tests.helpers import frame_root, video_frames, video_table, write_video_snapshot
+from tests.helpers import frame_root, video_frames, video_table
 
 V = VIDEO_PLACEHOLDER
-
-
-@pytest.fixture(scope="module")
-def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_video_snapshot(tmp_path_factory.mktemp("mmeb-v2"))
 
 
 def read(root: Path, name: str) -> LoadedEvalDataset | CorpusDataset:
@@ -29,11 +24,6 @@ def read(root: Path, name: str) -> LoadedEvalDataset | CorpusDataset:
 def local_rows(dataset: LoadedEvalDataset) -> list[tuple[Item, list[Item], int]]:
     assert dataset.golds is not None
     return [(row.query, list(row.candidates), int(g)) for row, g in zip(dataset.rows, dataset.golds, strict=True)]
-
-
-def test_the_folder_lists_the_tasks_and_not_the_frames(snapshot: Path) -> None:
-    names = list_eval_datasets(snapshot)
-    assert {"K700", "MSR-VTT", "NExTQA", "MVBench", "MomentSeeker"} <= set(names) and "video-tasks" not in names
 
 
 def test_classification_ranks_every_label_with_the_task_instruction(snapshot: Path) -> None:

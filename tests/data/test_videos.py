@@ -1,4 +1,4 @@
-"""Videos: frame sampling as VLM2Vec-V2 samples, the three sources, the upstream pixel layout, bounds."""
+"""cocoa.data.videos: frame sampling as VLM2Vec-V2 samples, the three sources, bad and broken videos named."""
 
 from __future__ import annotations
 
@@ -7,18 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cocoa.core.errors import ConfigError, DataError
-from cocoa.core.protocol import MAX_VIDEO_FRAMES, ImagePolicy, VideoPolicy
-from cocoa.core.tokens import Modality, Role
+from cocoa.core.protocol import MAX_VIDEO_FRAMES, VideoPolicy
 from cocoa.data import videos
-from cocoa.data.collate import Preprocessor, video_pixels
+from cocoa.data.collate import Preprocessor
 from cocoa.data.items import EveryFrame, Item
 from cocoa.data.videos import frame_files, read_frames, sample_indices, video_problem
 from cocoa.model.backbone import Backbone
-from tests.helpers import make_backbone
 
 
 @pytest.mark.parametrize(("total", "want"), [
@@ -77,60 +74,6 @@ def test_folder_list_and_file_sources(video_dir: Path) -> None:
     assert len(decoded.images) == 4 and decoded.images[0].size == (64, 48)
     assert decoded.times == [0.0, 0.75, 1.75, 2.75]  # indices 0, 3, 7, 11 at the file's own 4 fps
     assert len(read_frames(str(video_dir / "clip"), policy).images) == 4
-
-
-def test_still_video_has_exactly_the_pixels_of_its_image(tiny_backbone: Backbone, image_dir: Path) -> None:
-    processor = tiny_backbone.image_processor
-    image = Image.open(image_dir / "a.png").convert("RGB")
-    low, high = ImagePolicy().bounds(processor)
-    pixels, grid = video_pixels([image, image], processor, low, high)
-    still = processor(images=[image], return_tensors="pt", size={"shortest_edge": low, "longest_edge": high})
-    torch.testing.assert_close(pixels, still["pixel_values"], rtol=0, atol=0)
-    assert grid.tolist() == still["image_grid_thw"].tolist()
-
-
-def test_consecutive_frames_fill_the_temporal_slots(tiny_backbone: Backbone, video_dir: Path) -> None:
-    processor = tiny_backbone.image_processor
-    frames = read_frames(str(video_dir / "clip"), VideoPolicy(frames=8)).images  # 5 frames: the last repeated
-    low, high = ImagePolicy().bounds(processor)
-    pixels, grid = video_pixels(frames, processor, low, high)
-    t, h, w = grid[0].tolist()
-    assert t == 3
-    patch = int(processor.patch_size)
-    slots = pixels.reshape(t, h * w, 3, 2, patch, patch)
-    for i, frame in enumerate([*frames, frames[-1]]):
-        alone = processor(images=[frame], return_tensors="pt", size={"shortest_edge": low, "longest_edge": high})
-        own = alone["pixel_values"].reshape(h * w, 3, 2, patch, patch)[:, :, 0]
-        torch.testing.assert_close(slots[i // 2, :, :, i % 2], own, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
-def test_video_tokens_follow_the_family_layout(family: str, video_dir: Path) -> None:
-    backbone = make_backbone(family)
-    pre = Preprocessor(backbone, 4096, Preprocessor(backbone).protocol.replace(video={"frames": 4, "fps": 2.0}))
-    enc = pre.item(Item("<|video_1|> what happens?", video=str(video_dir / "long")), Role.QUERY)
-    video = [i for i, m in enumerate(enc.mm) if m == Modality.VIDEO]
-    t, h, w = enc.video_grids[0][0].tolist()
-    assert t == 2 and len(video) == t * h * w // backbone.merge_size ** 2
-    text = backbone.tokenizer.decode(enc.ids)
-    if family == "qwen3_vl":  # one block per temporal step after its mean time (frames 0,3 | 7,11 at 2 fps)
-        assert text.count("<|vision_start|>") == 2 and "<0.8 seconds>" in text and "<4.5 seconds>" in text
-    else:
-        assert text.count("<|vision_start|>") == 1 and "seconds" not in text
-        assert video == list(range(video[0], video[0] + len(video)))
-    assert text.endswith(" what happens?") and enc.video_seconds[0] == pytest.approx(2 * 11 / 3 / 2)
-
-
-def test_image_and_video_go_where_their_placeholders_are(tiny_backbone: Backbone, image_dir: Path,
-                                                         video_dir: Path) -> None:
-    pre = Preprocessor(tiny_backbone, 4096)
-    item = Item("first <|video_1|> then <|image_1|> last", str(image_dir / "a.png"), str(video_dir / "clip"))
-    kinds = [m for i, m in enumerate(pre.item(item).mm) if i == 0 or m != pre.item(item).mm[i - 1]]
-    assert kinds == [Modality.TEXT, Modality.VIDEO, Modality.TEXT, Modality.IMAGE, Modality.TEXT]
-    leading = pre.item(Item("caption", str(image_dir / "a.png"), str(video_dir / "clip"))).mm
-    assert leading[1] == Modality.IMAGE and Modality.VIDEO in leading  # no placeholders: image, video, text
-    with pytest.raises(DataError, match="video placeholder <\\|video_1\\|> but the item has no video"):
-        pre.item(Item("<|video_1|> hi"))
 
 
 def test_bounds_and_broken_videos_are_errors_naming_the_file(tiny_backbone: Backbone, video_dir: Path,

@@ -8,7 +8,6 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -19,11 +18,6 @@ from cocoa.inference.embedder import Embedder
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module")
-def embedder(model_dir: Path) -> Embedder:
-    return Embedder.from_pretrained(model_dir, device="cpu")
 
 
 def embed_or_refuse(embedder: Embedder, source: Path) -> None:

@@ -8,22 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from cocoa.core.defaults import ENCODE_BATCH_SIZE
 from cocoa.core.errors import ConfigError
 from cocoa.data.items import Item
-from cocoa.evaluate import cli as eval_cli
 from cocoa.evaluate.dims import DIMS_FILE, evaluate_dims, width_dir
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.batch_encoder import BatchEncoder
-from tests.helpers import EVAL_DATASET, matryoshka_model
+from tests.helpers import EVAL_DATASET
 from tests.helpers import TINY_HIDDEN as HIDDEN
-
-
-@pytest.fixture(scope="module")
-def matryoshka_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return matryoshka_model(tmp_path_factory.mktemp("matryoshka-model"))
 
 
 class CountingEncoder:
@@ -59,14 +52,3 @@ def test_evaluation_per_width_encodes_each_item_once(matryoshka_dir: Path, mini_
     with pytest.raises(ConfigError, match="dims: width 97 is larger"):
         evaluate_dims(counting, [HIDDEN + 1], mini_dir, tmp_path / "too-wide", [EVAL_DATASET],
                         show_progress=False)
-
-
-def test_eval_cli_dims(matryoshka_dir: Path, mini_dir: Path, tmp_path: Path) -> None:
-    base = ["--model", str(matryoshka_dir), "--data", str(mini_dir), "--out", str(tmp_path / "e"),
-            "--datasets", EVAL_DATASET, "--batch-size", "16"]
-    result = CliRunner().invoke(eval_cli.app, [*base, "--dims", "32,96"])
-    assert result.exit_code == 0, result.output
-    assert "score per embedding width" in result.output and (tmp_path / "e" / "dim-96").is_dir()
-    bad = CliRunner().invoke(eval_cli.app, [*base, "--dims", "32,x"])
-    assert bad.exit_code != 0 and "--dims must be comma-separated integers" in bad.output
-

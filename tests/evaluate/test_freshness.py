@@ -78,3 +78,18 @@ def test_file_hashes_reuse_size_times_and_inode_and_survive_a_bad_file(tmp_path:
     assert FileHashes(tmp_path / "hashes.json").sha(file) == "cached" and reloaded.sha(file) == digest
     (tmp_path / "hashes.json").write_text("{broken")
     assert FileHashes(tmp_path / "hashes.json").sha(file) == digest
+
+
+def test_a_file_replaced_with_the_same_size_and_mtime_is_hashed_again(tmp_path) -> None:
+    import os
+
+    from cocoa.evaluate.freshness import FileHashes
+
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"first")
+    hashes = FileHashes(tmp_path / "hashes.json")
+    before, stat = hashes.sha(path), path.stat()
+    hashes.save()
+    path.write_bytes(b"other")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored
+    assert FileHashes(tmp_path / "hashes.json").sha(path) != before

@@ -1,17 +1,21 @@
-"""The evaluator end to end on hand-made MMEB-schema fixtures with a fake encoder."""
+"""cocoa.evaluate.runner: scoring, caching, resuming and failures, under protocols and on two ranks."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cocoa.core.errors import DataError
+from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.eval_sets import read_eval_dataset
 from cocoa.data.items import Item
 from cocoa.evaluate import evaluate
-from tests.helpers import FakeEncoder, build_benchmark, write_eval, write_images
+from cocoa.evaluate.summary import Summary
+from cocoa.inference.batch_encoder import BatchEncoder
+from tests.helpers import FakeEncoder, build_benchmark, two_ranks, write_eval, write_images
 
 
 def test_scores_groups_and_outputs(tmp_path) -> None:
@@ -163,16 +167,45 @@ def test_a_changed_dataset_not_run_again_is_stale_not_scored(tmp_path) -> None:
     assert again.complete and again.stale == {} and "Alpha" in again.evaluated
 
 
-def test_a_file_replaced_with_the_same_size_and_mtime_is_hashed_again(tmp_path) -> None:
-    import os
+@pytest.mark.slow
+def test_two_ranks_score_every_query_as_one_process(runs: tuple[Path, Path, str]) -> None:
+    one, two, stdout = runs
+    a, b = (Summary.from_dict(json.loads((run / "summary.json").read_text())) for run in (one, two))
+    assert (a.world_size, b.world_size) == (1, 2) and "on 2 ranks" in stdout
+    assert b.complete and b.fingerprint == a.fingerprint and len(b.datasets) == len(a.datasets) > 20
+    assert b.encoded == a.encoded > 0
+    for name in a.datasets:
+        assert b.datasets[name].score == a.datasets[name].score, name
+        pred_a, pred_b = ((run / f"{name}_pred.jsonl").read_text() for run in (one, two))
+        assert pred_a == pred_b, name
 
-    from cocoa.evaluate.freshness import FileHashes
 
-    path = tmp_path / "a.bin"
-    path.write_bytes(b"first")
-    hashes = FileHashes(tmp_path / "hashes.json")
-    before, stat = hashes.sha(path), path.stat()
-    hashes.save()
-    path.write_bytes(b"other")  # same size
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored
-    assert FileHashes(tmp_path / "hashes.json").sha(path) != before
+@pytest.mark.slow
+def test_a_second_run_on_two_ranks_resumes_everything(runs: tuple[Path, Path, str], model_dir: Path,
+                                                      mini_dir: Path) -> None:
+    _, two, _ = runs
+    two_ranks(model_dir, mini_dir, two)
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["evaluated"] == [] and summary["encoded"] == 0 and len(summary["resumed"]) > 20
+
+
+def test_another_protocol_re_encodes_and_the_same_one_resumes(model_dir: Path, tmp_path: Path) -> None:
+    data = build_benchmark(tmp_path / "data")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cocoa = evaluate(BatchEncoder.from_pretrained(model_dir, device="cpu"), data, out, cache_dir=cache,
+                     show_progress=False)
+    assert cocoa.protocol == PROTOCOLS["cocoa"].to_dict() and cocoa.encoded > 0
+    score_file = json.loads((out / "Alpha_score.json").read_text())
+    assert score_file["protocol"]["name"] == "cocoa"
+
+    v1 = BatchEncoder.from_pretrained(model_dir, device="cpu", protocol=PROTOCOLS["vlm2vec-v1-low"])
+    assert v1.fingerprint() != BatchEncoder.from_pretrained(model_dir, device="cpu").fingerprint()
+    other = evaluate(v1, data, out, cache_dir=cache, show_progress=False)
+    assert other.resumed == [] and other.encoded == cocoa.encoded, "nothing may come from the cocoa run"
+    assert json.loads((out / "summary.json").read_text())["protocol"]["name"] == "vlm2vec-v1-low"
+    assert json.loads((out / "Alpha_score.json").read_text())["protocol"]["image"]["square"] == 128
+    assert "Protocol: `vlm2vec-v1-low`" in (out / "summary.md").read_text()
+
+    again = evaluate(BatchEncoder.from_pretrained(model_dir, device="cpu", protocol=PROTOCOLS["vlm2vec-v1-low"]),
+                     data, out, cache_dir=cache, show_progress=False)
+    assert again.encoded == 0 and sorted(again.resumed) == sorted(other.evaluated)

@@ -1,13 +1,11 @@
-"""Per-row scoring and aggregation, against brute force."""
+"""cocoa.evaluate.scoring: per-row judging, ties, top-k and Precision@1 against brute force."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cocoa.evaluate.registry import Benchmark, DatasetInfo
 from cocoa.evaluate.scoring import judge, precision_at_1, score_rows
-from cocoa.evaluate.summary import summarize
 
 
 def test_ties_resolve_to_the_first_index() -> None:
@@ -59,25 +57,3 @@ def test_score_rows_matches_brute_force() -> None:
         assert np.count_nonzero(predictions.top_indices[row] >= 0) == min(5, len(cands))
         correct += best == 0
     assert precision_at_1(predictions) == pytest.approx(100 * correct / 30)
-
-
-def test_overall_is_the_mean_over_datasets_not_meta_tasks() -> None:
-    bench = Benchmark("B", (DatasetInfo("a", "classification", "IND"), DatasetInfo("b", "classification", "OOD"),
-                            DatasetInfo("c", "retrieval", "IND")))
-    summary = summarize(bench, {"a": 100.0, "b": 0.0, "c": 100.0}, "fp")
-    assert summary.complete
-    assert summary.meta_tasks["classification"].score == 50.0
-    assert summary.overall.score == pytest.approx(200 / 3)
-    assert summary.splits["IND"].score == 100.0
-    assert summary.splits["OOD"].score == 0.0
-
-
-def test_a_partial_run_is_flagged() -> None:
-    bench = Benchmark("B", (DatasetInfo("a", "vqa", "IND"), DatasetInfo("b", "vqa", "OOD")))
-    summary = summarize(bench, {"a": 40.0}, "fp")
-    assert not summary.complete
-    assert summary.missing == ["b"]
-    assert (summary.overall.done, summary.overall.total) == (1, 2)
-    data = summary.to_dict()
-    assert data["complete"] is False
-    assert data["overall"]["partial"] is True

@@ -1,4 +1,4 @@
-"""`cocoa eval` on MMEB-V2 video tasks: every reader kind end to end, scores equal to a brute-force count."""
+"""cocoa.evaluate.summary: scores grouped by meta-task, modality and split; overall means and partial runs."""
 
 from __future__ import annotations
 
@@ -6,28 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from cocoa.core.errors import DataError
-from cocoa.data.eval_sets import read_eval_dataset
-from cocoa.data.items import Item
-from cocoa.data.video_tasks import VIDEO_TASKS, read_video_task
-from cocoa.evaluate import cli
-from cocoa.evaluate.runner import evaluate
+from cocoa.evaluate.registry import Benchmark, DatasetInfo
+from cocoa.evaluate.summary import summarize
 from cocoa.inference.batch_encoder import BatchEncoder
-from tests.helpers import write_video_snapshot
-
-
-@pytest.fixture(scope="module")
-def evaluated(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, BatchEncoder]:
-    data = write_video_snapshot(tmp_path_factory.mktemp("v2"))
-    out = tmp_path_factory.mktemp("out")
-    encoder = BatchEncoder.from_pretrained(model_dir, device="cpu")
-    evaluate(encoder, data, out, batch_size=4, show_progress=False, benchmark="MMEB-V2")
-    return data, out, encoder
 
 
 def test_every_video_task_is_scored_and_grouped_by_its_meta_task(evaluated: tuple[Path, Path, BatchEncoder]) -> None:
@@ -45,56 +28,23 @@ def test_every_video_task_is_scored_and_grouped_by_its_meta_task(evaluated: tupl
     assert "| Video |" in (out / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("task", ["K700", "MomentSeeker", "MVBench", "MSR-VTT"])
-def test_hit_at_1_equals_a_brute_force_count(evaluated: tuple[Path, Path, BatchEncoder], task: str) -> None:
-    """Global tasks against the whole label or video set, local ones against the row's candidates, a hit when the
-    best candidate is any gold (MomentSeeker's several, none for an MVBench answer outside its options)."""
-    data, out, encoder = evaluated
-    dataset = read_video_task(data / task, VIDEO_TASKS[task], data)
-    vectors = encoder.encode_items(list(dataset.items))
-    hits = []
-    if hasattr(dataset, "corpus"):
-        for q, gold in zip(dataset.queries, dataset.rel_doc, strict=True):
-            scores = vectors[dataset.corpus] @ vectors[q]
-            hits.append(int(np.argmax(scores)) == gold)
-    else:
-        for q, ids, golds in zip(dataset.queries, dataset.candidates, dataset.golds, strict=True):
-            scores = vectors[ids[ids >= 0]] @ vectors[q]
-            hits.append(int(np.argmax(scores)) < golds)
-    stored = json.loads((out / f"{task}_score.json").read_text())["score"]
-    assert stored == pytest.approx(100.0 * np.mean(hits))
+def test_overall_is_the_mean_over_datasets_not_meta_tasks() -> None:
+    bench = Benchmark("B", (DatasetInfo("a", "classification", "IND"), DatasetInfo("b", "classification", "OOD"),
+                            DatasetInfo("c", "retrieval", "IND")))
+    summary = summarize(bench, {"a": 100.0, "b": 0.0, "c": 100.0}, "fp")
+    assert summary.complete
+    assert summary.meta_tasks["classification"].score == 50.0
+    assert summary.overall.score == pytest.approx(200 / 3)
+    assert summary.splits["IND"].score == 100.0
+    assert summary.splits["OOD"].score == 0.0
 
 
-def test_frames_option_samples_more_frames_and_records_it(evaluated: tuple[Path, Path, BatchEncoder], model_dir: Path,
-                                                          tmp_path: Path) -> None:
-    data, out, _ = evaluated
-    result = CliRunner().invoke(cli.app, ["--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "o"),
-                                          "--datasets", "Video-MME", "--frames", "2", "--benchmark", "MMEB-V2"])
-    assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / "o" / "Video-MME_score.json").read_text())
-    assert record["protocol"]["video"]["frames"] == 2
-    assert record["fingerprint"] != json.loads((out / "Video-MME_score.json").read_text())["fingerprint"]
-
-
-def test_mmeb_eval_rows_with_video_columns(model_dir: Path, video_dir: Path, tmp_path: Path) -> None:
-    """Rows in MMEB-eval columns plus qry_video_path / tgt_video_path: read, checked, evaluated."""
-    rows = {"qry_text": ["<|video_1|> What happens?", "a noise clip"],
-            "qry_img_path": ["", ""], "qry_video_path": ["clip", ""],
-            "tgt_text": [["noise moving", "a still"], ["", "<|video_1|> a video"]],
-            "tgt_img_path": [["", ""], ["", ""]], "tgt_video_path": [["", ""], ["clip.mp4", "long"]]}
-    data = tmp_path / "data"
-    (data / "VideoSet").mkdir(parents=True)
-    pq.write_table(pa.table(rows), data / "VideoSet" / "test-00000-of-00001.parquet")
-    dataset = read_eval_dataset(data, "VideoSet", video_dir)
-    first, second = dataset.rows
-    assert first.query == Item("<|video_1|> What happens?", video=str(video_dir / "clip"))
-    assert [c.video for c in second.candidates] == [str(video_dir / "clip.mp4"), str(video_dir / "long")]
-    summary = evaluate(BatchEncoder.from_pretrained(model_dir, device="cpu"), data, tmp_path / "out",
-                       image_root=video_dir, show_progress=False)
-    assert set(summary.datasets) == {"VideoSet"}
-    bad = {**rows, "tgt_video_path": [["", ""], ["gone", "long"]]}
-    pq.write_table(pa.table(bad), data / "VideoSet" / "test-00000-of-00001.parquet")
-    with pytest.raises(DataError, match="video frame folder not found") as caught:
-        read_eval_dataset(data, "VideoSet", video_dir)
-    assert caught.value.row == 1 and caught.value.field == "tgt_video_path[0]"
-    assert len(read_eval_dataset(data, "VideoSet", video_dir, skip_bad=True).rows) == 1
+def test_a_partial_run_is_flagged() -> None:
+    bench = Benchmark("B", (DatasetInfo("a", "vqa", "IND"), DatasetInfo("b", "vqa", "OOD")))
+    summary = summarize(bench, {"a": 40.0}, "fp")
+    assert not summary.complete
+    assert summary.missing == ["b"]
+    assert (summary.overall.done, summary.overall.total) == (1, 2)
+    data = summary.to_dict()
+    assert data["complete"] is False
+    assert data["overall"]["partial"] is True

@@ -19,15 +19,10 @@ from cocoa.inference.corpus import Corpus
 from cocoa.inference.corpus_encoder import encode_corpus
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.shards import MANIFEST, ShardReader, read_manifest, shard_name
-from tests.train.test_distributed import free_port, torchrun
+from tests.helpers import free_port, torchrun
 
 ROWS, SHARD = 1500, 50
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
-
-
-@pytest.fixture(scope="module")
-def embedder(model_dir: Path) -> Embedder:
-    return Embedder.from_pretrained(model_dir, device="cpu")
 
 
 def read_all(folder: Path) -> tuple[list[str], list[dict], np.ndarray]:

@@ -1,4 +1,4 @@
-"""The encode API and `cocoa encode` agree with the evaluator's BatchEncoder.encode_items."""
+"""cocoa.inference.embedder: the encode API agrees with BatchEncoder.encode_items on every input."""
 
 from __future__ import annotations
 
@@ -6,21 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
-import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from cocoa.core.errors import ConfigError, DataError, ItemError
+from cocoa.core.errors import DataError
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
-from cocoa.inference.cli import encode
 from cocoa.inference.embedder import Embedder, with_instruction
-
-
-@pytest.fixture(scope="module")
-def embedder(model_dir: Path) -> Embedder:
-    return Embedder.from_pretrained(model_dir, device="cpu")
+from tests.helpers import inference_app as _cli
 
 
 def test_encode_equals_encode_items_in_order(embedder: Embedder, image_dir: Path) -> None:
@@ -84,18 +77,6 @@ def test_instruction_format(embedder: Embedder, image_dir: Path) -> None:
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-def test_item_length_tokenises_each_distinct_text_once(embedder: Embedder, image_dir: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    encoder, text = embedder.encoder, "a text only this test measures"
-    tokenise = encoder.preprocessor.text_ids
-    calls: list[str] = []
-    monkeypatch.setattr(encoder.preprocessor, "text_ids", lambda t: calls.append(t) or tokenise(t))
-    plain = encoder.item_length(Item(text))
-    assert plain == len(tokenise(text)) + 1
-    assert encoder.item_length(Item(text, str(image_dir / "a.png"))) > plain == encoder.item_length(Item(text))
-    assert calls == [text]
-
-
 def test_properties_and_empty(embedder: Embedder) -> None:
     assert embedder.dim == embedder.encoder.backbone.hidden_size
     assert embedder.fingerprint == embedder.encoder.fingerprint()
@@ -113,77 +94,3 @@ def test_properties_and_empty(embedder: Embedder) -> None:
 def test_bad_inputs(embedder: Embedder, value: object, message: str) -> None:
     with pytest.raises(DataError, match=message):
         embedder.encode(["fine", value])  # type: ignore[list-item]
-
-
-def _cli() -> typer.Typer:
-    app = typer.Typer()
-    app.command("encode")(encode)
-    app.command("noop")(lambda: None)
-    return app
-
-
-def test_cli_encode_npy_and_parquet(embedder: Embedder, model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
-    rows = [{"id": "t", "text": "a sneaker next to a bag"}, {"id": 7, "image": "a.png"},
-            {"text": "what is this?", "image": str(image_dir / "d.png")}]
-    data = image_dir / "rows.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    want = embedder.encode([{"text": "a sneaker next to a bag"}, image_dir / "a.png",
-                            {"text": "what is this?", "image": image_dir / "d.png"}], instruction="Go.")
-    runner = CliRunner()
-    for out in (tmp_path / "e.npy", tmp_path / "e.parquet"):
-        result = runner.invoke(_cli(), ["encode", "--model", str(model_dir), "--input", str(data),
-                                        "--out", str(out), "--batch-size", "2", "--instruction", "Go."])
-        assert result.exit_code == 0, result.output
-    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), want, atol=1e-6)
-    table = pq.read_table(tmp_path / "e.parquet").to_pydict()
-    assert table["id"] == ["t", "7", "3"]
-    np.testing.assert_allclose(np.array(table["embedding"]), want, atol=1e-6)
-
-
-@pytest.mark.parametrize(("line", "message"), [
-    ("{not json", "invalid JSON"),
-    ('["a"]', "must be a JSON object"),
-    ('{"text": 5}', "field 'text'"),
-    ('{"image": "missing.png"}', "image file not found"),
-    ('{"id": 1}', "neither text nor image"),
-    ('{"txt": "hello"}', "its keys ['txt'] are kept as payload"),
-    ('{"text": "a\\ud800"}', "lone surrogate"),
-    ('{"image": "thin.png"}', "aspect ratio over 200:1"),
-    ('{"text": "b", "image": "cut.png"}', "image file is truncated"),  # the header reads, the pixels do not
-])
-@pytest.mark.parametrize("out", ["o.npy", "shards"])
-def test_cli_encode_bad_rows_name_line(model_dir: Path, image_dir: Path, tmp_path: Path, line: str, message: str,
-                                       out: str) -> None:
-    data = tmp_path / "in.jsonl"
-    Image.new("RGB", (2, 500)).save(tmp_path / "thin.png")
-    (tmp_path / "cut.png").write_bytes((image_dir / "c.png").read_bytes()[:200])
-    data.write_text('{"text": "fine"}\n' + line + "\n")
-    result = CliRunner().invoke(_cli(), ["encode", "--model", str(model_dir), "--input", str(data),
-                                         "--out", str(tmp_path / out)])
-    assert result.exit_code == 1
-    assert message in result.output and "line 2" in result.output and str(data) in result.output
-    if "cut.png" in line:
-        assert "field 'image'" in result.output and str(tmp_path / "cut.png") in result.output
-    assert not (tmp_path / out).exists() or not list((tmp_path / out).glob("shard-*"))
-
-
-def test_preprocessing_workers_give_the_same_embeddings_and_errors(model_dir: Path, image_dir: Path,
-                                                                   tmp_path: Path) -> None:
-    from cocoa.inference.batch_encoder import BatchEncoder
-
-    items = [Item(f"caption number {i} " * (1 + i % 4)) for i in range(9)]
-    items += [Item("<|image_1|> what is it?", str(image_dir / f"{name}.png")) for name in "abcd"]
-    plain = BatchEncoder.from_pretrained(model_dir, device="cpu")
-    workers = BatchEncoder.from_pretrained(model_dir, device="cpu", num_workers=2)
-    np.testing.assert_allclose(workers.encode_items(items, batch_size=3), plain.encode_items(items, batch_size=3),
-                               atol=1e-6)
-    truncated = tmp_path / "truncated.png"  # the header (size) reads, the pixels do not: fails in a worker
-    truncated.write_bytes((image_dir / "c.png").read_bytes()[:200])
-    for encoder in (plain, workers):
-        with pytest.raises(ItemError) as caught:
-            encoder.encode_items([*items, Item("a photo", str(truncated))], batch_size=3)
-        assert caught.value.file == str(truncated) and (caught.value.item, caught.value.field) == (13, "image")
-    with pytest.raises(DataError, match=r"truncated.*row 2, field 'image'"):
-        Embedder(workers).encode(["a caption", {"text": "a photo", "image": truncated}])
-    with pytest.raises(ConfigError, match="num_workers"):
-        BatchEncoder.from_pretrained(model_dir, device="cpu", num_workers=-1)

@@ -1,4 +1,4 @@
-"""The FAISS index wrapper and `cocoa index build|search`."""
+"""cocoa.inference.index: the FAISS index in memory, saved and checked, and built from shards."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from cocoa.core.errors import ConfigError, DataError
-from cocoa.inference.cli import index_app
-from cocoa.inference.embedder import Embedder
-from cocoa.inference.index import Records, VectorIndex
-
-
-def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+from cocoa.inference.index import (
+    MIN_PQ_TRAIN,
+    OFFSETS_FILE,
+    Records,
+    VectorIndex,
+    _check_unique,
+    build_from_shards,
+    recall_at_k,
+)
+from cocoa.inference.shards import ShardReader
+from tests.helpers import clustered, unit_vectors, write_shards
 
 
 def test_flat_search_is_exact_top_k() -> None:
@@ -88,47 +89,6 @@ def test_errors(tmp_path: Path) -> None:
         VectorIndex.load(tmp_path)
 
 
-def _cli() -> typer.Typer:
-    app = typer.Typer()
-    app.add_typer(index_app, name="index")
-    return app
-
-
-def test_cli_build_and_search(model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
-    rows = [{"id": "dress", "text": "a photo of a red dress on a white background"},
-            {"id": "boot", "text": "an ankle boot", "extra": 1},
-            {"id": "pic", "image": "a.png"},
-            {"id": "both", "text": "a sneaker", "image": "c.png"}]
-    data = image_dir / "index_rows.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    runner, out = CliRunner(), tmp_path / "idx"
-    result = runner.invoke(_cli(), ["index", "build", "--model", str(model_dir), "--input", str(data),
-                                    "--out", str(out), "--kind", "flat"])
-    assert result.exit_code == 0, result.output
-    embedder = Embedder.from_pretrained(model_dir, device="cpu")
-    index = VectorIndex.load(out)
-    assert index.fingerprint == embedder.fingerprint and index.records[1][1] == rows[1]
-
-    result = runner.invoke(_cli(), ["index", "search", "--model", str(model_dir), "--index", str(out),
-                                    "--query", "red dress", "--image", str(image_dir / "a.png"), "-k", "3", "--json"])
-    assert result.exit_code == 0, result.output
-    got = json.loads(result.stdout)
-    want = index.search(embedder.encode({"text": "red dress", "image": image_dir / "a.png"}), 3)[0]
-    assert [(h["id"], h["payload"]) for h in got] == [(h.id, h.payload) for h in want]
-    np.testing.assert_allclose([h["score"] for h in got], [h.score for h in want], atol=1e-5)
-
-    table = runner.invoke(_cli(), ["index", "search", "--model", str(model_dir), "--index", str(out),
-                                   "--query", "boot"])
-    assert table.exit_code == 0 and "score" in table.output and "dress" in table.output
-
-
-def test_cli_search_refuses_other_model(model_dir: Path, tmp_path: Path) -> None:
-    VectorIndex.build(unit_vectors(2, dim=96), ["a", "b"], fingerprint="another").save(tmp_path / "idx")
-    result = CliRunner().invoke(_cli(), ["index", "search", "--model", str(model_dir), "--index",
-                                         str(tmp_path / "idx"), "--query", "x"])
-    assert result.exit_code == 1 and "built with model another" in result.output
-
-
 @pytest.mark.parametrize("name", ["index.faiss", "records.jsonl", "records.offsets.npy"])
 def test_a_flipped_byte_in_a_saved_index_is_caught_with_the_file_named(tmp_path: Path, name: str) -> None:
     folder = VectorIndex.build(unit_vectors(50), [f"doc{i}" for i in range(50)],
@@ -144,3 +104,69 @@ def test_a_flipped_byte_in_a_saved_index_is_caught_with_the_file_named(tmp_path:
     assert str(path) in str(caught.value)
     if name == "records.jsonl":  # a changed payload still loads when the check is turned off
         assert len(VectorIndex.load(folder, verify=False)) == 50
+
+
+DIM, COUNT = 32, MIN_PQ_TRAIN + 500
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[ShardReader, np.ndarray]:
+    vectors = clustered(COUNT, DIM)
+    return write_shards(tmp_path_factory.mktemp("shards"), vectors), vectors
+
+
+def test_flat_from_shards_searches_as_the_in_memory_index(shards: tuple[ShardReader, np.ndarray],
+                                                           tmp_path: Path) -> None:
+    reader, vectors = shards
+    built = build_from_shards(reader, tmp_path / "flat", kind="flat", show_progress=False)
+    memory = VectorIndex.build(vectors, [f"v{i}" for i in range(COUNT)], [{"n": i} for i in range(COUNT)])
+    queries = clustered(5, DIM, seed=1)
+    assert built.search(queries, 7) == memory.search(queries, 7)
+    assert built.fingerprint == "fp" and built.recall is None and (tmp_path / "flat" / OFFSETS_FILE).is_file()
+    assert built.records[COUNT - 1] == (f"v{COUNT - 1}", {"n": COUNT - 1})
+    (tmp_path / "flat" / "records.jsonl").write_bytes((tmp_path / "flat" / "records.jsonl").read_bytes()
+                                                      .replace(b'"n": 3}', b'"n": 4}', 1))
+    with pytest.raises(DataError, match=r"changed since the index was built.*records\.jsonl"):
+        VectorIndex.load(tmp_path / "flat")
+
+
+@pytest.mark.parametrize(("kind", "floor"), [("hnsw", 0.95), ("ivf", 0.9), ("ivfpq", 0.4)])
+def test_approximate_kinds_record_their_recall(shards: tuple[ShardReader, np.ndarray], tmp_path: Path,
+                                               kind: str, floor: float) -> None:
+    reader, vectors = shards
+    built = build_from_shards(reader, tmp_path / kind, kind=kind, recall_queries=200, show_progress=False)
+    assert len(built) == COUNT and floor <= built.recall <= 1.0
+    assert json.loads((tmp_path / kind / "meta.json").read_text())["recall@10"] == built.recall
+    queries = clustered(100, DIM, seed=2)  # recall on fresh queries is close to the recorded one
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    found = built.search_rows(queries, 10)[1]
+    assert abs(recall_at_k(found, exact) - built.recall) < 0.15
+    assert built.search(vectors[:1], 1)[0][0].id == "v0" or kind == "ivfpq"
+
+
+def test_recall_at_k_counts_shared_rows() -> None:
+    assert recall_at_k(np.array([[1, 2, 3], [4, 5, 6]]), np.array([[3, 2, 9], [7, 8, 9]])) == pytest.approx(1 / 3)
+
+
+def test_bad_shards_and_settings_are_refused(tmp_path: Path) -> None:
+    vectors = clustered(300, 8)
+    with pytest.raises(DataError, match="duplicate id 'same'") as caught:
+        build_from_shards(write_shards(tmp_path / "dup", vectors, ["same", "same"] + [f"v{i}" for i in range(298)]), tmp_path / "i",
+                          show_progress=False)
+    assert "row 2" in str(caught.value) and not (tmp_path / "i").exists()
+    reader = write_shards(tmp_path / "ok", vectors)
+    with pytest.raises(ConfigError, match="at least 9984 vectors"):
+        build_from_shards(reader, tmp_path / "i", kind="ivfpq", show_progress=False)
+    with pytest.raises(ConfigError, match="pq_m must divide"):
+        VectorIndex.build(clustered(MIN_PQ_TRAIN, 8), list(range(MIN_PQ_TRAIN)), kind="ivfpq", pq_m=3)
+    with pytest.raises(ConfigError, match="nlist must be between"):
+        build_from_shards(reader, tmp_path / "i", kind="ivf", nlist=301, show_progress=False)
+    with pytest.raises(ConfigError, match="would replace the shards"):
+        build_from_shards(reader, tmp_path, show_progress=False)
+    one = build_from_shards(write_shards(tmp_path / "one", vectors[:1]), tmp_path / "i1", kind="hnsw",
+                            show_progress=False)
+    assert len(one) == 1 and one.recall is None
+    _check_unique(np.array([5, 7, 5], dtype=np.uint64), ["a", "b", "c"].__getitem__)  # a collision, not a duplicate
+    (tmp_path / "ok" / "shard-00000.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="shard is corrupt"):
+        build_from_shards(reader, tmp_path / "i", show_progress=False)

@@ -1,4 +1,4 @@
-"""The HTTP server returns the API's vectors, batches concurrent requests and rejects bad input with 4xx."""
+"""cocoa.inference.server: vectors, search and health, auth, request limits, bad input as 4xx."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 import base64
 import io
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,36 +18,15 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from cocoa.core.errors import ConfigError, DataError
+from cocoa.core.errors import ConfigError
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item
 from cocoa.inference import server
-from cocoa.inference.batcher import Batcher, EncodeCall
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.http_protocol import EnvelopeHTTPProtocol
 from cocoa.inference.index import VectorIndex
 from cocoa.inference.server import Guard, create_app, model_threads
-
-MODEL = "tiny-cocoa"
-
-
-@pytest.fixture(scope="module")
-def embedder(model_dir: Path) -> Embedder:
-    return Embedder.from_pretrained(model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def index(embedder: Embedder) -> VectorIndex:
-    texts = ["a red dress", "an ankle boot", "a sneaker next to a bag", "a white background"]
-    return VectorIndex.build(embedder.encode(texts), texts, [{"text": t} for t in texts],
-                             fingerprint=embedder.fingerprint)
-
-
-@pytest.fixture(scope="module")
-def client(embedder: Embedder, index: VectorIndex) -> Iterator[TestClient]:
-    app = create_app(embedder, model_name=MODEL, index=index, max_inputs=8, max_image_bytes=100_000,
-                     max_image_pixels=200 * 200, max_text_chars=1000)
-    with TestClient(app) as test_client:
-        yield test_client
+from tests.helpers import SERVED_MODEL as MODEL
+from tests.helpers import response_vectors as vectors
 
 
 def data_url(path: Path) -> str:
@@ -59,13 +37,6 @@ def png_url(size: int) -> str:
     buf = io.BytesIO()
     Image.new("RGB", (size, size), "white").save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def vectors(response: Any) -> np.ndarray:
-    assert response.status_code == 200, response.text
-    rows = sorted(response.json()["data"], key=lambda d: d["index"])
-    return np.array([r["embedding"] if isinstance(r["embedding"], list)
-                     else np.frombuffer(base64.b64decode(r["embedding"]), "<f4") for r in rows], dtype=np.float32)
 
 
 def test_embeddings_equal_encode_items(client: TestClient, embedder: Embedder, image_dir: Path) -> None:
@@ -103,97 +74,6 @@ def test_search_and_health(client: TestClient, embedder: Embedder, index: Vector
     assert health["batching"]["encode_calls"] >= 1 and health["batching"]["items"] >= health["batching"]["encode_calls"]
 
 
-def test_concurrent_requests_are_batched(embedder: Embedder) -> None:
-    app = create_app(embedder, model_name=MODEL, max_wait_ms=300)
-    texts = [f"request {i} " + "word " * (i * 3) for i in range(8)]
-    want = embedder.encode(texts)
-    results: dict[int, np.ndarray] = {}
-    barrier = threading.Barrier(len(texts))
-    with TestClient(app) as client:
-        def call(i: int) -> None:
-            barrier.wait()
-            results[i] = vectors(client.post("/v1/embeddings", json={"model": MODEL, "input": [texts[i]]}))
-
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        batching = client.get("/health").json()["batching"]
-    assert batching == {"encode_calls": app.state.batcher.encode_calls, "items": len(texts)}
-    assert len(results) == len(texts)
-    for i, got in results.items():
-        np.testing.assert_allclose(got, want[i:i + 1], atol=1e-5)
-    assert app.state.batcher.encode_calls < len(texts)
-
-
-def test_batcher_isolates_a_failing_job(embedder: Embedder) -> None:
-    async def run() -> list[Any]:
-        batcher = Batcher(embedder, max_batch=16, max_wait_ms=200)
-        jobs = [batcher.submit([Item("fine")]), batcher.submit([Item(f"{IMAGE_PLACEHOLDER} no image")]),
-                batcher.submit([Item("also fine"), Item("three")])]
-        out = await asyncio.gather(*jobs, return_exceptions=True)
-        await batcher.stop()
-        return [r if isinstance(r, Exception) else r[0] for r in out]
-
-    good, bad, pair = asyncio.run(run())
-    assert isinstance(bad, DataError)
-    np.testing.assert_allclose(good, embedder.encode(["fine"]), atol=1e-5)
-    np.testing.assert_allclose(pair, embedder.encode(["also fine", "three"]), atol=1e-5)
-
-
-def test_a_job_failing_in_the_model_fails_alone(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
-    poison = embedder.encoder.preprocessor.embedding_sequence(Item("poison " * 7)).ids
-    real = embedder.encoder.encode_sequences
-
-    def encode(seqs: list[Any], **kwargs: Any) -> np.ndarray:
-        if any(seq.ids == poison for seq in seqs):
-            raise RuntimeError("the model failed")
-        return real(seqs, **kwargs)
-
-    monkeypatch.setattr(embedder.encoder, "encode_sequences", encode)
-
-    async def run() -> tuple[list[Any], int]:
-        batcher = Batcher(embedder, max_batch=16, max_wait_ms=2000)
-        out = await asyncio.gather(batcher.submit([Item("fine")]), batcher.submit([Item("poison " * 7)]),
-                                   batcher.submit([Item("also fine")]), return_exceptions=True)
-        await batcher.stop()
-        return out, batcher.encode_calls
-
-    (good, bad, other), calls = asyncio.run(run())
-    assert isinstance(bad, RuntimeError)
-    np.testing.assert_allclose(good[0], real([embedder.encoder.preprocessor.embedding_sequence(Item("fine"))],
-                                             batch_size=1), atol=1e-5)
-    assert other[1] == [len(embedder.encoder.preprocessor.embedding_sequence(Item("also fine")))]
-    assert calls > 3  # the shared batch failed, then each job was encoded alone
-
-
-def test_a_lone_request_does_not_wait_for_the_batch_to_fill(embedder: Embedder) -> None:
-    async def run() -> np.ndarray:
-        batcher = Batcher(embedder, max_wait_ms=3_600_000)
-        vectors, _ = await asyncio.wait_for(batcher.submit([Item("alone")]), timeout=60)
-        await batcher.stop()
-        return vectors
-
-    np.testing.assert_allclose(asyncio.run(run()), embedder.encode(["alone"]), atol=1e-5)
-
-
-def test_preprocessing_threads_have_their_own_tokenizer(embedder: Embedder) -> None:
-    base = embedder.encoder.preprocessor
-    copy = base.for_thread()
-    assert copy.tokenizer is not base.tokenizer and copy.backbone is base.backbone
-    item = Item("a red dress on a white background")
-    assert copy.embedding_sequence(item).ids == base.embedding_sequence(item).ids
-
-
-@pytest.mark.parametrize(("kwargs", "message"), [({"max_batch": 0}, "max_batch"),
-                                                 ({"preprocess_threads": 0}, "preprocess_threads"),
-                                                 ({"max_wait_ms": -1}, "max_wait_ms")])
-def test_bad_batcher_settings_are_refused(embedder: Embedder, kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        Batcher(embedder, **kwargs)
-
-
 def test_serve_leaves_one_core_to_the_event_loop_unless_told(model_dir: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
@@ -216,39 +96,6 @@ def test_serve_leaves_one_core_to_the_event_loop_unless_told(model_dir: Path,
         model_threads(0)
 
 
-def test_batcher_observers_see_every_model_call(client: TestClient, embedder: Embedder) -> None:
-    texts = ["one", "two words", "a somewhat longer third input"]
-    seen: list[EncodeCall] = []
-    Batcher.observers.append(seen.append)
-    try:
-        response = client.post("/v1/embeddings", json={"model": MODEL, "input": texts})
-    finally:
-        Batcher.observers.remove(seen.append)
-    assert response.status_code == 200
-    assert sum(call.items for call in seen) == 3 and all(call.end >= call.start for call in seen)
-    lengths = [len(embedder.encoder.preprocessor.embedding_sequence(Item(text))) for text in texts]
-    assert max(call.longest for call in seen) == max(lengths)
-
-
-def test_serve_cli_reads_the_api_key_from_a_file_or_the_environment(model_dir: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from cocoa.cli import app
-
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(server, "serve", lambda *args, **kwargs: calls.append(args))
-    key_file = tmp_path / "key"
-    key_file.write_text("s3cret\n")
-    assert CliRunner().invoke(app, ["serve", "--model", str(model_dir), "--api-key-file", str(key_file)]).exit_code == 0
-    assert CliRunner().invoke(app, ["serve", "--model", str(model_dir)], env={"COCOA_API_KEY": "env-key"}).exit_code == 0
-    assert [call[4] for call in calls] == ["s3cret", "env-key"]
-    both = CliRunner().invoke(app, ["serve", "--model", str(model_dir), "--api-key", "x", "--api-key-file",
-                                    str(key_file)])
-    assert both.exit_code != 0 and "give the API key once" in both.output
-    (tmp_path / "empty").write_text("")
-    empty = CliRunner().invoke(app, ["serve", "--model", str(model_dir), "--api-key-file", str(tmp_path / "empty")])
-    assert empty.exit_code != 0 and "API key file is empty" in empty.output
-
-
 @pytest.mark.parametrize("key", ["", "   ", "\t"])
 def test_an_empty_or_blank_key_from_the_environment_is_refused_before_the_model_loads(
         model_dir: Path, monkeypatch: pytest.MonkeyPatch, embedder: Embedder, key: str) -> None:
@@ -263,44 +110,6 @@ def test_an_empty_or_blank_key_from_the_environment_is_refused_before_the_model_
     assert result.exit_code == 1 and "the API key is empty" in result.output, result.output
     with pytest.raises(ConfigError, match="the API key is empty"):
         server.create_app(embedder, model_name="m", api_key=key)
-
-
-def test_serve_cli_passes_the_torch_threads(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cocoa.cli import app
-
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(server, "serve", lambda *args, **kwargs: calls.append(kwargs))
-    for extra in (["--torch-threads", "3"], []):
-        result = CliRunner().invoke(app, ["serve", "--model", str(model_dir), *extra])
-        assert result.exit_code == 0, result.output
-    assert [call["torch_threads"] for call in calls] == [3, None]
-
-
-def test_every_command_reads_pack_tokens_the_same_way(model_dir: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--pack-tokens``: 0 pads (``None``), N >= 2 packs, 1 is refused; ``serve`` packs 512 by default."""
-    from cocoa.cli import app
-    from cocoa.inference import cli as inference_cli
-
-    calls: list[int | None] = []
-
-    def load_embedder(model: Path, device: Any = None, pack_tokens: int | None = None) -> None:
-        calls.append(pack_tokens)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(server, "serve", lambda *args, **kwargs: calls.append(kwargs["pack_tokens"]))
-    monkeypatch.setattr(inference_cli, "load_embedder", load_embedder)
-    rows = tmp_path / "rows.jsonl"
-    rows.write_text('{"id": "a", "text": "a cat"}\n')
-    for command in (["serve", "--model", str(model_dir)],
-                    ["encode", "--model", str(model_dir), "--input", str(rows), "--out", str(tmp_path / "x.npy")]):
-        for extra, want in (([], 512 if command[0] == "serve" else None), (["--pack-tokens", "0"], None),
-                            (["--pack-tokens", "64"], 64)):
-            calls.clear()
-            result = CliRunner().invoke(app, [*command, *extra])
-            assert calls == [want], (command, extra, result.output)
-        refused = CliRunner().invoke(app, [*command, "--pack-tokens", "1"])
-        assert refused.exit_code == 2 and "neither 0 (pad)" in refused.output
 
 
 BAD_REQUESTS = [
@@ -457,15 +266,6 @@ def test_the_body_limit_counts_chunked_bytes_and_auth_comes_before_the_body(embe
     assert status == 200 and read == 2
 
 
-def test_server_settings_have_one_set_of_defaults(embedder: Embedder) -> None:
-    from cocoa.inference.settings import DEFAULTS, ServerSettings
-
-    assert server.server_settings() == DEFAULTS == ServerSettings()
-    assert server.server_settings(max_batch=3).max_batch == 3
-    with pytest.raises(ConfigError, match=r"unknown server settings \['max_bach'\]"):
-        create_app(embedder, model_name=MODEL, max_bach=3)
-
-
 def test_index_from_another_model_is_refused(embedder: Embedder) -> None:
     other = VectorIndex.build(np.eye(embedder.dim, dtype=np.float32)[:2], ["a", "b"], fingerprint="other")
     with pytest.raises(ConfigError, match="rebuild it"):
@@ -550,14 +350,3 @@ def test_a_short_text_request_is_served_while_large_image_requests_decode(
     assert server.is_light("hi", None, server.server_settings())
     assert not server.is_light([server.InputObject(image="data:image/png;base64,AA==")], None, server.server_settings())
     assert not server.is_light(["x" * 5000], None, server.server_settings())
-
-
-def test_a_batch_takes_the_oldest_job_then_the_smallest_that_fit(embedder: Embedder) -> None:
-    from cocoa.inference.batcher import Batcher, _Job
-
-    batcher = Batcher(embedder, max_batch=8)
-    jobs = [_Job([None] * n, None) for n in (6, 5, 1, 2, 8)]  # type: ignore[list-item, arg-type]
-    waiting = list(jobs)
-    assert [len(j.seqs) for j in batcher._pick(waiting)] == [6, 1]  # the oldest, then the one-item job
-    assert [len(j.seqs) for j in batcher._pick(waiting)] == [5, 2]
-    assert [len(j.seqs) for j in batcher._pick(waiting)] == [8] and waiting == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -15,30 +14,9 @@ from cocoa.core.errors import ConfigError, DataError
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.inference.embedder import Embedder
-from cocoa.integrations.st_layout import CONFIG_FILE, MODULES_FILE, write_sentence_transformers_files
+from cocoa.integrations.st_layout import write_sentence_transformers_files
 
 st = pytest.importorskip("sentence_transformers")
-
-
-@pytest.fixture(scope="module", params=["bidirectional", "causal"])
-def folder(request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp(f"st-{request.param}") / "model"
-    shutil.copytree(model_dir, out)
-    EmbeddingSpec(PROTOCOLS["cocoa"].replace(attention=request.param), dims=(32,)).save(out)
-    return write_sentence_transformers_files(out)
-
-
-def test_written_config_matches_what_sentence_transformers_saves(folder: Path, tmp_path: Path) -> None:
-    """The files cocoa writes are the ones the installed sentence-transformers writes for the same model."""
-    model = st.SentenceTransformer(str(folder), device="cpu", trust_remote_code=True)
-    model.save(str(tmp_path / "saved"))
-    ours = json.loads((folder / CONFIG_FILE).read_text())
-    theirs = json.loads((tmp_path / "saved" / CONFIG_FILE).read_text())
-    assert ours["__version__"]["sentence_transformers"] == theirs["__version__"]["sentence_transformers"]
-    assert {k: v for k, v in ours.items() if k != "__version__"} == \
-        {k: theirs[k] for k in ours if k != "__version__"}
-    assert [m["type"] for m in json.loads((tmp_path / "saved" / MODULES_FILE).read_text())] == \
-        [m["type"] for m in json.loads((folder / MODULES_FILE).read_text())]
 
 
 def test_sentence_transformer_equals_embedder(folder: Path, image_dir: Path) -> None:

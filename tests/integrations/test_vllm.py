@@ -1,15 +1,12 @@
-"""The vLLM export: a prompt with cocoa's exact tokens, and an honest verdict on the attention mode."""
+"""cocoa.integrations.vllm: a prompt with cocoa's exact tokens, an honest verdict on attention."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cocoa.cli import app
 from cocoa.core.errors import ConfigError
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import SPEC_FILE, EmbeddingSpec
@@ -19,6 +16,7 @@ from cocoa.inference.embedder import with_instruction
 from cocoa.integrations.st_layout import MODULES_FILE
 from cocoa.integrations.vllm import NOTES_FILE, SERVE_SCRIPT, export_vllm, vllm_prompt
 from cocoa.model.backbone import Backbone
+from tests.helpers import checkpoint_with_spec as checkpoint
 
 
 def vllm_tokens(prompt: str, item: Item, backbone: Backbone, pre: Preprocessor) -> list[int]:
@@ -42,12 +40,6 @@ def test_prompt_reproduces_cocoa_tokens(tiny_backbone: Backbone, image_dir: Path
             pre.embedding_sequence(item).ids, item.text
 
 
-def checkpoint(model_dir: Path, tmp_path: Path, spec: EmbeddingSpec) -> Path:
-    folder = shutil.copytree(model_dir, tmp_path / "model")
-    spec.save(folder)
-    return folder
-
-
 def test_bidirectional_is_refused_unless_asked(model_dir: Path, tmp_path: Path) -> None:
     folder = checkpoint(model_dir, tmp_path, EmbeddingSpec())
     with pytest.raises(ConfigError, match="vLLM runs Qwen2-VL's language model causally"):
@@ -68,16 +60,3 @@ def test_causal_export(model_dir: Path, tmp_path: Path) -> None:
     assert '"matryoshka_dimensions": [32, 96]' in script
     with pytest.raises(ConfigError, match="already exists"):
         export_vllm(folder, tmp_path / "out")
-
-
-def test_export_commands(model_dir: Path, tmp_path: Path) -> None:
-    folder = checkpoint(model_dir, tmp_path, EmbeddingSpec())
-    runner = CliRunner()
-    result = runner.invoke(app, ["export", "sentence-transformers", "--model", str(folder)])
-    assert result.exit_code == 0, result.output
-    assert (folder / MODULES_FILE).is_file()
-    refused = runner.invoke(app, ["export", "vllm", "--model", str(folder), "--out", str(tmp_path / "v")])
-    assert refused.exit_code == 1 and "--allow-causal-mismatch" in refused.output
-    forced = runner.invoke(app, ["export", "vllm", "--model", str(folder), "--out", str(tmp_path / "v"),
-                                 "--allow-causal-mismatch"])
-    assert forced.exit_code == 0 and "NOT exact" in forced.output

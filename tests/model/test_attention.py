@@ -12,13 +12,11 @@ from cocoa.core.errors import ConfigError
 from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
-from cocoa.losses.mae import MAEHead
 from cocoa.model.attention import additive_mask, allowed
-from cocoa.model.forward import ImageFeatures, ImageTransform, hidden_states, vl_model
-from tests.helpers import make_backbone
+from cocoa.model.forward import hidden_states, vl_model
+from tests.helpers import FAMILIES, make_backbone
 
 Q, E, T, P = Role.QUERY, Role.EMBEDDING, Role.TARGET, Role.PAD
-FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 
 
 def test_eos_bridge_mask_table() -> None:
@@ -169,46 +167,3 @@ def test_bidirectional_differs_from_causal_and_equals_an_all_ones_mask(family: s
     assert torch.allclose(causal[0][first], causal[1][first], atol=1e-6), "causal: later tokens are invisible"
     assert (bidir[0][first] - bidir[1][first]).abs().max() > 1e-3, "bidirectional: later tokens are visible"
     assert torch.allclose(bidir[0], explicit.last_hidden_state[0], atol=1e-5)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_hidden_image_tokens_pass_none_of_their_pixels_to_the_lm(family: str, image_dir: Path) -> None:
-    """Stage 1's masking: an image whose merged tokens are all hidden cannot move any state.
-
-    For Qwen3-VL this needs the DeepStack features of hidden tokens zeroed too: masking only
-    the merged tokens still lets the pixels in through the early decoder layers.
-    """
-    backbone = make_backbone(family)
-    pre = Preprocessor(backbone, 128)
-    seq = pre.embedding_sequence(Item("<|image_1|> a photo", str(image_dir / "a.png")))
-    batch = collate([seq], pre.ids.pad)
-    noisy = Batch(**{**batch.__dict__, "pixel_values": batch.pixel_values + 1.0})
-    flags = torch.ones(int((batch.mm_token_type_ids == 1).sum()), dtype=torch.bool)
-    mask = MAEHead(backbone.hidden_size, 8).mask
-
-    def moved(transform: ImageTransform | None) -> float:
-        with torch.no_grad():
-            a, b = (hidden_states(backbone.model, x, "bidirectional", image_transform=transform)
-                    for x in (batch, noisy))
-        return float((a - b).abs().max())
-
-    assert moved(None) > 1e-3
-    assert moved(lambda f: f.hide(flags, mask)) == 0.0
-    tokens_only = moved(lambda f: ImageFeatures(mask(f.tokens, flags), f.deepstack))
-    assert (tokens_only > 1e-3) == (family == "qwen3_vl")
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_causal_mode_is_the_upstream_models_own_forward(family: str, image_dir: Path) -> None:
-    """Image features, 4-D mask, explicit M-RoPE positions and DeepStack: the upstream causal forward."""
-    backbone = make_backbone(family)
-    pre = Preprocessor(backbone, 128)
-    xs = [Item("<|image_1|> what is in the corner?", str(image_dir / "d.png")), Item("a red dress")]
-    batch = collate([pre.embedding_sequence(x) for x in xs], pre.ids.pad)
-    with torch.no_grad():
-        ours = hidden_states(backbone.model, batch, "causal")
-        upstream = vl_model(backbone.model)(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, pixel_values=batch.pixel_values,
-            image_grid_thw=batch.image_grid_thw, mm_token_type_ids=batch.mm_token_type_ids, use_cache=False)
-    real = batch.roles != Role.PAD
-    torch.testing.assert_close(ours[real], upstream.last_hidden_state[real], atol=1e-5, rtol=1e-4)

@@ -21,9 +21,7 @@ from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.items import Item
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.model.backbone import MASK_TOKEN, Backbone, TokenIds
-from tests.helpers import make_backbone
-
-FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
+from tests.helpers import FAMILIES, make_backbone
 
 
 @pytest.mark.parametrize(("family", "cls"), [("qwen2_vl", Qwen2VLForConditionalGeneration),

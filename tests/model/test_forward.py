@@ -1,4 +1,4 @@
-"""Embeddings: EOS pooling, independence from batch neighbours, padding side and batch size."""
+"""cocoa.model.forward: embeddings free of neighbours and padding, pooling, positions, image features."""
 
 from __future__ import annotations
 
@@ -7,13 +7,26 @@ from pathlib import Path
 import pytest
 import torch
 
-from cocoa.core.errors import DataError
+from cocoa.core.batch import Batch
+from cocoa.core.protocol import PROTOCOLS, ImagePolicy
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
+from cocoa.inference.batch_encoder import BatchEncoder
+from cocoa.losses.mae import MAEHead
 from cocoa.model.backbone import Backbone
-from cocoa.model.forward import embed_padded, hidden_states
-from tests.helpers import embed_all, embedding_items, make_backbone
+from cocoa.model.forward import (
+    ImageFeatures,
+    ImageTransform,
+    embed_padded,
+    hidden_states,
+    pool,
+    position_ids,
+    vl_model,
+)
+from cocoa.model.packing import Packing
+from tests.helpers import FAMILIES, embed_all, embedding_items, make_backbone
 
 
 @pytest.mark.parametrize("mode", ["bidirectional", "causal"])
@@ -58,37 +71,79 @@ def test_embedding_is_normalised_post_norm_state_at_the_eos(tiny_backbone: Backb
     assert norm.weight.shape[0] == tiny_backbone.hidden_size
 
 
-def test_image_tokens_are_wrapped_and_placed_at_the_placeholder(tiny_backbone: Backbone, image_dir: Path) -> None:
-    pre = Preprocessor(tiny_backbone, 256)
-    ids = tiny_backbone.ids
-    seq = pre.item(Item("look: <|image_1|> done", str(image_dir / "c.png")))
-    start = seq.ids.index(ids.vision_start)
-    assert seq.ids[:start] == pre.text_ids("look: ")
-    assert seq.ids[start + 1:start + 17] == [ids.image] * 16  # 112x112 -> 16 merged tokens
-    assert seq.ids[start + 17] == ids.vision_end
-    assert seq.ids[start + 18:] == pre.text_ids(" done")
-    assert sum(seq.mm) == 16
-    no_placeholder = pre.item(Item("caption", str(image_dir / "a.png")))
-    assert no_placeholder.ids[0] == ids.vision_start
+def test_mean_pooling_averages_the_real_tokens(backbone: Backbone) -> None:
+    pre = Preprocessor(backbone, 64, PROTOCOLS["cocoa"].replace(pooling="mean"))
+    batch = collate([pre.embedding_sequence(Item("a photo of a red dress")),
+                     pre.embedding_sequence(Item("boot"))], backbone.ids.pad)
+    with torch.no_grad():
+        hidden = hidden_states(backbone.model, batch, "bidirectional")
+        got = Packing(8).embed(backbone.model, batch, PROTOCOLS["cocoa"].replace(pooling="mean"))
+    lengths = (batch.roles != Role.PAD).sum(1).tolist()
+    for row, n in enumerate(lengths):
+        want = torch.nn.functional.normalize(hidden[row, :n].mean(0), dim=-1)
+        torch.testing.assert_close(got[row], want)
+    torch.testing.assert_close(pool(hidden, batch, "mean"), got)
 
 
-def test_max_len_truncates_text_but_never_image_tokens(tiny_backbone: Backbone, image_dir: Path) -> None:
-    long_text = "<|image_1|> " + "a red dress on a white background " * 10
-    seq = Preprocessor(tiny_backbone, 12).embedding_sequence(Item(long_text, str(image_dir / "a.png")))
-    assert len(seq) == 12 and sum(seq.mm) == 4 and seq.ids[-1] == tiny_backbone.ids.eos
-    with pytest.raises(DataError, match="image tokens are never truncated"):
-        Preprocessor(tiny_backbone, 8).embedding_sequence(Item(long_text, str(image_dir / "c.png")))
+def test_sequential_positions_run_over_image_tokens(backbone: Backbone, image_dir: Path) -> None:
+    pre = Preprocessor(backbone, 256, PROTOCOLS["vlm2vec-v1-low"].replace(image=ImagePolicy()))
+    batch = collate([pre.embedding_sequence(Item("<|image_1|> classify", str(image_dir / "c.png"))),
+                     pre.embedding_sequence(Item("short"))], backbone.ids.pad)
+    seq = position_ids(backbone.model, batch, "sequential")
+    lengths = (batch.roles != Role.PAD).sum(1).tolist()
+    for row, n in enumerate(lengths):
+        assert seq[:, row, :n].tolist() == [list(range(n))] * 3
+    grid = position_ids(backbone.model, batch, "grid")
+    assert not torch.equal(grid[:, 0, :lengths[0]], seq[:, 0, :lengths[0]])  # 2-D on the image grid
 
 
-def test_bad_items_are_clear_errors(tiny_backbone: Backbone, tmp_path: Path) -> None:
-    pre = Preprocessor(tiny_backbone, 64)
-    with pytest.raises(DataError, match="neither text nor image"):
-        pre.embedding_sequence(Item("  "))
-    with pytest.raises(DataError, match="placeholder"):
-        pre.embedding_sequence(Item("<|image_1|> caption"))
-    with pytest.raises(DataError, match="not found"):
-        pre.embedding_sequence(Item("x", str(tmp_path / "missing.png")))
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"not a png")
-    with pytest.raises(DataError, match="cannot read image"):
-        pre.embedding_sequence(Item("x", str(broken)))
+def test_sequential_positions_change_the_embedding_of_image_items_only(backbone: Backbone, image_dir: Path) -> None:
+    items = [Item("<|image_1|> classify", str(image_dir / "c.png")), Item("a text only")]
+    base = PROTOCOLS["cocoa"].replace(image_tokens="bare")
+    grid = BatchEncoder(backbone, EmbeddingSpec(base)).encode_items(items)
+    sequential = BatchEncoder(backbone, EmbeddingSpec(base.replace(positions="sequential"))).encode_items(items)
+    assert abs(grid[0] - sequential[0]).max() > 1e-3
+    assert abs(grid[1] - sequential[1]).max() < 1e-5
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_hidden_image_tokens_pass_none_of_their_pixels_to_the_lm(family: str, image_dir: Path) -> None:
+    """Stage 1's masking: an image whose merged tokens are all hidden cannot move any state.
+
+    For Qwen3-VL this needs the DeepStack features of hidden tokens zeroed too: masking only
+    the merged tokens still lets the pixels in through the early decoder layers.
+    """
+    backbone = make_backbone(family)
+    pre = Preprocessor(backbone, 128)
+    seq = pre.embedding_sequence(Item("<|image_1|> a photo", str(image_dir / "a.png")))
+    batch = collate([seq], pre.ids.pad)
+    noisy = Batch(**{**batch.__dict__, "pixel_values": batch.pixel_values + 1.0})
+    flags = torch.ones(int((batch.mm_token_type_ids == 1).sum()), dtype=torch.bool)
+    mask = MAEHead(backbone.hidden_size, 8).mask
+
+    def moved(transform: ImageTransform | None) -> float:
+        with torch.no_grad():
+            a, b = (hidden_states(backbone.model, x, "bidirectional", image_transform=transform)
+                    for x in (batch, noisy))
+        return float((a - b).abs().max())
+
+    assert moved(None) > 1e-3
+    assert moved(lambda f: f.hide(flags, mask)) == 0.0
+    tokens_only = moved(lambda f: ImageFeatures(mask(f.tokens, flags), f.deepstack))
+    assert (tokens_only > 1e-3) == (family == "qwen3_vl")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_causal_mode_is_the_upstream_models_own_forward(family: str, image_dir: Path) -> None:
+    """Image features, 4-D mask, explicit M-RoPE positions and DeepStack: the upstream causal forward."""
+    backbone = make_backbone(family)
+    pre = Preprocessor(backbone, 128)
+    xs = [Item("<|image_1|> what is in the corner?", str(image_dir / "d.png")), Item("a red dress")]
+    batch = collate([pre.embedding_sequence(x) for x in xs], pre.ids.pad)
+    with torch.no_grad():
+        ours = hidden_states(backbone.model, batch, "causal")
+        upstream = vl_model(backbone.model)(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, pixel_values=batch.pixel_values,
+            image_grid_thw=batch.image_grid_thw, mm_token_type_ids=batch.mm_token_type_ids, use_cache=False)
+    real = batch.roles != Role.PAD
+    torch.testing.assert_close(ours[real], upstream.last_hidden_state[real], atol=1e-5, rtol=1e-4)

@@ -1,7 +1,9 @@
-"""The pipeline driver: stage folders numbered by stage, and an evaluation built as ``cocoa eval`` builds it."""
+"""cocoa.pipeline.driver: stage folders, shipped pipelines, chance from the manifest, the eval section."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +11,14 @@ import pytest
 import yaml
 
 from cocoa.core.errors import ConfigError
+from cocoa.core.hub import is_hub_id
 from cocoa.core.protocol import PROTOCOLS
+from cocoa.data.minimmeb.build import DatasetInfo, Manifest
 from cocoa.pipeline import driver
-from cocoa.pipeline.driver import EvalSection, load_pipeline
+from cocoa.pipeline.driver import EvalSection, load_pipeline, mini_chance, stage_folder
+from cocoa.recipe import builtin, load_recipe
+from cocoa.stages import get_stage
+from tests.helpers import base_overrides
 
 
 def test_the_eval_section_takes_what_cocoa_eval_takes_and_builds_the_same_encoder(
@@ -56,3 +63,57 @@ def test_stage_folders_are_numbered_by_stage_and_never_shared(tmp_path: Path) ->
     named = driver.Pipeline.model_validate({"stages": [{"recipe": "builtin:tiny/contrastive", "name": "a"},
                                                        {"recipe": "builtin:tiny/contrastive", "name": "b"}]})
     assert [f.name for f in driver.stage_folders(named, tmp_path, tmp_path)] == ["3-a", "3-b"]
+
+
+def _manifest(chances: list[float]) -> Manifest:
+    datasets = [DatasetInfo(f"D{i}", "classification", "IND", 10, 4, 4, chance) for i, chance in enumerate(chances)]
+    return Manifest(seed=0, params={}, datasets=datasets, train_rows={}, pretrain_rows={}, sources={}, version=2)
+
+
+def test_chance_comes_from_the_manifest_and_version_one_has_none(tmp_path):
+    assert mini_chance(tmp_path) is None
+    (tmp_path / "manifest.json").write_text(_manifest([25.0, 10.0]).to_json())
+    assert mini_chance(tmp_path) == {"D0": 25.0, "D1": 10.0}
+    version_one = json.loads(_manifest([25.0, 10.0]).to_json())  # version 1 wrote no chance per dataset
+    version_one["version"] = 1
+    for entry in version_one["datasets"]:
+        del entry["chance"]
+    (tmp_path / "manifest.json").write_text(json.dumps(version_one))
+    assert mini_chance(tmp_path) is None
+
+
+@pytest.mark.parametrize("pipeline", ["mini", "paper-qwen2-vl-2b"])
+def test_shipped_recipes_chain_through_the_folders_cocoa_run_writes(pipeline: str) -> None:
+    spec, base = load_pipeline(f"builtin:pipelines/{pipeline}")
+    recipes = [load_recipe(entry.recipe if entry.recipe.startswith("builtin:") else base / entry.recipe)
+               for entry in spec.stages]
+    out = Path(recipes[0].train.output_dir).parent
+    numbers = [get_stage(recipe.stage).number for recipe in recipes]
+    assert numbers == sorted(numbers) and numbers[-1] == 3  # folders are numbered by stage: 3-contrastive
+    for index, recipe in enumerate(recipes):
+        assert Path(recipe.train.output_dir) == stage_folder(out, numbers[index], recipe.stage)
+        if index:
+            assert Path(recipe.model.path) == stage_folder(out, numbers[index - 1], recipes[index - 1].stage) / "model"
+
+
+@pytest.mark.parametrize(("name", "patch"), [("paper-qwen2-vl-2b", 14), ("paper-qwen2.5-vl-3b", 14),
+                                           ("paper-qwen2.5-vl-7b", 14), ("paper-qwen3-vl-2b", 16),
+                                           ("paper-qwen3-vl-8b", 16)])
+def test_paper_pipelines_validate_with_whole_merge_windows(name: str, patch: int, tmp_path: Path) -> None:
+    pipeline, _ = load_pipeline(f"builtin:pipelines/{name}")
+    stages = [load_recipe(builtin(entry.recipe.removeprefix("builtin:")),
+                          [*base_overrides(tmp_path), *pipeline.set, *entry.set])
+              for entry in pipeline.stages]
+    assert [r.stage for r in stages] == ["warmup", "bridge", "contrastive"]
+    base = stages[0].model.path  # the base model's Hub id
+    assert base is not None and is_hub_id(base) and base.startswith("Qwen/") and base.endswith("-Instruct")
+    for recipe in stages:
+        image = recipe.protocol.resolve().image
+        assert recipe.protocol.preset == "cocoa-release"
+        if image.square is not None:
+            assert image.square % (2 * patch) == 0, (recipe.stage, image)
+        else:
+            side = math.isqrt(image.min_pixels or 0)
+            assert image.min_pixels == image.max_pixels == side * side and side % (2 * patch) == 0, recipe.stage
+    assert stages[1].bridge.targets == "raw"
+    assert pipeline.eval.protocol is not None and pipeline.eval.protocol.resolve() == PROTOCOLS["cocoa-release"]

@@ -1,4 +1,4 @@
-"""The contrastive stage with Matryoshka dims: its trainer step and its recipe checks."""
+"""cocoa.stages.contrastive: chunked and deduplicated batches, the Matryoshka loss, video pairs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cocoa.core.distributed import DistInfo
 from cocoa.core.errors import ConfigError
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
+from cocoa.data.items import Item, TrainPair
+from cocoa.data.train_pairs import read_train_pairs
+from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.losses.contrastive import place_negatives
+from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import load_recipe
 from cocoa.stages import get_stage
 from cocoa.stages.contrastive import (
@@ -21,12 +26,25 @@ from cocoa.stages.contrastive import (
     ContrastiveLoss,
     EmbeddingObjective,
     MatryoshkaConfig,
+    distinct_rows,
 )
 from cocoa.train.config import TrainConfig
 from cocoa.train.steps import GradCacheStep
 from cocoa.train.trainer import Trainer
 from tests.helpers import TINY_HIDDEN as HIDDEN
-from tests.helpers import brute_matryoshka, make_backbone, pairs, recipe_path, stage_overrides
+from tests.helpers import VIDEO_PAIR_ROWS as ROWS
+from tests.helpers import (
+    assert_same_step,
+    brute_matryoshka,
+    contrastive_trainer,
+    make_backbone,
+    pairs,
+    read_metrics,
+    recipe_path,
+    stage_overrides,
+    tiny_recipe,
+)
+from tests.helpers import write_video_pairs as write_pairs
 
 
 def test_trainer_step_reports_the_brute_force_loss_with_gradcache(image_dir: Path, tmp_path: Path) -> None:
@@ -73,3 +91,54 @@ def test_widths_above_the_hidden_size_are_refused_before_training(tmp_path: Path
                                           f"model's hidden size {HIDDEN}"):
         get_stage("contrastive").parts(recipe, backbone, backbone.model)
 
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_contrastive_stage_trains_on_video_pairs(family: str, video_dir: Path, tmp_path: Path) -> None:
+    start = make_backbone(family).save(tmp_path / "start")
+    root = write_pairs(tmp_path / "data", ROWS)
+    out = tmp_path / "run"
+    recipe = tiny_recipe("contrastive", root, out, f"model.path={start}", f"data.images={video_dir}",
+                         "data.max_len=512", "protocol.video.frames=4", steps=3)
+    result = train_stage(recipe)
+    assert result.steps == 3 and all(m["loss"] > 0 for m in read_metrics(out) if "loss" in m)
+    trained = BatchEncoder.from_pretrained(out / "model", device="cpu")
+    before = BatchEncoder.from_pretrained(start, device="cpu").backbone.model.model.visual.patch_embed.proj.weight
+    after = trained.backbone.model.model.visual.patch_embed.proj.weight
+    assert (after - before).abs().max() > 0, "no row has an image: only the videos can move the vision tower"
+    assert trained.protocol.video.frames == 4  # the checkpoint records how it sampled videos
+    query = read_train_pairs(root, None, video_dir)[0].query
+    assert trained.encode_items([query]).shape == (1, trained.backbone.hidden_size)
+
+
+def test_gradcache_rows_and_tokens_are_one_choice() -> None:
+    with pytest.raises(ValueError, match=r"at most one of contrastive\.gradcache_chunk"):
+        ContrastiveConfig(gradcache_chunk=8, gradcache_tokens=4096)
+
+
+def test_dedupe_embeds_each_distinct_row_once_with_the_same_loss_and_gradients(image_dir: Path,
+                                                                             tmp_path: Path) -> None:
+    backbone = make_backbone()
+    objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"])
+    objective.train()
+    pre = Preprocessor(backbone, 128)
+    base = pairs(image_dir)
+    # two more label-style rows: a positive and a negative that repeat earlier targets
+    examples = [*base, TrainPair(Item("a photo of an ankle boot"), base[0].positive, base[1].positive)]
+    plain = ContrastiveBuilder(pre, hard_negatives=True, chunk=3)(examples, np.random.default_rng(0))
+    deduped = ContrastiveBuilder(pre, hard_negatives=True, chunk=3, dedupe=True)(examples, np.random.default_rng(0))
+    embedded = sum(len(c) for c in deduped.chunks)
+    assert sum(len(c) for c in plain.chunks) == 15 and embedded == 12
+    assert deduped.rows is not None and len(deduped.rows) == 15 and max(deduped.rows) == embedded - 1
+    assert deduped.rows[5] == deduped.rows[9] and deduped.rows[7] == deduped.rows[10] and \
+        deduped.rows[6] == deduped.rows[14], "repeated targets are one row each"
+    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, 3), tmp_path)
+    assert_same_step(trainer, objective, plain, deduped)
+
+
+def test_distinct_rows_keys_on_text_and_image_path(image_dir: Path) -> None:
+    path = str(image_dir / "a.png")
+    pil = Image.new("RGB", (8, 8))
+    items = [Item("x", path), Item("x"), Item("x", path), Item("", path), Item("x"), Item("x", pil), Item("x", pil)]
+    distinct, rows = distinct_rows(items)
+    assert distinct == [Item("x", path), Item("x"), Item("", path), Item("x", pil), Item("x", pil)]
+    assert rows == (0, 1, 0, 2, 1, 3, 4)

@@ -1,6 +1,7 @@
-"""Worker for tests/test_distributed.py: one training step per case under DDP and FSDP, saved per rank.
+"""Worker for the ``dist_out`` fixture (tests/train/conftest.py): one training step per case under DDP
+and FSDP, saved per rank.
 
-Run as ``torchrun --nproc_per_node N tests/dist_worker.py OUT IMAGE_DIR MINI_DIR``; ``step_results``
+Run as ``torchrun --nproc_per_node N tests/train/dist_worker.py OUT IMAGE_DIR MINI_DIR``; ``step_results``
 is also called in-process (one rank, the global batch) for the single-process reference. Then
 the worker trains a tiny bridge stage under FSDP with ``train_stage`` on the MiniMMEB folder and
 resumes it from its middle checkpoint (``resume_round_trip``).

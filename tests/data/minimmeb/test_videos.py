@@ -1,27 +1,15 @@
-"""MiniMMEB video sets: clips, their reverses, answers that need time, and the leak check over frames."""
+"""cocoa.data.minimmeb.videos: clips and their reverses, both always among a motion query's candidates."""
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
-from cocoa.data.eval_sets import read_eval_dataset
-from cocoa.data.minimmeb.leaks import check_leaks
 from cocoa.data.minimmeb.videos import Clip
+from tests.helpers import frames_of
 
 MOTION_SETS = ("VideoEvent", "VideoT2V", "VideoV2T", "VideoQA", "Grid3x3VideoEvent", "Grid3x3VideoT2V")
-
-
-def frames_of(images: Path, video: str) -> list[str]:
-    folder = images / video.removesuffix(".mp4")
-    return [hashlib.sha256(Image.open(f).convert("RGB").tobytes()).hexdigest()
-            for f in sorted(folder.iterdir(), key=lambda p: int(p.stem.split("_")[1]))]
 
 
 def test_a_clip_and_its_reverse() -> None:
@@ -56,30 +44,3 @@ def test_every_motion_query_keeps_its_reverse_among_the_candidates(mini_dir: Pat
             elif name.endswith("V2T"):
                 assert row["tgt_text"][1] != row["tgt_text"][0] and len(row["tgt_text"]) == len(set(row["tgt_text"]))
     assert checked >= 2 * 12
-
-
-def test_eval_reader_takes_the_video_sets(mini_dir: Path) -> None:
-    event = read_eval_dataset(mini_dir, "Grid3x3VideoEvent", mini_dir / "images")
-    assert event.rows[0].query.video.endswith(".mp4") and Path(event.rows[0].query.video).is_file()
-    moment = read_eval_dataset(mini_dir, "VideoMoment", mini_dir / "images")
-    assert all(len(row.candidates) == 4 for row in moment.rows)
-    assert len(frames_of(mini_dir / "images", str(Path(moment.rows[0].query.video).relative_to(
-        mini_dir / "images")))) == 16
-
-
-def test_the_leak_check_finds_an_eval_clip_in_training(mini_dir: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "mini"
-    shutil.copytree(mini_dir, copy)
-    assert check_leaks(copy) == []
-    row = pq.read_table(copy / "eval" / "VideoEvent.parquet").to_pylist()[0]
-    leaked = copy / "images" / "videos" / "planted"
-    shutil.copytree(copy / "images" / row["qry_video_path"], leaked)
-    train = pq.read_table(copy / "train" / "VideoQA.parquet")
-    videos = train.column("qry_video_path").to_pylist()
-    train = train.set_column(train.column_names.index("qry_video_path"), "qry_video_path",
-                             pa.array(["videos/planted", *videos[1:]]))
-    pq.write_table(train, copy / "train" / "VideoQA.parquet")
-    leaks = check_leaks(copy)
-    assert any("VideoEvent.parquet row 0" in leak and "videos/planted" in leak for leak in leaks)
-    blank = np.asarray(Image.new("RGB", (112, 112), "white"))
-    assert not any(hashlib.sha256(blank.tobytes()).hexdigest() in leak for leak in leaks)
