@@ -1,4 +1,5 @@
-"""Helpers the benchmark scripts share: a median timer and the bridged batch they time.
+"""Helpers the benchmark scripts share: a median timer, the bridged batch they time, and the tiny
+model, data and recipe overrides of their ``--smoke`` runs (seconds long; the suite runs them).
 
 Scripts in the folders below import it after putting this folder on ``sys.path``
 (``sys.path.insert(0, str(Path(__file__).resolve().parents[1]))``), so each still runs as
@@ -7,22 +8,32 @@ Scripts in the folders below import it after putting this folder on ``sys.path``
 
 from __future__ import annotations
 
+import os
+import shlex
 import statistics
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from cocoa.core.batch import Batch
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
+from cocoa.data.minimmeb.build import build_mini
 from cocoa.model.backbone import Backbone
 
 QUERY = "<|image_1|> Represent the given image with the following question: what is it?"
 TARGET = "a red dress on a white background"
+#: The eval sets of a smoke run: small ones covering every image meta-task and both splits, the two
+#: cheapest first (one label set: ten candidates shared by every query).
+SMOKE_DATASETS = ["FashionMNIST", "FashionTinted", "SceneT2I", "SceneVQA", "SceneGrounding"]
 
 
 def sync() -> None:
@@ -62,3 +73,32 @@ def bridged_batch(backbone: Backbone, rows: int, side: int, target_repeats: Call
         enc.add(pre.text_ids(" ".join([TARGET] * target_repeats(row))), Role.TARGET)
         seqs.append(enc)
     return collate(seqs, pre.ids.pad)
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The command that runs ``script`` with ``argv`` (``None``: this process's arguments), for the records."""
+    return shlex.join(["python", os.path.relpath(script), *(sys.argv[1:] if argv is None else argv)])
+
+
+def smoke_folder(given: Path | None, name: str) -> Path:
+    """``given``, or a new temporary folder for a smoke run's outputs (kept, so that they can be read)."""
+    return given or Path(tempfile.mkdtemp(prefix=f"{name}-smoke-"))
+
+
+def smoke_data(folder: Path) -> Path:
+    """A MiniMMEB of a few rows per set in ``folder`` (reused when already built there)."""
+    build_mini(folder, queries=4, pool=4, train_size=8, grounding_candidates=4, video_queries=4, video_train_size=4)
+    return folder
+
+
+def smoke_model(folder: Path, seed: int = 0) -> Path:
+    """A randomly initialised tiny model folder: weights, tokenizer, image processor and ``cocoa.json``."""
+    Backbone.tiny("tiny", seed=seed).save(folder)
+    EmbeddingSpec().save(folder)
+    return folder
+
+
+def smoke_sets(stage: str) -> list[str]:
+    """Overrides that cut a ``tiny/<stage>`` recipe to one step of four rows."""
+    sets = ["train.max_steps=1", "train.epochs=null", "train.batch_size=4", "train.warmup_steps=0"]
+    return [*sets, "contrastive.gradcache_chunk=4"] if stage == "contrastive" else sets

@@ -11,9 +11,12 @@ Each seed trains its own stage-0 model (seed s initialises it and orders its bat
 --base names one for all seeds. Every stage is skipped when already trained, so a rerun resumes.
 Writes per-run summaries under --out, then ``ablation.json``, ``ablation.md`` and ``ablation.png``:
 mean, sample standard deviation and a 95% Student-t interval over seeds, per meta-task and
-overall, for every variant and for its paired difference to the first variant.
+overall, for every variant and for its paired difference to the first variant. ``--smoke`` runs
+variants a and c of one seed on a tiny MiniMMEB (built unless ``--data`` is given), each stage one
+step of four rows, evaluated on five small sets: seconds long.
 
     python benchmarks/experiments/ablation.py --data runs/mini/data --out runs/ablation --seeds 0 1 2
+    python benchmarks/experiments/ablation.py --smoke
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -35,6 +39,9 @@ from scipy import stats
 from cocoa.pipeline.driver import EvalSection, evaluate_model
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import builtin, load_recipe
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import SMOKE_DATASETS, command_line, smoke_data, smoke_folder, smoke_sets
 
 VARIANTS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
     "a": ("causal contrastive only (VLM2Vec-style)", [("contrastive", ["contrastive.attention=causal"])]),
@@ -60,25 +67,25 @@ def train_once(stage: str, folder: Path, model: Path | None, data: Path, seed: i
     return out
 
 
-def run_variant(key: str, seed: int, base: Path, data: Path, out: Path, common: dict[str, list[str]]) -> dict:
-    """Train (sharing identical prefixes between variants) and evaluate one variant."""
+def run_variant(key: str, seed: int, base: Path, data: Path, out: Path, common: dict[str, list[str]],
+                datasets: list[str] | None = None) -> dict:
+    """Train (sharing identical prefixes between variants) and evaluate one variant (on ``datasets``, default all)."""
     model, prefix = base, []
     for stage, extra in VARIANTS[key][1]:
         prefix.append(f"{stage}{'-' + '-'.join(x.split('.')[-1] for x in extra) if extra else ''}")
         folder = out / f"seed{seed}" / "+".join(prefix)
         model = train_once(stage, folder, model, data, seed, [*common.get(stage, []), *extra])
-    summary = evaluate_model(model, EvalSection(batch_size=64), data, out / f"seed{seed}" / f"eval-{key}")
+    summary = evaluate_model(model, EvalSection(batch_size=64, datasets=datasets), data,
+                             out / f"seed{seed}" / f"eval-{key}")
     return summary
 
 
 def group_scores(summary: dict) -> dict[str, float]:
-    scores = {name: g["score"] for name, g in summary["meta_tasks"].items()}
-    scores.update({name: g["score"] for name, g in summary["splits"].items()})
-    scores["overall"] = summary["overall"]["score"]
+    """Precision@1 per meta-task, split, modality and overall; ``nan`` where no set of the group was scored."""
     modalities = summary.get("modalities") or {"image": summary["overall"]}
-    scores["image"] = modalities["image"]["score"]
-    scores["video"] = modalities["video"]["score"] if "video" in modalities else float("nan")
-    return scores
+    groups = {**summary["meta_tasks"], **summary["splits"], "overall": summary["overall"],
+              "image": modalities["image"], "video": modalities.get("video", {"score": None})}
+    return {name: float("nan") if g["score"] is None else g["score"] for name, g in groups.items()}
 
 
 Stat = tuple[float, float, float]  # mean, sample standard deviation, half-width of the 95% interval
@@ -153,18 +160,28 @@ def plot(table: dict[str, dict[str, Stat]], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("runs/mini/data"))
-    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--data", type=Path, help="MiniMMEB folder (default: runs/mini/data; with --smoke a tiny one)")
+    parser.add_argument("--out", type=Path, help="default: runs/ablation; with --smoke a temporary folder")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 2; 0 with --smoke")
+    parser.add_argument("--variants", nargs="+", help="default: all; a c with --smoke")
+    parser.add_argument("--datasets", nargs="+", help="eval sets (default: all; five small ones with --smoke)")
     parser.add_argument("--base", type=Path, default=None,
                         help="one stage-0 model for every seed (default: train one per seed)")
     parser.add_argument("--set", dest="sets", nargs="*", default=[],
                         help="STAGE:key=value overrides, e.g. contrastive:train.max_steps=100")
-    args = parser.parse_args()
-    common: dict[str, list[str]] = {}
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.out = smoke_folder(args.out, "ablation")
+        args.data = args.data or smoke_data(args.out / "data")
+    args.out, args.data = args.out or Path("runs/ablation"), args.data or Path("runs/mini/data")
+    args.seeds = args.seeds or ([0] if args.smoke else [0, 1, 2])
+    args.variants = args.variants or (["a", "c"] if args.smoke else list(VARIANTS))
+    args.datasets = args.datasets or (SMOKE_DATASETS if args.smoke else None)
+    stages = ("pretrain", "warmup", "bridge", "contrastive")
+    common: dict[str, list[str]] = {stage: smoke_sets(stage) for stage in stages} if args.smoke else {}
     for item in args.sets:
         stage, override = item.split(":", 1)
         common.setdefault(stage, []).append(override)
@@ -174,17 +191,18 @@ def main() -> None:
         base = args.base or train_once("pretrain", args.out / f"seed{seed}" / "pretrain", None, args.data, seed,
                                        common.get("pretrain", []))
         for key in args.variants:
-            summary = run_variant(key, seed, base, args.data, args.out, common)
+            summary = run_variant(key, seed, base, args.data, args.out, common, args.datasets)
             results[key].append(group_scores(summary))
             print(f"seed {seed} ({key}): overall {results[key][-1]['overall']:.2f}", flush=True)
-        write_outputs(args.out, results, args.seeds[:args.seeds.index(seed) + 1], time.perf_counter() - began)
+        write_outputs(args.out, results, args.seeds[:args.seeds.index(seed) + 1], time.perf_counter() - began,
+                      command_line(__file__, argv))
     print((args.out / "ablation.md").read_text())
 
 
-def write_outputs(out: Path, results: dict[str, list[dict[str, float]]], seeds: list[int], wall: float) -> None:
+def write_outputs(out: Path, results: dict[str, list[dict[str, float]]], seeds: list[int], wall: float,
+                  command: str) -> None:
     """Aggregate the seeds finished so far (rewritten after every seed)."""
     table = aggregate(results)
-    command = "python " + " ".join(sys.argv)
     (out / "ablation.json").write_text(json.dumps({"seeds": seeds, "runs": results, "wall_seconds": wall,
                                                    "command": command}, indent=2))
     (out / "ablation.md").write_text(markdown(results, seeds, wall, command))

@@ -9,12 +9,18 @@ and plots the singular-value spectra and the alignment/uniformity plane.
 
     python benchmarks/experiments/compactness.py --data runs/mini/data \
         --model a=runs/ablation/seed0/contrastive-attention/model --model d=runs/ablation/seed0/warmup+bridge+contrastive/model
+    python benchmarks/experiments/compactness.py --smoke
+
+``--smoke`` measures two randomly initialised tiny models on 2 rows of five sets of a tiny MiniMMEB
+(built unless ``--data`` is given) and writes into a temporary folder unless ``--out`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -28,10 +34,14 @@ from cocoa.data.eval_sets import list_eval_datasets, read_eval_dataset
 from cocoa.data.items import Item
 from cocoa.inference.batch_encoder import BatchEncoder
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import SMOKE_DATASETS, smoke_data, smoke_folder, smoke_model
 
-def pairs(data: Path, rows: int) -> tuple[list[Item], list[Item]]:
+
+def pairs(data: Path, rows: int, datasets: list[str] | None = None) -> tuple[list[Item], list[Item]]:
+    """The query and gold candidate of the first ``rows`` rows of each eval set (``datasets``, default all)."""
     queries, golds = [], []
-    for name in list_eval_datasets(data):
+    for name in datasets or list_eval_datasets(data):
         dataset = read_eval_dataset(data, name, data / "images")
         for row in dataset.rows[:rows]:
             queries.append(row.query)
@@ -52,14 +62,24 @@ def metrics(q: np.ndarray, t: np.ndarray) -> dict:
             "uniformity": uniformity, "spectrum": (singular / singular[0]).tolist()}
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("runs/mini/data"))
-    parser.add_argument("--model", action="append", required=True, help="LABEL=DIR, repeatable")
-    parser.add_argument("--rows", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=Path("docs/figures"))
-    args = parser.parse_args()
-    queries, golds = pairs(args.data, args.rows)
+    parser.add_argument("--data", type=Path, help="MiniMMEB folder (default: runs/mini/data; with --smoke a tiny one)")
+    parser.add_argument("--model", action="append", default=[], help="LABEL=DIR, repeatable")
+    parser.add_argument("--rows", type=int, help="rows per eval set (default: 100; 2 with --smoke)")
+    parser.add_argument("--datasets", nargs="+", help="eval sets (default: all; five small ones with --smoke)")
+    parser.add_argument("--out", type=Path, help="default: docs/figures; with --smoke a temporary folder")
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.out = smoke_folder(args.out, "compactness")
+        args.data = args.data or smoke_data(args.out / "data")
+        args.model = args.model or [f"seed{seed}={smoke_model(args.out / f'model{seed}', seed)}" for seed in (0, 1)]
+    elif not args.model:
+        parser.error("--model is required without --smoke")
+    args.data, args.out = args.data or Path("runs/mini/data"), args.out or Path("docs/figures")
+    args.rows = args.rows or (2 if args.smoke else 100)
+    queries, golds = pairs(args.data, args.rows, args.datasets or (SMOKE_DATASETS if args.smoke else None))
     results = {}
     for spec in args.model:
         label, folder = spec.split("=", 1)

@@ -8,6 +8,10 @@ or ATen take other code paths (as another CPU would) change it. With all three p
 any x86 CPU with AVX2 and the same thread count.
 
     python benchmarks/experiments/cpu_determinism.py --data runs/mini/data --steps 40
+    python benchmarks/experiments/cpu_determinism.py --smoke
+
+``--smoke`` trains one step of four rows under the default settings only, on a tiny MiniMMEB (built
+in a temporary folder unless ``--data`` is given).
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import smoke_data, smoke_folder, smoke_sets
 
 #: Settings to compare: name -> environment variables added to the run's environment.
 SETTINGS: dict[str, dict[str, str]] = {
@@ -40,8 +48,8 @@ import torch
 from cocoa.recipe import builtin, load_recipe
 from cocoa.pipeline.train_stage import train_stage
 
-data, out, steps, stage = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-sets = [f"data.root={data}", f"train.output_dir={out}", f"train.max_steps={steps}", "train.epochs=null"]
+data, out, steps, stage, extra = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+sets = [*extra, f"data.root={data}", f"train.output_dir={out}", f"train.max_steps={steps}", "train.epochs=null"]
 began = time.perf_counter()
 train_stage(load_recipe(builtin(f"tiny/{stage}"), sets))
 seconds = time.perf_counter() - began
@@ -55,27 +63,34 @@ print(json.dumps({"loss": result["last"]["loss"], "sha256": digest.hexdigest()[:
 """
 
 
-def run_one(env_extra: dict[str, str], data: Path, steps: int, stage: str) -> dict:
+def run_one(env_extra: dict[str, str], data: Path, steps: int, stage: str, sets: Sequence[str] = ()) -> dict:
+    """Train in a fresh process with ``env_extra`` added to its environment (and recipe overrides ``sets``)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, **env_extra}
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(data), str(Path(tmp) / "run"), str(steps), stage],
-                              env=env, capture_output=True, text=True, check=True)
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(data), str(Path(tmp) / "run"), str(steps), stage,
+                               *sets], env=env, capture_output=True, text=True, check=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("runs/mini/data"))
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--data", type=Path, help="MiniMMEB folder (default: runs/mini/data; with --smoke a tiny one)")
+    parser.add_argument("--steps", type=int, help="default: 40; 1 with --smoke")
     parser.add_argument("--stage", default="pretrain", choices=["pretrain", "warmup", "bridge", "contrastive"])
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.data = args.data or smoke_data(smoke_folder(None, "cpu-determinism") / "data")
+    args.data, args.steps = args.data or Path("runs/mini/data"), args.steps or (1 if args.smoke else 40)
+    settings = {"default": {}} if args.smoke else SETTINGS
+    sets = smoke_sets(args.stage) if args.smoke else []
     began = time.perf_counter()
     rows = []
     print(f"stage {args.stage}, {args.steps} steps, threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
     print("| setting | ATen kernels | seconds | final loss | weights sha256 |\n|---|---|---|---|---|")
-    for name, env in SETTINGS.items():
-        row = {"setting": name, "env": env, **run_one(env, args.data, args.steps, args.stage)}
+    for name, env in settings.items():
+        row = {"setting": name, "env": env, **run_one(env, args.data, args.steps, args.stage, sets)}
         rows.append(row)
         print(f"| {name} | {row['capability']} | {row['seconds']:.1f} | {row['loss']:.10f} | {row['sha256']} |",
               flush=True)

@@ -9,6 +9,11 @@ skipped and the evaluator resumes, so a rerun continues. Writes ``matryoshka.jso
 
     python benchmarks/experiments/matryoshka.py --data runs/mini/data --base runs/mini/2-bridge/model \\
         --out runs/matryoshka --dims 24 48 96
+    python benchmarks/experiments/matryoshka.py --smoke
+
+``--smoke`` starts from a randomly initialised tiny model, trains one step of four rows per variant
+on a tiny MiniMMEB (built unless ``--data`` is given) and evaluates widths 48 and 96 on two small
+sets, into a temporary folder unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from cocoa.evaluate.dims import dims_scores, evaluate_dims
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import builtin, load_recipe
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import SMOKE_DATASETS, command_line, smoke_data, smoke_folder, smoke_model, smoke_sets
 
 VARIANTS = ("plain", "matryoshka")
 
@@ -61,7 +69,8 @@ def _score(value: float | None) -> str:
 
 
 def run(data: Path, base: Path, out: Path, dims: Sequence[int], weights: Sequence[float] | None, seed: int,
-        sets: list[str], datasets: list[str] | None, batch_size: int) -> dict[str, dict[int, dict[str, float | None]]]:
+        sets: list[str], datasets: list[str] | None, batch_size: int,
+        command: str) -> dict[str, dict[int, dict[str, float | None]]]:
     """Train and evaluate both variants; returns ``{variant: {width: group scores}}`` and writes the reports."""
     scores = {}
     for variant in VARIANTS:
@@ -69,7 +78,6 @@ def run(data: Path, base: Path, out: Path, dims: Sequence[int], weights: Sequenc
         summaries = evaluate_dims(BatchEncoder.from_pretrained(model), dims, data, out / variant / "eval", datasets,
                                     batch_size=batch_size)
         scores[variant] = dims_scores(summaries)
-    command = "python " + " ".join(sys.argv)
     (out / "matryoshka.json").write_text(json.dumps({"command": command, "dims": list(dims), "seed": seed,
                                                      "scores": scores}, indent=2))
     (out / "matryoshka.md").write_text(markdown(scores, command))
@@ -78,19 +86,29 @@ def run(data: Path, base: Path, out: Path, dims: Sequence[int], weights: Sequenc
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="MiniMMEB folder (train and eval)")
-    parser.add_argument("--base", type=Path, required=True, help="model stage 3 starts from (stage 2's)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--dims", type=int, nargs="+", required=True,
-                        help="dims to train and evaluate, ascending, the last at most the hidden size")
+    parser.add_argument("--data", type=Path, help="MiniMMEB folder (train and eval; with --smoke a tiny one)")
+    parser.add_argument("--base", type=Path, help="model stage 3 starts from (stage 2's; with --smoke a tiny one)")
+    parser.add_argument("--out", type=Path, help="with --smoke a temporary folder by default")
+    parser.add_argument("--dims", type=int, nargs="+",
+                        help="dims to train and evaluate, ascending, the last at most the hidden size "
+                             "(48 96 with --smoke)")
     parser.add_argument("--weights", type=float, nargs="+", default=None, help="one loss weight per width")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="sets", nargs="*", default=[], help="stage-3 recipe overrides: key=value")
     parser.add_argument("--datasets", nargs="+", default=None, help="eval datasets (default: all)")
     parser.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.out = smoke_folder(args.out, "matryoshka")
+        args.data = args.data or smoke_data(args.out / "data")
+        args.base = args.base or smoke_model(args.out / "base")
+        args.dims, args.datasets = args.dims or [48, 96], args.datasets or SMOKE_DATASETS[:2]
+        args.sets = [*smoke_sets("contrastive"), *args.sets]
+    elif None in (args.data, args.base, args.out, args.dims):
+        parser.error("--data, --base, --out and --dims are required without --smoke")
     run(args.data, args.base, args.out, args.dims, args.weights, args.seed, args.sets, args.datasets,
-        args.batch_size)
+        args.batch_size, command_line(__file__, argv))
     print((args.out / "matryoshka.md").read_text())
 
 

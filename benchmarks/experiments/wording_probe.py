@@ -1,18 +1,24 @@
 """Wording probe: one MiniMMEB eval set asked again in other wordings, for each of some models.
 
-A diagnostic for the held-out-wording checks (not a test, not run by CI). Each probe is a format
-string with ``{img}`` for the image placeholder (and ``{x}`` for the query's own text, when the
-task has one); every query of ``--dataset`` is reworded with it (the query's own text kept), the
-copy is written under ``--out`` and evaluated with the usual evaluator. Prints one markdown row
-per probe, one column per model.
+A diagnostic for the held-out-wording checks (not a test; the suite runs its ``--smoke``). Each
+probe is a format string with ``{img}`` for the image placeholder (and ``{x}`` for the query's own
+text, when the task has one); every query of ``--dataset`` is reworded with it (the query's own text
+kept), the copy is written under ``--out`` and evaluated with the usual evaluator. Prints one
+markdown row per probe, one column per model.
 
     python benchmarks/experiments/wording_probe.py --dataset FashionMNIST --wordings CLASSIFY \\
         --model runs/mini/3-contrastive/model -- $'{img} Find the category of this image.\\n'
+    python benchmarks/experiments/wording_probe.py --smoke
+
+``--smoke`` asks that probe of a randomly initialised tiny model on a tiny MiniMMEB (built unless
+``--data`` is given), into a temporary folder unless ``--out`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,6 +27,11 @@ import pyarrow.parquet as pq
 from cocoa.data.minimmeb import wordings
 from cocoa.evaluate.runner import evaluate
 from cocoa.inference.batch_encoder import BatchEncoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import smoke_data, smoke_folder, smoke_model
+
+SMOKE_PROBE = "{img} Find the category of this image.\n"
 
 
 def reworded_copy(data: Path, dataset: str, wording: wordings.Wordings, probe: str, folder: Path) -> Path:
@@ -35,15 +46,23 @@ def reworded_copy(data: Path, dataset: str, wording: wordings.Wordings, probe: s
     return folder
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, nargs="+", required=True)
-    parser.add_argument("--data", type=Path, default=Path("runs/mini/data"))
+    parser.add_argument("--model", type=Path, nargs="+", default=[])
+    parser.add_argument("--data", type=Path, help="MiniMMEB folder (default: runs/mini/data; with --smoke a tiny one)")
     parser.add_argument("--dataset", default="FashionMNIST")
     parser.add_argument("--wordings", default="CLASSIFY", help="the dataset's Wordings in cocoa.data.minimmeb.wordings")
-    parser.add_argument("--out", type=Path, default=Path("runs/wording-probe"))
-    parser.add_argument("probes", nargs="+", help="wordings to ask the queries in")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, help="default: runs/wording-probe; with --smoke a temporary folder")
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
+    parser.add_argument("probes", nargs="*", help="wordings to ask the queries in")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.out = smoke_folder(args.out, "wording-probe")
+        args.data = args.data or smoke_data(args.out / "data")
+        args.model, args.probes = args.model or [smoke_model(args.out / "model")], args.probes or [SMOKE_PROBE]
+    elif not args.model or not args.probes:
+        parser.error("--model and at least one probe are required without --smoke")
+    args.data, args.out = args.data or Path("runs/mini/data"), args.out or Path("runs/wording-probe")
     wording = getattr(wordings, args.wordings)
     scores = {probe: [] for probe in args.probes}
     for m, model in enumerate(args.model):

@@ -33,6 +33,12 @@ section is reported without stopping the others):
    sharded checkpoint, and ``cocoa eval`` of the model FSDP saved.
 
     python benchmarks/gpu/gpu_check.py --out gpu-check
+    python benchmarks/gpu/gpu_check.py --smoke [--out DIR]
+
+``--smoke`` runs sections 1, 2, 3, 5, 6 and 7 in seconds, on the GPU or on the CPU: the published
+shapes are replaced by :data:`SMOKE_SHAPES` (two layers, 56x56 images), with 2 rows, one repeat,
+16 images and 16 texts encoded, 0 and 1 workers; ``e2e`` (minutes) and ``fsdp`` (NCCL) are left
+out. It writes into a temporary folder unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -42,9 +48,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +92,14 @@ SHAPES: dict[str, tuple[str, dict, dict]] = {
                        "num_heads": 16, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]}),
 }
 IMAGE_SIDE = 448  # 1,024 patches, 256 merged image tokens per image
+#: The smoke run's shape (Qwen2-VL's head size, two layers, a one-block vision tower) and its image side.
+SMOKE_SHAPES: dict[str, tuple[str, dict, dict]] = {
+    "smoke": ("qwen2_vl",
+              {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 2,
+               "num_key_value_heads": 1, "vocab_size": 512, "tie_word_embeddings": True},
+              {"depth": 1, "embed_dim": 64, "hidden_size": 256, "num_heads": 2, "mlp_ratio": 2}),
+}
+SMOKE_SIDE = 56
 
 
 def bridged_batch(backbone: Backbone, rows: int, side: int, seed: int = 0) -> Batch:
@@ -200,8 +215,9 @@ def section_packing(device: torch.device, shape: str, pack_tokens: int, repeats:
 
 # ---------------------------------------------------------------- 3. throughput
 def shaped_backbone(shape: str, device: torch.device, attn: str = "sdpa") -> Backbone:
-    """A random model at a published shape, with the tiny tokenizer's special ids, in fp32."""
-    family, text, vision = SHAPES[shape]
+    """A random model at a published shape (or a smoke one), with the tiny tokenizer's special ids, in fp32."""
+    family, text, vision = SHAPES[shape] if shape in SHAPES else SMOKE_SHAPES[shape]
+    side = IMAGE_SIDE if shape in SHAPES else SMOKE_SIDE
     tiny = Backbone.tiny("tiny", family)  # type: ignore[arg-type]
     ids = TokenIds.from_tokenizer(tiny.tokenizer)
     text = {**text, "max_position_embeddings": 32768, "use_cache": False, "bos_token_id": ids.eos,
@@ -215,7 +231,7 @@ def shaped_backbone(shape: str, device: torch.device, attn: str = "sdpa") -> Bac
     with torch.device(device):
         model = MODEL_CLASSES[family](config)
     return Backbone(model=model.float(), tokenizer=tiny.tokenizer,
-                    image_processor=build_image_processor(IMAGE_SIDE**2, IMAGE_SIDE**2), ids=ids)
+                    image_processor=build_image_processor(side**2, side**2), ids=ids)
 
 
 def training_flops(model: torch.nn.Module, batch: Batch, per_param: int) -> float:
@@ -247,18 +263,19 @@ def measure_training(model: torch.nn.Module, batch: Batch, mode: str, flops_per_
 
 
 def section_throughput(device: torch.device, shapes: list[str], rows: int, repeats: int, peak: float,
-                       side: int) -> dict:
+                       side: int, items: int = 256) -> dict:
     out: dict = {}
     for index, shape in enumerate(shapes):
-        out.update(shape_throughput(shape, device, rows, repeats, peak, side, eager=index == 0))
+        out.update(shape_throughput(shape, device, rows, repeats, peak, side, eager=index == 0, items=items))
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return out
 
 
 def shape_throughput(shape: str, device: torch.device, rows: int, repeats: int, peak: float, side: int,
-                     eager: bool) -> dict:
-    """Training steps (full, checkpointed, LoRA) and bf16 encoding for one published shape."""
+                     eager: bool, items: int = 256) -> dict:
+    """Training steps (full, checkpointed, LoRA) and bf16 encoding (``items`` images and as many texts) for one
+    published shape."""
     began = time.perf_counter()
     backbone = shaped_backbone(shape, device)
     model = backbone.model.train()
@@ -289,9 +306,9 @@ def shape_throughput(shape: str, device: torch.device, rows: int, repeats: int, 
     encoder = BatchEncoder(Backbone(model=base, tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
                                ids=backbone.ids), EmbeddingSpec(), device=device)
     rng = np.random.default_rng(2)
-    items = [Item("<|image_1|> Represent the given image.", common.random_image(rng, side)) for _ in range(256)]
-    items += [Item(f"a short caption number {i} about a dress") for i in range(256)]
-    out[f"{shape}/encode_bf16_items_per_s"] = encoding_rate(encoder, items)
+    encoded = [Item("<|image_1|> Represent the given image.", common.random_image(rng, side)) for _ in range(items)]
+    encoded += [Item(f"a short caption number {i} about a dress") for i in range(items)]
+    out[f"{shape}/encode_bf16_items_per_s"] = encoding_rate(encoder, encoded)
     print(shape, "encode items/s", out[f"{shape}/encode_bf16_items_per_s"], flush=True)
     return out
 
@@ -366,25 +383,25 @@ def section_adapters(device: torch.device, shapes: list[str], rows: int, repeats
 
 
 # ---------------------------------------------------------------- 6. workers
-def section_workers(device: torch.device, shape: str, side: int, workers: list[int]) -> dict:
-    """Encoding items/s with preprocessing in 0..N worker processes (images from PNG files)."""
+def section_workers(device: torch.device, shape: str, side: int, workers: list[int], images: int = 256) -> dict:
+    """Encoding items/s with preprocessing in 0..N worker processes (``images`` from PNG files, as many texts)."""
     backbone = shaped_backbone(shape, device)
     model = backbone.model.to(torch.bfloat16).eval()
-    folder = Path("/tmp/cocoa-gpu-images")
-    folder.mkdir(exist_ok=True)
-    rng = np.random.default_rng(3)
-    items = []
-    for index in range(256):
-        path = folder / f"{index}.png"
-        common.random_image(rng, side).save(path)
-        items.append(Item("<|image_1|> Represent the given image.", str(path)))
-    items += [Item(f"a short caption number {i} about a dress") for i in range(256)]
-    out: dict = {"items": len(items), "cpu_count": os.cpu_count()}
-    for count in workers:
-        encoder = BatchEncoder(Backbone(model=model, tokenizer=backbone.tokenizer, image_processor=backbone.image_processor,
-                                   ids=backbone.ids), EmbeddingSpec(), device=device, num_workers=count)
-        out[f"workers_{count}_items_per_s"] = encoding_rate(encoder, items)
-        print(shape, "workers", count, out[f"workers_{count}_items_per_s"], flush=True)
+    with tempfile.TemporaryDirectory(prefix="cocoa-gpu-images-") as folder:
+        rng = np.random.default_rng(3)
+        items = []
+        for index in range(images):
+            path = Path(folder) / f"{index}.png"
+            common.random_image(rng, side).save(path)
+            items.append(Item("<|image_1|> Represent the given image.", str(path)))
+        items += [Item(f"a short caption number {i} about a dress") for i in range(images)]
+        out: dict = {"items": len(items), "cpu_count": os.cpu_count()}
+        for count in workers:
+            encoder = BatchEncoder(Backbone(model=model, tokenizer=backbone.tokenizer,
+                                            image_processor=backbone.image_processor, ids=backbone.ids),
+                                   EmbeddingSpec(), device=device, num_workers=count)
+            out[f"workers_{count}_items_per_s"] = encoding_rate(encoder, items)
+            print(shape, "workers", count, out[f"workers_{count}_items_per_s"], flush=True)
     return out
 
 
@@ -438,22 +455,39 @@ def section_fsdp(out_dir: Path, data: Path | None) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--sections", nargs="+", default=["env", "kernels", "throughput", "e2e"])
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES))
-    parser.add_argument("--rows", type=int, default=16, help="rows per training batch in the throughput section")
-    parser.add_argument("--side", type=int, default=IMAGE_SIDE, help="image side in pixels (throughput)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="required without --smoke")
+    parser.add_argument("--sections", nargs="+", help="default: env kernels throughput e2e; with --smoke env "
+                                                       "kernels throughput adapters workers packing")
+    parser.add_argument("--shapes", nargs="+", help="default: the published shapes; with --smoke the smoke shape")
+    parser.add_argument("--rows", type=int, help="rows per training batch in the throughput section "
+                                                 "(default: 16; 2 with --smoke)")
+    parser.add_argument("--side", type=int, help=f"image side in pixels (throughput; default: {IMAGE_SIDE}, "
+                                                 f"{SMOKE_SIDE} with --smoke)")
+    parser.add_argument("--repeats", type=int, help="default: 5; 1 with --smoke")
+    parser.add_argument("--items", type=int, help="images, and as many texts, encoded in the throughput and workers "
+                                                  "sections (default: 256; 16 with --smoke)")
     parser.add_argument("--e2e-timeout", type=float, default=420.0)
     parser.add_argument("--e2e-set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for every stage of `cocoa run mini` (repeatable)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 4, 8],
-                        help="preprocessing processes to compare in the workers section")
+    parser.add_argument("--workers", type=int, nargs="+",
+                        help="preprocessing processes to compare in the workers section (default: 0 4 8; 0 1 "
+                             "with --smoke)")
     parser.add_argument("--data", type=Path, default=None, help="MiniMMEB folder for the fsdp section")
     parser.add_argument("--pack-tokens", type=int, default=1024, help="packed row length in the packing section")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.out = args.out or Path(tempfile.mkdtemp(prefix="gpu-check-smoke-"))
+        args.sections = args.sections or ["env", "kernels", "throughput", "adapters", "workers", "packing"]
+        args.shapes, args.rows, args.side = args.shapes or list(SMOKE_SHAPES), args.rows or 2, args.side or SMOKE_SIDE
+        args.repeats, args.workers, args.items = args.repeats or 1, args.workers or [0, 1], args.items or 16
+    elif args.out is None:
+        parser.error("--out is required without --smoke")
+    args.sections = args.sections or ["env", "kernels", "throughput", "e2e"]
+    args.shapes, args.rows, args.side = args.shapes or list(SHAPES), args.rows or 16, args.side or IMAGE_SIDE
+    args.repeats, args.workers, args.items = args.repeats or 5, args.workers or [0, 4, 8], args.items or 256
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results: dict = {}
@@ -468,13 +502,14 @@ def main() -> None:
             elif section == "kernels":
                 results[section] = section_kernels(device)
             elif section == "throughput":
-                results[section] = section_throughput(device, args.shapes, args.rows, args.repeats, peak, args.side)
+                results[section] = section_throughput(device, args.shapes, args.rows, args.repeats, peak, args.side,
+                                                      args.items)
             elif section == "e2e":
                 results[section] = section_e2e(args.out, args.e2e_timeout, args.e2e_set)
             elif section == "adapters":
                 results[section] = section_adapters(device, args.shapes, args.rows, args.repeats, peak, args.side)
             elif section == "workers":
-                results[section] = section_workers(device, args.shapes[0], args.side, args.workers)
+                results[section] = section_workers(device, args.shapes[0], args.side, args.workers, args.items)
             elif section == "packing":
                 results[section] = section_packing(device, args.shapes[0], args.pack_tokens, args.repeats, peak,
                                                    args.out)

@@ -11,6 +11,8 @@ printing build time, peak RSS, index size and the recall@10 it measured against 
 
     python benchmarks/scale/corpus_scale.py encode --sizes 10000 100000 --ranks 2
     python benchmarks/scale/corpus_scale.py index --vectors 1000000 --dim 128 --kinds flat hnsw ivfpq
+    python benchmarks/scale/corpus_scale.py encode --smoke     # 32 rows, one process
+    python benchmarks/scale/corpus_scale.py index --smoke      # 10000 vectors of 16 features, every kind
 
 On a GPU machine the same ``encode`` command measures ranks x items/s (``--ranks`` = GPUs).
 """
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -119,23 +122,30 @@ def index(args: argparse.Namespace, root: Path, env: dict[str, str]) -> None:
         shutil.rmtree(out)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
     enc = sub.add_parser("encode")
-    enc.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    enc.add_argument("--ranks", type=int, default=2)
+    enc.add_argument("--sizes", type=int, nargs="+", help="default: 10000 100000; 32 with --smoke")
+    enc.add_argument("--ranks", type=int, help="default: 2; 1 with --smoke")
     enc.add_argument("--image-share", type=float, default=0.1)
     enc.add_argument("--batch-size", type=int, default=32)
     idx = sub.add_parser("index")
-    idx.add_argument("--vectors", type=int, default=1_000_000)
-    idx.add_argument("--dim", type=int, default=128)
+    idx.add_argument("--vectors", type=int, help="default: 1000000; 10000 with --smoke")
+    idx.add_argument("--dim", type=int, help="default: 128; 16 with --smoke")
     idx.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"])
     idx.add_argument("--nprobe", type=int, help="IVF lists searched per query (default: cocoa's)")
     idx.add_argument("--ef-search", type=int, help="HNSW search breadth (default: cocoa's)")
     for p in (enc, idx):
         p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args()
+        p.add_argument("--smoke", action="store_true", help="seconds long: see the usage above")
+    args = parser.parse_args(argv)
+    if args.what == "encode":
+        args.sizes = args.sizes or ([32] if args.smoke else [10_000, 100_000])
+        args.ranks = args.ranks or (1 if args.smoke else 2)
+    else:
+        args.vectors = args.vectors or (10_000 if args.smoke else 1_000_000)
+        args.dim = args.dim or (16 if args.smoke else 128)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
         (encode if args.what == "encode" else index)(args, Path(tmp), env)

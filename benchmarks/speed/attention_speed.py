@@ -4,12 +4,14 @@ Every mode runs on the same token layout, ``[image + query text] <EOS> [target t
 so only the mask differs; the target is ``eos_bridge`` at most 1.15x ``bidirectional``.
 
     python benchmarks/speed/attention_speed.py --presets tiny small --batch 8 --repeats 20
+    python benchmarks/speed/attention_speed.py --smoke     # the tiny preset, batch 2, one repeat
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -34,15 +36,18 @@ def train_step(model: torch.nn.Module, batch: Batch, mode: str) -> None:
     hidden_states(model, batch, mode).float().pow(2).mean().backward()  # type: ignore[arg-type]
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["tiny", "small"])
+    parser.add_argument("--presets", nargs="+", help="default: tiny small; tiny with --smoke")
     parser.add_argument("--family", default="qwen2_vl")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, help="default: 8; 2 with --smoke")
     parser.add_argument("--target-words", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, help="default: 20; 1 with --smoke")
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the usage above")
+    args = parser.parse_args(argv)
+    args.presets = args.presets or (["tiny"] if args.smoke else ["tiny", "small"])
+    args.batch, args.repeats = args.batch or (2 if args.smoke else 8), args.repeats or (1 if args.smoke else 20)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, sdpa, fp32, median of "

@@ -2,19 +2,25 @@
 
 Usage: python benchmarks/speed/eval_speed.py --model MODEL_DIR --data MINIMMEB_DIR [--datasets A,B]
        [--batch-size 32] [--naive-queries 5] [--repeat 1]
+       python benchmarks/speed/eval_speed.py --smoke [--data MINIMMEB_DIR]
 
 Targets: the evaluator is >= 3x faster than a naive evaluator that encodes every query's
 candidates anew, and within 1.2x of encoding each unique item once. The naive time is an
 estimate: a few queries per dataset are timed and the per-query time is extrapolated. On a
 busy machine, ``--repeat N`` alternates encode-once and the evaluator N times and keeps the
 best time of each.
+
+``--smoke``: a randomly initialised tiny model (unless ``--model`` is given) on two small sets of a tiny
+MiniMMEB (unless ``--data`` is given), each made in a temporary folder, one naive query per set.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +34,9 @@ from cocoa.evaluate.plan import select_datasets
 from cocoa.evaluate.registry import resolve_benchmark
 from cocoa.evaluate.runner import ItemEncoder, evaluate
 from cocoa.evaluate.summary import Summary
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import SMOKE_DATASETS, smoke_data, smoke_folder, smoke_model
 
 
 def load_datasets(data: Path, names: list[str] | None, image_root: Path) -> list[EvalDataset]:
@@ -75,17 +84,26 @@ def time_naive(encoder: ItemEncoder, datasets: list[EvalDataset], queries: int, 
     return total
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--data", type=Path)
     parser.add_argument("--images", type=Path, default=None)
     parser.add_argument("--datasets", default=None, help="comma-separated names (default: all)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--naive-queries", type=int, default=5, help="queries timed per dataset for the naive estimate")
+    parser.add_argument("--naive-queries", type=int, help="queries timed per dataset for the naive estimate "
+                        "(default: 5; 1 with --smoke)")
     parser.add_argument("--repeat", type=int, default=1, help="alternate encode-once and the evaluator N times; "
                         "the best time of each is reported")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.model = args.model or smoke_model(smoke_folder(None, "eval-speed") / "model")
+        args.data = args.data or smoke_data(smoke_folder(None, "eval-speed") / "data")
+        args.datasets = args.datasets or ",".join(SMOKE_DATASETS[:2])
+    elif args.model is None or args.data is None:
+        parser.error("--model and --data are required without --smoke")
+    args.naive_queries = args.naive_queries or (1 if args.smoke else 5)
 
     image_root = args.images or (args.data / "images" if (args.data / "images").is_dir() else args.data)
     names = args.datasets.split(",") if args.datasets else None

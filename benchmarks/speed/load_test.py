@@ -12,11 +12,13 @@ server process's CPU time per request (from /proc; the clients share this machin
 request one the server must refuse with a 4xx (:data:`BAD_BODIES`) and reports how the good
 requests around them fare. ``--heavy-every N`` makes every N-th request a maximal one (two 7999x7999
 PNGs, the request pixel budget) and reports the latency of the other requests apart from it, with the
-server's RSS at the end and its peak. Not a test; not run by CI.
+server's RSS at the end and its peak. Not a test; the suite runs its ``--smoke`` (the tiny preset,
+48 requests per phase from 4 clients, every 4th a bad one, unless those options are given).
 
     python benchmarks/speed/load_test.py --clients 16 --requests 300
     python benchmarks/speed/load_test.py --clients 16 --requests 300 --serve-arg=--pack-tokens=0
     python benchmarks/speed/load_test.py --clients 16 --requests 400 --heavy-every 50
+    python benchmarks/speed/load_test.py --smoke
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,19 +284,19 @@ def server_thread(model_dir: Path, port: int, serve_args: list[str]) -> Iterator
         thread.join(timeout=10)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="model folder (default: a tiny model built on the fly)")
     parser.add_argument("--url", help="load a server that is already running at this base URL instead "
                                       "(e.g. one started under a profiler)")
-    parser.add_argument("--preset", default="small", help="tiny preset when no --model is given")
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=400, help="requests per phase")
+    parser.add_argument("--preset", help="tiny preset when no --model is given (default: small; tiny with --smoke)")
+    parser.add_argument("--clients", type=int, help="default: 16; 4 with --smoke")
+    parser.add_argument("--requests", type=int, help="requests per phase (default: 400; 48 with --smoke)")
     parser.add_argument("--duration", type=float, default=60, help="seconds per phase at most")
     parser.add_argument("--image-every", type=int, default=4, help="every n-th request has an image (0: none)")
-    parser.add_argument("--bad-every", type=int, default=0,
-                        help="every n-th request is one the server must refuse with a 4xx (0: none); errors then "
-                             "count the good requests only")
+    parser.add_argument("--bad-every", type=int,
+                        help="every n-th request is one the server must refuse with a 4xx (0: none, the default; "
+                             "4 with --smoke); errors then count the good requests only")
     parser.add_argument("--heavy-every", type=int, default=0,
                         help="every n-th request is a maximal one (two 7999x7999 PNGs); other requests reported apart")
     parser.add_argument("--server", choices=["process", "thread"], default="process")
@@ -303,7 +305,11 @@ def main() -> None:
                              "takes less of the cores the server runs on); httpx: the first version's client")
     parser.add_argument("--serve-arg", dest="serve_args", action="append", default=[],
                         help="an option for `cocoa serve`, e.g. --serve-arg=--max-batch=32 (repeatable)")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
+    args = parser.parse_args(argv)
+    args.preset = args.preset or ("tiny" if args.smoke else "small")
+    args.clients, args.requests = args.clients or (4 if args.smoke else 16), args.requests or (48 if args.smoke else 400)
+    args.bad_every = (4 if args.smoke else 0) if args.bad_every is None else args.bad_every
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.url:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,13 +101,16 @@ def measure(tokens: int, seg: torch.Tensor, causal: bool, repeats: int, compiled
             f"| {ms['sdpa', last] / ms['flex', last]:.2f}x | {diff:.1e} |")
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows-tokens", type=int, nargs="+", default=[512, 1024, 2048])
+    parser.add_argument("--smoke", action="store_true", help="seconds long: rows of 384 tokens, one repeat, flex uncompiled")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rows_tokens, args.repeats = [384], 1
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     rng = np.random.default_rng(0)
@@ -116,7 +119,7 @@ def main() -> None:
     print("| R | segments | mask | blocks skipped | compile s | SDPA dense fwd / fwd+bwd ms "
           "| flex fwd / fwd+bwd ms | dense / flex (fwd+bwd, or fwd on CPU) | max diff |")
     print("|---|---|---|---|---|---|---|---|---|")
-    compiled = torch.compile(flex_attention)
+    compiled = flex_attention if args.smoke else torch.compile(flex_attention)
     for tokens in args.rows_tokens:
         seg = segments_of_row(tokens, rng)
         for causal in (False, True):

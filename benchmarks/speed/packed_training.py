@@ -34,6 +34,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,10 @@ SIDE = 448
 SHAPES = {
     "2b": ({"hidden": 256, "layers": 4, "heads": 4, "kv_heads": 2, "mlp": 768}, {"embed_dim": 160, "depth": 3}),
     "7b": ({"hidden": 512, "layers": 4, "heads": 8, "kv_heads": 4, "mlp": 1536}, {"embed_dim": 144, "depth": 2}),
+    "smoke": ({"hidden": 64, "layers": 1, "heads": 4, "kv_heads": 2, "mlp": 128}, {"embed_dim": 32, "depth": 1}),
 }
-#: Published shapes: vision-tower parameters, language-model parameters without embeddings.
-REFERENCE = {"2b": (675e6, 1.31e9), "7b": (675e6, 6.5e9)}
+#: Published shapes: vision-tower parameters, language-model parameters without embeddings (``smoke``: 2B's).
+REFERENCE = {"2b": (675e6, 1.31e9), "7b": (675e6, 6.5e9), "smoke": (675e6, 1.31e9)}
 PATCHES = (SIDE // 14) ** 2
 
 
@@ -165,9 +167,10 @@ def train_step(stage: str, b: Backbone, chunks: list[Batch], pack: int | None,
         objective(chunk)["loss"].backward()
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="2b")
+    parser.add_argument("--smoke", action="store_true", help="seconds long: the smoke shape, 4 pairs, 1 step a stage")
     parser.add_argument("--batch", type=int, default=32, help="pairs per step")
     parser.add_argument("--chunk", type=int, default=8, help="GradCache chunk (sequences)")
     parser.add_argument("--pack-tokens", type=int, default=2048)
@@ -178,7 +181,9 @@ def main() -> None:
                         default=["contrastive", "bridge", "warmup"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--images", type=Path, default=Path("runs/packed-bench-images"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.shape, args.batch, args.chunk, args.steps, args.pack_tokens = "smoke", 4, 2, 1, 1024
     torch.set_num_threads(args.threads)
     args.images.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +23,16 @@ from cocoa.inference.server import parse_input
 from cocoa.inference.settings import DEFAULTS
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="small")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 16, 32, 64])
     parser.add_argument("--pack-tokens", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per cell (median reported)")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds long: the tiny preset, batches of 1 and 4, one run")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.preset, args.sizes, args.repeat = "tiny", [1, 4], 1
     with tempfile.TemporaryDirectory() as tmp:
         model = tiny_model(Path(tmp), args.preset)
         embedder = Embedder.from_pretrained(model, device="cpu")

@@ -4,12 +4,14 @@ The bound on encoding throughput when preprocessing runs in the main process, as
 ``BatchEncoder.encode_items``; compare with the encode rate of ``benchmarks/gpu/gpu_check.py``.
 
     python benchmarks/speed/preprocess_speed.py --items 256 --threads 1
+    python benchmarks/speed/preprocess_speed.py --smoke     # 8 items of 56x56, batches of 4
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -20,13 +22,16 @@ from cocoa.data.items import Item
 from cocoa.model.backbone import Backbone, build_image_processor
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=256, help="half images, half texts")
-    parser.add_argument("--side", type=int, default=448)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--items", type=int, help="half images, half texts (default: 256; 8 with --smoke)")
+    parser.add_argument("--side", type=int, help="default: 448; 56 with --smoke")
+    parser.add_argument("--batch", type=int, help="default: 64; 4 with --smoke")
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the usage above")
+    args = parser.parse_args(argv)
+    args.items, args.side = args.items or (8 if args.smoke else 256), args.side or (56 if args.smoke else 448)
+    args.batch = args.batch or (4 if args.smoke else 64)
     torch.set_num_threads(args.threads)
     tiny = Backbone.tiny("tiny")
     backbone = Backbone(model=tiny.model, tokenizer=tiny.tokenizer, ids=tiny.ids,

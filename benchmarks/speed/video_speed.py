@@ -6,6 +6,7 @@ folder of JPEG frames (MMEB-V2's layout) and as an ``.mp4`` (PyAV, mpeg4), then 
 tiny model encoding the clips (``BatchEncoder.encode_items``, preprocessing included).
 
     python benchmarks/speed/video_speed.py --clips 64 --frames-saved 64 --frames 8 --side 224
+    python benchmarks/speed/video_speed.py --smoke     # 2 clips of 4 frames at 56x56, 2 sampled
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +49,17 @@ def frames_per_second(sources: list[str], policy: VideoPolicy) -> float:
     return count / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=64)
-    parser.add_argument("--frames-saved", type=int, default=64)
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--side", type=int, default=224)
+    parser.add_argument("--clips", type=int, help="default: 64; 2 with --smoke")
+    parser.add_argument("--frames-saved", type=int, help="default: 64; 4 with --smoke")
+    parser.add_argument("--frames", type=int, help="default: 8; 2 with --smoke")
+    parser.add_argument("--side", type=int, help="default: 224; 56 with --smoke")
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the usage above")
+    args = parser.parse_args(argv)
+    args.clips, args.frames_saved = args.clips or (2 if args.smoke else 64), args.frames_saved or (4 if args.smoke else 64)
+    args.frames, args.side = args.frames or (2 if args.smoke else 8), args.side or (56 if args.smoke else 224)
     torch.set_num_threads(args.threads)
     policy = VideoPolicy(frames=args.frames)
     with tempfile.TemporaryDirectory() as tmp:

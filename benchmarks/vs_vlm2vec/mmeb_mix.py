@@ -33,6 +33,11 @@ costs the same.
     benchmarks/vs_vlm2vec/setup.sh
     python benchmarks/vs_vlm2vec/mmeb_mix.py --shape 2b --rows 256 --rounds 2
     python benchmarks/vs_vlm2vec/mmeb_mix.py --shape 2b --what eval --queries 64 --rounds 2
+    python benchmarks/vs_vlm2vec/mmeb_mix.py --smoke [--what eval] [--work DIR]
+
+``--smoke`` is one round of 32 pairs (one step) or 8 queries, with the model's processor fixed at
+56x56 (4 image tokens) and one cocoa run: packed with token chunks (train) or packed (eval, besides
+the profiled padded one); where VLM2Vec is not set up under ``--work``, cocoa's side alone.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import re
 import shutil
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +59,7 @@ import pyarrow.parquet as pq
 import yaml
 from build import hub_layout
 from PIL import Image
-from run import REPO, TRAIN_SAMPLES, timed
+from run import REPO, TRAIN_SAMPLES, timed, vlm2vec_ready
 
 sys.path.insert(0, str(REPO / "benchmarks" / "speed"))
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -62,11 +68,12 @@ from packed_training import SIDE, backbone, flop_ratio, mmeb_pairs, text
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
 from cocoa.data.items import IMAGE_PLACEHOLDER, Item, TrainPair
-from cocoa.model.backbone import Backbone
+from cocoa.model.backbone import Backbone, build_image_processor
 from cocoa.model.packing import pack_rows, token_chunks
 
 KINDS = ("ImageToText", "TextToImage", "ImageToImage", "ImageToCaption")
 MAX_LEN = 512
+SMOKE_SIDE = 56
 
 
 def kind_of(pair: TrainPair) -> str:
@@ -188,7 +195,7 @@ def cocoa_eval(model: Path, data: Path, out: Path, batch: int, pack_tokens: int 
 
 #: Where ``cocoa eval``'s time goes: (label, cocoa module, function) whose cumulative time is reported.
 PROFILED = (("whole command", "cocoa/cli.py", "main"), ("evaluation", "cocoa/evaluate/runner.py", "evaluate"),
-             ("model forward", "cocoa/model/forward.py", "embed"),
+             ("model forward", "cocoa/model/packing.py", "embed"),
              ("vision tower", "cocoa/model/forward.py", "vision_features"),
              ("preprocessing", "cocoa/data/collate.py", "embedding_sequence"))
 
@@ -212,7 +219,8 @@ def cocoa_eval_profile(model: Path, data: Path, out: Path, batch: int) -> str:
 def eval_rounds(args: argparse.Namespace, work: Path, model: Path, data: Path, root: Path) -> None:
     items = build_eval_data(data, args.queries)
     print(f"{items} items (distinct per subset), eval batch {args.eval_batch}")
-    results: dict[str, list[tuple[float, float]]] = {"vlm2vec": [], "cocoa padded": [], "cocoa packed": []}
+    cocoa_runs = ["cocoa packed"] if args.smoke else ["cocoa padded", "cocoa packed"]
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in ["vlm2vec"] * vlm2vec_ready(work) + cocoa_runs}
     for r in range(args.rounds):
         for name in list(results) if r % 2 == 0 else list(results)[::-1]:
             out = root / "eval-runs" / f"{name.replace(' ', '-')}-r{r}"
@@ -227,12 +235,17 @@ def eval_rounds(args: argparse.Namespace, work: Path, model: Path, data: Path, r
             print(f"round {r} {name}: encoding {value[0]:.1f} s, process {value[1]:.1f} s", flush=True)
     print("cocoa eval (padded) under cProfile: " + cocoa_eval_profile(model, data, root / "eval-runs" / "profile",
                                                                       args.eval_batch))
-    base = statistics.median(items / s for s, _ in results["vlm2vec"])
+    base = statistics.median(items / s for s, _ in results["vlm2vec"]) if "vlm2vec" in results else None
     print(f"\n| system | items/s encoding (median of {args.rounds}) | / VLM2Vec | items/s process wall |"
           "\n|---|---|---|---|")
     for name, values in results.items():
         rate = statistics.median(items / s for s, _ in values)
-        print(f"| {name} | {rate:.2f} | {rate / base:.2f}x | {statistics.median(items / w for _, w in values):.2f} |")
+        print(f"| {name} | {rate:.2f} | {ratio(rate, base)} | {statistics.median(items / w for _, w in values):.2f} |")
+
+
+def ratio(value: float, base: float | None) -> str:
+    """``value / base`` as a factor, ``-`` without VLM2Vec's figure."""
+    return "-" if base is None else f"{value / base:.2f}x"
 
 
 def computed_tokens(chunk: list[int], pack_tokens: int | None) -> int:
@@ -316,24 +329,33 @@ def cocoa_train(model: Path, data: Path, out: Path, rows: int, port: int, pack_t
     return float(json.loads((out / "result.json").read_text())["samples_per_second"])
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "vs_vlm2vec")
     parser.add_argument("--shape", choices=("2b", "7b"), default="2b")
-    parser.add_argument("--rows", type=int, default=256, help="training pairs in all")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rows", type=int, help="training pairs in all (default: 256; 32 with --smoke)")
+    parser.add_argument("--rounds", type=int, help="default: 2; 1 with --smoke")
     parser.add_argument("--pack-tokens", type=int, default=512)
     parser.add_argument("--port", type=int, default=29641)
     parser.add_argument("--what", choices=("train", "eval"), default="train")
-    parser.add_argument("--queries", type=int, default=64, help="evaluation queries in all")
+    parser.add_argument("--queries", type=int, help="evaluation queries in all (default: 64; 8 with --smoke)")
     parser.add_argument("--eval-batch", type=int, default=8)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
+    args = parser.parse_args(argv)
+    args.rows, args.rounds = args.rows or (32 if args.smoke else 256), args.rounds or (1 if args.smoke else 2)
+    args.queries = args.queries or (8 if args.smoke else 64)
     work = args.work.resolve()
-    root = work / f"mmeb-mix-{args.shape}-{args.rows}"
+    if not vlm2vec_ready(work):
+        if not args.smoke:
+            raise SystemExit(f"VLM2Vec is not set up under {work}: run benchmarks/vs_vlm2vec/setup.sh {work}")
+        print(f"VLM2Vec is not set up under {work}: cocoa's side only")
+    root = work / (f"mmeb-mix-{args.shape}-{args.rows}" + ("-smoke" if args.smoke else ""))
     model, data = root / "model", root / "data"
     if not (model / "config.json").is_file():
         counts = build_data(data, args.rows)
         b = backbone(args.shape)
+        if args.smoke:
+            b.image_processor = build_image_processor(SMOKE_SIDE**2, SMOKE_SIDE**2)
         b.save(model)
         hub_layout(model)
         print(f"subsets {counts}; vision FLOPs per {SIDE}x{SIDE} image = {flop_ratio(b):.0f} LM tokens")
@@ -344,7 +366,8 @@ def main() -> None:
                     "cocoa packed, token chunks": (args.pack_tokens, 4 * args.pack_tokens)})
     ratios = token_ratios(model, data, args.pack_tokens)
     print("real / computed tokens: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
-    results: dict[str, list[float]] = {name: [] for name in SYSTEMS}
+    cocoa_runs = ["cocoa packed, token chunks"] if args.smoke else [name for name in SYSTEMS if name != "vlm2vec"]
+    results: dict[str, list[float]] = {name: [] for name in ["vlm2vec"] * vlm2vec_ready(work) + cocoa_runs}
     for r in range(args.rounds):
         names = list(results) if r % 2 == 0 else list(results)[::-1]
         for name in names:
@@ -355,11 +378,11 @@ def main() -> None:
                 value = cocoa_train(model, data, out, args.rows, args.port, *SYSTEMS[name])
             results[name].append(value)
             print(f"round {r} {name}: {value:.2f} samples/s", flush=True)
-    base = statistics.median(results["vlm2vec"])
+    base = statistics.median(results["vlm2vec"]) if "vlm2vec" in results else None
     print(f"\n| system | samples/s (median of {args.rounds}) | / VLM2Vec | real / computed tokens |\n|---|---|---|---|")
     for name, values in results.items():
         median = statistics.median(values)
-        print(f"| {name} | {median:.2f} | {median / base:.2f}x | {ratios[name]:.3f} |")
+        print(f"| {name} | {median:.2f} | {ratio(median, base)} | {ratios[name]:.3f} |")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ evaluation, the eval accuracy, and the ratios cocoa / VLM2Vec. Not a test.
 
     benchmarks/vs_vlm2vec/setup.sh
     python benchmarks/vs_vlm2vec/run.py --rounds 3
+    python benchmarks/vs_vlm2vec/run.py --smoke [--work DIR]
+
+``--smoke`` is one round on the tiny preset, 32 training rows (one step) and 8 eval queries; where
+VLM2Vec is not set up under ``--work`` it runs cocoa's side alone and prints no ratios.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,6 +67,11 @@ def timed(cmd: list[str], log: Path, env: dict[str, str], cwd: Path) -> tuple[fl
     return wall, usage.ru_maxrss / 1024
 
 
+def vlm2vec_ready(work: Path) -> bool:
+    """Whether setup.sh has built VLM2Vec's source and venv under ``work``."""
+    return (work / "VLM2Vec" / "train.py").is_file() and (work / "venv" / "bin" / "python").is_file()
+
+
 class VLM2Vec:
     """VLM2Vec v1's train.py and eval.py from the source and venv that setup.sh built."""
 
@@ -71,7 +81,7 @@ class VLM2Vec:
                  seed: int = 0) -> None:
         self.src, self.venv, self.dtype, self.port = work / "VLM2Vec", work / "venv", dtype, port
         self.resolution, self.max_len, self.seed = resolution, max_len, seed
-        if not (self.src / "train.py").is_file() or not (self.venv / "bin" / "python").is_file():
+        if not vlm2vec_ready(work):
             raise SystemExit(f"VLM2Vec is not set up under {work}: run benchmarks/vs_vlm2vec/setup.sh {work}")
         self.env = {**os.environ, "VLM2VEC_ATTN": "sdpa", "PYTHONPATH": str(self.src),
                     "VLM2VEC_DTYPE": "bfloat16" if dtype == "bf16" else "float32",
@@ -161,13 +171,15 @@ def trained_model(system: VLM2Vec | Cocoa, out: Path) -> Path:
 
 
 def summary(runs: list[Run]) -> str:
-    """Per-round figures and medians, with the ratios cocoa / VLM2Vec."""
+    """Per-round figures and, where both systems ran, medians with the ratios cocoa / VLM2Vec."""
     lines = [f"{'round':>5} {'system':>8} {'what':>5} {'samples/s':>9} {'wall s':>7} {'peak RSS MiB':>12} {'P@1':>5}"]
     for run in runs:
         sps = f"{run.samples_per_s:.1f}" if run.samples_per_s is not None else "-"
         acc = f"{run.accuracy:.1f}" if run.accuracy is not None else "-"
         lines.append(f"{run.round:>5} {run.system:>8} {run.what:>5} {sps:>9} {run.wall_s:>7.1f} "
                      f"{run.peak_rss_mb:>12.0f} {acc:>5}")
+    if {run.system for run in runs} != {"cocoa", "vlm2vec"}:
+        return "\n".join(lines)
 
     def median(system: str, what: str, field: str) -> float:
         return statistics.median(getattr(r, field) for r in runs if r.system == system and r.what == what)
@@ -184,16 +196,16 @@ def summary(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "vs_vlm2vec",
                         help="setup.sh's folder (VLM2Vec/, venv/); the runs go under it too")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--preset", default="small", help="cocoa tiny preset of the shared model")
+    parser.add_argument("--rounds", type=int, help="default: 3; 1 with --smoke")
+    parser.add_argument("--preset", help="cocoa tiny preset of the shared model (default: small; tiny with --smoke)")
     parser.add_argument("--vocab", type=int, default=0,
                         help="embedding rows of the shared model (0: the tokenizer's size)")
-    parser.add_argument("--train-rows", type=int, default=2048)
-    parser.add_argument("--eval-rows", type=int, default=2000)
+    parser.add_argument("--train-rows", type=int, help="default: 2048; 32 with --smoke")
+    parser.add_argument("--eval-rows", type=int, help="default: 2000; 8 with --smoke")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--port", type=int, default=29631, help="torchrun master port")
@@ -206,14 +218,23 @@ def main() -> None:
     parser.add_argument("--cocoa-dedupe", action="store_true",
                         help="cocoa's contrastive.dedupe: each distinct row of a batch embedded once (here the "
                              "label texts: about 10 distinct targets in a batch of 32)")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.smoke else 3)
+    args.preset = args.preset or ("tiny" if args.smoke else "small")
+    args.train_rows = args.train_rows or (32 if args.smoke else 2048)
+    args.eval_rows = args.eval_rows or (8 if args.smoke else 2000)
     work = args.work.resolve()
     model, data = build(work, args.preset, args.vocab, args.train_rows, args.eval_rows)
-    systems = [VLM2Vec(work, args.dtype, args.port, seed=args.seed),
-               Cocoa(args.dtype, args.port, args.cocoa_workers, args.cocoa_dedupe, args.cocoa_protocol, args.seed)]
+    systems: list[VLM2Vec | Cocoa] = [
+        Cocoa(args.dtype, args.port, args.cocoa_workers, args.cocoa_dedupe, args.cocoa_protocol, args.seed)]
+    if args.smoke and not vlm2vec_ready(work):
+        print(f"VLM2Vec is not set up under {work}: cocoa's side only")
+    else:
+        systems.insert(0, VLM2Vec(work, args.dtype, args.port, seed=args.seed))
     tag = (f"{args.preset}-vocab{args.vocab or 'tok'}-{args.dtype}-w{args.cocoa_workers}"
            + ("-dedupe" if args.cocoa_dedupe else "") + (f"-{args.cocoa_protocol}" if args.cocoa_protocol else "")
-           + f"-seed{args.seed}")
+           + f"-seed{args.seed}" + ("-smoke" if args.smoke else ""))
     out = work / "runs" / tag
     if out.exists():
         shutil.rmtree(out)

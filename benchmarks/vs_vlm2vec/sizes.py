@@ -11,6 +11,10 @@ with its preprocessor on the same images. Prints every size where a count differ
 
     benchmarks/vs_vlm2vec/setup.sh
     python benchmarks/vs_vlm2vec/sizes.py
+    python benchmarks/vs_vlm2vec/sizes.py --smoke [--work DIR]
+
+``--smoke`` checks the sides in :data:`SMOKE_SIDES` only; where VLM2Vec is not set up under ``--work``
+it compares cocoa's policies with its preprocessor alone (no reference counts).
 """
 
 from __future__ import annotations
@@ -20,16 +24,18 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
-from run import REPO
+from run import REPO, vlm2vec_ready
 
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.collate import Preprocessor
 from cocoa.model.backbone import Backbone, build_image_processor
 
 SIDES = (20, 27, 28, 56, 100, 224, 333, 448, 672, 1000, 1344, 1700, 2200)
+SMOKE_SIDES = (20, 28, 333, 2200)
 V2_PROCESSOR = "src/model/vlm_backbone/qwen2_vl/image_processing_qwen2_vl.py"
 
 #: Run in VLM2Vec's venv (transformers 4.46.3), in its v1 source folder.
@@ -78,13 +84,10 @@ def reference_counts(python: Path, script: str, args: list[str], cwd: Path) -> d
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "vs_vlm2vec")
-    args = parser.parse_args()
-    src, venv = args.work / "VLM2Vec", args.work / "venv"
-    sizes = [(w, h) for w in SIDES for h in SIDES]
-    v2_venv = args.work / "venv-v2"
+def references(work: Path, sizes: list[tuple[int, int]]) -> dict[str, int]:
+    """The reference image-token count of every size and preset (VLM2Vec v1's venv; v2's, made on first use)."""
+    src, venv = work / "VLM2Vec", work / "venv"
+    v2_venv = work / "venv-v2"
     if not (v2_venv / "bin" / "python").is_file():
         subprocess.run(["python3", "-m", "venv", str(v2_venv)], check=True)
         subprocess.run([str(v2_venv / "bin" / "pip"), "install", "-q", "transformers==4.52.3", "pillow", "numpy"],
@@ -97,6 +100,23 @@ def main() -> None:
         v2_file = Path(tmp) / "image_processing_qwen2_vl.py"
         v2_file.write_text(v2_source)
         reference |= reference_counts(v2_venv / "bin" / "python", REFERENCE_V2, [grid, str(v2_file)], Path(tmp))
+    return reference
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "vs_vlm2vec")
+    parser.add_argument("--smoke", action="store_true", help="seconds long: see the module's doc")
+    args = parser.parse_args(argv)
+    sides = SMOKE_SIDES if args.smoke else SIDES
+    sizes = [(w, h) for w in sides for h in sides]
+    reference: dict[str, int] | None = None
+    if vlm2vec_ready(args.work):
+        reference = references(args.work, sizes)
+    elif args.smoke:
+        print(f"VLM2Vec is not set up under {args.work}: cocoa's policies against its preprocessor only")
+    else:
+        raise SystemExit(f"VLM2Vec is not set up under {args.work}: run benchmarks/vs_vlm2vec/setup.sh {args.work}")
     processor = build_image_processor(min_pixels=3136, max_pixels=12845056)
     backbone = Backbone.tiny("tiny", "qwen2_vl")
     backbone.image_processor = processor
@@ -109,13 +129,16 @@ def main() -> None:
             policy = PROTOCOLS[name].image.tokens(w, h, processor)
             grid = preprocessors[name].pixels(image)["image_grid_thw"][0]
             actual = int(grid.prod()) // 4
-            want = reference[f"{w}x{h} {name}"]
+            want = policy if reference is None else reference[f"{w}x{h} {name}"]
             checked += 1
             if not policy == actual == want:
                 differ += 1
-                print(f"{w}x{h} {name}: reference {want}, cocoa policy {policy}, cocoa preprocessor {actual}")
-    print(f"{checked - differ} of {checked} (size, preset) pairs give the reference's image-token count "
-          f"({len(sizes)} sizes, sides {SIDES[0]}-{SIDES[-1]} px)")
+                print(f"{w}x{h} {name}: reference {'-' if reference is None else want}, cocoa policy {policy}, "
+                      f"cocoa preprocessor {actual}")
+    what = ("the same count from policy and preprocessor" if reference is None
+            else "the reference's image-token count")
+    print(f"{checked - differ} of {checked} (size, preset) pairs give {what} "
+          f"({len(sizes)} sizes, sides {sides[0]}-{sides[-1]} px)")
 
 
 if __name__ == "__main__":

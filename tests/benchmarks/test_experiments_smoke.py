@@ -1,0 +1,79 @@
+"""``--smoke`` of every script in ``benchmarks/experiments/``: each runs its real code path in seconds
+on a tiny MiniMMEB and tiny models, and prints and writes what a full run does."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.benchmarks.smoke import RunMain
+
+GROUPS = {"classification", "vqa", "retrieval", "grounding", "image", "video", "IND", "OOD", "overall"}
+
+
+def test_ablation_then_reworded(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> None:
+    out = run_main("experiments/ablation.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path))
+    assert re.search(r"seed 0 \(a\): overall \d+\.\d\d", out) and re.search(r"seed 0 \(c\): overall \d+\.\d\d", out)
+    result = json.loads((tmp_path / "ablation.json").read_text())
+    assert result["seeds"] == [0] and set(result["runs"]) == {"a", "c"}
+    assert all(set(run) >= GROUPS for runs in result["runs"].values() for run in runs)
+    assert result["command"].startswith("python benchmarks/experiments/ablation.py --smoke")
+    assert "| (c) stage 2 + 3 |" in (tmp_path / "ablation.md").read_text()
+    assert (tmp_path / "ablation.png").stat().st_size > 0
+
+    out = run_main("experiments/reworded.py", "--smoke", "--data", str(smoke_mini), "--ablation", str(tmp_path))
+    assert "seed 0 (a)" not in out, "the ablation run in --ablation is read, not made again"
+    assert "| variant, reworded |" in out and "| (a) causal contrastive only (VLM2Vec-style) |" in out
+    reworded = json.loads((tmp_path / "reworded.json").read_text())
+    assert reworded["seeds"] == [0] and set(reworded["reworded"]) == set(reworded["original"]) == {"a", "c"}
+    assert set(reworded["reworded"]["c"][0]) >= GROUPS
+
+
+def test_compactness(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> None:
+    out = run_main("experiments/compactness.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path))
+    assert re.search(r"seed0: effective rank [\d.]+ of 96, alignment [\d.]+, uniformity -?[\d.]+ \(10 pairs\)", out)
+    result = json.loads((tmp_path / "compactness.json").read_text())
+    assert set(result) == {"seed0", "seed1"}
+    assert all(set(r) == {"effective_rank", "dim", "alignment", "uniformity"} for r in result.values())
+    assert (tmp_path / "compactness.png").stat().st_size > 0
+
+
+def test_cpu_determinism(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> None:
+    out = run_main("experiments/cpu_determinism.py", "--smoke", "--data", str(smoke_mini),
+                   "--out", str(tmp_path / "rows.json"))
+    assert "stage pretrain, 1 steps" in out and re.search(r"\| default \| \w+ \| [\d.]+ \| [\d.]+ \| [0-9a-f]{16} \|", out)
+    [row] = json.loads((tmp_path / "rows.json").read_text())
+    assert row["setting"] == "default" and row["env"] == {} and row["loss"] > 0 and len(row["sha256"]) == 16
+
+
+def test_matryoshka(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> None:
+    out = run_main("experiments/matryoshka.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path))
+    assert re.search(r"\| 48 \| [\d.]+ \| [\d.]+ \| [+-][\d.]+ \|", out) and re.search(r"\| 96 \| [\d.]+ \|", out)
+    result = json.loads((tmp_path / "matryoshka.json").read_text())
+    assert result["dims"] == [48, 96] and set(result["scores"]) == {"plain", "matryoshka"}
+    assert all(set(widths) == {"48", "96"} for widths in result["scores"].values())
+
+
+def test_video_order(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> None:
+    out = run_main("experiments/video_order.py", "--smoke", str(tmp_path), "--data", str(smoke_mini))
+    rows = re.findall(r"^\| (\w+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$", out, re.MULTILINE)
+    assert [name for name, *_ in rows] == ["VideoT2V", "VideoV2T", "Grid3x3VideoT2V"]
+    assert all(int(n) > 0 and int(n) == int(gold) + int(reverse) + int(other) for _, n, gold, reverse, other in rows)
+
+
+def test_wording_probe(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> None:
+    out = run_main("experiments/wording_probe.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path))
+    assert "FashionMNIST P@1 (%) per wording" in out
+    assert re.search(r"^\| `\{img\} Find the category of this image\.` \| [\d.]+ \|$", out, re.MULTILINE)
+    assert (tmp_path / "probe0" / "model0" / "FashionMNIST_score.json").is_file()
+
+
+def test_batch_mining(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> None:
+    out = run_main("experiments/batch_mining.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path))
+    for variant in ("random", "b3", "b3neg"):
+        assert re.search(rf"batch 4 seed 0 {variant}: overall \d+\.\d\d", out), variant
+    result = json.loads((tmp_path / "mining.json").read_text())
+    assert result["seeds"] == [0] and set(result["runs"]["4"]) == {"random", "b3", "b3neg"}
+    assert "b4-seed0" in result["mining_seconds"] and (tmp_path / "plan-b4-seed0" / "plan.json").is_file()
+    assert "| b3neg |" in (tmp_path / "mining.md").read_text()
