@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,15 @@ from tests.benchmarks.smoke import RunMain, script_module
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+def _one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """One thread for torch here and in the processes a smoke run starts: its ops are tiny, and on a busy
-    machine two threads of tiny ops spend most of their time waiting for each other."""
+    machine two threads of tiny ops spend most of their time waiting for each other. The tests after
+    these get the count back."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

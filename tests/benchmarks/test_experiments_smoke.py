@@ -7,7 +7,9 @@ import json
 import re
 from pathlib import Path
 
-from tests.benchmarks.smoke import RunMain
+import pytest
+
+from tests.benchmarks.smoke import RunMain, script_module
 
 GROUPS = {"classification", "vqa", "retrieval", "grounding", "image", "video", "IND", "OOD", "overall"}
 
@@ -77,3 +79,20 @@ def test_batch_mining(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> No
     assert result["seeds"] == [0] and set(result["runs"]["4"]) == {"random", "b3", "b3neg"}
     assert "b4-seed0" in result["mining_seconds"] and (tmp_path / "plan-b4-seed0" / "plan.json").is_file()
     assert "| b3neg |" in (tmp_path / "mining.md").read_text()
+
+
+def test_ablation_resumes_a_partly_finished_grid(run_main: RunMain, smoke_mini: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    first = run_main("experiments/ablation.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path),
+                     "--variants", "a")
+    module = script_module("experiments/ablation.py", monkeypatch)
+    trained: list[str] = []
+    real = module.train_stage
+    monkeypatch.setattr(module, "train_stage", lambda recipe, **kw: trained.append(recipe.train.output_dir)
+                        or real(recipe, **kw))
+    again = run_main("experiments/ablation.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path),
+                     "--variants", "a", "c")
+    assert [Path(folder).name for folder in trained] == ["bridge", "bridge+contrastive"]  # a and stage 0 reused
+    score = re.search(r"seed 0 \(a\): overall (\d+\.\d\d)", first)
+    assert score and f"seed 0 (a): overall {score.group(1)}" in again
+    assert set(json.loads((tmp_path / "ablation.json").read_text())["runs"]) == {"a", "c"}
