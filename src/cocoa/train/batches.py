@@ -22,6 +22,13 @@ class BatchBuilder(Protocol):
     def __call__(self, examples: Sequence[Any], rng: np.random.Generator) -> Any: ...
 
 
+def total_steps(steps_per_epoch: int, max_steps: int | None, epochs: float | None) -> int:
+    """``max_steps``, else ``epochs`` (default 1) of ``steps_per_epoch``, at least one step."""
+    if max_steps is not None:
+        return max_steps
+    return max(1, math.ceil((epochs or 1.0) * steps_per_epoch))
+
+
 class StepBatches(Protocol):
     """Which examples each rank trains on at each step: :class:`BatchPlan`, or a mined
     :class:`~cocoa.train.community_batches.CommunityBatches`."""
@@ -57,9 +64,7 @@ class BatchPlan:
         return self.n_examples // self.global_batch
 
     def total_steps(self, max_steps: int | None, epochs: float | None) -> int:
-        if max_steps is not None:
-            return max_steps
-        return max(1, math.ceil((epochs or 1.0) * self.steps_per_epoch))
+        return total_steps(self.steps_per_epoch, max_steps, epochs)
 
     def indices(self, step: int, rank: int) -> list[int]:
         epoch, offset = divmod(step, self.steps_per_epoch)

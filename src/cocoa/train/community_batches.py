@@ -13,7 +13,6 @@ global batches.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from cocoa.core.errors import ConfigError, DataError
 from cocoa.core.files import write_json
+from cocoa.train.batches import total_steps
 
 PLAN_FILE = "plan.json"
 PLAN_FORMAT = 1
@@ -104,9 +104,7 @@ class CommunityBatches:
         return self.plan.rows // self.global_batch
 
     def total_steps(self, max_steps: int | None, epochs: float | None) -> int:
-        if max_steps is not None:
-            return max_steps
-        return max(1, math.ceil((epochs or 1.0) * self.steps_per_epoch))
+        return total_steps(self.steps_per_epoch, max_steps, epochs)
 
     def indices(self, step: int, rank: int) -> list[int]:
         epoch, offset = divmod(step, self.steps_per_epoch)
