@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 
 from cocoa.core.batch import Batch
@@ -28,6 +29,7 @@ from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.data.minimmeb.build import build_mini
 from cocoa.model.backbone import Backbone
+from cocoa.stages.sections import RecipeBase
 
 QUERY = "<|image_1|> Represent the given image with the following question: what is it?"
 TARGET = "a red dress on a white background"
@@ -78,6 +80,34 @@ def bridged_batch(backbone: Backbone, rows: int, side: int, target_repeats: Call
 def command_line(script: str, argv: Sequence[str] | None) -> str:
     """The command that runs ``script`` with ``argv`` (``None``: this process's arguments), for the records."""
     return shlex.join(["python", os.path.relpath(script), *(sys.argv[1:] if argv is None else argv)])
+
+
+def finished(folder: Path, recipe: RecipeBase) -> bool:
+    """Whether ``folder`` holds a finished training run of exactly ``recipe`` (its ``recipe.yaml``).
+
+    An experiment reuses such runs when resumed. A finished run of any other recipe (another
+    commit's defaults, other overrides) is refused with the keys that differ, never reused.
+    """
+    if not (folder / "result.json").is_file() or not (folder / "model").is_dir():
+        return False
+    saved = _flat(yaml.safe_load((folder / "recipe.yaml").read_text()))
+    wanted = _flat(yaml.safe_load(yaml.safe_dump(recipe.model_dump(), sort_keys=False)))
+    differ = sorted(key for key in saved.keys() | wanted.keys() if saved.get(key) != wanted.get(key))
+    if differ:
+        raise SystemExit(f"{folder} holds a finished run of another recipe ({', '.join(differ)} differ): "
+                         "move it away or choose another --out")
+    return True
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def smoke_folder(given: Path | None, name: str) -> Path:

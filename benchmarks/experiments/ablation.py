@@ -36,12 +36,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from scipy import stats
 
+from cocoa.evaluate.registry import modality
 from cocoa.pipeline.driver import EvalSection, evaluate_model
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import builtin, load_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import SMOKE_DATASETS, command_line, smoke_data, smoke_folder, smoke_sets
+from common import SMOKE_DATASETS, command_line, finished, smoke_data, smoke_folder, smoke_sets
+from video_order import order_counts
 
 VARIANTS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
     "a": ("causal contrastive only (VLM2Vec-style)", [("contrastive", ["contrastive.attention=causal"])]),
@@ -56,15 +58,14 @@ GROUPS = ("classification", "vqa", "retrieval", "grounding", "image", "video", "
 
 
 def train_once(stage: str, folder: Path, model: Path | None, data: Path, seed: int, extra: list[str]) -> Path:
-    """Train one stage into ``folder`` unless it is already there; returns its model folder."""
-    out = folder / "model"
-    if (folder / "result.json").is_file() and out.is_dir():
-        return out
+    """Train one stage into ``folder`` unless that recipe is finished there; returns its model folder."""
     sets = [f"data.root={data}", f"train.output_dir={folder}", f"train.seed={seed}", *extra]
     if model is not None:
         sets.append(f"model.path={model}")
-    train_stage(load_recipe(builtin(f"tiny/{stage}"), sets), resume=(folder / "checkpoints").is_dir())
-    return out
+    recipe = load_recipe(builtin(f"tiny/{stage}"), sets)
+    if not finished(folder, recipe):
+        train_stage(recipe, resume=(folder / "checkpoints").is_dir())
+    return folder / "model"
 
 
 def run_variant(key: str, seed: int, base: Path, data: Path, out: Path, common: dict[str, list[str]],
@@ -86,6 +87,13 @@ def group_scores(summary: dict) -> dict[str, float]:
     groups = {**summary["meta_tasks"], **summary["splits"], "overall": summary["overall"],
               "image": modalities["image"], "video": modalities.get("video", {"score": None})}
     return {name: float("nan") if g["score"] is None else g["score"] for name, g in groups.items()}
+
+
+def seed_details(summary: dict, eval_dir: Path) -> dict:
+    """One run's video sets (Precision@1) and its frame-order counts (rows, gold, reverse; ``video_order.py``)."""
+    sets = {name: d["score"] for name, d in summary["datasets"].items()
+            if modality(d["meta_task"]) == "video" and d["score"] is not None}
+    return {"video_sets": sets, "order": {name: list(c) for name, c in order_counts(eval_dir).items()}}
 
 
 Stat = tuple[float, float, float]  # mean, sample standard deviation, half-width of the 95% interval
@@ -128,7 +136,8 @@ def interval_lines(table: dict[str, dict[str, Stat]], label: str) -> list[str]:
     return lines
 
 
-def markdown(results: dict[str, list[dict[str, float]]], seeds: list[int], wall: float, command: str) -> str:
+def markdown(results: dict[str, list[dict[str, float]]], details: dict[str, list[dict]], seeds: list[int],
+             wall: float, command: str) -> str:
     lines = [f"Command: `{command}`", "", f"Seeds: {seeds}; wall time {wall / 60:.1f} min "
              "(this run; finished stages are reused on a rerun).", "",
              *table_lines(aggregate(results), "variant"),
@@ -140,9 +149,39 @@ def markdown(results: dict[str, list[dict[str, float]]], seeds: list[int], wall:
                   f"Mean ± sample standard deviation over seeds of the difference to ({first}) on the same seed.",
                   "", *interval_lines(differences, f"minus ({first}), 95% interval"), "",
                   f"95% Student-t interval of the mean paired difference to ({first}) over {len(seeds)} seeds."]
-    per_seed = ["", "Overall per seed: " + "; ".join(
-        f"({key}) " + " / ".join(f"{run['overall']:.2f}" for run in runs) for key, runs in results.items()) + "."]
-    return "\n".join(lines + per_seed) + "\n"
+    return "\n".join(lines + per_seed_lines(results, details, seeds)) + "\n"
+
+
+def per_seed_lines(results: dict[str, list[dict[str, float]]], details: dict[str, list[dict]],
+                   seeds: list[int]) -> list[str]:
+    """Every run: overall, image, video, each video set, and its top-1 gold / reverse counts summed over
+    the order sets of ``video_order.py``; then each video set's mean and paired difference over seeds."""
+    sets = sorted({name for runs in details.values() for run in runs for name in run["video_sets"]})
+    head = ["overall", "image", "video", *sets]
+    lines = ["", "| variant | seed | " + " | ".join(head) + " | gold / reverse |", "|" + "---|" * (len(head) + 3)]
+    for key, runs in results.items():
+        for seed, run, detail in zip(seeds, runs, details[key], strict=True):
+            scores = {**run, **detail["video_sets"]}
+            order = detail["order"].values()
+            lines.append(f"| ({key}) | {seed} | " + " | ".join(f"{scores.get(h, math.nan):.2f}" for h in head)
+                         + f" | {sum(c[1] for c in order)} / {sum(c[2] for c in order)} |")
+    if not sets:
+        return lines
+    by_set = {key: [run["video_sets"] for run in runs] for key, runs in details.items()}
+    lines += ["", "Per video set, over seeds (mean ± sample standard deviation; differences paired by seed):", "",
+              "| | " + " | ".join(sets) + " |", "|" + "---|" * (len(sets) + 1)]
+    first = next(iter(by_set))
+    for key, runs in by_set.items():
+        lines.append(f"| ({key}) | " + " | ".join("{:.1f} ± {:.1f}".format(*describe([r[n] for r in runs])[:2])
+                                                 for n in sets) + " |")
+        if key != first:
+            cells = []
+            for n in sets:
+                mean, _, half = describe([r[n] - ref[n] for r, ref in zip(runs, by_set[first], strict=True)])
+                cells.append(f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]" if math.isfinite(half)
+                             else f"{mean:+.1f}")
+            lines.append(f"| ({key}) minus ({first}), 95% interval | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(table: dict[str, dict[str, Stat]], path: Path) -> None:
@@ -187,25 +226,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         common.setdefault(stage, []).append(override)
     began = time.perf_counter()
     results: dict[str, list[dict[str, float]]] = {key: [] for key in args.variants}
+    details: dict[str, list[dict]] = {key: [] for key in args.variants}
     for seed in args.seeds:
         base = args.base or train_once("pretrain", args.out / f"seed{seed}" / "pretrain", None, args.data, seed,
                                        common.get("pretrain", []))
         for key in args.variants:
             summary = run_variant(key, seed, base, args.data, args.out, common, args.datasets)
             results[key].append(group_scores(summary))
+            details[key].append(seed_details(summary, args.out / f"seed{seed}" / f"eval-{key}"))
             print(f"seed {seed} ({key}): overall {results[key][-1]['overall']:.2f}", flush=True)
-        write_outputs(args.out, results, args.seeds[:args.seeds.index(seed) + 1], time.perf_counter() - began,
+        write_outputs(args.out, results, details, args.seeds[:args.seeds.index(seed) + 1], time.perf_counter() - began,
                       command_line(__file__, argv))
     print((args.out / "ablation.md").read_text())
 
 
-def write_outputs(out: Path, results: dict[str, list[dict[str, float]]], seeds: list[int], wall: float,
-                  command: str) -> None:
+def write_outputs(out: Path, results: dict[str, list[dict[str, float]]], details: dict[str, list[dict]],
+                  seeds: list[int], wall: float, command: str) -> None:
     """Aggregate the seeds finished so far (rewritten after every seed)."""
     table = aggregate(results)
-    (out / "ablation.json").write_text(json.dumps({"seeds": seeds, "runs": results, "wall_seconds": wall,
-                                                   "command": command}, indent=2))
-    (out / "ablation.md").write_text(markdown(results, seeds, wall, command))
+    (out / "ablation.json").write_text(json.dumps({"seeds": seeds, "runs": results, "details": details,
+                                                   "wall_seconds": wall, "command": command}, indent=2))
+    (out / "ablation.md").write_text(markdown(results, details, seeds, wall, command))
     plot(table, out / "ablation.png")
 
 

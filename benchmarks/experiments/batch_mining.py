@@ -36,7 +36,7 @@ from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import builtin, load_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import SMOKE_DATASETS, command_line, smoke_data, smoke_folder, smoke_model, smoke_sets
+from common import SMOKE_DATASETS, command_line, finished, smoke_data, smoke_folder, smoke_model, smoke_sets
 
 VARIANTS = ("random", "b3", "b3neg")
 GROUPS = ("image", "video", "overall")
@@ -68,8 +68,9 @@ def run(variant: str, batch: int, seed: int, base: Path, data: Path, plan: Path,
         overrides.append(f"data.batches={plan}")
     if variant == "b3neg":
         overrides += [f"data.root={plan / 'negatives'}", f"data.images={data / 'images'}"]
-    if not (folder / "result.json").is_file():
-        train_stage(load_recipe(builtin("tiny/contrastive"), overrides), resume=(folder / "checkpoints").is_dir())
+    recipe = load_recipe(builtin("tiny/contrastive"), overrides)
+    if not finished(folder, recipe):
+        train_stage(recipe, resume=(folder / "checkpoints").is_dir())
     seconds = json.loads((folder / "result.json").read_text())["wall_seconds"]
     summary = evaluate_model(folder / "model", EvalSection(batch_size=64, datasets=datasets), data, folder / "eval")
     return summary, seconds

@@ -44,13 +44,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.eval_dir is None:
         parser.error("eval_dir is required without --smoke")
     print("| set | rows | top-1 gold | top-1 reverse | other |\n|---|---|---|---|---|")
+    for name, (rows, gold, reverse) in order_counts(args.eval_dir).items():
+        print(f"| {name} | {rows} | {gold} | {reverse} | {rows - gold - reverse} |")
+
+
+def order_counts(eval_dir: Path) -> dict[str, tuple[int, int, int]]:
+    """Rows, top-1 gold and top-1 reverse of each of ``SETS`` evaluated in ``eval_dir``."""
+    counts = {}
     for name in SETS:
-        path = args.eval_dir / f"{name}_pred.jsonl"
-        if not path.is_file():
-            continue
-        preds = Counter(json.loads(line)["pred"] for line in path.read_text().splitlines() if line)
-        rows = sum(preds.values())
-        print(f"| {name} | {rows} | {preds[0]} | {preds[1]} | {rows - preds[0] - preds[1]} |")
+        path = eval_dir / f"{name}_pred.jsonl"
+        if path.is_file():
+            preds = Counter(json.loads(line)["pred"] for line in path.read_text().splitlines() if line)
+            counts[name] = (sum(preds.values()), preds[0], preds[1])
+    return counts
 
 
 if __name__ == "__main__":

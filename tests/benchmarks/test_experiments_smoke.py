@@ -21,7 +21,8 @@ def test_ablation_then_reworded(run_main: RunMain, smoke_mini: Path, tmp_path: P
     assert result["seeds"] == [0] and set(result["runs"]) == {"a", "c"}
     assert all(set(run) >= GROUPS for runs in result["runs"].values() for run in runs)
     assert result["command"].startswith("python benchmarks/experiments/ablation.py --smoke")
-    assert "| (c) stage 2 + 3 |" in (tmp_path / "ablation.md").read_text()
+    table = (tmp_path / "ablation.md").read_text()
+    assert "| (c) stage 2 + 3 |" in table and re.search(r"\| \(c\) \| 0 \| \d+\.\d\d \|", table)
     assert (tmp_path / "ablation.png").stat().st_size > 0
 
     out = run_main("experiments/reworded.py", "--smoke", "--data", str(smoke_mini), "--ablation", str(tmp_path))
@@ -81,18 +82,29 @@ def test_batch_mining(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> No
     assert "| b3neg |" in (tmp_path / "mining.md").read_text()
 
 
-def test_ablation_resumes_a_partly_finished_grid(run_main: RunMain, smoke_mini: Path, tmp_path: Path,
+def test_ablation_resumes_a_partly_finished_grid_of_the_same_recipe(run_main: RunMain, smoke_mini: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    sets = ("--datasets", "FashionMNIST", "VideoT2V")
     first = run_main("experiments/ablation.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path),
-                     "--variants", "a")
+                     "--variants", "a", *sets)
     module = script_module("experiments/ablation.py", monkeypatch)
     trained: list[str] = []
     real = module.train_stage
     monkeypatch.setattr(module, "train_stage", lambda recipe, **kw: trained.append(recipe.train.output_dir)
                         or real(recipe, **kw))
     again = run_main("experiments/ablation.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path),
-                     "--variants", "a", "c")
+                     "--variants", "a", "c", *sets)
     assert [Path(folder).name for folder in trained] == ["bridge", "bridge+contrastive"]  # a and stage 0 reused
     score = re.search(r"seed 0 \(a\): overall (\d+\.\d\d)", first)
     assert score and f"seed 0 (a): overall {score.group(1)}" in again
-    assert set(json.loads((tmp_path / "ablation.json").read_text())["runs"]) == {"a", "c"}
+    result = json.loads((tmp_path / "ablation.json").read_text())
+    assert set(result["runs"]) == {"a", "c"}
+    for detail in (result["details"][key][0] for key in "ac"):  # the video set and its frame-order counts
+        assert set(detail["video_sets"]) == {"VideoT2V"} and set(detail["order"]) == {"VideoT2V"}
+        rows, gold, reverse = detail["order"]["VideoT2V"]
+        assert rows == 4 and gold + reverse <= rows
+    assert "| (c) minus (a), 95% interval |" in (tmp_path / "ablation.md").read_text()
+    with pytest.raises(SystemExit, match=r"another recipe \(contrastive\.temperature differ\)"):
+        run_main("experiments/ablation.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path),
+                 "--variants", "a", *sets, "--set", "contrastive:contrastive.temperature=0.5")
+    assert len(trained) == 2  # the finished run of the other recipe is neither reused nor retrained

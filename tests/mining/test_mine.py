@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,10 @@ from typer.testing import CliRunner
 from cocoa.cli import app
 from cocoa.core.errors import ConfigError
 from cocoa.data.train_pairs import read_train_pairs
+from cocoa.inference import corpus_encoder
 from cocoa.inference.batch_encoder import BatchEncoder
+from cocoa.inference.embedder import Embedder
+from cocoa.mining.mine import EMBEDDINGS_FILE, ENCODED_DIR, MineSettings, mine, rank_targets
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.train.community_batches import CommunityPlan
 from tests.helpers import read_metrics, tiny_recipe
@@ -63,6 +67,33 @@ def test_a_rerun_resumes_without_encoding(mined: Path, mini_dir: Path, model_dir
     assert json.loads((mined / "plan.json").read_text())["communities"] == json.loads(before)["communities"]
 
 
+def test_a_subset_with_its_own_ranks_draws_its_negatives_there(mined: Path, mini_dir: Path, model_dir: Path,
+                                                                tmp_path: Path) -> None:
+    own = tmp_path / "own"
+    own.mkdir()
+    shutil.copy(mined / EMBEDDINGS_FILE, own)  # the same teacher and rows: ranked again, not encoded
+    args = ["mine", "--data", str(mini_dir), "--teacher", str(model_dir), "--out", str(own), "--subsets", SUBSETS,
+            "--cap", "16", "--p", "1", "--m", "4", "--size", "4", "--batch-size", "8",
+            "--subset-ranks", "FashionMNIST=0,2"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert CommunityPlan.load(own).manifest["subsets"] == {"FashionMNIST": [0, 2]}
+    pairs = read_train_pairs(mini_dir, SUBSETS.split(","), mini_dir / "images", cap=16, seed=0)
+    with np.load(own / EMBEDDINGS_FILE) as saved:
+        queries, targets = saved["queries"], saved["targets"]
+    for subset, (p, m) in {"FashionMNIST": (0, 2), "SceneT2I": (1, 4)}.items():
+        rows = [i for i, pair in enumerate(pairs) if pair.subset == subset]
+        ranked = rank_targets(queries[rows], targets[rows], len(rows))
+        written = [json.loads(line) for line in (own / "negatives" / "train" / f"{subset}.jsonl").read_text().splitlines()]
+        positives = [(pairs[i].positive.text, str(pairs[i].positive.image or "")) for i in rows]
+        assert sum("neg_text" in row for row in written) == len(rows)
+        for q, row in enumerate(written):  # a label shared by several rows may sit at several ranks
+            ranks = {list(ranked[q]).index(j) for j, pos in enumerate(positives)
+                     if pos == (row["neg_text"], row["neg_image_path"])}
+            assert any(p <= rank < p + m for rank in ranks), (subset, q, ranks)
+    bad = CliRunner().invoke(app, [*args[:-1], "FashionMNIST=two"])
+    assert bad.exit_code == 2 and "expected SUBSET=P,M" in bad.output
+
+
 def test_stage_3_trains_on_the_plan_and_refuses_one_for_other_rows(mined: Path, mini_dir: Path,
                                                                    tmp_path: Path) -> None:
     sets = ["model.path=null", "model.tiny=tiny", f"data.subsets=[{SUBSETS}]", f"data.batches={mined}"]
@@ -79,3 +110,30 @@ def test_stage_3_trains_on_the_plan_and_refuses_one_for_other_rows(mined: Path, 
     warmup = tiny_recipe("warmup", mini_dir, tmp_path / "warmup", *sets[:2], f"data.batches={mined}", steps=1)
     with pytest.raises(ConfigError, match="contrastive stage only"):
         train_stage(warmup)
+
+
+def test_mining_killed_while_encoding_resumes_at_the_first_unfinished_shard(
+        mini_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pairs = read_train_pairs(mini_dir, SUBSETS.split(","), mini_dir / "images", cap=16, seed=0)
+    teacher, settings = Embedder.from_pretrained(model_dir, device="cpu"), MineSettings(p=1, m=4, size=4, batch_size=8)
+    whole = mine(pairs, teacher, tmp_path / "whole", settings, shard_size=8)
+    with np.load(tmp_path / "whole" / EMBEDDINGS_FILE) as saved:  # the shards embed the items themselves
+        np.testing.assert_allclose(saved["queries"], teacher.encode_items([p.query for p in pairs]), atol=1e-6)
+        np.testing.assert_allclose(saved["targets"], teacher.encode_items([p.positive for p in pairs]), atol=1e-6)
+    real, encoded = corpus_encoder.encode_rows, []
+
+    def killed_on_the_third_shard(embedder: Embedder, rows: list, *args: object, **kwargs: object) -> np.ndarray:
+        if len(encoded) == 2:
+            raise KeyboardInterrupt
+        encoded.append(len(rows))
+        return real(embedder, rows, *args, **kwargs)
+
+    monkeypatch.setattr(corpus_encoder, "encode_rows", killed_on_the_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        mine(pairs, teacher, tmp_path / "cut", settings, shard_size=8)
+    assert len(list((tmp_path / "cut" / ENCODED_DIR / "queries").glob("shard-*.parquet"))) == 2
+    encoded.clear()
+    monkeypatch.setattr(corpus_encoder, "encode_rows", lambda *a, **k: encoded.append(len(a[1])) or real(*a, **k))
+    plan = mine(pairs, teacher, tmp_path / "cut", settings, shard_size=8)
+    assert sum(encoded) == 2 * 32 - 16  # the two finished query shards are not encoded again
+    assert plan.communities == whole.communities and not (tmp_path / "cut" / ENCODED_DIR).exists()

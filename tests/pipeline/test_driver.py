@@ -14,11 +14,13 @@ from cocoa.core.errors import ConfigError
 from cocoa.core.hub import is_hub_id
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.data.minimmeb.build import DatasetInfo, Manifest
+from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.pipeline import driver
 from cocoa.pipeline.driver import EvalSection, load_pipeline, mini_chance, stage_folder
 from cocoa.recipe import builtin, load_recipe
 from cocoa.stages import get_stage
-from tests.helpers import base_overrides
+from cocoa.train.community_batches import CommunityPlan
+from tests.helpers import base_overrides, stage_overrides
 
 
 def test_the_eval_section_takes_what_cocoa_eval_takes_and_builds_the_same_encoder(
@@ -96,7 +98,8 @@ def test_shipped_recipes_chain_through_the_folders_cocoa_run_writes(pipeline: st
             assert Path(recipe.model.path) == stage_folder(out, numbers[index - 1], recipes[index - 1].stage) / "model"
 
 
-@pytest.mark.parametrize(("name", "patch"), [("paper-qwen2-vl-2b", 14), ("paper-qwen2.5-vl-3b", 14),
+@pytest.mark.parametrize(("name", "patch"), [("paper-qwen2-vl-2b", 14), ("paper-qwen2-vl-2b-b3", 14),
+                                           ("paper-qwen2.5-vl-3b", 14),
                                            ("paper-qwen2.5-vl-7b", 14), ("paper-qwen3-vl-2b", 16),
                                            ("paper-qwen3-vl-8b", 16)])
 def test_paper_pipelines_validate_with_whole_merge_windows(name: str, patch: int, tmp_path: Path) -> None:
@@ -117,3 +120,29 @@ def test_paper_pipelines_validate_with_whole_merge_windows(name: str, patch: int
             assert image.min_pixels == image.max_pixels == side * side and side % (2 * patch) == 0, recipe.stage
     assert stages[1].bridge.targets == "raw"
     assert pipeline.eval.protocol is not None and pipeline.eval.protocol.resolve() == PROTOCOLS["cocoa-release"]
+
+
+def test_a_stage_mines_its_batches_with_the_previous_model_first(mini_dir: Path, tmp_path: Path) -> None:
+    out, subsets = tmp_path / "run", "data.subsets=[FashionMNIST, SceneT2I]"
+    first = [*stage_overrides("contrastive", mini_dir, out / "3-contrastive", 1), "model.path=null",
+             "model.tiny=tiny", subsets]
+    mined = driver.MineEntry(p=1, m=4, size=4, subsets={"FashionMNIST": (0, 3)}, negatives=True)
+    pipeline = driver.Pipeline(
+        data_root=str(mini_dir), eval={"data": str(mini_dir), "datasets": ["FashionMNIST"], "batch_size": 16},
+        stages=[driver.StageEntry(recipe="builtin:tiny/contrastive", set=first),
+                driver.StageEntry(recipe="builtin:tiny/contrastive", name="b3", mine=mined,
+                                  set=[*stage_overrides("contrastive", mini_dir, out / "3-b3", 2, batch=8), subsets])])
+    driver.run_pipeline(pipeline, Path(builtin("pipelines/mini")).parent, out)
+    plan = CommunityPlan.load(out / "3-b3" / "plan")
+    teacher = BatchEncoder.from_pretrained(out / "3-contrastive" / "model", device="cpu").fingerprint()
+    assert (plan.manifest["teacher"], plan.batch_size, plan.rows) == (teacher, 8, 32)
+    assert plan.manifest["subsets"] == {"FashionMNIST": [0, 3]} and plan.manifest["p"] == 1
+    trained = yaml.safe_load((out / "3-b3" / "recipe.yaml").read_text())["data"]
+    assert trained["batches"] == str(out / "3-b3" / "plan")
+    assert (trained["root"], trained["images"]) == (str(out / "3-b3" / "plan" / "negatives"), str(mini_dir / "images"))
+    assert "mined (B3): teacher" in (out / "3-b3" / "model" / "README.md").read_text()
+
+    alone = driver.Pipeline(data_root=str(mini_dir), stages=[driver.StageEntry(
+        recipe="builtin:tiny/contrastive", mine=mined, set=stage_overrides("contrastive", mini_dir, tmp_path / "x", 1))])
+    with pytest.raises(ConfigError, match="mines with the previous stage's model"):
+        driver.run_pipeline(alone, tmp_path, tmp_path / "alone")

@@ -11,6 +11,19 @@ from cocoa.core.cli_errors import reports_errors
 from cocoa.core.console import make_console
 
 
+def parse_subset_ranks(values: list[str]) -> dict[str, tuple[int, int]]:
+    """``["VOC2007=2,20"]`` as ``{"VOC2007": (2, 20)}``; a malformed value is a usage error naming it."""
+    ranks = {}
+    for value in values:
+        subset, _, numbers = value.partition("=")
+        try:
+            p, m = (int(x) for x in numbers.split(","))
+        except ValueError:
+            raise typer.BadParameter(f"{value!r}: expected SUBSET=P,M", param_hint="--subset-ranks") from None
+        ranks[subset.strip()] = (p, m)
+    return ranks
+
+
 def mine(
     data: Annotated[Path, typer.Option(help="MMEB-train folder (or MiniMMEB data folder), as stage 3's data.root.")],
     teacher: Annotated[str, typer.Option(help="The model that ranks: a cocoa model folder or a Hub id "
@@ -24,10 +37,14 @@ def mine(
     m: Annotated[int, typer.Option(min=1, help="Ranks [p, p+m) are strong negatives.")] = 20,
     size: Annotated[int, typer.Option(min=1, help="Rows per community.")] = 8,
     batch_size: Annotated[int, typer.Option(min=1, help="Global batch (train.batch_size x processes).")] = 64,
+    subset_ranks: Annotated[list[str] | None, typer.Option(
+        help="A subset's own p and m, as SUBSET=P,M (repeatable).")] = None,
 ) -> None:
-    """Rank the training set with TEACHER and write a B3 batch plan and hard negatives into OUT."""
+    """Rank the training set with TEACHER and write a B3 batch plan and hard negatives into OUT
+    (under torchrun, each process encodes a share; a killed run resumes)."""
 
     def run() -> None:
+        from cocoa.core.distributed import setup
         from cocoa.data.train_pairs import read_train_pairs
         from cocoa.inference.embedder import Embedder
         from cocoa.mining.mine import MineSettings
@@ -35,8 +52,9 @@ def mine(
 
         names = [s.strip() for s in subsets.split(",") if s.strip()] if subsets else None
         pairs = read_train_pairs(data, names, images or data / "images", cap=cap, seed=seed)
-        plan = mine_pairs(pairs, Embedder.from_pretrained(teacher), out,
-                          MineSettings(p=p, m=m, size=size, batch_size=batch_size, seed=seed))
+        settings = MineSettings(p=p, m=m, size=size, batch_size=batch_size, seed=seed,
+                                subsets=parse_subset_ranks(subset_ranks or []))
+        plan = mine_pairs(pairs, Embedder.from_pretrained(teacher, device=setup().device), out, settings)
         make_console().print(f"{plan.rows} rows in {len(plan.communities)} communities, global batches of "
                              f"{plan.batch_size}: {out}/plan.json (data.batches); negatives in {out}/negatives")
 

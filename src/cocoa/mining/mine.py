@@ -2,7 +2,7 @@
 
 For each subset the teacher embeds every query and every positive target; FAISS ranks the
 subset's targets for each query (exact inner product on L2-normalised vectors). From ranks
-``[p, p + m)`` come the preference graph and its METIS communities
+``[p, p + m)`` (``p`` and ``m`` per subset if given) come the preference graph and its METIS communities
 (:mod:`cocoa.mining.graph`), cut per subset, and one hard negative per query. The output folder:
 
 * ``plan.json`` - the communities and the global batch size (stage 3 reads it as ``data.batches``);
@@ -10,7 +10,8 @@ subset's targets for each query (exact inner product on L2-normalised vectors). 
   ``neg_text`` / ``neg_image_path`` / ``neg_video_path`` (any trainer reads them; in cocoa,
   ``data.root`` there with ``contrastive.hard_negatives: true``);
 * ``embeddings.npz`` - the teacher's vectors, kept so a rerun with other settings ranks again
-  without encoding.
+  without encoding; until they are all there, ``encoded/`` holds the shards encoded so far
+  (each rank encodes its share under ``torchrun``; a killed run resumes at the first unfinished one).
 
 The manifest (teacher fingerprint, training-set digest, p, m, community size, batch size, seed)
 is in ``plan.json``; a rerun with the same manifest does nothing, and stage 3 refuses a plan made
@@ -20,40 +21,65 @@ for other rows.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cocoa.core.defaults import SHARD_SIZE
+from cocoa.core.distributed import barrier, from_main, rank_and_world
 from cocoa.core.errors import ConfigError
-from cocoa.core.files import atomic_path, write_jsonl
+from cocoa.core.files import atomic_path, write_json, write_jsonl
 from cocoa.data.items import Item, TrainPair
 from cocoa.data.train_pairs import pairs_digest
+from cocoa.inference.corpus import Corpus
+from cocoa.inference.corpus_encoder import encode_corpus
 from cocoa.inference.embedder import Embedder
+from cocoa.inference.shards import ShardReader
 from cocoa.mining.graph import communities, hard_negatives, preference_graph
 from cocoa.train.community_batches import PLAN_FILE, CommunityPlan
 
 EMBEDDINGS_FILE = "embeddings.npz"
+#: Shard folders of a run still encoding (``cocoa encode``'s format), removed once ``embeddings.npz`` is written.
+ENCODED_DIR = "encoded"
+SIDES = ("queries", "targets")
 
 
 @dataclass(frozen=True)
 class MineSettings:
     """B3's knobs: skip the top ``p`` ranks (false negatives), take ranks ``[p, p + m)`` as strong
-    negatives, communities of about ``size`` rows, global batches of ``batch_size`` rows."""
+    negatives, communities of about ``size`` rows, global batches of ``batch_size`` rows.
+
+    ``subsets`` gives a subset its own ``(p, m)``, as B3 sets them per task family (a subset of few
+    distinct targets, such as a classification label set, wants a small ``p``).
+    """
 
     p: int = 10
     m: int = 20
     size: int = 8
     batch_size: int = 64
     seed: int = 0
+    subsets: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def check(self) -> None:
-        if self.p < 0 or self.m < 1 or self.size < 1 or self.batch_size < 1:
-            raise ConfigError(f"need p >= 0 and m, size, batch_size >= 1; got {self}")
+        for subset, (p, m) in {"": (self.p, self.m), **self.subsets}.items():
+            if p < 0 or m < 1:
+                raise ConfigError(f"need p >= 0 and m >= 1{' for subset ' + subset if subset else ''}; got {p}, {m}")
+        if self.size < 1 or self.batch_size < 1:
+            raise ConfigError(f"need size and batch_size >= 1; got {self.size}, {self.batch_size}")
         if self.size > self.batch_size:
             raise ConfigError(f"communities of {self.size} rows do not fit batches of {self.batch_size}")
+
+    def ranks(self, subset: str) -> tuple[int, int]:
+        """``(p, m)`` for ``subset``."""
+        return self.subsets.get(subset, (self.p, self.m))
+
+    def record(self) -> dict:
+        """The settings as the manifest stores them (JSON types)."""
+        return json.loads(json.dumps(asdict(self)))
 
 
 def rank_targets(queries: np.ndarray, targets: np.ndarray, depth: int) -> np.ndarray:
@@ -87,24 +113,63 @@ def negatives_rows(pairs: Sequence[TrainPair], negative: np.ndarray) -> list[dic
     return rows
 
 
-def _embeddings(teacher: Embedder, pairs: Sequence[TrainPair], out: Path, batch_size: int,
-                key: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The teacher's query and target vectors, read back when ``embeddings.npz`` has them for ``key``."""
-    path = out / EMBEDDINGS_FILE
-    if path.is_file():
-        with np.load(path) as saved:
-            if json.loads(str(saved["key"])) == key:
-                return saved["queries"], saved["targets"]
-    queries = teacher.encoder.encode_items([p.query for p in pairs], batch_size=batch_size, show_progress=True)
-    targets = teacher.encoder.encode_items([p.positive for p in pairs], batch_size=batch_size, show_progress=True)
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        np.savez(handle, queries=queries, targets=targets, key=np.array(json.dumps(key)))
+def _corpus_row(item: Item) -> dict:
+    """``item`` as a row of ``cocoa encode``'s JSONL input (absolute media paths)."""
+    video = item.video if item.video is None or isinstance(item.video, str) else list(item.video)
+    return {"text": item.text, "image": item.image if isinstance(item.image, str) else None, "video": video}
+
+
+def _encode(teacher: Embedder, pairs: Sequence[TrainPair], folder: Path, batch_size: int, shard_size: int,
+            key: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """Queries and positives encoded into shard folders under ``folder`` (:func:`encode_corpus`: each
+    rank its share, a finished shard skipped on a rerun); the vectors on rank 0, ``None`` elsewhere.
+    A folder left by another teacher or other rows is replaced."""
+    rank, _ = rank_and_world()
+    if rank == 0:
+        key_file = folder / "key.json"
+        if folder.exists() and (not key_file.is_file() or json.loads(key_file.read_text()) != key):
+            shutil.rmtree(folder)
+        if not key_file.is_file():
+            write_jsonl(folder / "queries.jsonl", [_corpus_row(p.query) for p in pairs])
+            write_jsonl(folder / "targets.jsonl", [_corpus_row(p.positive) for p in pairs])
+            write_json(key_file, key)
+    barrier()
+    for side in SIDES:
+        encode_corpus(teacher, Corpus(folder / f"{side}.jsonl", allow_outside=True), folder / side,
+                      shard_size=shard_size, batch_size=batch_size)
+    if rank != 0:
+        return None
+    queries, targets = (np.concatenate([shard.vectors for shard in ShardReader(folder / side)]) for side in SIDES)
     return queries, targets
 
 
+def _embeddings(teacher: Embedder, pairs: Sequence[TrainPair], out: Path, batch_size: int, shard_size: int,
+                key: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """The teacher's query and target vectors on rank 0 (``None`` on the others): read back from
+    ``embeddings.npz`` when it holds them for ``key``, else encoded (resumably) and saved there."""
+    path = out / EMBEDDINGS_FILE
+    saved = None
+    if rank_and_world()[0] == 0 and path.is_file():
+        with np.load(path) as npz:
+            if json.loads(str(npz["key"])) == key:
+                saved = npz["queries"], npz["targets"]
+    if from_main(saved is not None):
+        return saved
+    vectors = _encode(teacher, pairs, out / ENCODED_DIR, batch_size, shard_size, key)
+    if vectors is not None:
+        with atomic_path(path) as tmp, tmp.open("wb") as handle:
+            np.savez(handle, queries=vectors[0], targets=vectors[1], key=np.array(json.dumps(key)))
+        shutil.rmtree(out / ENCODED_DIR)  # the vectors are in embeddings.npz now
+    return vectors
+
+
 def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, settings: MineSettings = MineSettings(), *,
-         batch_size: int = 32) -> CommunityPlan:
+         batch_size: int = 32, shard_size: int = SHARD_SIZE) -> CommunityPlan:
     """Mine ``pairs`` (as stage 3 reads them) with ``teacher`` into ``out`` and return the plan.
+
+    Under ``torchrun`` every rank calls it: each encodes its share of the shards of ``shard_size``
+    items, and rank 0 ranks and writes the plan. A run killed while encoding resumes at the first
+    unfinished shard.
 
     Example:
         >>> pairs = read_train_pairs(Path("data"), None, Path("data/images"))  # doctest: +SKIP
@@ -113,27 +178,43 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
     settings.check()
     out = Path(out)
     data = pairs_digest(pairs)
-    manifest = {"teacher": teacher.fingerprint, "data": data, "rows": len(pairs), **asdict(settings)}
-    if (out / PLAN_FILE).is_file():
-        done = CommunityPlan.load(out)
-        if done.manifest.get("done") and {k: v for k, v in done.manifest.items() if k not in ("done", "seconds")} == manifest:
-            return done
+    manifest = {"teacher": teacher.fingerprint, "data": data, "rows": len(pairs), **settings.record()}
+    unknown = sorted(set(settings.subsets) - {pair.subset for pair in pairs})
+    if unknown:
+        raise ConfigError(f"subsets with their own ranks are not in the training set: {', '.join(unknown)}")
+    rank, _ = rank_and_world()
+    if from_main(rank == 0 and _finished(out, manifest)):
+        return CommunityPlan.load(out)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    queries, targets = _embeddings(teacher, pairs, out, batch_size, {"teacher": teacher.fingerprint, "data": data})
+    vectors = _embeddings(teacher, pairs, out, batch_size, shard_size, {"teacher": teacher.fingerprint, "data": data})
+    if vectors is None:  # not rank 0: wait for its plan
+        barrier()
+        return CommunityPlan.load(out)
+    queries, targets = vectors
     by_subset: dict[str, list[int]] = {}
     for i, pair in enumerate(pairs):
         by_subset.setdefault(pair.subset, []).append(i)
     groups: list[tuple[int, ...]] = []
     for subset, rows in sorted(by_subset.items()):
         index = np.asarray(rows)
-        ranked = rank_targets(queries[index], targets[index], settings.p + settings.m)  # subset-local rows
-        for community in communities(preference_graph(ranked, settings.p, settings.m), settings.size, settings.seed):
+        p, m = settings.ranks(subset)
+        ranked = rank_targets(queries[index], targets[index], p + m)  # subset-local rows
+        for community in communities(preference_graph(ranked, p, m), settings.size, settings.seed):
             groups.append(tuple(int(index[i]) for i in community))
-        picked = hard_negatives(ranked, settings.p, settings.m, 1, settings.seed)[:, 0]
+        picked = hard_negatives(ranked, p, m, 1, settings.seed)[:, 0]
         write_jsonl(out / "negatives" / "train" / f"{subset or 'train'}.jsonl",
                     negatives_rows([pairs[i] for i in rows], picked))
     plan = CommunityPlan(tuple(groups), settings.batch_size,
                          {**manifest, "done": True, "seconds": round(time.perf_counter() - start, 1)})
     plan.save(out)
+    barrier()
     return plan
+
+
+def _finished(out: Path, manifest: dict) -> bool:
+    """Whether ``out`` holds a finished plan of exactly ``manifest``."""
+    if not (out / PLAN_FILE).is_file():
+        return False
+    done = CommunityPlan.load(out).manifest
+    return bool(done.get("done")) and {k: v for k, v in done.items() if k not in ("done", "seconds")} == manifest

@@ -29,11 +29,27 @@ if TYPE_CHECKING:
 console = make_console()
 
 
+class MineEntry(BaseModel):
+    """Mine a contrastive stage's batches with the previous stage's model before training it
+    (``cocoa mine``; :class:`~cocoa.mining.mine.MineSettings`). The plan is written to
+    ``<stage folder>/plan`` and becomes the stage's ``data.batches``; under ``torchrun`` every rank
+    encodes a share of the training set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    p: int = Field(10, ge=0, description="top ranks skipped (likely false negatives)")
+    m: int = Field(20, ge=1, description="ranks [p, p+m) are strong negatives")
+    size: int = Field(8, ge=1, description="rows per community")
+    subsets: dict[str, tuple[int, int]] = Field({}, description="a subset's own (p, m)")
+    negatives: bool = Field(False, description="also train on one mined hard negative per query "
+                                                "(the stage's data.root becomes <plan>/negatives)")
+
+
 class StageEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     recipe: str = Field(description="a stage recipe file, relative to the pipeline file, or builtin:<name>")
     set: list[str] = []
     name: str | None = None
+    mine: MineEntry | None = None
 
 
 class MiniData(BaseModel):
@@ -130,14 +146,23 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
                      *(extra or [])]
         if previous is not None:
             overrides.append(f"model.path={previous}")
-        recipe = load_recipe(file, overrides)
+        source = recipe = load_recipe(file, overrides)
+        if entry.mine is not None:
+            recipe = load_recipe(file, [*overrides, *mined_overrides(entry.mine, folder / "plan", source)])
         recipes.append(recipe)
         if recipe.model.path is not None and recipe.model.tiny is not None:
             raise ConfigError(f"{file}: stage {index} sets model.tiny but follows another stage")
-        previous = folder / "model"
+        teacher, previous = previous, folder / "model"
         if (folder / "result.json").is_file() and previous.is_dir():
             console.print(f"[green]stage {index} ({recipe.stage}) already done: {previous}")
             continue
+        if entry.mine is not None:
+            if teacher is None:
+                raise ConfigError(f"{file}: stage {index} mines with the previous stage's model but has none before it")
+            console.rule(f"[bold]stage {index}: mining its batches")
+            began = time.perf_counter()
+            mine_batches(source, entry.mine, teacher, folder / "plan")
+            timings[f"{folder.name}-mine"] = time.perf_counter() - began
         console.rule(f"[bold]stage {index}: {recipe.stage}")
         began = time.perf_counter()
         train_stage(recipe, resume=(folder / "checkpoints").is_dir())
@@ -156,6 +181,32 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
     write_model_card(previous, out.resolve().name, recipes, EmbeddingSpec.load(previous), Summary.from_dict(summary))
     write_run_report(out, stage_dirs, summary, timings, chance=mini_chance(data_root))
     return summary
+
+
+def mined_overrides(entry: MineEntry, plan: Path, source: RecipeBase) -> list[str]:
+    """Overrides that make the stage of recipe ``source`` read the plan in ``plan`` (and its
+    negatives, with ``entry.negatives``)."""
+    from cocoa.stages.base import image_root
+
+    sets = [f"data.batches={plan}"]
+    if entry.negatives:
+        sets += [f"data.root={plan / 'negatives'}", f"data.images={image_root(source)}"]
+    return sets
+
+
+def mine_batches(source: RecipeBase, entry: MineEntry, teacher: Path, plan: Path) -> None:
+    """Mine the rows the stage of recipe ``source`` reads with ``teacher`` into ``plan`` (a finished
+    plan of the same settings is kept). Under ``torchrun`` each rank encodes its share."""
+    from cocoa.core.distributed import setup
+    from cocoa.inference.embedder import Embedder
+    from cocoa.mining.mine import MineSettings, mine
+    from cocoa.stages import get_stage
+
+    info = setup()
+    settings = MineSettings(p=entry.p, m=entry.m, size=entry.size, batch_size=source.train.batch_size * info.world_size,
+                            seed=source.train.seed, subsets=dict(entry.subsets))
+    mine(get_stage(source.stage).examples(source), Embedder.from_pretrained(teacher, device=info.device), plan,
+         settings)
 
 
 def mini_chance(data_root: Path) -> dict[str, float] | None:

@@ -54,8 +54,9 @@ def batches_cell(recipe: RecipeBase) -> str:
         m = CommunityPlan.load(recipe.data.batches).manifest
     except DataError:
         return f"mined plan {recipe.data.batches} (unreadable now)"
+    own = "".join(f"; {subset} [{p}, {p + n})" for subset, (p, n) in sorted((m.get("subsets") or {}).items()))
     return (f"mined (B3): teacher {str(m.get('teacher'))[:12]}, ranks [{m.get('p')}, "
-            f"{int(m.get('p', 0)) + int(m.get('m', 0))}), communities of {m.get('size')}")
+            f"{int(m.get('p', 0)) + int(m.get('m', 0))}){own}, communities of {m.get('size')}")
 
 
 def _stage_rows(stages: Sequence[RecipeBase]) -> list[str]:
