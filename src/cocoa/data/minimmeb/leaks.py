@@ -29,22 +29,27 @@ class _PixelHashes:
     def __call__(self, relative: str) -> str:
         if relative not in self._cache:
             with Image.open(self.root / relative) as image:
-                rgb = image.convert("RGB")
-                self._cache[relative] = hashlib.sha256(
-                    f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+                self._cache[relative] = _pixel_hash(image.convert("RGB"))
         return self._cache[relative]
 
     def frames(self, relative: str) -> list[tuple[str, str]]:
-        """``(frame path, pixel hash)`` of a clip's frames that are not one flat colour."""
+        """``(frame path, pixel hash)`` of a clip's frames that are not one flat colour (each decoded once)."""
         folder = self.root / relative
         kept = []
         for frame in sorted(folder.iterdir()):
             with Image.open(frame) as image:
-                if all(low == high for low, high in image.convert("RGB").getextrema()):
-                    continue
+                rgb = image.convert("RGB")
+            if all(low == high for low, high in rgb.getextrema()):
+                continue
             name = frame.relative_to(self.root).as_posix()
-            kept.append((name, self(name)))
+            if name not in self._cache:
+                self._cache[name] = _pixel_hash(rgb)
+            kept.append((name, self._cache[name]))
         return kept
+
+
+def _pixel_hash(rgb: Image.Image) -> str:
+    return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
 
 
 def training_corpora(out_dir: Path) -> list[Path]:

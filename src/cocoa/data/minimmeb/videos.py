@@ -270,7 +270,8 @@ class VideoTaskBuilder:
         table = VideoTrainTable(name) if train else VideoEvalTable(name, "video_retrieval", split)
         rng = self.rng(len(name), int(train))
         for clip in clips:
-            others = [c for c in everything if c not in (clip, clip.reverse())]
+            pair = (clip, clip.reverse())
+            others = [c for c in everything if c not in pair]
             others = [others[int(i)] for i in rng.choice(len(others), size=min(RETRIEVAL_POOL - 2, len(others)),
                                                          replace=False)]
             gold, back = videos[clip], videos[clip.reverse()]
