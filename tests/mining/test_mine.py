@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ from cocoa.inference.embedder import Embedder
 from cocoa.mining.mine import EMBEDDINGS_FILE, ENCODED_DIR, MineSettings, mine, rank_targets
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.train.community_batches import CommunityPlan
-from tests.helpers import read_metrics, tiny_recipe
+from tests.helpers import free_port, read_metrics, tiny_recipe, torchrun
 
 SUBSETS = "FashionMNIST,SceneT2I"
 
@@ -137,3 +140,23 @@ def test_mining_killed_while_encoding_resumes_at_the_first_unfinished_shard(
     plan = mine(pairs, teacher, tmp_path / "cut", settings, shard_size=8)
     assert sum(encoded) == 2 * 32 - 16  # the two finished query shards are not encoded again
     assert plan.communities == whole.communities and not (tmp_path / "cut" / ENCODED_DIR).exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_mine_the_plan_one_process_mines(mini_dir: Path, model_dir: Path, tmp_path: Path) -> None:
+    args = ["-m", "cocoa", "mine", "--data", str(mini_dir), "--teacher", str(model_dir), "--subsets", SUBSETS,
+            "--cap", "16", "--p", "1", "--window", "4", "--size", "4", "--batch-size", "8", "--shard-size", "8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([*torchrun(), "--nproc_per_node", "2", "--master-addr", "127.0.0.1", "--master-port",
+                          str(free_port()), *args, "--out", str(tmp_path / "two")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "encode (rank 1)" in two.stderr  # the second process encoded its share of the shards
+    plans = [json.loads((tmp_path / name / "plan.json").read_text()) for name in ("one", "two")]
+    assert plans[0]["communities"] == plans[1]["communities"]
+    with np.load(tmp_path / "one" / EMBEDDINGS_FILE) as a, np.load(tmp_path / "two" / EMBEDDINGS_FILE) as b:
+        np.testing.assert_array_equal(a["queries"], b["queries"])
+        np.testing.assert_array_equal(a["targets"], b["targets"])

@@ -9,6 +9,7 @@ import typer
 
 from cocoa.core.cli_errors import reports_errors
 from cocoa.core.console import make_console
+from cocoa.core.defaults import SHARD_SIZE
 
 
 def parse_subset_ranks(values: list[str]) -> dict[str, tuple[int, int]]:
@@ -34,11 +35,14 @@ def mine(
     cap: Annotated[int | None, typer.Option(min=1, help="Rows per subset, as data.cap (default 100000).")] = 100_000,
     seed: Annotated[int, typer.Option(help="train.seed of the stage that will read the plan (the cap's sample).")] = 0,
     p: Annotated[int, typer.Option(min=0, help="Top ranks skipped (likely false negatives).")] = 10,
-    m: Annotated[int, typer.Option(min=1, help="Ranks [p, p+m) are strong negatives.")] = 20,
+    m: Annotated[int, typer.Option("--m", "--window", min=1, help="Ranks [p, p+m) are strong negatives (under "
+                                   "torchrun spell it --window: torchrun reads --m as one of its own).")] = 20,
     size: Annotated[int, typer.Option(min=1, help="Rows per community.")] = 8,
     batch_size: Annotated[int, typer.Option(min=1, help="Global batch (train.batch_size x processes).")] = 64,
     subset_ranks: Annotated[list[str] | None, typer.Option(
         help="A subset's own p and m, as SUBSET=P,M (repeatable).")] = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="Items per encoded shard (the unit of resuming and of "
+                                                        "the split between torchrun processes).")] = SHARD_SIZE,
 ) -> None:
     """Rank the training set with TEACHER and write a B3 batch plan and hard negatives into OUT
     (under torchrun, each process encodes a share; a killed run resumes)."""
@@ -54,7 +58,8 @@ def mine(
         pairs = read_train_pairs(data, names, images or data / "images", cap=cap, seed=seed)
         settings = MineSettings(p=p, m=m, size=size, batch_size=batch_size, seed=seed,
                                 subsets=parse_subset_ranks(subset_ranks or []))
-        plan = mine_pairs(pairs, Embedder.from_pretrained(teacher, device=setup().device), out, settings)
+        plan = mine_pairs(pairs, Embedder.from_pretrained(teacher, device=setup().device), out, settings,
+                          shard_size=shard_size)
         make_console().print(f"{plan.rows} rows in {len(plan.communities)} communities, global batches of "
                              f"{plan.batch_size}: {out}/plan.json (data.batches); negatives in {out}/negatives")
 

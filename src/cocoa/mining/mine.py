@@ -46,6 +46,8 @@ EMBEDDINGS_FILE = "embeddings.npz"
 #: Shard folders of a run still encoding (``cocoa encode``'s format), removed once ``embeddings.npz`` is written.
 ENCODED_DIR = "encoded"
 SIDES = ("queries", "targets")
+#: Seconds between the other ranks' looks for rank 0's finished plan.
+PLAN_POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,8 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
     """Mine ``pairs`` (as stage 3 reads them) with ``teacher`` into ``out`` and return the plan.
 
     Under ``torchrun`` every rank calls it: each encodes its share of the shards of ``shard_size``
-    items, and rank 0 ranks and writes the plan. A run killed while encoding resumes at the first
-    unfinished shard.
+    items, rank 0 ranks and writes the plan, and the others return it once written. A run killed
+    while encoding resumes at the first unfinished shard.
 
     Example:
         >>> pairs = read_train_pairs(Path("data"), None, Path("data/images"))  # doctest: +SKIP
@@ -188,8 +190,9 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     vectors = _embeddings(teacher, pairs, out, batch_size, shard_size, {"teacher": teacher.fingerprint, "data": data})
-    if vectors is None:  # not rank 0: wait for its plan
-        barrier()
+    if vectors is None:  # not rank 0: wait for its plan (polled: ranking can outlast a collective's timeout)
+        while not _finished(out, manifest):
+            time.sleep(PLAN_POLL_S)
         return CommunityPlan.load(out)
     queries, targets = vectors
     by_subset: dict[str, list[int]] = {}
@@ -208,7 +211,6 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
     plan = CommunityPlan(tuple(groups), settings.batch_size,
                          {**manifest, "done": True, "seconds": round(time.perf_counter() - start, 1)})
     plan.save(out)
-    barrier()
     return plan
 
 
