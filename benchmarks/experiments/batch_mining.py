@@ -34,6 +34,7 @@ from cocoa.mining.mine import EMBEDDINGS_FILE, MineSettings, mine
 from cocoa.pipeline.driver import EvalSection, evaluate_model
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import builtin, load_recipe
+from cocoa.train.community_batches import NEGATIVES_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import SMOKE_DATASETS, command_line, finished, smoke_data, smoke_folder, smoke_model, smoke_sets
@@ -67,7 +68,8 @@ def run(variant: str, batch: int, seed: int, base: Path, data: Path, plan: Path,
     if variant != "random":
         overrides.append(f"data.batches={plan}")
     if variant == "b3neg":
-        overrides += [f"data.root={plan / 'negatives'}", f"data.images={data / 'images'}"]
+        overrides += [f"data.root={plan / NEGATIVES_DIR}", f"data.images={data / 'images'}",
+                      "contrastive.hard_negatives=true"]
     recipe = load_recipe(builtin("tiny/contrastive"), overrides)
     if not finished(folder, recipe):
         train_stage(recipe, resume=(folder / "checkpoints").is_dir())

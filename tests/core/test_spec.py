@@ -43,3 +43,18 @@ def test_spec_records_the_protocol_and_reads_older_files(tmp_path: Path) -> None
     (tmp_path / "cocoa.json").write_text(json.dumps({"protocol": {**protocol.to_dict(), "pool": "x"}}))
     with pytest.raises(ConfigError, match=r"cocoa.json: protocol: unknown protocol keys \['pool'\]"):
         EmbeddingSpec.load(tmp_path)
+
+
+def test_spec_keeps_the_training_record_out_of_equality_and_the_fingerprint(tmp_path: Path) -> None:
+    record = {"stage": "contrastive", "batches": {"plan": "runs/plan", "p": 10}, "hard_negatives": None}
+    EmbeddingSpec(dims=DIMS, training=record).save(tmp_path)
+    assert json.loads((tmp_path / "cocoa.json").read_text())["training"] == record
+    loaded = EmbeddingSpec.load(tmp_path)
+    assert loaded.training == record and loaded == EmbeddingSpec(dims=DIMS)
+    assert "training" not in loaded.embedding() and "training" not in EmbeddingSpec().to_dict()
+    backbone = make_backbone()
+    assert (BatchEncoder(backbone, loaded).fingerprint()
+            == BatchEncoder(backbone, EmbeddingSpec(dims=DIMS)).fingerprint())
+    (tmp_path / "cocoa.json").write_text(json.dumps({"max_len": 64, "training": ["random"]}))
+    with pytest.raises(ConfigError, match=r"cocoa\.json: training must be a mapping, got list"):
+        EmbeddingSpec.load(tmp_path)

@@ -13,6 +13,7 @@ import yaml
 from cocoa.core.errors import ConfigError
 from cocoa.core.hub import is_hub_id
 from cocoa.core.protocol import PROTOCOLS
+from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.minimmeb.build import DatasetInfo, Manifest
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.pipeline import driver
@@ -140,7 +141,13 @@ def test_a_stage_mines_its_batches_with_the_previous_model_first(mini_dir: Path,
     trained = yaml.safe_load((out / "3-b3" / "recipe.yaml").read_text())["data"]
     assert trained["batches"] == str(out / "3-b3" / "plan")
     assert (trained["root"], trained["images"]) == (str(out / "3-b3" / "plan" / "negatives"), str(mini_dir / "images"))
-    assert "mined (B3): teacher" in (out / "3-b3" / "model" / "README.md").read_text()
+    assert yaml.safe_load((out / "3-b3" / "recipe.yaml").read_text())["contrastive"]["hard_negatives"] is True
+    card = (out / "3-b3" / "model" / "README.md").read_text()
+    assert "mined (B3): teacher" in card and f"mined into {out / '3-b3' / 'plan' / 'negatives'}" in card
+    record = EmbeddingSpec.load(out / "3-b3" / "model").training
+    assert (record["batches"]["plan"], record["batches"]["teacher"]) == (str(out / "3-b3" / "plan"), teacher)
+    assert record["hard_negatives"] == {"data": trained["root"], "plan": str(out / "3-b3" / "plan")}
+    assert EmbeddingSpec.load(out / "3-contrastive" / "model").training["batches"] is None
 
     alone = driver.Pipeline(data_root=str(mini_dir), stages=[driver.StageEntry(
         recipe="builtin:tiny/contrastive", mine=mined, set=stage_overrides("contrastive", mini_dir, tmp_path / "x", 1))])

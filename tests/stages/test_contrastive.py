@@ -27,7 +27,9 @@ from cocoa.stages.contrastive import (
     EmbeddingObjective,
     MatryoshkaConfig,
     distinct_rows,
+    training_record,
 )
+from cocoa.train.community_batches import NEGATIVES_DIR, CommunityPlan
 from cocoa.train.config import TrainConfig
 from cocoa.train.steps import GradCacheStep
 from cocoa.train.trainer import Trainer
@@ -90,6 +92,23 @@ def test_widths_above_the_hidden_size_are_refused_before_training(tmp_path: Path
     with pytest.raises(ConfigError, match=f"contrastive.matryoshka.dims: width {HIDDEN + 1} is larger than the "
                                           f"model's hidden size {HIDDEN}"):
         get_stage("contrastive").parts(recipe, backbone, backbone.model)
+
+
+def test_the_training_record_names_the_plan_and_where_the_negatives_came_from(tmp_path: Path) -> None:
+    base = stage_overrides("contrastive", tmp_path, tmp_path)
+    plain = load_recipe(recipe_path("contrastive"), [*base, "contrastive.hard_negatives=false"])
+    assert training_record(plain, False) == {"stage": "contrastive", "batches": None, "hard_negatives": None}
+    plan = tmp_path / "plan"
+    CommunityPlan(((0, 1), (2, 3)), 4, {"teacher": "abc", "p": 1, "m": 2, "done": True, "seconds": 3.0}).save(plan)
+    (plan / NEGATIVES_DIR).mkdir()
+    mined = load_recipe(recipe_path("contrastive"), [*base, f"data.batches={plan}",
+                                                     f"data.root={plan / NEGATIVES_DIR}"])
+    assert training_record(mined, True) == {
+        "stage": "contrastive", "hard_negatives": {"data": str(plan / NEGATIVES_DIR), "plan": str(plan)},
+        "batches": {"plan": str(plan), "teacher": "abc", "p": 1, "m": 2, "seconds": 3.0}}
+    own = load_recipe(recipe_path("contrastive"), base)
+    assert training_record(own, True)["hard_negatives"] == {"data": own.data.root, "plan": None}
+    assert get_stage("contrastive").embedding_spec(mined).training == training_record(mined, True)
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])

@@ -1,9 +1,10 @@
-"""How a checkpoint embeds: its protocol, token budget and Matryoshka dims, saved as ``cocoa.json``."""
+"""How a checkpoint embeds (its protocol, token budget and Matryoshka dims) and how its last stage drew
+its batches, saved as ``cocoa.json``."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ SPEC_FILE = "cocoa.json"
 class EmbeddingSpec:
     """How a checkpoint embeds: its :class:`~cocoa.core.protocol.Protocol` and token budget.
 
-    ``dims`` are the dims a multi-width InfoNCE trained (``None``: only the full one).
+    ``dims`` are the dims a multi-width InfoNCE trained (``None``: only the full one). ``training``
+    records how the stage that wrote the checkpoint drew its batches and negatives (a mined plan's
+    manifest, for one); it is provenance only, so it never enters equality or :meth:`embedding`.
     A ``cocoa.json`` written before protocols were recorded (``attention`` and no ``protocol``)
     loads as the ``cocoa`` protocol with that attention, which is what such a checkpoint did.
     """
@@ -27,6 +30,7 @@ class EmbeddingSpec:
     protocol: Protocol = PROTOCOLS[DEFAULT_PROTOCOL]
     max_len: int = 4096
     dims: tuple[int, ...] | None = None
+    training: dict[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_len < 2:
@@ -48,12 +52,16 @@ class EmbeddingSpec:
         dims = validate_dims(self.dims or (hidden,), "dims", hidden)
         return tuple(sorted({*dims, hidden}))
 
-    def to_dict(self) -> dict[str, Any]:
-        """The saved fields; ``dims`` only when set."""
+    def embedding(self) -> dict[str, Any]:
+        """The fields that decide an embedding (what a fingerprint hashes); ``dims`` only when set."""
         data: dict[str, Any] = {"protocol": self.protocol.to_dict(), "max_len": self.max_len}
         if self.dims is not None:
             data["dims"] = list(self.dims)
         return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """The saved fields: :meth:`embedding`, and ``training`` when set."""
+        return self.embedding() if self.training is None else {**self.embedding(), "training": self.training}
 
     def save(self, folder: str | Path) -> None:
         (Path(folder) / SPEC_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -66,7 +74,7 @@ class EmbeddingSpec:
         if not path.is_file():
             return cls()
         data = json.loads(path.read_text())
-        unknown = set(data) - {"protocol", "attention", "max_len", "dims"}
+        unknown = set(data) - {"protocol", "attention", "max_len", "dims", "training"}
         if unknown:
             raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
         if "protocol" in data:
@@ -75,5 +83,7 @@ class EmbeddingSpec:
             protocol = Protocol.from_dict(data["protocol"], f"{path}: protocol")
         else:
             protocol = PROTOCOLS[DEFAULT_PROTOCOL].replace(attention=data.get("attention", "bidirectional"))
-        dims = data.get("dims")
-        return cls(protocol, int(data.get("max_len", 4096)), tuple(dims) if dims is not None else None)
+        dims, training = data.get("dims"), data.get("training")
+        if training is not None and not isinstance(training, dict):
+            raise ConfigError(f"{path}: training must be a mapping, got {type(training).__name__}")
+        return cls(protocol, int(data.get("max_len", 4096)), tuple(dims) if dims is not None else None, training)

@@ -254,7 +254,7 @@ class BatchEncoder:
                      else json.dumps(tokenizer.get_vocab(), sort_keys=True))
             processor = {k: v for k, v in self.backbone.image_processor.to_dict().items()
                          if k not in ("processor_class", "image_processor_type")}
-            h.update(json.dumps({"spec": self.spec.to_dict(), "config": config, "processor": processor,
+            h.update(json.dumps({"spec": self.spec.embedding(), "config": config, "processor": processor,
                                  "attention_kernel": model.config._attn_implementation,
                                  "tokenizer": hashlib.sha256(vocab.encode()).hexdigest(), "vocab": len(tokenizer)},
                                 sort_keys=True, default=str).encode())

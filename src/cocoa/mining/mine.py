@@ -40,7 +40,7 @@ from cocoa.inference.corpus_encoder import encode_corpus
 from cocoa.inference.embedder import Embedder
 from cocoa.inference.shards import ShardReader
 from cocoa.mining.graph import communities, hard_negatives, preference_graph
-from cocoa.train.community_batches import PLAN_FILE, CommunityPlan
+from cocoa.train.community_batches import NEGATIVES_DIR, PLAN_FILE, CommunityPlan
 
 EMBEDDINGS_FILE = "embeddings.npz"
 #: Shard folders of a run still encoding (``cocoa encode``'s format), removed once ``embeddings.npz`` is written.
@@ -206,7 +206,7 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
         for community in communities(preference_graph(ranked, p, m), settings.size, settings.seed):
             groups.append(tuple(int(index[i]) for i in community))
         picked = hard_negatives(ranked, p, m, 1, settings.seed)[:, 0]
-        write_jsonl(out / "negatives" / "train" / f"{subset or 'train'}.jsonl",
+        write_jsonl(out / NEGATIVES_DIR / "train" / f"{subset or 'train'}.jsonl",
                     negatives_rows([pairs[i] for i in rows], picked))
     plan = CommunityPlan(tuple(groups), settings.batch_size,
                          {**manifest, "done": True, "seconds": round(time.perf_counter() - start, 1)})

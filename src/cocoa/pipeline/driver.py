@@ -184,13 +184,15 @@ def run_pipeline(pipeline: Pipeline, base: Path, out: Path, *, extra: list[str] 
 
 
 def mined_overrides(entry: MineEntry, plan: Path, source: RecipeBase) -> list[str]:
-    """Overrides that make the stage of recipe ``source`` read the plan in ``plan`` (and its
-    negatives, with ``entry.negatives``)."""
+    """Overrides that make the stage of recipe ``source`` read the plan in ``plan`` (and train on its
+    mined negatives, with ``entry.negatives``)."""
     from cocoa.stages.base import image_root
+    from cocoa.train.community_batches import NEGATIVES_DIR
 
     sets = [f"data.batches={plan}"]
     if entry.negatives:
-        sets += [f"data.root={plan / 'negatives'}", f"data.images={image_root(source)}"]
+        sets += [f"data.root={plan / NEGATIVES_DIR}", f"data.images={image_root(source)}",
+                 "contrastive.hard_negatives=true"]
     return sets
 
 

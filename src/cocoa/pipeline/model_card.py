@@ -23,7 +23,7 @@ from cocoa.core.spec import EmbeddingSpec
 from cocoa.evaluate.report import summary_markdown
 from cocoa.evaluate.summary import Summary
 from cocoa.stages.sections import RecipeBase
-from cocoa.train.community_batches import CommunityPlan
+from cocoa.train.community_batches import NEGATIVES_DIR, PLAN_FILE, CommunityPlan
 
 CARD_FILE = "README.md"
 TAGS = ["cocoa", "multimodal-embedding", "image-text-retrieval", "mmeb", "sentence-transformers",
@@ -47,7 +47,12 @@ def eval_results(summary: Summary) -> list[EvalResult]:
 
 
 def batches_cell(recipe: RecipeBase) -> str:
-    """How a stage drew its batches: a random permutation, or the mined plan with its settings."""
+    """How a stage drew its batches (a random permutation, or the mined plan with its settings) and
+    its hard negatives (mined by a plan, or the data's own)."""
+    return _batches(recipe) + _negatives(recipe)
+
+
+def _batches(recipe: RecipeBase) -> str:
     if recipe.data.batches is None:
         return "random"
     try:
@@ -57,6 +62,16 @@ def batches_cell(recipe: RecipeBase) -> str:
     own = "".join(f"; {subset} [{p}, {p + n})" for subset, (p, n) in sorted((m.get("subsets") or {}).items()))
     return (f"mined (B3): teacher {str(m.get('teacher'))[:12]}, ranks [{m.get('p')}, "
             f"{int(m.get('p', 0)) + int(m.get('m', 0))}){own}, communities of {m.get('size')}")
+
+
+def _negatives(recipe: RecipeBase) -> str:
+    section = getattr(recipe, "contrastive", None)
+    if section is None or not section.hard_negatives:
+        return ""
+    root = Path(recipe.data.root)
+    if root.name == NEGATIVES_DIR and (root.parent / PLAN_FILE).is_file():
+        return f"; a hard negative per query mined into {root}"
+    return "; the data's own hard negatives"
 
 
 def _stage_rows(stages: Sequence[RecipeBase]) -> list[str]:
@@ -88,7 +103,7 @@ def model_card(name: str, stages: Sequence[RecipeBase], spec: EmbeddingSpec, sum
         'vectors = model.encode(["a red dress", {"image": "photo.jpg"}])  # float32, L2-normalised', "```", "",
         "sentence-transformers: `SentenceTransformer(folder, trust_remote_code=True)`.", "",
         "## Training", "", *_stage_rows(stages), "",
-        "## Embedding protocol", "", "```json", json.dumps(spec.to_dict(), indent=2), "```", "",
+        "## Embedding protocol", "", "```json", json.dumps(spec.embedding(), indent=2), "```", "",
     ]
     if summary is not None:
         table = summary_markdown(summary).splitlines()

@@ -33,7 +33,7 @@ from cocoa.model.packing import PADDED, Packing
 from cocoa.stages.base import Stage, StageParts, image_root
 from cocoa.stages.sections import RecipeBase
 from cocoa.train.batches import BatchPlan, StepBatches
-from cocoa.train.community_batches import CommunityBatches, CommunityPlan
+from cocoa.train.community_batches import NEGATIVES_DIR, PLAN_FILE, CommunityBatches, CommunityPlan
 from cocoa.train.steps import GradCacheStep
 
 
@@ -237,6 +237,28 @@ class ContrastiveStage(Stage):
         return protocol if attention is None else protocol.replace(attention=attention)
 
     def embedding_spec(self, recipe: RecipeBase) -> EmbeddingSpec:
+        """The protocol, token budget and Matryoshka dims, and how the batches and negatives were drawn."""
         c = self.settings(recipe)
         return EmbeddingSpec(self.protocol(recipe), recipe.data.max_len,
-                             tuple(c.matryoshka.dims) if c.matryoshka is not None else None)
+                             tuple(c.matryoshka.dims) if c.matryoshka is not None else None,
+                             training_record(recipe, c.hard_negatives))
+
+
+def training_record(recipe: RecipeBase, hard_negatives: bool) -> dict[str, Any]:
+    """How stage 3 drew its batches and negatives, as ``cocoa.json``'s ``training`` keeps it.
+
+    ``batches``: the mined plan's folder and manifest (teacher, data digest, p, m, community and batch
+    size, seed), or ``None`` for a fresh permutation an epoch. ``hard_negatives``: the data folder whose
+    ``neg_*`` columns were trained on, with the plan that mined them when the folder is a plan's
+    ``negatives/`` (``cocoa mine``), or ``None`` without hard negatives.
+    """
+    batches = None
+    if recipe.data.batches is not None:
+        manifest = CommunityPlan.load(recipe.data.batches).manifest
+        batches = {"plan": str(recipe.data.batches), **{k: v for k, v in manifest.items() if k != "done"}}
+    negatives = None
+    if hard_negatives:
+        root = Path(recipe.data.root)
+        mined = root.name == NEGATIVES_DIR and (root.parent / PLAN_FILE).is_file()
+        negatives = {"data": str(root), "plan": str(root.parent) if mined else None}
+    return {"stage": "contrastive", "batches": batches, "hard_negatives": negatives}

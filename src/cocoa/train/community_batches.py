@@ -25,6 +25,8 @@ from cocoa.core.files import write_json
 from cocoa.train.batches import total_steps
 
 PLAN_FILE = "plan.json"
+#: The plan folder's MMEB-train copy of the rows with their mined ``neg_*`` columns (a ``data.root``).
+NEGATIVES_DIR = "negatives"
 PLAN_FORMAT = 1
 
 
