@@ -19,16 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 
 from cocoa.core.batch import Batch
+from cocoa.core.errors import ConfigError
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.core.tokens import Role
 from cocoa.data.collate import Preprocessor, collate
 from cocoa.data.items import Item
 from cocoa.data.minimmeb.build import build_mini
 from cocoa.model.backbone import Backbone
+from cocoa.recipe import load_recipe
 from cocoa.stages.sections import RecipeBase
 
 QUERY = "<|image_1|> Represent the given image with the following question: what is it?"
@@ -83,15 +84,21 @@ def command_line(script: str, argv: Sequence[str] | None) -> str:
 
 
 def finished(folder: Path, recipe: RecipeBase) -> bool:
-    """Whether ``folder`` holds a finished training run of exactly ``recipe`` (its ``recipe.yaml``).
+    """Whether ``folder`` holds a finished training run of exactly ``recipe`` (its ``recipe.yaml``,
+    read by today's schema, so a key added since with the default the run trained with still matches).
 
     An experiment reuses such runs when resumed. A finished run of any other recipe (another
-    commit's defaults, other overrides) is refused with the keys that differ, never reused.
+    commit's defaults, other overrides, a key the schema no longer has) is refused with the keys that
+    differ, never reused.
     """
     if not (folder / "result.json").is_file() or not (folder / "model").is_dir():
         return False
-    saved = _flat(yaml.safe_load((folder / "recipe.yaml").read_text()))
-    wanted = _flat(yaml.safe_load(yaml.safe_dump(recipe.model_dump(), sort_keys=False)))
+    try:
+        saved = _flat(load_recipe(folder / "recipe.yaml").model_dump())
+    except ConfigError as error:
+        raise SystemExit(f"{folder} holds a finished run of a recipe this version cannot read ({error}): "
+                         "move it away or choose another --out") from None
+    wanted = _flat(recipe.model_dump())
     differ = sorted(key for key in saved.keys() | wanted.keys() if saved.get(key) != wanted.get(key))
     if differ:
         raise SystemExit(f"{folder} holds a finished run of another recipe ({', '.join(differ)} differ): "

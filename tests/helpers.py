@@ -208,13 +208,13 @@ def pairs(image_dir: Path) -> list[TrainPair]:
     img = {n: str(image_dir / f"{n}.png") for n in "abcd"}
     return [
         TrainPair(Item("Represent the given image for classification.", img["a"]), Item("a red dress"),
-                  Item("an ankle boot")),
+                  (Item("an ankle boot"),)),
         TrainPair(Item("Find me an everyday image that matches the given caption: a sneaker next to a bag"),
-                  Item("", img["b"]), Item("a photo", img["c"])),
+                  Item("", img["b"]), (Item("a photo", img["c"]),)),
         TrainPair(Item("what is in the top-left corner?", img["d"]), Item("an ankle boot"),
-                  Item("a red dress on a white background")),
+                  (Item("a red dress on a white background"),)),
         TrainPair(Item("a photo of a red dress on a white background"), Item("a white background", img["c"]),
-                  Item("", img["a"])),
+                  (Item("", img["a"]),)),
     ]
 
 

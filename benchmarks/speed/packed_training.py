@@ -154,7 +154,7 @@ def train_step(stage: str, b: Backbone, chunks: list[Batch], pack: int | None,
     if stage == "contrastive":
         objective = EmbeddingObjective(b.model, PROTOCOLS["cocoa"], Packing(pack))
         emb = torch.cat([objective(chunk) for chunk in chunks])
-        pairs = PairBatch(chunks=chunks, n_queries=len(emb) // 2, negative_of=None, rows=rows)
+        pairs = PairBatch(chunks=chunks, n_queries=len(emb) // 2, negative_slots=None, rows=rows)
         ContrastiveLoss(ContrastiveConfig(temperature=0.02))(emb, pairs)[0].backward()
         return
     if stage == "warmup":

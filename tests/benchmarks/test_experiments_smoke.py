@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.benchmarks.smoke import RunMain, script_module
 
@@ -108,3 +109,15 @@ def test_ablation_resumes_a_partly_finished_grid_of_the_same_recipe(run_main: Ru
         run_main("experiments/ablation.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path),
                  "--variants", "a", *sets, "--set", "contrastive:contrastive.temperature=0.5")
     assert len(trained) == 2  # the finished run of the other recipe is neither reused nor retrained
+    saved = tmp_path / "seed0" / "contrastive-attention=causal" / "recipe.yaml"
+    recipe = yaml.safe_load(saved.read_text())
+    del recipe["contrastive"]["negatives_per_query"]  # written before the key existed, at its default
+    saved.write_text(yaml.safe_dump(recipe))
+    run_main("experiments/ablation.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path),
+             "--variants", "a", *sets)
+    assert len(trained) == 2
+    recipe["contrastive"]["retired_key"] = 1
+    saved.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SystemExit, match="a recipe this version cannot read"):
+        run_main("experiments/ablation.py", "--smoke", "--data", str(smoke_mini), "--out", str(tmp_path),
+                 "--variants", "a", *sets)

@@ -36,7 +36,7 @@ def test_train_hf_layout_splits_and_cap(tmp_path, images):
     capped = read_train_pairs(tmp_path / "hf", ["Toy"], images, cap=10, seed=1)
     assert len(capped) == 10 and capped == read_train_pairs(tmp_path / "hf", ["Toy"], images, cap=10, seed=1)
     assert capped != read_train_pairs(tmp_path / "hf", ["Toy"], images, cap=10, seed=2)
-    assert capped[0].subset == "Toy" and capped[0].negative.text == "dog"
+    assert capped[0].subset == "Toy" and capped[0].negatives[0].text == "dog"
     with pytest.raises(DataError, match="unknown train subset"):
         read_train_pairs(tmp_path / "hf", ["Nope"], images)
 
@@ -50,11 +50,28 @@ def test_train_jsonl_bad_rows(tmp_path, images):
         read_train_pairs(path, None, images)
     assert (caught.value.file, caught.value.row, caught.value.field) == (str(path), 1, "qry_image_path")
     pairs = read_train_pairs(path, None, images, skip_bad=True)
-    assert pairs.skipped == 2 and len(pairs) == 2 and pairs[1].negative is None
+    assert pairs.skipped == 2 and len(pairs) == 2 and pairs[1].negatives == ()
     path.write_text(json.dumps({**_train_row(), "extra": 1}) + "\n")
     with pytest.raises(DataError, match="unknown field") as caught:
         read_train_pairs(path, None, images)
     assert (caught.value.row, caught.value.field) == (0, "extra")
+
+
+def test_extra_negatives_follow_the_neg_columns_and_bad_ones_are_named(tmp_path: Path, images: Path) -> None:
+    path = tmp_path / "Toy.jsonl"
+    extra = [{"neg_text": "fox"}, {"neg_text": "", "neg_image_path": "a.png", "neg_video_path": None}]
+    rows = [{**_train_row(), "extra_negatives": extra}, _train_row(neg_text="", extra_negatives=[{"neg_text": "owl"}])]
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    first, second = read_train_pairs(path, None, images)
+    assert [(n.text, n.image) for n in first.negatives] == [("dog", None), ("fox", None), ("", str(images / "a.png"))]
+    assert [n.text for n in second.negatives] == ["owl"]
+    for bad, field in (([{"neg_text": "x"}, {"neg_text": ""}], "extra_negatives[1].neg_text"),
+                       ([{"neg_image_path": "corrupt.png"}], "extra_negatives[0].neg_image_path"),
+                       ([{"neg_txt": "x"}], "extra_negatives[0]"), ("fox", "extra_negatives")):
+        path.write_text(json.dumps({**_train_row(), "extra_negatives": bad}) + "\n")
+        with pytest.raises(DataError) as caught:
+            read_train_pairs(path, None, images)
+        assert (caught.value.file, caught.value.row, caught.value.field) == (str(path), 0, field)
 
 
 def test_video_columns_become_video_items(video_dir: Path, tmp_path: Path) -> None:

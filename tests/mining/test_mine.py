@@ -54,7 +54,7 @@ def test_negatives_are_other_rows_positives_in_mmeb_train_columns(mined: Path, m
     for i, row in enumerate(rows):
         assert (row["neg_text"], row["neg_image_path"]) in positives[:i] + positives[i + 1:]
     again = read_train_pairs(mined / "negatives", ["SceneT2I"], mini_dir / "images")
-    assert all(p.negative is not None for p in again)  # stage 3 reads them as hard negatives
+    assert all(len(p.negatives) == 1 for p in again)  # stage 3 reads them as hard negatives
 
 
 def test_a_rerun_resumes_without_encoding(mined: Path, mini_dir: Path, model_dir: Path,
@@ -95,6 +95,30 @@ def test_a_subset_with_its_own_ranks_draws_its_negatives_there(mined: Path, mini
             assert any(p <= rank < p + m for rank in ranks), (subset, q, ranks)
     bad = CliRunner().invoke(app, [*args[:-1], "FashionMNIST=two"])
     assert bad.exit_code == 2 and "expected SUBSET=P,M" in bad.output
+
+
+def test_n_negatives_a_query_are_distinct_strong_ranks_read_back_in_order(mined: Path, mini_dir: Path,
+                                                                          model_dir: Path, tmp_path: Path) -> None:
+    many = tmp_path / "many"
+    many.mkdir()
+    shutil.copy(mined / EMBEDDINGS_FILE, many)
+    args = ["mine", "--data", str(mini_dir), "--teacher", str(model_dir), "--out", str(many), "--subsets", "SceneT2I",
+            "--cap", "16", "--p", "1", "--m", "4", "--size", "4", "--batch-size", "8"]
+    assert CliRunner().invoke(app, [*args, "--negatives", "3"]).exit_code == 0
+    assert CommunityPlan.load(many).manifest["negatives"] == 3
+    pairs = read_train_pairs(mini_dir, ["SceneT2I"], mini_dir / "images", cap=16, seed=0)
+    items = [pair.positive for pair in pairs]
+    with np.load(many / EMBEDDINGS_FILE) as saved:
+        assert saved["queries"].shape[0] == 16  # SceneT2I alone: encoded again, not the fixture's two subsets
+        ranked = rank_targets(saved["queries"], saved["targets"], 16)
+    written = [json.loads(line) for line in (many / "negatives" / "train" / "SceneT2I.jsonl").read_text().splitlines()]
+    assert all(len(row["extra_negatives"]) == 2 for row in written)
+    for q, pair in enumerate(read_train_pairs(many / "negatives", ["SceneT2I"], mini_dir / "images")):
+        picked = [items.index(negative) for negative in pair.negatives]
+        assert len(set(picked)) == 3 and q not in picked
+        assert all(1 <= list(ranked[q]).index(j) < 5 for j in picked), (q, picked)
+    too_many = CliRunner().invoke(app, [*args, "--negatives", "5"])
+    assert too_many.exit_code != 0 and "5 negatives per query do not fit the window of m=4" in too_many.output
 
 
 def test_stage_3_trains_on_the_plan_and_refuses_one_for_other_rows(mined: Path, mini_dir: Path,

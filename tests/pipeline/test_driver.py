@@ -15,6 +15,7 @@ from cocoa.core.hub import is_hub_id
 from cocoa.core.protocol import PROTOCOLS
 from cocoa.core.spec import EmbeddingSpec
 from cocoa.data.minimmeb.build import DatasetInfo, Manifest
+from cocoa.data.train_pairs import read_train_pairs
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.pipeline import driver
 from cocoa.pipeline.driver import EvalSection, load_pipeline, mini_chance, stage_folder
@@ -127,7 +128,7 @@ def test_a_stage_mines_its_batches_with_the_previous_model_first(mini_dir: Path,
     out, subsets = tmp_path / "run", "data.subsets=[FashionMNIST, SceneT2I]"
     first = [*stage_overrides("contrastive", mini_dir, out / "3-contrastive", 1), "model.path=null",
              "model.tiny=tiny", subsets]
-    mined = driver.MineEntry(p=1, m=4, size=4, subsets={"FashionMNIST": (0, 3)}, negatives=True)
+    mined = driver.MineEntry(p=1, m=4, size=4, subsets={"FashionMNIST": (0, 3)}, negatives=2)
     pipeline = driver.Pipeline(
         data_root=str(mini_dir), eval={"data": str(mini_dir), "datasets": ["FashionMNIST"], "batch_size": 16},
         stages=[driver.StageEntry(recipe="builtin:tiny/contrastive", set=first),
@@ -141,12 +142,14 @@ def test_a_stage_mines_its_batches_with_the_previous_model_first(mini_dir: Path,
     trained = yaml.safe_load((out / "3-b3" / "recipe.yaml").read_text())["data"]
     assert trained["batches"] == str(out / "3-b3" / "plan")
     assert (trained["root"], trained["images"]) == (str(out / "3-b3" / "plan" / "negatives"), str(mini_dir / "images"))
-    assert yaml.safe_load((out / "3-b3" / "recipe.yaml").read_text())["contrastive"]["hard_negatives"] is True
+    section = yaml.safe_load((out / "3-b3" / "recipe.yaml").read_text())["contrastive"]
+    assert (section["hard_negatives"], section["negatives_per_query"]) == (True, 2)
+    assert all(len(p.negatives) == 2 for p in read_train_pairs(Path(trained["root"]), None, mini_dir / "images"))
     card = (out / "3-b3" / "model" / "README.md").read_text()
     assert "mined (B3): teacher" in card and f"mined into {out / '3-b3' / 'plan' / 'negatives'}" in card
     record = EmbeddingSpec.load(out / "3-b3" / "model").training
     assert (record["batches"]["plan"], record["batches"]["teacher"]) == (str(out / "3-b3" / "plan"), teacher)
-    assert record["hard_negatives"] == {"data": trained["root"], "plan": str(out / "3-b3" / "plan")}
+    assert record["hard_negatives"] == {"data": trained["root"], "per_query": 2, "plan": str(out / "3-b3" / "plan")}
     assert EmbeddingSpec.load(out / "3-contrastive" / "model").training["batches"] is None
 
     alone = driver.Pipeline(data_root=str(mini_dir), stages=[driver.StageEntry(

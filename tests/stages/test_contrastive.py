@@ -56,13 +56,13 @@ def test_trainer_step_reports_the_brute_force_loss_with_gradcache(image_dir: Pat
                                matryoshka=MatryoshkaConfig(dims=dims, weights=weights))
     objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"])
     examples = pairs(image_dir)
-    batch = ContrastiveBuilder(Preprocessor(backbone, 128), hard_negatives=True, chunk=3)(
+    batch = ContrastiveBuilder(Preprocessor(backbone, 128), negatives=1, chunk=3)(
         examples, np.random.default_rng(0))
     assert len(batch.chunks) > 1
     with torch.no_grad():
         emb = torch.cat([objective(c) for c in batch.chunks]).double()
     n = batch.n_queries
-    neg, mask = place_negatives(emb[2 * n:], batch.negative_of, n)
+    neg, mask = place_negatives(emb[2 * n:], batch.negative_slots, n)
     want = brute_matryoshka(emb[:n].numpy(), emb[n:2 * n].numpy(), 0.05, dims, weights, neg.numpy(), mask.numpy())
     trainer = Trainer(objective, None, GradCacheStep(ContrastiveLoss(config)), 1,  # type: ignore[arg-type]
                       TrainConfig(output_dir=str(tmp_path), max_steps=1), DistInfo(0, 1, 0, torch.device("cpu")),
@@ -94,21 +94,39 @@ def test_widths_above_the_hidden_size_are_refused_before_training(tmp_path: Path
         get_stage("contrastive").parts(recipe, backbone, backbone.model)
 
 
+def test_each_query_brings_up_to_k_hard_negatives_and_all_are_candidates(image_dir: Path) -> None:
+    backbone, base = make_backbone(), pairs(image_dir)
+    examples = [TrainPair(base[0].query, base[0].positive, tuple(p.positive for p in base[1:])),  # 3: the first 2
+                TrainPair(base[1].query, base[1].positive, (base[0].positive,)),
+                TrainPair(base[2].query, base[2].positive)]
+    batch = ContrastiveBuilder(Preprocessor(backbone, 128), negatives=2, chunk=4)(examples, np.random.default_rng(0))
+    assert (batch.negative_slots, batch.per_query, sum(len(c.input_ids) for c in batch.chunks)) == ((0, 1, 2), 2, 9)
+    objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"])
+    with torch.no_grad():
+        emb = torch.cat([objective(c) for c in batch.chunks]).double()
+    candidates = torch.cat([emb[3:6], emb[6:9]])  # the positives, then every hard negative
+    want = torch.nn.functional.cross_entropy(emb[:3] @ candidates.T / 0.05, torch.arange(3))
+    config = ContrastiveConfig(temperature=0.05, hard_negatives=True, negatives_per_query=2)
+    assert ContrastiveLoss(config)(emb, batch)[1].item() == pytest.approx(want.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="negatives_per_query counts hard negatives"):
+        ContrastiveConfig(negatives_per_query=2)
+
+
 def test_the_training_record_names_the_plan_and_where_the_negatives_came_from(tmp_path: Path) -> None:
     base = stage_overrides("contrastive", tmp_path, tmp_path)
     plain = load_recipe(recipe_path("contrastive"), [*base, "contrastive.hard_negatives=false"])
-    assert training_record(plain, False) == {"stage": "contrastive", "batches": None, "hard_negatives": None}
+    assert training_record(plain, 0) == {"stage": "contrastive", "batches": None, "hard_negatives": None}
     plan = tmp_path / "plan"
     CommunityPlan(((0, 1), (2, 3)), 4, {"teacher": "abc", "p": 1, "m": 2, "done": True, "seconds": 3.0}).save(plan)
     (plan / NEGATIVES_DIR).mkdir()
     mined = load_recipe(recipe_path("contrastive"), [*base, f"data.batches={plan}",
                                                      f"data.root={plan / NEGATIVES_DIR}"])
-    assert training_record(mined, True) == {
-        "stage": "contrastive", "hard_negatives": {"data": str(plan / NEGATIVES_DIR), "plan": str(plan)},
+    assert training_record(mined, 2) == {
+        "stage": "contrastive", "hard_negatives": {"data": str(plan / NEGATIVES_DIR), "per_query": 2, "plan": str(plan)},
         "batches": {"plan": str(plan), "teacher": "abc", "p": 1, "m": 2, "seconds": 3.0}}
     own = load_recipe(recipe_path("contrastive"), base)
-    assert training_record(own, True)["hard_negatives"] == {"data": own.data.root, "plan": None}
-    assert get_stage("contrastive").embedding_spec(mined).training == training_record(mined, True)
+    assert training_record(own, 1)["hard_negatives"] == {"data": own.data.root, "per_query": 1, "plan": None}
+    assert get_stage("contrastive").embedding_spec(mined).training == training_record(mined, 1)
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
@@ -142,9 +160,9 @@ def test_dedupe_embeds_each_distinct_row_once_with_the_same_loss_and_gradients(i
     pre = Preprocessor(backbone, 128)
     base = pairs(image_dir)
     # two more label-style rows: a positive and a negative that repeat earlier targets
-    examples = [*base, TrainPair(Item("a photo of an ankle boot"), base[0].positive, base[1].positive)]
-    plain = ContrastiveBuilder(pre, hard_negatives=True, chunk=3)(examples, np.random.default_rng(0))
-    deduped = ContrastiveBuilder(pre, hard_negatives=True, chunk=3, dedupe=True)(examples, np.random.default_rng(0))
+    examples = [*base, TrainPair(Item("a photo of an ankle boot"), base[0].positive, (base[1].positive,))]
+    plain = ContrastiveBuilder(pre, negatives=1, chunk=3)(examples, np.random.default_rng(0))
+    deduped = ContrastiveBuilder(pre, negatives=1, chunk=3, dedupe=True)(examples, np.random.default_rng(0))
     embedded = sum(len(c) for c in deduped.chunks)
     assert sum(len(c) for c in plain.chunks) == 15 and embedded == 12
     assert deduped.rows is not None and len(deduped.rows) == 15 and max(deduped.rows) == embedded - 1

@@ -60,8 +60,8 @@ def text_last_pairs(image_dir: Path) -> list[TrainPair]:
     """``pairs`` with a text negative for the last example: rank 1's last GradCache chunk has no image."""
     examples = pairs(image_dir)
     last = examples[-1]
-    assert last.negative is not None and last.negative.image is not None
-    examples[-1] = TrainPair(last.query, last.positive, Item("a sneaker next to a bag"))
+    assert len(last.negatives) == 1 and last.negatives[0].image is not None
+    examples[-1] = TrainPair(last.query, last.positive, (Item("a sneaker next to a bag"),))
     return examples
 
 
@@ -76,7 +76,7 @@ def dedupe_pairs(image_dir: Path) -> list[TrainPair]:
     """``pairs`` whose second example repeats the first's targets (rank 0's 6 rows are 4 distinct ones)."""
     examples = pairs(image_dir)
     first = examples[0]
-    examples[1] = TrainPair(examples[1].query, first.positive, first.negative)
+    examples[1] = TrainPair(examples[1].query, first.positive, first.negatives)
     return examples
 
 
@@ -118,7 +118,7 @@ def contrastive_case(name: str, image_dir: Path, info: DistInfo, out: Path, para
     if name == "text_last":  # the last rank's last chunk is all text; rank 0's (of two) has an image
         assert (batch.chunks[-1].pixel_values is None) == (hi == 4)
     if name == "partial_negatives":  # the ranks disagree on whether their batch has hard negatives
-        assert batch.negative_of == tuple(i - lo for i in range(lo, hi) if i != 3)
+        assert batch.negative_slots == tuple(i - lo for i in range(lo, hi) if i != 3)
     if name == "dedupe" and info.world_size == 2:  # the ranks embed different numbers of chunks
         assert len(batch.chunks) == (2 if lo == 0 else 3)
     return train_step(trainer, batch)

@@ -35,9 +35,9 @@ def test_gradcache_matches_full_batch(image_dir: Path, tmp_path: Path) -> None:
     objective.train()
     pre = Preprocessor(backbone, 128)
     examples = pairs(image_dir)
-    full = ContrastiveBuilder(pre, hard_negatives=True, chunk=None)(examples, np.random.default_rng(0))
-    chunked = ContrastiveBuilder(pre, hard_negatives=True, chunk=2)(examples, np.random.default_rng(0))
-    assert len(full.chunks) == 1 and len(chunked.chunks) == 6 and chunked.negative_of == (0, 1, 2, 3)
+    full = ContrastiveBuilder(pre, negatives=1, chunk=None)(examples, np.random.default_rng(0))
+    chunked = ContrastiveBuilder(pre, negatives=1, chunk=2)(examples, np.random.default_rng(0))
+    assert len(full.chunks) == 1 and len(chunked.chunks) == 6 and chunked.negative_slots == (0, 1, 2, 3)
     trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, None), tmp_path)
     assert_same_step(trainer, objective, full, chunked)
 
@@ -71,7 +71,7 @@ def reference_grads(objective: nn.Module, pairs_: PairBatch, temperature: float)
     """One autograd graph over the chunks run in order (the dropout draws GradCache replays)."""
     emb = torch.cat([objective(c) for c in pairs_.chunks]).float()
     n = pairs_.n_queries
-    assert pairs_.negative_of == tuple(range(n))
+    assert pairs_.negative_slots == tuple(range(n))
     loss = info_nce(emb[:n], emb[n:2 * n], temperature, emb[2 * n:])
     loss.backward()
     return float(loss.detach()), grads(objective)
@@ -89,7 +89,7 @@ def test_gradcache_replays_lora_dropout(image_dir: Path, tmp_path: Path) -> None
     objective.train()
     pre = Preprocessor(backbone, 128)
     examples = pairs(image_dir)
-    chunked = ContrastiveBuilder(pre, hard_negatives=True, chunk=3)(examples, np.random.default_rng(0))
+    chunked = ContrastiveBuilder(pre, negatives=1, chunk=3)(examples, np.random.default_rng(0))
     trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, 3), tmp_path)
 
     torch.manual_seed(123)

@@ -128,9 +128,9 @@ class EvalDataset:
 
 @dataclass(frozen=True)
 class TrainPair:
-    """One MMEB-train row: query, positive target and an optional hard negative."""
+    """One MMEB-train row: query, positive target and its hard negatives (none, one or more)."""
 
     query: Item
     positive: Item
-    negative: Item | None = None
+    negatives: tuple[Item, ...] = ()
     subset: str = ""

@@ -1,11 +1,14 @@
-"""MMEB-train pairs in local folders: query, positive and optional hard negative per row.
+"""MMEB-train pairs in local folders: query, positive and optional hard negatives per row.
 
 Accepted layouts: a parquet or jsonl file; a MiniMMEB folder (``train/``); the Hugging Face
 layout (``<root>/<subset>/<split>-*.parquet`` or ``<root>/<subset>/<split>/*.parquet``).
 
 Besides MMEB-train's fields, a row may give a video on any side (``qry_video_path``,
 ``pos_video_path``, ``neg_video_path``: a frame folder or video file under the image root),
-placed at the text's ``<|video_1|>`` or before the text, as VLM2Vec-V2 trains on video.
+placed at the text's ``<|video_1|>`` or before the text, as VLM2Vec-V2 trains on video. The hard
+negative in ``neg_text`` / ``neg_image_path`` / ``neg_video_path`` (what every MMEB trainer reads)
+may be followed by more in ``extra_negatives``: a list of objects with those three keys (``cocoa
+mine --negatives N`` writes them; other trainers ignore the column).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from cocoa.core.errors import DataError
 from cocoa.data.images import MAX_IMAGE_PIXELS
-from cocoa.data.items import TrainPair
+from cocoa.data.items import Item, TrainPair
 from cocoa.data.rows import (
     ImageChecker,
     read_rows,
@@ -28,7 +31,10 @@ from cocoa.data.rows import (
 )
 
 TRAIN_FIELDS = ("qry", "qry_image_path", "pos_text", "pos_image_path")
-TRAIN_OPTIONAL_FIELDS = ("neg_text", "neg_image_path", "qry_video_path", "pos_video_path", "neg_video_path")
+NEGATIVE_FIELDS = ("neg_text", "neg_image_path", "neg_video_path")
+#: The column of a row's further hard negatives, each an object with the keys of :data:`NEGATIVE_FIELDS`.
+EXTRA_NEGATIVES = "extra_negatives"
+TRAIN_OPTIONAL_FIELDS = (*NEGATIVE_FIELDS, "qry_video_path", "pos_video_path", EXTRA_NEGATIVES)
 
 
 class TrainPairs(list[TrainPair]):
@@ -105,13 +111,29 @@ def _train_parser(checker: ImageChecker, subset: str,
         positive = checker.item(row["pos_text"], row["pos_image_path"], file=file, row=local,
                                 fields=("pos_text", "pos_image_path"), video=row.get("pos_video_path"),
                                 video_field="pos_video_path")
-        negative = (checker.item(row.get("neg_text"), row.get("neg_image_path"), file=file, row=local,
-                                 fields=("neg_text", "neg_image_path"), video=row.get("neg_video_path"),
-                                 video_field="neg_video_path")
-                    if row.get("neg_text") or row.get("neg_image_path") or row.get("neg_video_path") else None)
-        return TrainPair(query, positive, negative, subset)
+        return TrainPair(query, positive, _negatives(checker, row, file, local), subset)
 
     return parse
+
+
+def _negatives(checker: ImageChecker, row: dict, file: str, local: int) -> tuple[Item, ...]:
+    """The row's hard negatives: the ``neg_*`` columns' (if any), then each of ``extra_negatives``."""
+    extra = row.get(EXTRA_NEGATIVES) or []
+    if not isinstance(extra, list) or not all(isinstance(x, dict) for x in extra):
+        raise DataError("expected a list of objects with neg_text, neg_image_path, neg_video_path",
+                        file=file, row=local, field=EXTRA_NEGATIVES)
+    sides = [(f"{EXTRA_NEGATIVES}[{k}].", x) for k, x in enumerate(extra)]
+    if any(row.get(name) for name in NEGATIVE_FIELDS):
+        sides.insert(0, ("", row))
+    out = []
+    for prefix, side in sides:
+        if prefix and (unknown := sorted(set(side) - set(NEGATIVE_FIELDS))):
+            raise DataError(f"unknown key {unknown[0]!r} (expected {', '.join(NEGATIVE_FIELDS)})",
+                            file=file, row=local, field=prefix.rstrip("."))
+        text, image, video = (side.get(name) for name in NEGATIVE_FIELDS)
+        out.append(checker.item(text, image, file=file, row=local, video=video, video_field=f"{prefix}neg_video_path",
+                                fields=(f"{prefix}neg_text", f"{prefix}neg_image_path")))
+    return tuple(out)
 
 
 # -- pre-training --------------------------------------------------------------------------------

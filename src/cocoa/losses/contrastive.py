@@ -40,9 +40,9 @@ def info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Te
              negative_mask: Tensor | None = None) -> Tensor:
     """Mean InfoNCE of query i against target i, with all targets (and negatives) as candidates.
 
-    All inputs are L2-normalised ``(n, d)``; ``negatives`` adds one hard negative per query
-    to every query's candidate list, and ``negative_mask`` (``(n,)`` bool) leaves out the
-    slots of queries that have none.
+    All inputs are L2-normalised ``(n, d)``; ``negatives`` (``(n * k, d)``: ``k`` slots per query)
+    adds the hard negatives of all queries to every query's candidate list, and ``negative_mask``
+    (``(n * k,)`` bool) leaves out the empty slots.
     """
     candidates = targets if negatives is None else torch.cat([targets, negatives])
     logits = (queries @ candidates.T / temperature).float()
@@ -65,13 +65,14 @@ def matryoshka_info_nce(queries: Tensor, targets: Tensor, temperature: float, di
     return total
 
 
-def place_negatives(embeddings: Tensor, rows: Sequence[int], n: int) -> tuple[Tensor, Tensor]:
-    """``(negatives (n, d), mask (n,))`` with the embeddings of the hard negatives of ``rows``.
+def place_negatives(embeddings: Tensor, slots: Sequence[int], n: int) -> tuple[Tensor, Tensor]:
+    """``(negatives (n, d), mask (n,))`` with hard negative ``i`` of ``embeddings`` in slot ``slots[i]``.
 
-    Queries without a hard negative get a zero slot that ``info_nce`` masks out, so every
-    rank contributes the same shapes to the gather whichever of its rows have one.
+    ``n`` is the number of slots (queries times negatives per query). An empty slot (a query with
+    fewer hard negatives) holds zeros that ``info_nce`` masks out, so every rank contributes the
+    same shapes to the gather whichever of its rows have negatives.
     """
-    index = torch.tensor(list(rows), dtype=torch.long, device=embeddings.device)
+    index = torch.tensor(list(slots), dtype=torch.long, device=embeddings.device)
     negatives = embeddings.new_zeros(n, embeddings.shape[1]).index_copy(0, index, embeddings)
     mask = torch.zeros(n, dtype=torch.bool, device=embeddings.device).index_fill(0, index, True)
     return negatives, mask

@@ -41,6 +41,8 @@ def mine(
     batch_size: Annotated[int, typer.Option(min=1, help="Global batch (train.batch_size x processes).")] = 64,
     subset_ranks: Annotated[list[str] | None, typer.Option(
         help="A subset's own p and m, as SUBSET=P,M (repeatable).")] = None,
+    negatives: Annotated[int, typer.Option(min=1, help="Hard negatives mined per query (the first in the neg_* "
+                                                       "columns, the others in extra_negatives).")] = 1,
     shard_size: Annotated[int, typer.Option(min=1, help="Items per encoded shard (the unit of resuming and of "
                                                         "the split between torchrun processes).")] = SHARD_SIZE,
 ) -> None:
@@ -57,10 +59,11 @@ def mine(
         names = [s.strip() for s in subsets.split(",") if s.strip()] if subsets else None
         pairs = read_train_pairs(data, names, images or data / "images", cap=cap, seed=seed)
         settings = MineSettings(p=p, m=m, size=size, batch_size=batch_size, seed=seed,
-                                subsets=parse_subset_ranks(subset_ranks or []))
+                                subsets=parse_subset_ranks(subset_ranks or []), negatives=negatives)
         plan = mine_pairs(pairs, Embedder.from_pretrained(teacher, device=setup().device), out, settings,
                           shard_size=shard_size)
         make_console().print(f"{plan.rows} rows in {len(plan.communities)} communities, global batches of "
-                             f"{plan.batch_size}: {out}/plan.json (data.batches); negatives in {out}/negatives")
+                             f"{plan.batch_size}: {out}/plan.json (data.batches); {negatives} negatives a query in "
+                             f"{out}/negatives")
 
     reports_errors(run)()

@@ -3,12 +3,13 @@
 For each subset the teacher embeds every query and every positive target; FAISS ranks the
 subset's targets for each query (exact inner product on L2-normalised vectors). From ranks
 ``[p, p + m)`` (``p`` and ``m`` per subset if given) come the preference graph and its METIS communities
-(:mod:`cocoa.mining.graph`), cut per subset, and one hard negative per query. The output folder:
+(:mod:`cocoa.mining.graph`), cut per subset, and ``negatives`` hard negatives per query. The output folder:
 
 * ``plan.json`` - the communities and the global batch size (stage 3 reads it as ``data.batches``);
-* ``negatives/train/<subset>.jsonl`` - the subset's rows in MMEB-train columns with the mined
-  ``neg_text`` / ``neg_image_path`` / ``neg_video_path`` (any trainer reads them; in cocoa,
-  ``data.root`` there with ``contrastive.hard_negatives: true``);
+* ``negatives/train/<subset>.jsonl`` - the subset's rows in MMEB-train columns with the first mined
+  negative in ``neg_text`` / ``neg_image_path`` / ``neg_video_path`` (any trainer reads it) and the
+  others in ``extra_negatives`` (in cocoa, ``data.root`` there with ``contrastive.hard_negatives:
+  true`` and ``negatives_per_query: N``);
 * ``embeddings.npz`` - the teacher's vectors, kept so a rerun with other settings ranks again
   without encoding; until they are all there, ``encoded/`` holds the shards encoded so far
   (each rank encodes its share under ``torchrun``; a killed run resumes at the first unfinished one).
@@ -34,7 +35,7 @@ from cocoa.core.distributed import barrier, from_main, rank_and_world
 from cocoa.core.errors import ConfigError
 from cocoa.core.files import atomic_path, write_json, write_jsonl
 from cocoa.data.items import Item, TrainPair
-from cocoa.data.train_pairs import pairs_digest
+from cocoa.data.train_pairs import EXTRA_NEGATIVES, NEGATIVE_FIELDS, pairs_digest
 from cocoa.inference.corpus import Corpus
 from cocoa.inference.corpus_encoder import encode_corpus
 from cocoa.inference.embedder import Embedder
@@ -53,7 +54,8 @@ PLAN_POLL_S = 2.0
 @dataclass(frozen=True)
 class MineSettings:
     """B3's knobs: skip the top ``p`` ranks (false negatives), take ranks ``[p, p + m)`` as strong
-    negatives, communities of about ``size`` rows, global batches of ``batch_size`` rows.
+    negatives, communities of about ``size`` rows, global batches of ``batch_size`` rows, and
+    ``negatives`` hard negatives per query drawn from the same ranks.
 
     ``subsets`` gives a subset its own ``(p, m)``, as B3 sets them per task family (a subset of few
     distinct targets, such as a classification label set, wants a small ``p``).
@@ -65,13 +67,19 @@ class MineSettings:
     batch_size: int = 64
     seed: int = 0
     subsets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    negatives: int = 1
 
     def check(self) -> None:
         for subset, (p, m) in {"": (self.p, self.m), **self.subsets}.items():
             if p < 0 or m < 1:
                 raise ConfigError(f"need p >= 0 and m >= 1{' for subset ' + subset if subset else ''}; got {p}, {m}")
-        if self.size < 1 or self.batch_size < 1:
-            raise ConfigError(f"need size and batch_size >= 1; got {self.size}, {self.batch_size}")
+        if self.size < 1 or self.batch_size < 1 or self.negatives < 1:
+            raise ConfigError(f"need size, batch_size and negatives >= 1; got {self.size}, {self.batch_size}, "
+                              f"{self.negatives}")
+        for subset, (_, m) in {"": (self.p, self.m), **self.subsets}.items():
+            if self.negatives > m:
+                raise ConfigError(f"{self.negatives} negatives per query do not fit the window of m={m} ranks"
+                                  f"{' of subset ' + subset if subset else ''}")
         if self.size > self.batch_size:
             raise ConfigError(f"communities of {self.size} rows do not fit batches of {self.batch_size}")
 
@@ -103,14 +111,18 @@ def _side(item: Item, text: str, image: str, video: str) -> dict:
     return out
 
 
-def negatives_rows(pairs: Sequence[TrainPair], negative: np.ndarray) -> list[dict]:
-    """MMEB-train rows of ``pairs`` whose negative is the positive of row ``negative[i]`` (none at -1)."""
+def negatives_rows(pairs: Sequence[TrainPair], negatives: np.ndarray) -> list[dict]:
+    """MMEB-train rows of ``pairs`` whose negatives are the positives of rows ``negatives[i]`` (``(rows, n)``;
+    ``-1`` is none): the first in the ``neg_*`` columns, the others in ``extra_negatives``."""
     rows = []
-    for pair, j in zip(pairs, negative, strict=True):
+    for pair, picked in zip(pairs, negatives, strict=True):
         row = {**_side(pair.query, "qry", "qry_image_path", "qry_video_path"),
                **_side(pair.positive, "pos_text", "pos_image_path", "pos_video_path")}
-        if j >= 0:
-            row.update(_side(pairs[j].positive, "neg_text", "neg_image_path", "neg_video_path"))
+        sides = [_side(pairs[j].positive, *NEGATIVE_FIELDS) for j in picked if j >= 0]
+        if sides:
+            row.update(sides[0])
+        if len(sides) > 1:
+            row[EXTRA_NEGATIVES] = sides[1:]
         rows.append(row)
     return rows
 
@@ -205,7 +217,7 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
         ranked = rank_targets(queries[index], targets[index], p + m)  # subset-local rows
         for community in communities(preference_graph(ranked, p, m), settings.size, settings.seed):
             groups.append(tuple(int(index[i]) for i in community))
-        picked = hard_negatives(ranked, p, m, 1, settings.seed)[:, 0]
+        picked = hard_negatives(ranked, p, m, settings.negatives, settings.seed)
         write_jsonl(out / NEGATIVES_DIR / "train" / f"{subset or 'train'}.jsonl",
                     negatives_rows([pairs[i] for i in rows], picked))
     plan = CommunityPlan(tuple(groups), settings.batch_size,

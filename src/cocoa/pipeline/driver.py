@@ -40,8 +40,8 @@ class MineEntry(BaseModel):
     m: int = Field(20, ge=1, description="ranks [p, p+m) are strong negatives")
     size: int = Field(8, ge=1, description="rows per community")
     subsets: dict[str, tuple[int, int]] = Field({}, description="a subset's own (p, m)")
-    negatives: bool = Field(False, description="also train on one mined hard negative per query "
-                                                "(the stage's data.root becomes <plan>/negatives)")
+    negatives: int = Field(0, ge=0, description="also train on this many mined hard negatives per query "
+                                              "(the stage's data.root becomes <plan>/negatives); 0: none")
 
 
 class StageEntry(BaseModel):
@@ -192,7 +192,7 @@ def mined_overrides(entry: MineEntry, plan: Path, source: RecipeBase) -> list[st
     sets = [f"data.batches={plan}"]
     if entry.negatives:
         sets += [f"data.root={plan / NEGATIVES_DIR}", f"data.images={image_root(source)}",
-                 "contrastive.hard_negatives=true"]
+                 "contrastive.hard_negatives=true", f"contrastive.negatives_per_query={entry.negatives}"]
     return sets
 
 
@@ -206,7 +206,7 @@ def mine_batches(source: RecipeBase, entry: MineEntry, teacher: Path, plan: Path
 
     info = setup()
     settings = MineSettings(p=entry.p, m=entry.m, size=entry.size, batch_size=source.train.batch_size * info.world_size,
-                            seed=source.train.seed, subsets=dict(entry.subsets))
+                            seed=source.train.seed, subsets=dict(entry.subsets), negatives=max(entry.negatives, 1))
     mine(get_stage(source.stage).examples(source), Embedder.from_pretrained(teacher, device=info.device), plan,
          settings)
 

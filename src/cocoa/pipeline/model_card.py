@@ -66,12 +66,12 @@ def _batches(recipe: RecipeBase) -> str:
 
 def _negatives(recipe: RecipeBase) -> str:
     section = getattr(recipe, "contrastive", None)
-    if section is None or not section.hard_negatives:
+    if section is None or not section.negatives:
         return ""
-    root = Path(recipe.data.root)
+    root, most = Path(recipe.data.root), f"up to {section.negatives} a query"
     if root.name == NEGATIVES_DIR and (root.parent / PLAN_FILE).is_file():
-        return f"; a hard negative per query mined into {root}"
-    return "; the data's own hard negatives"
+        return f"; hard negatives ({most}) mined into {root}"
+    return f"; the data's own hard negatives ({most})"
 
 
 def _stage_rows(stages: Sequence[RecipeBase]) -> list[str]:

@@ -71,7 +71,7 @@ def bridge_pair(pair: TrainPair, raw: bool = False) -> TrainPair:
     otherwise the placeholder and the outer whitespace are removed.
     """
     text = pair.positive.text if raw else pair.positive.text.replace(IMAGE_PLACEHOLDER, "").strip()
-    return TrainPair(pair.query, Item(text), None, pair.subset)
+    return TrainPair(pair.query, Item(text), (), pair.subset)
 
 
 class BridgeStage(Stage):

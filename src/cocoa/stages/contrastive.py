@@ -1,6 +1,7 @@
 """Stage 3: contrastive learning (InfoNCE) on the L2-normalised EOS state.
 
-Rows are ``query <EOS>`` and ``target <EOS>`` (and optional hard negatives), collated in
+Rows are ``query <EOS>`` and ``target <EOS>`` (and optional hard negatives, up to
+``contrastive.negatives_per_query`` a row), collated in
 chunks; the stage trains with GradCache (:class:`~cocoa.train.steps.GradCacheStep`) and an
 InfoNCE over the whole global batch, optionally at several Matryoshka dims at once.
 """
@@ -74,8 +75,10 @@ class ContrastiveConfig(Strict):
     temperature: float = Field(0.02, gt=0)
     attention: Literal["bidirectional", "causal"] | None = Field(
         None, description="the embedding attention; default: the recipe protocol's (bidirectional for cocoa)")
-    hard_negatives: bool = Field(False, description="add each row's neg_text/neg_image_path as a candidate "
-                                 "(rows without one add none)")
+    hard_negatives: bool = Field(False, description="add each row's hard negatives (neg_text/neg_image_path/"
+                                 "neg_video_path, then extra_negatives) as candidates (rows without one add none)")
+    negatives_per_query: int = Field(1, ge=1, description="with hard_negatives: at most this many of a row's "
+                                     "negatives, its first ones (cocoa mine --negatives N writes N)")
     gradcache_chunk: int | None = Field(None, gt=0, description="GradCache chunks of this many rows, in the "
                                         "batch's order; null with gradcache_tokens null: the whole batch at once")
     gradcache_tokens: int | None = Field(
@@ -93,7 +96,15 @@ class ContrastiveConfig(Strict):
         if self.gradcache_chunk is not None and self.gradcache_tokens is not None:
             raise ValueError("set at most one of contrastive.gradcache_chunk (rows) and "
                              "contrastive.gradcache_tokens (tokens)")
+        if self.negatives_per_query > 1 and not self.hard_negatives:
+            raise ValueError("contrastive.negatives_per_query counts hard negatives: set "
+                             "contrastive.hard_negatives: true")
         return self
+
+    @property
+    def negatives(self) -> int:
+        """Hard-negative candidates per query: ``negatives_per_query``, or 0 without hard negatives."""
+        return self.negatives_per_query if self.hard_negatives else 0
 
     @property
     def weighted_dims(self) -> WeightedDims | None:
@@ -106,15 +117,17 @@ class ContrastiveConfig(Strict):
 class PairBatch:
     """Rows ``[queries; positives; hard negatives]`` collated in chunks.
 
-    ``negative_of`` lists the queries (by position) whose hard negatives follow the positives,
-    in order; ``None`` when hard negatives are off.
+    Each query has ``per_query`` hard-negative slots; ``negative_slots`` gives the slot of each hard
+    negative row after the positives, in order (query ``i``'s ``j``-th at ``i * per_query + j``), and
+    is ``None`` when hard negatives are off.
     """
 
     chunks: list[Batch]
     n_queries: int
-    negative_of: tuple[int, ...] | None
+    negative_slots: tuple[int, ...] | None
     rows: tuple[int, ...] | None = None
-    """The position among the embedded rows (chunk after chunk) of each row above, when that is not
+    per_query: int = 1
+    """``rows``: the position among the embedded rows (chunk after chunk) of each row above, when that is not
     its own: with ``dedupe`` (identical rows embedded once) or chunks cut by tokens (rows reordered)."""
 
 
@@ -145,17 +158,18 @@ class ContrastiveBuilder:
     that many computed tokens (:meth:`~cocoa.model.packing.Packing.chunks`: whole packed rows when ``packing`` packs).
     """
 
-    def __init__(self, pre: Preprocessor, hard_negatives: bool, chunk: int | None, dedupe: bool = False, *,
+    def __init__(self, pre: Preprocessor, negatives: int, chunk: int | None, dedupe: bool = False, *,
                  chunk_tokens: int | None = None, packing: Packing = PADDED) -> None:
-        self.pre, self.hard_negatives, self.chunk, self.dedupe = pre, hard_negatives, chunk, dedupe
+        self.pre, self.negatives, self.chunk, self.dedupe = pre, negatives, chunk, dedupe
         self.chunk_tokens, self.packing = chunk_tokens, packing
 
     def __call__(self, examples: Sequence[TrainPair], rng: np.random.Generator) -> PairBatch:
         rows = [ex.query for ex in examples] + [ex.positive for ex in examples]
-        negative_of = None
-        if self.hard_negatives:
-            negative_of = tuple(i for i, ex in enumerate(examples) if ex.negative is not None)
-            rows += [examples[i].negative for i in negative_of]  # type: ignore[misc]
+        slots = None
+        if self.negatives:
+            k = self.negatives
+            slots = tuple(i * k + j for i, ex in enumerate(examples) for j in range(min(k, len(ex.negatives))))
+            rows += [examples[s // k].negatives[s % k] for s in slots]
         index = None
         if self.dedupe:
             rows, index = distinct_rows(rows)
@@ -168,7 +182,8 @@ class ContrastiveBuilder:
             place = {row: n for n, row in enumerate(row for group in groups for row in group)}
             index = tuple(place[i] for i in (index if index is not None else range(len(seqs))))
         chunks = [collate([seqs[i] for i in group], self.pre.ids.pad) for group in groups]
-        return PairBatch(chunks=chunks, n_queries=len(examples), negative_of=negative_of, rows=index)
+        return PairBatch(chunks=chunks, n_queries=len(examples), negative_slots=slots, rows=index,
+                         per_query=max(self.negatives, 1))
 
 
 class EmbeddingObjective(nn.Module):
@@ -195,9 +210,9 @@ class ContrastiveLoss:
         n, temperature, weighted_dims = pairs.n_queries, self.config.temperature, self.config.weighted_dims
         if pairs.rows is not None:
             emb = emb[torch.tensor(pairs.rows, device=emb.device)]
-        if pairs.negative_of is None:
+        if pairs.negative_slots is None:
             return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, weighted_dims=weighted_dims)
-        negatives, mask = place_negatives(emb[2 * n:], pairs.negative_of, n)
+        negatives, mask = place_negatives(emb[2 * n:], pairs.negative_slots, n * pairs.per_query)
         return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives, mask,
                                     weighted_dims=weighted_dims)
 
@@ -224,7 +239,7 @@ class ContrastiveStage(Stage):
         c = self.settings(recipe)
         if c.matryoshka is not None:
             validate_dims(c.matryoshka.dims, "contrastive.matryoshka.dims", backbone.hidden_size)
-        builder = ContrastiveBuilder(self.preprocessor(recipe, backbone), c.hard_negatives,
+        builder = ContrastiveBuilder(self.preprocessor(recipe, backbone), c.negatives,
                                      c.gradcache_chunk, c.dedupe, chunk_tokens=c.gradcache_tokens,
                                      packing=self.packing(recipe))
         return StageParts(EmbeddingObjective(model, self.protocol(recipe), self.packing(recipe)), builder,
@@ -241,24 +256,24 @@ class ContrastiveStage(Stage):
         c = self.settings(recipe)
         return EmbeddingSpec(self.protocol(recipe), recipe.data.max_len,
                              tuple(c.matryoshka.dims) if c.matryoshka is not None else None,
-                             training_record(recipe, c.hard_negatives))
+                             training_record(recipe, c.negatives))
 
 
-def training_record(recipe: RecipeBase, hard_negatives: bool) -> dict[str, Any]:
+def training_record(recipe: RecipeBase, negatives: int) -> dict[str, Any]:
     """How stage 3 drew its batches and negatives, as ``cocoa.json``'s ``training`` keeps it.
 
     ``batches``: the mined plan's folder and manifest (teacher, data digest, p, m, community and batch
     size, seed), or ``None`` for a fresh permutation an epoch. ``hard_negatives``: the data folder whose
-    ``neg_*`` columns were trained on, with the plan that mined them when the folder is a plan's
-    ``negatives/`` (``cocoa mine``), or ``None`` without hard negatives.
+    negatives were trained on, how many a query at most, and the plan that mined them when the folder
+    is a plan's ``negatives/`` (``cocoa mine``); ``None`` without hard negatives (``negatives`` 0).
     """
     batches = None
     if recipe.data.batches is not None:
         manifest = CommunityPlan.load(recipe.data.batches).manifest
         batches = {"plan": str(recipe.data.batches), **{k: v for k, v in manifest.items() if k != "done"}}
-    negatives = None
-    if hard_negatives:
+    record = None
+    if negatives:
         root = Path(recipe.data.root)
         mined = root.name == NEGATIVES_DIR and (root.parent / PLAN_FILE).is_file()
-        negatives = {"data": str(root), "plan": str(root.parent) if mined else None}
-    return {"stage": "contrastive", "batches": batches, "hard_negatives": negatives}
+        record = {"data": str(root), "per_query": negatives, "plan": str(root.parent) if mined else None}
+    return {"stage": "contrastive", "batches": batches, "hard_negatives": record}
