@@ -88,8 +88,9 @@ def finished(folder: Path, recipe: RecipeBase) -> bool:
     read by today's schema, so a key added since with the default the run trained with still matches).
 
     An experiment reuses such runs when resumed. A finished run of any other recipe (another
-    commit's defaults, other overrides, a key the schema no longer has) is refused with the keys that
-    differ, never reused.
+    commit's defaults, other overrides) is refused with the keys that differ, and one with a key the
+    schema no longer has as unreadable; neither is reused. A key added since counts at its default,
+    so a new key's default must be what the code did before it existed.
     """
     if not (folder / "result.json").is_file() or not (folder / "model").is_dir():
         return False

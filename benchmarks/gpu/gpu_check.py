@@ -188,7 +188,7 @@ def section_packing(device: torch.device, shape: str, pack_tokens: int, repeats:
         common.random_image(rng, IMAGE_SIDE).save(images / f"{i}.png")
     pre = Preprocessor(backbone, 1024, PROTOCOLS["cocoa"])
     examples = packed_training.mmeb_pairs(32, 0, images)
-    pairs = ContrastiveBuilder(pre, False, 8)(examples, np.random.default_rng(0))
+    pairs = ContrastiveBuilder(pre, 0, 8)(examples, np.random.default_rng(0))
     chunks = [c.to(device) for c in pairs.chunks]
     flops = sum(training_flops(model, chunk, 6) for chunk in chunks)
     out: dict = {}

@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             examples = mmeb_pairs(args.batch, step, args.images)
             if stage == "contrastive":
                 built = {mode: ContrastiveBuilder(
-                    pre, False, None if args.chunk_tokens else args.chunk, chunk_tokens=args.chunk_tokens,
+                    pre, 0, None if args.chunk_tokens else args.chunk, chunk_tokens=args.chunk_tokens,
                     packing=Packing(args.pack_tokens if mode == "packed" else None))(
                     examples, np.random.default_rng(step)) for mode in ("padded", "packed")}
                 batches.append({mode: (pairs.chunks, pairs.rows) for mode, pairs in built.items()})

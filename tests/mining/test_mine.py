@@ -15,11 +15,12 @@ from typer.testing import CliRunner
 
 from cocoa.cli import app
 from cocoa.core.errors import ConfigError
+from cocoa.data.items import Item
 from cocoa.data.train_pairs import read_train_pairs
 from cocoa.inference import corpus_encoder
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.inference.embedder import Embedder
-from cocoa.mining.mine import EMBEDDINGS_FILE, ENCODED_DIR, MineSettings, mine, rank_targets
+from cocoa.mining.mine import EMBEDDINGS_FILE, ENCODED_DIR, MineSettings, mine, rank_distinct, rank_targets
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.train.community_batches import CommunityPlan
 from tests.helpers import free_port, read_metrics, tiny_recipe, torchrun
@@ -35,6 +36,26 @@ def mined(mini_dir: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFact
                                       "--batch-size", "8"])
     assert result.exit_code == 0, result.output
     return out
+
+
+def distinct_order(query: np.ndarray, positives: list[Item], vectors: np.ndarray) -> list[tuple[str, str]]:
+    """The distinct positive contents (text, image path) by decreasing similarity to ``query``."""
+    first: dict[tuple[str, str], int] = {}
+    for i, item in enumerate(positives):
+        first.setdefault((item.text, str(item.image or "")), i)
+    return sorted(first, key=lambda content: -float(query @ vectors[first[content]]))
+
+
+def test_distinct_ranking_never_offers_a_query_its_own_answer_under_another_row() -> None:
+    vectors = np.eye(4, dtype=np.float32)[[0, 0, 1, 2, 3]]  # rows 0 and 1: one class label
+    queries = vectors + np.float32(0.1) * np.array([[0, 0, 1, 0.5], [0, 0, 1, 0.5], [1, 0, 0, 0], [0, 1, 0, 0],
+                                                    [0, 0, 1, 0]], dtype=np.float32)
+    ranked = rank_distinct(queries, vectors, ["cat", "cat", "dog", "owl", "fox"], 4)
+    assert ranked[0].tolist()[1:] == ranked[1].tolist()[1:] == [3, 4, 2] and ranked[0][0] == ranked[1][0] == -1
+    assert ranked[2].tolist()[:2] == [-1, ranked[2][1]] and ranked[2][1] in (0, 1)  # the label, by one of its rows
+    plain = rank_distinct(queries, vectors, ["a", "b", "c", "d", "e"], 5)
+    full = rank_targets(queries, vectors, 5)
+    assert (plain == np.where(full == np.arange(5)[:, None], -1, full)).all()
 
 
 def test_the_plan_covers_the_rows_stage_3_reads(mined: Path, mini_dir: Path, model_dir: Path) -> None:
@@ -85,14 +106,13 @@ def test_a_subset_with_its_own_ranks_draws_its_negatives_there(mined: Path, mini
         queries, targets = saved["queries"], saved["targets"]
     for subset, (p, m) in {"FashionMNIST": (0, 2), "SceneT2I": (1, 4)}.items():
         rows = [i for i, pair in enumerate(pairs) if pair.subset == subset]
-        ranked = rank_targets(queries[rows], targets[rows], len(rows))
         written = [json.loads(line) for line in (own / "negatives" / "train" / f"{subset}.jsonl").read_text().splitlines()]
-        positives = [(pairs[i].positive.text, str(pairs[i].positive.image or "")) for i in rows]
         assert sum("neg_text" in row for row in written) == len(rows)
-        for q, row in enumerate(written):  # a label shared by several rows may sit at several ranks
-            ranks = {list(ranked[q]).index(j) for j, pos in enumerate(positives)
-                     if pos == (row["neg_text"], row["neg_image_path"])}
-            assert any(p <= rank < p + m for rank in ranks), (subset, q, ranks)
+        for q, row in enumerate(written):
+            order = distinct_order(queries[rows[q]], [pairs[i].positive for i in rows], targets[rows])
+            negative = (row["neg_text"], row["neg_image_path"])
+            assert negative != (row["pos_text"], row["pos_image_path"])  # never the query's own answer
+            assert p <= order.index(negative) < p + m, (subset, q, order.index(negative))
     bad = CliRunner().invoke(app, [*args[:-1], "FashionMNIST=two"])
     assert bad.exit_code == 2 and "expected SUBSET=P,M" in bad.output
 
@@ -107,16 +127,16 @@ def test_n_negatives_a_query_are_distinct_strong_ranks_read_back_in_order(mined:
     assert CliRunner().invoke(app, [*args, "--negatives", "3"]).exit_code == 0
     assert CommunityPlan.load(many).manifest["negatives"] == 3
     pairs = read_train_pairs(mini_dir, ["SceneT2I"], mini_dir / "images", cap=16, seed=0)
-    items = [pair.positive for pair in pairs]
     with np.load(many / EMBEDDINGS_FILE) as saved:
         assert saved["queries"].shape[0] == 16  # SceneT2I alone: encoded again, not the fixture's two subsets
-        ranked = rank_targets(saved["queries"], saved["targets"], 16)
+        queries, targets = saved["queries"], saved["targets"]
     written = [json.loads(line) for line in (many / "negatives" / "train" / "SceneT2I.jsonl").read_text().splitlines()]
     assert all(len(row["extra_negatives"]) == 2 for row in written)
     for q, pair in enumerate(read_train_pairs(many / "negatives", ["SceneT2I"], mini_dir / "images")):
-        picked = [items.index(negative) for negative in pair.negatives]
-        assert len(set(picked)) == 3 and q not in picked
-        assert all(1 <= list(ranked[q]).index(j) < 5 for j in picked), (q, picked)
+        order = distinct_order(queries[q], [p.positive for p in pairs], targets)
+        picked = [order.index((n.text, str(n.image or ""))) for n in pair.negatives]
+        assert len(set(picked)) == 3 and all(1 <= rank < 5 for rank in picked), (q, picked)
+        assert pair.positive not in pair.negatives
     too_many = CliRunner().invoke(app, [*args, "--negatives", "5"])
     assert too_many.exit_code != 0 and "5 negatives per query do not fit the window of m=4" in too_many.output
 

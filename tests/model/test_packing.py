@@ -147,7 +147,7 @@ def stage_loss(stage: str, backbone: Backbone, image_dir: Path, video_dir: Path,
     """A closure computing the stage's loss on one fixed batch, and the batch's longest sequence."""
     model, pre, rng = backbone.model, Preprocessor(backbone, 256), np.random.default_rng(0)
     if stage == "contrastive":
-        builder = ContrastiveBuilder(pre, True, 6)
+        builder = ContrastiveBuilder(pre, 1, 6)
         batch = builder(pairs(image_dir), rng)
         objective = EmbeddingObjective(model, PROTOCOLS["cocoa"], Packing(pack_tokens))
         loss = ContrastiveLoss(ContrastiveConfig(temperature=0.05, hard_negatives=True))

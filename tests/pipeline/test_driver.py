@@ -152,6 +152,9 @@ def test_a_stage_mines_its_batches_with_the_previous_model_first(mini_dir: Path,
     assert record["hard_negatives"] == {"data": trained["root"], "per_query": 2, "plan": str(out / "3-b3" / "plan")}
     assert EmbeddingSpec.load(out / "3-contrastive" / "model").training["batches"] is None
 
+    with pytest.raises(ValueError, match="5 negatives per query do not fit the window of m=3 ranks of subset A"):
+        driver.MineEntry(m=20, subsets={"A": (0, 3)}, negatives=5)
+
     alone = driver.Pipeline(data_root=str(mini_dir), stages=[driver.StageEntry(
         recipe="builtin:tiny/contrastive", mine=mined, set=stage_overrides("contrastive", mini_dir, tmp_path / "x", 1))])
     with pytest.raises(ConfigError, match="mines with the previous stage's model"):

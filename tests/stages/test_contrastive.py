@@ -117,13 +117,16 @@ def test_the_training_record_names_the_plan_and_where_the_negatives_came_from(tm
     plain = load_recipe(recipe_path("contrastive"), [*base, "contrastive.hard_negatives=false"])
     assert training_record(plain, 0) == {"stage": "contrastive", "batches": None, "hard_negatives": None}
     plan = tmp_path / "plan"
-    CommunityPlan(((0, 1), (2, 3)), 4, {"teacher": "abc", "p": 1, "m": 2, "done": True, "seconds": 3.0}).save(plan)
+    CommunityPlan(((0, 1), (2, 3)), 4, {"teacher": "abc", "p": 1, "m": 2, "negatives": 2, "done": True,
+                                        "seconds": 3.0}).save(plan)
     (plan / NEGATIVES_DIR).mkdir()
     mined = load_recipe(recipe_path("contrastive"), [*base, f"data.batches={plan}",
                                                      f"data.root={plan / NEGATIVES_DIR}"])
     assert training_record(mined, 2) == {
         "stage": "contrastive", "hard_negatives": {"data": str(plan / NEGATIVES_DIR), "per_query": 2, "plan": str(plan)},
-        "batches": {"plan": str(plan), "teacher": "abc", "p": 1, "m": 2, "seconds": 3.0}}
+        "batches": {"plan": str(plan), "teacher": "abc", "p": 1, "m": 2, "negatives": 2, "seconds": 3.0}}
+    with pytest.raises(ConfigError, match=f"negatives_per_query is 3 but {plan} mined 2 a query"):
+        training_record(mined, 3)
     own = load_recipe(recipe_path("contrastive"), base)
     assert training_record(own, 1)["hard_negatives"] == {"data": own.data.root, "per_query": 1, "plan": None}
     assert get_stage("contrastive").embedding_spec(mined).training == training_record(mined, 1)
@@ -168,7 +171,7 @@ def test_dedupe_embeds_each_distinct_row_once_with_the_same_loss_and_gradients(i
     assert deduped.rows is not None and len(deduped.rows) == 15 and max(deduped.rows) == embedded - 1
     assert deduped.rows[5] == deduped.rows[9] and deduped.rows[7] == deduped.rows[10] and \
         deduped.rows[6] == deduped.rows[14], "repeated targets are one row each"
-    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, 3), tmp_path)
+    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, 1, 3), tmp_path)
     assert_same_step(trainer, objective, plain, deduped)
 
 

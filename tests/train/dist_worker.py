@@ -111,7 +111,7 @@ def contrastive_case(name: str, image_dir: Path, info: DistInfo, out: Path, para
     config = ContrastiveConfig(temperature=TEMPERATURE, hard_negatives=True, gradcache_chunk=chunk,
                                dedupe=name == "dedupe")
     objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"]).train()
-    builder = ContrastiveBuilder(Preprocessor(backbone, 128), True, chunk, config.dedupe)
+    builder = ContrastiveBuilder(Preprocessor(backbone, 128), 1, chunk, config.dedupe)
     trainer = trainer_for(objective, examples, builder, info, out, parallel, config)
     lo, hi = info.rank * 4 // info.world_size, (info.rank + 1) * 4 // info.world_size
     batch = builder(examples[lo:hi], np.random.default_rng(0))

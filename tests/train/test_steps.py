@@ -38,7 +38,7 @@ def test_gradcache_matches_full_batch(image_dir: Path, tmp_path: Path) -> None:
     full = ContrastiveBuilder(pre, negatives=1, chunk=None)(examples, np.random.default_rng(0))
     chunked = ContrastiveBuilder(pre, negatives=1, chunk=2)(examples, np.random.default_rng(0))
     assert len(full.chunks) == 1 and len(chunked.chunks) == 6 and chunked.negative_slots == (0, 1, 2, 3)
-    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, None), tmp_path)
+    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, 1, None), tmp_path)
     assert_same_step(trainer, objective, full, chunked)
 
 
@@ -48,13 +48,13 @@ def test_gradcache_chunks_cut_by_tokens_match_full_batch(packed: bool, dedupe: b
     backbone = make_backbone()
     pre = Preprocessor(backbone, 128)
     examples = pairs(image_dir)
-    full = ContrastiveBuilder(pre, True, None, dedupe)(examples, np.random.default_rng(0))
+    full = ContrastiveBuilder(pre, 1, None, dedupe)(examples, np.random.default_rng(0))
     lengths = [int(n) for n in (full.chunks[0].roles != Role.PAD).sum(1)]
     pack_tokens = 2 * max(lengths) if packed else None
     budget = 2 * max(lengths)  # packed: a row a chunk
     objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"], Packing(pack_tokens))
     objective.train()
-    cut = ContrastiveBuilder(pre, True, None, dedupe, chunk_tokens=budget, packing=Packing(pack_tokens))(
+    cut = ContrastiveBuilder(pre, 1, None, dedupe, chunk_tokens=budget, packing=Packing(pack_tokens))(
         examples, np.random.default_rng(0))
     assert len(cut.chunks) > 1 and cut.rows is not None and sorted(set(cut.rows)) == list(range(len(lengths)))
     for chunk in cut.chunks:
@@ -63,7 +63,7 @@ def test_gradcache_chunks_cut_by_tokens_match_full_batch(packed: bool, dedupe: b
             assert len(chunk) == 1 or len(chunk) * int(real.max()) <= budget
         assert real.tolist() == sorted(real.tolist(), reverse=True) or packed
     assert not packed or any(Packing(pack_tokens).rows(chunk) is not None for chunk in cut.chunks)
-    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, None), tmp_path)
+    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, 1, None), tmp_path)
     assert_same_step(trainer, objective, full, cut)
 
 
@@ -90,7 +90,7 @@ def test_gradcache_replays_lora_dropout(image_dir: Path, tmp_path: Path) -> None
     pre = Preprocessor(backbone, 128)
     examples = pairs(image_dir)
     chunked = ContrastiveBuilder(pre, negatives=1, chunk=3)(examples, np.random.default_rng(0))
-    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, True, 3), tmp_path)
+    trainer = contrastive_trainer(objective, examples, ContrastiveBuilder(pre, 1, 3), tmp_path)
 
     torch.manual_seed(123)
     state = checkpoint.rng_state()

@@ -1,7 +1,9 @@
 """``cocoa mine``: rank a training set with a teacher, write a batch plan and mined hard negatives.
 
 For each subset the teacher embeds every query and every positive target; FAISS ranks the
-subset's targets for each query (exact inner product on L2-normalised vectors). From ranks
+subset's distinct targets for each query (exact inner product on L2-normalised vectors; rows whose
+positives have the same content, such as the rows of one class label, share one target, so a
+query's own answer never counts as its negative, under any row). From ranks
 ``[p, p + m)`` (``p`` and ``m`` per subset if given) come the preference graph and its METIS communities
 (:mod:`cocoa.mining.graph`), cut per subset, and ``negatives`` hard negatives per query. The output folder:
 
@@ -47,6 +49,8 @@ EMBEDDINGS_FILE = "embeddings.npz"
 #: Shard folders of a run still encoding (``cocoa encode``'s format), removed once ``embeddings.npz`` is written.
 ENCODED_DIR = "encoded"
 SIDES = ("queries", "targets")
+#: How targets are ranked, recorded in the manifest: one entry per distinct positive content.
+RANKING = "distinct-targets"
 #: Seconds between the other ranks' looks for rank 0's finished plan.
 PLAN_POLL_S = 2.0
 
@@ -102,6 +106,29 @@ def rank_targets(queries: np.ndarray, targets: np.ndarray, depth: int) -> np.nda
     if ranked.shape[1] < depth:
         ranked = np.pad(ranked, ((0, 0), (0, depth - ranked.shape[1])), constant_values=-1)
     return ranked.astype(np.int64)
+
+
+def rank_distinct(queries: np.ndarray, targets: np.ndarray, keys: Sequence[object], depth: int,
+                  seed: int = 0) -> np.ndarray:
+    """``(rows, depth)`` rows by decreasing similarity of their targets to each query, one row per distinct
+    target (rows with equal ``keys`` share one; a random one of them stands for it, seeded) and never a
+    row sharing the query's own target (``-1`` pads). With distinct keys: :func:`rank_targets` without
+    the query's own row."""
+    group: dict[object, int] = {}
+    group_of = np.array([group.setdefault(key, len(group)) for key in keys], dtype=np.int64)
+    members: list[list[int]] = [[] for _ in group]
+    for row, g in enumerate(group_of):
+        members[g].append(row)
+    first = np.array([rows[0] for rows in members], dtype=np.int64)
+    ranked = rank_targets(queries, targets[first], depth)  # group ids
+    rng = np.random.default_rng(seed)
+    out = np.full(ranked.shape, -1, dtype=np.int64)
+    for i, line in enumerate(ranked.tolist()):
+        for k, g in enumerate(line):
+            if g >= 0 and g != group_of[i]:
+                rows = members[g]
+                out[i, k] = rows[0] if len(rows) == 1 else rows[int(rng.integers(len(rows)))]
+    return out
 
 
 def _side(item: Item, text: str, image: str, video: str) -> dict:
@@ -192,7 +219,8 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
     settings.check()
     out = Path(out)
     data = pairs_digest(pairs)
-    manifest = {"teacher": teacher.fingerprint, "data": data, "rows": len(pairs), **settings.record()}
+    manifest = {"teacher": teacher.fingerprint, "data": data, "rows": len(pairs), "ranking": RANKING,
+                **settings.record()}
     unknown = sorted(set(settings.subsets) - {pair.subset for pair in pairs})
     if unknown:
         raise ConfigError(f"subsets with their own ranks are not in the training set: {', '.join(unknown)}")
@@ -214,7 +242,8 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
     for subset, rows in sorted(by_subset.items()):
         index = np.asarray(rows)
         p, m = settings.ranks(subset)
-        ranked = rank_targets(queries[index], targets[index], p + m)  # subset-local rows
+        ranked = rank_distinct(queries[index], targets[index], [pairs[i].positive.key() for i in rows], p + m,
+                               settings.seed)  # subset-local rows
         for community in communities(preference_graph(ranked, p, m), settings.size, settings.seed):
             groups.append(tuple(int(index[i]) for i in community))
         picked = hard_negatives(ranked, p, m, settings.negatives, settings.seed)

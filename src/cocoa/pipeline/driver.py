@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cocoa.core.console import make_console
 from cocoa.core.errors import ConfigError
@@ -42,6 +42,14 @@ class MineEntry(BaseModel):
     subsets: dict[str, tuple[int, int]] = Field({}, description="a subset's own (p, m)")
     negatives: int = Field(0, ge=0, description="also train on this many mined hard negatives per query "
                                               "(the stage's data.root becomes <plan>/negatives); 0: none")
+
+    @model_validator(mode="after")
+    def _negatives_fit(self) -> MineEntry:
+        for name, (_, m) in {"": (self.p, self.m), **self.subsets}.items():
+            if self.negatives > m:
+                raise ValueError(f"{self.negatives} negatives per query do not fit the window of m={m} ranks"
+                                 f"{' of subset ' + name if name else ''}")
+        return self
 
 
 class StageEntry(BaseModel):

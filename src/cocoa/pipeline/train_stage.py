@@ -119,6 +119,7 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
     if plan.steps_per_epoch == 0:
         raise ConfigError(f"{len(examples)} examples cannot fill one global batch of {plan.global_batch}")
     total = plan.total_steps(recipe.train.max_steps, recipe.train.epochs)
+    spec = stage.embedding_spec(recipe)  # before training: it records the batch plan as the run reads it
 
     model = prepare_model(recipe, backbone, stage.masks_tokens)
     parts = stage.parts(recipe, backbone, model)
@@ -128,9 +129,9 @@ def train_stage(recipe: Recipe, *, resume: bool = False) -> FitResult:
     trainer = Trainer(parts.objective, StepDataset(examples, parts.builder, plan, info.rank), parts.step, total,
                       recipe.train, info, out, num_workers=recipe.data.num_workers)
     result = trainer.fit(resume=resume)
-    write_model(out / "model", backbone, model, stage.embedding_spec(recipe), info.is_main)
+    write_model(out / "model", backbone, model, spec, info.is_main)
     if info.is_main:
-        write_model_card(out / "model", out.resolve().name, [recipe], stage.embedding_spec(recipe))
+        write_model_card(out / "model", out.resolve().name, [recipe], spec)
         write_json(out / "result.json", {"stage": recipe.stage, "examples": len(examples), **result.__dict__})
     del trainer, parts, model
     distributed.barrier()  # the model folder is complete before any process goes on (to the next stage)

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from cocoa.core.batch import Batch
+from cocoa.core.errors import ConfigError
 from cocoa.core.matryoshka import validate_dims
 from cocoa.core.protocol import Protocol
 from cocoa.core.schema import Strict
@@ -125,9 +126,9 @@ class PairBatch:
     chunks: list[Batch]
     n_queries: int
     negative_slots: tuple[int, ...] | None
-    rows: tuple[int, ...] | None = None
     per_query: int = 1
-    """``rows``: the position among the embedded rows (chunk after chunk) of each row above, when that is not
+    rows: tuple[int, ...] | None = None
+    """The position among the embedded rows (chunk after chunk) of each row above, when that is not
     its own: with ``dedupe`` (identical rows embedded once) or chunks cut by tokens (rows reordered)."""
 
 
@@ -275,5 +276,8 @@ def training_record(recipe: RecipeBase, negatives: int) -> dict[str, Any]:
     if negatives:
         root = Path(recipe.data.root)
         mined = root.name == NEGATIVES_DIR and (root.parent / PLAN_FILE).is_file()
+        if mined and negatives > (have := int(CommunityPlan.load(root.parent).manifest.get("negatives", 1))):
+            raise ConfigError(f"contrastive.negatives_per_query is {negatives} but {root.parent} mined {have} "
+                              f"a query: mine again with --negatives {negatives}")
         record = {"data": str(root), "per_query": negatives, "plan": str(root.parent) if mined else None}
     return {"stage": "contrastive", "batches": batches, "hard_negatives": record}
