@@ -67,6 +67,31 @@ def test_masked_negatives_are_left_out_of_the_candidates() -> None:
                         float(info_nce(q, t, 0.05)), rel_tol=1e-6)
 
 
+def nce_leaving_out(q: torch.Tensor, cands: torch.Tensor, temperature: float, out: dict[int, set[int]]) -> float:
+    """InfoNCE of query i against candidate i with the candidates in ``out[i]`` removed, term by term."""
+    total = 0.0
+    for i in range(q.shape[0]):
+        logits = [float(q[i] @ c) / temperature for j, c in enumerate(cands) if j not in out.get(i, set())]
+        own = float(q[i] @ cands[i]) / temperature
+        total += -(own - math.log(sum(math.exp(v) for v in logits)))
+    return total / q.shape[0]
+
+
+def test_candidates_with_the_query_answer_content_are_left_out() -> None:
+    torch.manual_seed(4)
+    q, t, n = unit(4, 16), unit(4, 16), unit(4, 16)
+    ids = torch.tensor([7, 7, 8, 9])  # targets 0 and 1: one answer under two rows
+    negative_ids = torch.tensor([8, -1, 5, 7])  # query 0's slot holds query 2's answer, query 3's slot 0's
+    want = nce_leaving_out(q, torch.cat([t, n]), 0.05, {0: {1, 7}, 1: {0, 7}, 2: {4}})
+    assert math.isclose(float(info_nce(q, t, 0.05, n, None, ids, negative_ids)), want, rel_tol=1e-5)
+    alone = nce_leaving_out(q, t, 0.05, {0: {1}, 1: {0}})
+    assert math.isclose(float(info_nce(q, t, 0.05, target_ids=ids)), alone, rel_tol=1e-5)
+    distinct = torch.arange(4)
+    assert float(info_nce(q, t, 0.05, target_ids=distinct)) == float(info_nce(q, t, 0.05))
+    loss, _ = distributed_info_nce(q, t, 0.05, n, torch.ones(4, dtype=torch.bool), None, ids, negative_ids)
+    assert math.isclose(float(loss), want, rel_tol=1e-5)
+
+
 def test_place_negatives_puts_each_in_its_query_slot() -> None:
     emb = torch.randn(2, 8, requires_grad=True)
     negatives, mask = place_negatives(emb, (1, 3), 4)

@@ -112,6 +112,26 @@ def test_each_query_brings_up_to_k_hard_negatives_and_all_are_candidates(image_d
         ContrastiveConfig(negatives_per_query=2)
 
 
+def test_mask_same_targets_leaves_the_same_answer_under_another_row_out(image_dir: Path) -> None:
+    backbone, base = make_backbone(), pairs(image_dir)
+    examples = [base[0], base[1], TrainPair(base[2].query, base[0].positive, (base[1].positive,))]
+    pre = Preprocessor(backbone, 128)
+    batch = ContrastiveBuilder(pre, 1, None, content_ids=True)(examples, np.random.default_rng(0))
+    assert batch.target_ids[0] == batch.target_ids[2] != batch.target_ids[1]
+    assert batch.negative_ids[2] == batch.target_ids[1] and batch.negative_ids[0] != batch.target_ids[0]
+    objective = EmbeddingObjective(backbone.model, PROTOCOLS["cocoa"])
+    with torch.no_grad():
+        emb = torch.cat([objective(c) for c in batch.chunks]).double()
+    logits = emb[:3] @ torch.cat([emb[3:6], emb[6:9]]).T / 0.05
+    logits[0, 2] = logits[2, 0] = logits[1, 3 + 2] = float("-inf")  # the answer under another row, or as a negative
+    want = torch.nn.functional.cross_entropy(logits, torch.arange(3)).item()
+    masked = ContrastiveConfig(temperature=0.05, hard_negatives=True, mask_same_targets=True)
+    assert ContrastiveLoss(masked)(emb, batch)[1].item() == pytest.approx(want, rel=1e-6)
+    plain = ContrastiveBuilder(pre, 1, None)(examples, np.random.default_rng(0))
+    assert plain.target_ids is None
+    assert ContrastiveLoss(masked)(emb, plain)[1].item() > want  # without ids nothing is left out
+
+
 def test_the_training_record_names_the_plan_and_where_the_negatives_came_from(tmp_path: Path) -> None:
     base = stage_overrides("contrastive", tmp_path, tmp_path)
     plain = load_recipe(recipe_path("contrastive"), [*base, "contrastive.hard_negatives=false"])

@@ -37,31 +37,42 @@ def gather_with_local_grad(x: Tensor) -> Tensor:
 
 
 def info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Tensor | None = None,
-             negative_mask: Tensor | None = None) -> Tensor:
+             negative_mask: Tensor | None = None, target_ids: Tensor | None = None,
+             negative_ids: Tensor | None = None) -> Tensor:
     """Mean InfoNCE of query i against target i, with all targets (and negatives) as candidates.
 
     All inputs are L2-normalised ``(n, d)``; ``negatives`` (``(n * k, d)``: ``k`` slots per query)
     adds the hard negatives of all queries to every query's candidate list, and ``negative_mask``
-    (``(n * k,)`` bool) leaves out the empty slots.
+    (``(n * k,)`` bool) leaves out the empty slots. With content ids of the targets (``(n,)``) and
+    of the negative slots (``(n * k,)``), a candidate other than query i's own target whose id equals
+    target i's (the same answer under another row: a false negative) is left out too.
     """
     candidates = targets if negatives is None else torch.cat([targets, negatives])
     logits = (queries @ candidates.T / temperature).float()
+    n = queries.shape[0]
+    keep = torch.ones_like(logits, dtype=torch.bool)
     if negatives is not None and negative_mask is not None:
-        keep = torch.cat([negative_mask.new_ones(targets.shape[0]), negative_mask])
-        logits = logits.masked_fill(~keep, float("-inf"))
-    labels = torch.arange(queries.shape[0], device=queries.device)
-    return F.cross_entropy(logits, labels)
+        keep[:, n:] &= negative_mask
+    if target_ids is not None:
+        ids = target_ids if negatives is None or negative_ids is None else torch.cat([target_ids, negative_ids])
+        same = ids[None, :] == target_ids[:, None]
+        own = torch.arange(n, device=same.device)
+        same[own, own] = False
+        keep &= ~same
+    logits = logits.masked_fill(~keep, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(n, device=queries.device))
 
 
 def matryoshka_info_nce(queries: Tensor, targets: Tensor, temperature: float, dims: Sequence[int],
                         weights: Sequence[float], negatives: Tensor | None = None,
-                        negative_mask: Tensor | None = None) -> Tensor:
+                        negative_mask: Tensor | None = None, target_ids: Tensor | None = None,
+                        negative_ids: Tensor | None = None) -> Tensor:
     """``sum_i weights[i] * info_nce`` on the first ``dims[i]`` features of every input, re-normalised."""
     total = queries.new_zeros((), dtype=torch.float32)
     for dim, weight in zip(dims, weights, strict=True):
         cut = None if negatives is None else truncate_tensor(negatives, dim)
         total = total + weight * info_nce(truncate_tensor(queries, dim), truncate_tensor(targets, dim),
-                                          temperature, cut, negative_mask)
+                                          temperature, cut, negative_mask, target_ids, negative_ids)
     return total
 
 
@@ -79,17 +90,20 @@ def place_negatives(embeddings: Tensor, slots: Sequence[int], n: int) -> tuple[T
 
 
 def distributed_info_nce(queries: Tensor, targets: Tensor, temperature: float, negatives: Tensor | None = None,
-                         negative_mask: Tensor | None = None, weighted_dims: WeightedDims | None = None
+                         negative_mask: Tensor | None = None, weighted_dims: WeightedDims | None = None,
+                         target_ids: Tensor | None = None, negative_ids: Tensor | None = None
                          ) -> tuple[Tensor, Tensor]:
     """``(loss to backpropagate, global-batch loss to report)`` across all ranks.
 
-    With ``weighted_dims`` the loss is :func:`matryoshka_info_nce` of the gathered batch.
+    With ``weighted_dims`` the loss is :func:`matryoshka_info_nce` of the gathered batch; content ids
+    (:func:`info_nce`) are gathered with the embeddings.
     """
     q, t = gather_with_local_grad(queries), gather_with_local_grad(targets)
     n = gather_with_local_grad(negatives) if negatives is not None else None
     mask = gather_with_local_grad(negative_mask.to(torch.uint8)).bool() if negative_mask is not None else None
+    ids = [None if x is None else gather_with_local_grad(x) for x in (target_ids, negative_ids)]
     if weighted_dims is None:
-        loss = info_nce(q, t, temperature, n, mask)
+        loss = info_nce(q, t, temperature, n, mask, *ids)
     else:
-        loss = matryoshka_info_nce(q, t, temperature, *weighted_dims, n, mask)
+        loss = matryoshka_info_nce(q, t, temperature, *weighted_dims, n, mask, *ids)
     return loss * world_size(), loss.detach()

@@ -8,6 +8,7 @@ InfoNCE over the whole global batch, optionally at several Matryoshka dims at on
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,10 @@ class ContrastiveConfig(Strict):
                          "classification data, say); the loss still sees every row, so loss and gradient "
                          "are those of the batch as given (rows then share one dropout draw)")
     matryoshka: MatryoshkaConfig | None = Field(None, description="train several embedding dims at once")
+    mask_same_targets: bool = Field(False, description="leave out of each query's candidates every other "
+                                    "target or hard negative with the same content (text and media paths) as "
+                                    "its own target: the same answer under another row, as the rows of one "
+                                    "class label, is not a negative")
 
     @model_validator(mode="after")
     def _one_chunking(self) -> ContrastiveConfig:
@@ -127,9 +132,19 @@ class PairBatch:
     n_queries: int
     negative_slots: tuple[int, ...] | None
     per_query: int = 1
+    target_ids: tuple[int, ...] | None = None
+    """Content ids of the positives and of the negative slots (``-1`` when empty), with
+    ``mask_same_targets``: :func:`content_id`."""
+    negative_ids: tuple[int, ...] | None = None
     rows: tuple[int, ...] | None = None
     """The position among the embedded rows (chunk after chunk) of each row above, when that is not
     its own: with ``dedupe`` (identical rows embedded once) or chunks cut by tokens (rows reordered)."""
+
+
+def content_id(item: Item) -> int:
+    """A signed 64-bit id of an item's content (its :meth:`~cocoa.data.items.Item.key`)."""
+    digest = hashlib.blake2b(repr(item.key()).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 def distinct_rows(items: Sequence[Item]) -> tuple[list[Item], tuple[int, ...]]:
@@ -160,9 +175,9 @@ class ContrastiveBuilder:
     """
 
     def __init__(self, pre: Preprocessor, negatives: int, chunk: int | None, dedupe: bool = False, *,
-                 chunk_tokens: int | None = None, packing: Packing = PADDED) -> None:
+                 chunk_tokens: int | None = None, packing: Packing = PADDED, content_ids: bool = False) -> None:
         self.pre, self.negatives, self.chunk, self.dedupe = pre, negatives, chunk, dedupe
-        self.chunk_tokens, self.packing = chunk_tokens, packing
+        self.chunk_tokens, self.packing, self.content_ids = chunk_tokens, packing, content_ids
 
     def __call__(self, examples: Sequence[TrainPair], rng: np.random.Generator) -> PairBatch:
         rows = [ex.query for ex in examples] + [ex.positive for ex in examples]
@@ -171,6 +186,11 @@ class ContrastiveBuilder:
             k = self.negatives
             slots = tuple(i * k + j for i, ex in enumerate(examples) for j in range(min(k, len(ex.negatives))))
             rows += [examples[s // k].negatives[s % k] for s in slots]
+        target_ids = negative_ids = None
+        if self.content_ids:
+            target_ids = tuple(content_id(ex.positive) for ex in examples)
+            by_slot = dict(zip(slots or (), (content_id(item) for item in rows[2 * len(examples):]), strict=True))
+            negative_ids = tuple(by_slot.get(s, -1) for s in range(len(examples) * max(self.negatives, 1)))
         index = None
         if self.dedupe:
             rows, index = distinct_rows(rows)
@@ -184,7 +204,7 @@ class ContrastiveBuilder:
             index = tuple(place[i] for i in (index if index is not None else range(len(seqs))))
         chunks = [collate([seqs[i] for i in group], self.pre.ids.pad) for group in groups]
         return PairBatch(chunks=chunks, n_queries=len(examples), negative_slots=slots, rows=index,
-                         per_query=max(self.negatives, 1))
+                         per_query=max(self.negatives, 1), target_ids=target_ids, negative_ids=negative_ids)
 
 
 class EmbeddingObjective(nn.Module):
@@ -211,11 +231,14 @@ class ContrastiveLoss:
         n, temperature, weighted_dims = pairs.n_queries, self.config.temperature, self.config.weighted_dims
         if pairs.rows is not None:
             emb = emb[torch.tensor(pairs.rows, device=emb.device)]
+        ids = [None if x is None else torch.tensor(x, dtype=torch.long, device=emb.device)
+               for x in (pairs.target_ids, pairs.negative_ids)]
         if pairs.negative_slots is None:
-            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, weighted_dims=weighted_dims)
+            return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, weighted_dims=weighted_dims,
+                                        target_ids=ids[0])
         negatives, mask = place_negatives(emb[2 * n:], pairs.negative_slots, n * pairs.per_query)
         return distributed_info_nce(emb[:n], emb[n:2 * n], temperature, negatives, mask,
-                                    weighted_dims=weighted_dims)
+                                    weighted_dims=weighted_dims, target_ids=ids[0], negative_ids=ids[1])
 
 
 class ContrastiveStage(Stage):
@@ -242,7 +265,7 @@ class ContrastiveStage(Stage):
             validate_dims(c.matryoshka.dims, "contrastive.matryoshka.dims", backbone.hidden_size)
         builder = ContrastiveBuilder(self.preprocessor(recipe, backbone), c.negatives,
                                      c.gradcache_chunk, c.dedupe, chunk_tokens=c.gradcache_tokens,
-                                     packing=self.packing(recipe))
+                                     packing=self.packing(recipe), content_ids=c.mask_same_targets)
         return StageParts(EmbeddingObjective(model, self.protocol(recipe), self.packing(recipe)), builder,
                           GradCacheStep(ContrastiveLoss(c)))
 
