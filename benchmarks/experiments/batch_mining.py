@@ -23,24 +23,39 @@ import json
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from ablation import describe, group_scores
 
-from cocoa.data.train_pairs import read_train_pairs
+from cocoa.data.items import TrainPair
+from cocoa.data.train_pairs import pairs_digest, read_train_pairs
 from cocoa.inference.embedder import Embedder
 from cocoa.mining.mine import EMBEDDINGS_FILE, MineSettings, mine
 from cocoa.pipeline.driver import EvalSection, evaluate_model
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.recipe import builtin, load_recipe
-from cocoa.train.community_batches import NEGATIVES_DIR
+from cocoa.train.batches import BatchPlan, StepBatches
+from cocoa.train.community_batches import NEGATIVES_DIR, CommunityBatches, CommunityPlan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import SMOKE_DATASETS, command_line, finished, smoke_data, smoke_folder, smoke_model, smoke_sets
 
 VARIANTS = ("random", "b3", "b3neg")
 GROUPS = ("image", "video", "overall")
+
+
+def shared_answers(pairs: Sequence[TrainPair], batches: StepBatches) -> float:
+    """The share of the first epoch's rows whose target another row of its global batch shares: in-batch
+    false negatives, unless ``contrastive.mask_same_targets`` leaves them out."""
+    keys = [pair.positive.key() for pair in pairs]
+    hit = total = 0
+    for step in range(batches.steps_per_epoch):
+        batch = batches.indices(step, 0)
+        counts = Counter(keys[i] for i in batch)
+        hit, total = hit + sum(counts[keys[i]] > 1 for i in batch), total + len(batch)
+    return hit / total
 
 
 def mined(base: Path, data: Path, out: Path, settings: MineSettings, cap: int | None, seed: int) -> tuple[Path, float]:
@@ -97,6 +112,7 @@ def markdown(results: dict, command: str) -> str:
         lines.append("")
     lines.append(f"Mining wall (per plan): {results['mining_seconds']}; stage 3 wall (per run): "
                  f"{results['stage_seconds']}.")
+    lines.append(f"Rows whose target another row of the batch shares, first epoch: {results['shared_answers']}.")
     return "\n".join(lines) + "\n"
 
 
@@ -124,12 +140,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.base, args.data = args.base or Path("runs/mini/2-bridge/model"), args.data or Path("runs/mini/data")
     args.out = args.out or Path("runs/batch-mining")
     recipe = load_recipe(builtin("tiny/contrastive"), [f"data.root={args.data}", *args.sets])
-    results: dict = {"seeds": [], "runs": {}, "mining_seconds": {}, "stage_seconds": {}}
+    results: dict = {"seeds": [], "runs": {}, "mining_seconds": {}, "stage_seconds": {}, "shared_answers": {}}
     for seed in args.seeds:
         for batch in args.batch_sizes:
             settings = MineSettings(p=args.p, m=args.m, size=args.size, batch_size=batch, seed=seed)
             plan, mining = mined(args.base, args.data, args.out, settings, recipe.data.cap, seed)
             results["mining_seconds"][f"b{batch}-seed{seed}"] = round(mining, 1)
+            pairs = read_train_pairs(args.data, None, args.data / "images", cap=recipe.data.cap, seed=seed,
+                                     check_images=False)
+            results["shared_answers"][f"b{batch}-seed{seed}"] = {
+                "random": round(shared_answers(pairs, BatchPlan(len(pairs), batch, 1, seed)), 4),
+                "b3": round(shared_answers(pairs, CommunityBatches.checked(CommunityPlan.load(plan), pairs_digest(pairs),
+                                                                           batch, 1, seed)), 4)}
             for variant in args.variants:
                 summary, seconds = run(variant, batch, seed, args.base, args.data, plan, args.out, args.sets, datasets)
                 results["runs"].setdefault(str(batch), {}).setdefault(variant, []).append(group_scores(summary))

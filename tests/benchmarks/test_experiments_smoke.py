@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cocoa.data.items import Item, TrainPair
 from tests.benchmarks.smoke import RunMain, script_module
 
 GROUPS = {"classification", "vqa", "retrieval", "grounding", "image", "video", "IND", "OOD", "overall"}
@@ -81,6 +82,19 @@ def test_batch_mining(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> No
     assert result["seeds"] == [0] and set(result["runs"]["4"]) == {"random", "b3", "b3neg"}
     assert "b4-seed0" in result["mining_seconds"] and (tmp_path / "plan-b4-seed0" / "plan.json").is_file()
     assert "| b3neg |" in (tmp_path / "mining.md").read_text()
+    shared = result["shared_answers"]["b4-seed0"]
+    assert set(shared) == {"random", "b3"} and all(0 <= share <= 1 for share in shared.values())
+
+
+def test_shared_answers_counts_rows_whose_target_another_row_of_the_batch_shares(monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:
+    module = script_module("experiments/batch_mining.py", monkeypatch)
+    pairs = [TrainPair(Item(f"q{i}"), Item(label)) for i, label in enumerate(["cat", "cat", "dog", "owl", "owl", "owl"])]
+    batches = module.BatchPlan(6, 3, 1, 0)
+    firsts = [batches.indices(step, 0) for step in range(batches.steps_per_epoch)]
+    labels = [[pairs[i].positive.text for i in batch] for batch in firsts]
+    want = sum(batch.count(label) > 1 for batch in labels for label in batch) / 6
+    assert module.shared_answers(pairs, batches) == pytest.approx(want)
 
 
 def test_ablation_resumes_a_partly_finished_grid_of_the_same_recipe(run_main: RunMain, smoke_mini: Path, tmp_path: Path,
