@@ -23,7 +23,7 @@ from cocoa.core.spec import EmbeddingSpec
 from cocoa.evaluate.report import summary_markdown
 from cocoa.evaluate.summary import Summary
 from cocoa.stages.sections import RecipeBase
-from cocoa.train.community_batches import NEGATIVES_DIR, PLAN_FILE, CommunityPlan
+from cocoa.train.community_batches import CommunityPlan, mined_by
 
 CARD_FILE = "README.md"
 TAGS = ["cocoa", "multimodal-embedding", "image-text-retrieval", "mmeb", "sentence-transformers",
@@ -68,9 +68,9 @@ def _negatives(recipe: RecipeBase) -> str:
     section = getattr(recipe, "contrastive", None)
     if section is None or not section.negatives:
         return ""
-    root, most = Path(recipe.data.root), f"up to {section.negatives} a query"
-    if root.name == NEGATIVES_DIR and (root.parent / PLAN_FILE).is_file():
-        return f"; hard negatives ({most}) mined into {root}"
+    most = f"up to {section.negatives} a query"
+    if mined_by(recipe.data.root) is not None:
+        return f"; hard negatives ({most}) mined into {recipe.data.root}"
     return f"; the data's own hard negatives ({most})"
 
 

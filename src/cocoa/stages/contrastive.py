@@ -36,7 +36,7 @@ from cocoa.model.packing import PADDED, Packing
 from cocoa.stages.base import Stage, StageParts, image_root
 from cocoa.stages.sections import RecipeBase
 from cocoa.train.batches import BatchPlan, StepBatches
-from cocoa.train.community_batches import NEGATIVES_DIR, PLAN_FILE, CommunityBatches, CommunityPlan
+from cocoa.train.community_batches import CommunityBatches, CommunityPlan, mined_by
 from cocoa.train.steps import GradCacheStep
 
 
@@ -297,10 +297,9 @@ def training_record(recipe: RecipeBase, negatives: int) -> dict[str, Any]:
         batches = {"plan": str(recipe.data.batches), **{k: v for k, v in manifest.items() if k != "done"}}
     record = None
     if negatives:
-        root = Path(recipe.data.root)
-        mined = root.name == NEGATIVES_DIR and (root.parent / PLAN_FILE).is_file()
-        if mined and negatives > (have := int(CommunityPlan.load(root.parent).manifest.get("negatives", 1))):
-            raise ConfigError(f"contrastive.negatives_per_query is {negatives} but {root.parent} mined {have} "
+        plan = mined_by(recipe.data.root)
+        if plan is not None and negatives > (have := int(CommunityPlan.load(plan).manifest.get("negatives", 1))):
+            raise ConfigError(f"contrastive.negatives_per_query is {negatives} but {plan} mined {have} "
                               f"a query: mine again with --negatives {negatives}")
-        record = {"data": str(root), "per_query": negatives, "plan": str(root.parent) if mined else None}
+        record = {"data": str(recipe.data.root), "per_query": negatives, "plan": None if plan is None else str(plan)}
     return {"stage": "contrastive", "batches": batches, "hard_negatives": record}

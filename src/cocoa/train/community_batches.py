@@ -27,6 +27,14 @@ from cocoa.train.batches import total_steps
 PLAN_FILE = "plan.json"
 #: The plan folder's MMEB-train copy of the rows with their mined ``neg_*`` columns (a ``data.root``).
 NEGATIVES_DIR = "negatives"
+
+
+def mined_by(data_root: str | Path) -> Path | None:
+    """The plan folder whose mined negatives ``data_root`` is (a plan's ``negatives/``), else ``None``."""
+    root = Path(data_root)
+    return root.parent if root.name == NEGATIVES_DIR and (root.parent / PLAN_FILE).is_file() else None
+
+
 PLAN_FORMAT = 1
 
 
