@@ -11,7 +11,7 @@ from cocoa.core.errors import ConfigError
 from cocoa.data.check import check_task
 from cocoa.data.cli import app
 from cocoa.data.cli import app as data_app
-from cocoa.data.get import get
+from cocoa.data.get import GetReport, check_media, get
 from cocoa.data.mmeb_v2 import PUBLISHED
 from tests.helpers import fake_train_snapshot
 from tests.mmeb_v2_published import EXPECTED, fake_snapshot_download
@@ -27,6 +27,23 @@ def test_train_set_is_unpacked_and_checked_and_a_rerun_unpacks_nothing(tmp_path:
     (tmp_path / "images" / "DocVQA" / "b.png").unlink()
     missing = get("mmeb-train", tmp_path, download=fake_train_snapshot)
     assert missing.media_missing == 1 and missing.first_missing == "DocVQA/original-00000-of-00001.parquet: DocVQA/b.png"
+
+
+def test_the_media_check_reads_video_columns_and_the_paths_inside_extra_negatives(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "images" / "clip").mkdir(parents=True)
+    (tmp_path / "images" / "a.png").write_bytes(b"")
+    negatives = [[{"neg_text": "a.png is only text here", "neg_image_path": "a.png", "neg_video_path": None},
+                  {"neg_text": "", "neg_image_path": None, "neg_video_path": "gone.mp4"}]]
+    pq.write_table(pa.table({"qry": ["q"], "qry_image_path": ["a.png"], "qry_video_path": ["clip"],
+                             "pos_text": ["p"], "pos_image_path": [""], "extra_negatives": negatives}),
+                   tmp_path / "mined.parquet")
+    report = GetReport("mined", "local", None, tmp_path)
+    check_media(tmp_path, ("images",), report)
+    assert (report.media_checked, report.media_missing) == (4, 1)
+    assert report.first_missing == "mined.parquet: gone.mp4"
 
 
 def test_get_then_check_finds_78_of_78_with_the_expected_counts(tmp_path: Path, trees: dict) -> None:

@@ -27,7 +27,7 @@ Hub pages:
 Each download is ``huggingface_hub.snapshot_download`` into its folder with ``allow_patterns``
 (resumable, with its progress bars, its cache rules and ``HF_HUB_OFFLINE``). Unpacking is skipped
 for an archive already unpacked (a marker file records it), so a rerun resumes. After unpacking,
-every image path the parquet files name is checked.
+every media path the parquet files name is checked (images, videos, and those inside ``extra_negatives``).
 """
 
 from __future__ import annotations
@@ -44,9 +44,12 @@ from pathlib import Path
 from cocoa.core.errors import ConfigError, DataError
 from cocoa.data.check import TaskCheck, check_published
 from cocoa.data.mmeb_v2 import PUBLISHED
+from cocoa.data.train_pairs import EXTRA_NEGATIVES
 
-#: Columns of MMEB parquet files that name media files, relative to the image root.
-MEDIA_COLUMNS = ("qry_image_path", "pos_image_path", "neg_image_path", "qry_img_path", "tgt_img_path")
+#: Columns of MMEB parquet files that name media files, relative to the image root (``extra_negatives``:
+#: a list of objects whose ``*_path`` keys do).
+MEDIA_COLUMNS = ("qry_image_path", "pos_image_path", "neg_image_path", "qry_video_path", "pos_video_path",
+                 "neg_video_path", EXTRA_NEGATIVES, "qry_img_path", "tgt_img_path")
 MARKER_SUFFIX = ".cocoa-unpacked"
 
 
@@ -193,6 +196,10 @@ def _media_paths(value: object) -> Iterator[str]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from _media_paths(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key.endswith("_path"):
+                yield from _media_paths(item)
 
 
 def check_media(root: Path, image_roots: tuple[str, ...], report: GetReport) -> None:
