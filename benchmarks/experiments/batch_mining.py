@@ -58,6 +58,20 @@ def shared_answers(pairs: Sequence[TrainPair], batches: StepBatches) -> float:
     return hit / total
 
 
+def negatives_in_batch(pairs: Sequence[TrainPair], batches: StepBatches) -> float:
+    """The share of the first epoch's rows whose first hard negative is the target of another row of its
+    global batch: a false negative for that row, unless ``contrastive.mask_same_targets`` leaves it out."""
+    hit = total = 0
+    for step in range(batches.steps_per_epoch):
+        batch = batches.indices(step, 0)
+        owners: dict[tuple, set[int]] = {}
+        for i in batch:
+            owners.setdefault(pairs[i].positive.key(), set()).add(i)
+        hit += sum(bool(pairs[i].negatives and owners.get(pairs[i].negatives[0].key(), set()) - {i}) for i in batch)
+        total += len(batch)
+    return hit / total
+
+
 def mined(base: Path, data: Path, out: Path, settings: MineSettings, cap: int | None, seed: int) -> tuple[Path, float]:
     """The plan folder for ``settings`` (mined once; the teacher's vectors are shared between batch
     sizes) and the seconds mining took."""
@@ -113,6 +127,9 @@ def markdown(results: dict, command: str) -> str:
     lines.append(f"Mining wall (per plan): {results['mining_seconds']}; stage 3 wall (per run): "
                  f"{results['stage_seconds']}.")
     lines.append(f"Rows whose target another row of the batch shares, first epoch: {results['shared_answers']}.")
+    if results["negatives_in_batch"]:
+        lines.append(f"B3 rows whose mined negative is another row's target, first epoch: "
+                     f"{results['negatives_in_batch']}.")
     return "\n".join(lines) + "\n"
 
 
@@ -140,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.base, args.data = args.base or Path("runs/mini/2-bridge/model"), args.data or Path("runs/mini/data")
     args.out = args.out or Path("runs/batch-mining")
     recipe = load_recipe(builtin("tiny/contrastive"), [f"data.root={args.data}", *args.sets])
-    results: dict = {"seeds": [], "runs": {}, "mining_seconds": {}, "stage_seconds": {}, "shared_answers": {}}
+    results: dict = {"seeds": [], "runs": {}, "mining_seconds": {}, "stage_seconds": {}, "shared_answers": {},
+                     "negatives_in_batch": {}}
     for seed in args.seeds:
         for batch in args.batch_sizes:
             settings = MineSettings(p=args.p, m=args.m, size=args.size, batch_size=batch, seed=seed)
@@ -152,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "random": round(shared_answers(pairs, BatchPlan(len(pairs), batch, 1, seed)), 4),
                 "b3": round(shared_answers(pairs, CommunityBatches.checked(CommunityPlan.load(plan), pairs_digest(pairs),
                                                                            batch, 1, seed)), 4)}
+            if "b3neg" in args.variants:
+                with_negatives = read_train_pairs(plan / NEGATIVES_DIR, None, args.data / "images", cap=recipe.data.cap,
+                                                  seed=seed, check_images=False)
+                results["negatives_in_batch"][f"b{batch}-seed{seed}"] = round(negatives_in_batch(
+                    with_negatives, CommunityBatches.checked(CommunityPlan.load(plan), pairs_digest(with_negatives),
+                                                             batch, 1, seed)), 4)
             for variant in args.variants:
                 summary, seconds = run(variant, batch, seed, args.base, args.data, plan, args.out, args.sets, datasets)
                 results["runs"].setdefault(str(batch), {}).setdefault(variant, []).append(group_scores(summary))

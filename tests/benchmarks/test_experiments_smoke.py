@@ -84,6 +84,7 @@ def test_batch_mining(run_main: RunMain, smoke_mini: Path, tmp_path: Path) -> No
     assert "| b3neg |" in (tmp_path / "mining.md").read_text()
     shared = result["shared_answers"]["b4-seed0"]
     assert set(shared) == {"random", "b3"} and all(0 <= share <= 1 for share in shared.values())
+    assert 0 <= result["negatives_in_batch"]["b4-seed0"] <= 1
 
 
 def test_shared_answers_counts_rows_whose_target_another_row_of_the_batch_shares(monkeypatch: pytest.MonkeyPatch
@@ -95,6 +96,22 @@ def test_shared_answers_counts_rows_whose_target_another_row_of_the_batch_shares
     labels = [[pairs[i].positive.text for i in batch] for batch in firsts]
     want = sum(batch.count(label) > 1 for batch in labels for label in batch) / 6
     assert module.shared_answers(pairs, batches) == pytest.approx(want)
+
+
+def test_negatives_in_batch_counts_rows_whose_negative_is_another_rows_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = script_module("experiments/batch_mining.py", monkeypatch)
+    labels, negatives = ["cat", "dog", "owl", "cat"], ["dog", "owl", "cat", "cat"]
+    pairs = [TrainPair(Item(f"q{i}"), Item(label), (Item(negative),)) for i, (label, negative)
+             in enumerate(zip(labels, negatives, strict=True))]
+    pairs.append(TrainPair(Item("q4"), Item("eel")))
+    whole = module.BatchPlan(5, 5, 1, 0)
+    # q0-q2's negatives are other rows' targets; q3's is its own and another row's (q0); q4 has none.
+    assert module.negatives_in_batch(pairs, whole) == pytest.approx(4 / 5)
+    halves = module.BatchPlan(4, 2, 1, 0)
+    firsts = [halves.indices(step, 0) for step in range(halves.steps_per_epoch)]
+    want = sum(any(pairs[j].positive.text == pairs[i].negatives[0].text for j in batch if j != i)
+               for batch in firsts for i in batch) / 4
+    assert module.negatives_in_batch(pairs[:4], halves) == pytest.approx(want)
 
 
 def test_ablation_resumes_a_partly_finished_grid_of_the_same_recipe(run_main: RunMain, smoke_mini: Path, tmp_path: Path,
