@@ -20,6 +20,7 @@ from cocoa.data.train_pairs import read_train_pairs
 from cocoa.inference import corpus_encoder
 from cocoa.inference.batch_encoder import BatchEncoder
 from cocoa.inference.embedder import Embedder
+from cocoa.mining import mine as mine_module
 from cocoa.mining.mine import EMBEDDINGS_FILE, ENCODED_DIR, MineSettings, mine, rank_distinct, rank_targets
 from cocoa.pipeline.train_stage import train_stage
 from cocoa.train.community_batches import CommunityPlan
@@ -115,6 +116,41 @@ def test_a_subset_with_its_own_ranks_draws_its_negatives_there(mined: Path, mini
             assert p <= order.index(negative) < p + m, (subset, q, order.index(negative))
     bad = CliRunner().invoke(app, [*args[:-1], "FashionMNIST=two"])
     assert bad.exit_code == 2 and "expected SUBSET=P,M" in bad.output
+
+
+def test_a_subset_with_no_more_targets_than_p_is_named_and_counted(mined: Path, mini_dir: Path, model_dir: Path,
+                                                                   tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                                   ) -> None:
+    shutil.copy(mined / EMBEDDINGS_FILE, tmp_path)
+    pairs = read_train_pairs(mini_dir, SUBSETS.split(","), mini_dir / "images", cap=16, seed=0)
+    labels = len({pair.positive.key() for pair in pairs if pair.subset == "FashionMNIST"})
+    with caplog.at_level("WARNING", logger="cocoa.mining.mine"):
+        plan = mine(pairs, Embedder.from_pretrained(model_dir), tmp_path,
+                    MineSettings(p=labels, m=4, size=4, batch_size=8))
+    assert f"subset FashionMNIST has {labels} distinct targets, not more than p={labels}" in caplog.text
+    assert "SceneT2I" not in caplog.text
+    assert plan.manifest["without_negatives"]["FashionMNIST"] == 16
+
+
+def test_a_rerun_with_other_settings_never_leaves_the_old_plan_beside_new_negatives(
+        mined: Path, mini_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "plan"
+    shutil.copytree(mined, out)
+    pairs = read_train_pairs(mini_dir, ["SceneT2I"], mini_dir / "images", cap=16, seed=0)
+    teacher = Embedder.from_pretrained(model_dir)
+    real = mine_module.negatives_rows
+
+    def killed(*args: object) -> list[dict]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mine_module, "negatives_rows", killed)
+    with pytest.raises(KeyboardInterrupt):
+        mine(pairs, teacher, out, MineSettings(p=1, m=3, size=4, batch_size=8))
+    assert not (out / "plan.json").exists() and not (out / "negatives").exists()
+    monkeypatch.setattr(mine_module, "negatives_rows", real)
+    plan = mine(pairs, teacher, out, MineSettings(p=1, m=3, size=4, batch_size=8))
+    assert plan.manifest["m"] == 3 and plan.rows == 16
+    assert sorted(f.name for f in (out / "negatives" / "train").iterdir()) == ["SceneT2I.jsonl"]
 
 
 def test_n_negatives_a_query_are_distinct_strong_ranks_read_back_in_order(mined: Path, mini_dir: Path,

@@ -4,8 +4,11 @@ For each subset the teacher embeds every query and every positive target; FAISS 
 subset's distinct targets for each query (exact inner product on L2-normalised vectors; rows whose
 positives have the same content, such as the rows of one class label, share one target, so a
 query's own answer never counts as its negative, under any row). From ranks
-``[p, p + m)`` (``p`` and ``m`` per subset if given) come the preference graph and its METIS communities
-(:mod:`cocoa.mining.graph`), cut per subset, and ``negatives`` hard negatives per query. The output folder:
+``[p, p + m)`` (``p`` and ``m`` per subset if given; as in B3, the query's own target holds its rank,
+usually 0) come the preference graph and its METIS communities (:mod:`cocoa.mining.graph`), cut per
+subset, and ``negatives`` hard negatives per query. A subset with no more than ``p`` distinct targets
+(a classification set with few labels) gets neither: it is named in a warning and counted in the
+manifest's ``without_negatives``. The output folder:
 
 * ``plan.json`` - the communities and the global batch size (stage 3 reads it as ``data.batches``);
 * ``negatives/train/<subset>.jsonl`` - the subset's rows in MMEB-train columns with the first mined
@@ -17,13 +20,14 @@ query's own answer never counts as its negative, under any row). From ranks
   (each rank encodes its share under ``torchrun``; a killed run resumes at the first unfinished one).
 
 The manifest (teacher fingerprint, training-set digest, p, m, community size, batch size, seed)
-is in ``plan.json``; a rerun with the same manifest does nothing, and stage 3 refuses a plan made
-for other rows.
+is in ``plan.json``; a rerun with the same manifest does nothing, a rerun with another removes the old
+plan before it writes new negatives, and stage 3 refuses a plan made for other rows.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from collections.abc import Sequence
@@ -53,6 +57,10 @@ SIDES = ("queries", "targets")
 RANKING = "distinct-targets"
 #: Seconds between the other ranks' looks for rank 0's finished plan.
 PLAN_POLL_S = 2.0
+#: Manifest entries that describe a finished plan rather than ask for one (not compared on a rerun).
+OUTCOME_KEYS = ("done", "seconds", "without_negatives")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -238,19 +246,28 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
     by_subset: dict[str, list[int]] = {}
     for i, pair in enumerate(pairs):
         by_subset.setdefault(pair.subset, []).append(i)
+    (out / PLAN_FILE).unlink(missing_ok=True)  # an older plan never stands beside these negatives
+    shutil.rmtree(out / NEGATIVES_DIR, ignore_errors=True)
     groups: list[tuple[int, ...]] = []
+    without: dict[str, int] = {}
     for subset, rows in sorted(by_subset.items()):
         index = np.asarray(rows)
         p, m = settings.ranks(subset)
-        ranked = rank_distinct(queries[index], targets[index], [pairs[i].positive.key() for i in rows], p + m,
-                               settings.seed)  # subset-local rows
+        keys = [pairs[i].positive.key() for i in rows]
+        if (distinct := len(set(keys))) <= p:
+            log.warning("subset %s has %d distinct targets, not more than p=%d: its rows get no graph edges and no "
+                        "mined negatives (give it its own ranks: --subset-ranks %s=P,M)", subset, distinct, p, subset)
+        ranked = rank_distinct(queries[index], targets[index], keys, p + m, settings.seed)  # subset-local rows
         for community in communities(preference_graph(ranked, p, m), settings.size, settings.seed):
             groups.append(tuple(int(index[i]) for i in community))
         picked = hard_negatives(ranked, p, m, settings.negatives, settings.seed)
+        if empty := int((picked < 0).all(axis=1).sum()):
+            without[subset] = empty
         write_jsonl(out / NEGATIVES_DIR / "train" / f"{subset or 'train'}.jsonl",
                     negatives_rows([pairs[i] for i in rows], picked))
     plan = CommunityPlan(tuple(groups), settings.batch_size,
-                         {**manifest, "done": True, "seconds": round(time.perf_counter() - start, 1)})
+                         {**manifest, "done": True, "seconds": round(time.perf_counter() - start, 1),
+                          "without_negatives": without})
     plan.save(out)
     return plan
 
@@ -260,4 +277,4 @@ def _finished(out: Path, manifest: dict) -> bool:
     if not (out / PLAN_FILE).is_file():
         return False
     done = CommunityPlan.load(out).manifest
-    return bool(done.get("done")) and {k: v for k, v in done.items() if k not in ("done", "seconds")} == manifest
+    return bool(done.get("done")) and {k: v for k, v in done.items() if k not in OUTCOME_KEYS} == manifest
