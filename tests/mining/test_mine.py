@@ -118,7 +118,7 @@ def test_a_subset_with_its_own_ranks_draws_its_negatives_there(mined: Path, mini
     assert bad.exit_code == 2 and "expected SUBSET=P,M" in bad.output
 
 
-def test_a_subset_with_no_more_targets_than_p_is_named_and_counted(mined: Path, mini_dir: Path, model_dir: Path,
+def test_a_subset_with_no_more_targets_than_p_is_named_counted_and_keeps_its_own_negatives(mined: Path, mini_dir: Path, model_dir: Path,
                                                                    tmp_path: Path, caplog: pytest.LogCaptureFixture
                                                                    ) -> None:
     shutil.copy(mined / EMBEDDINGS_FILE, tmp_path)
@@ -130,6 +130,9 @@ def test_a_subset_with_no_more_targets_than_p_is_named_and_counted(mined: Path, 
     assert f"subset FashionMNIST has {labels} distinct targets, not more than p={labels}" in caplog.text
     assert "SceneT2I" not in caplog.text
     assert plan.manifest["without_negatives"]["FashionMNIST"] == 16
+    written = read_train_pairs(tmp_path / "negatives", SUBSETS.split(","), mini_dir / "images")
+    own = [pair.negatives for pair in pairs if pair.subset == "FashionMNIST"]
+    assert [pair.negatives for pair in written if pair.subset == "FashionMNIST"] == own and all(own)
 
 
 def test_a_rerun_with_other_settings_never_leaves_the_old_plan_beside_new_negatives(

@@ -7,8 +7,8 @@ query's own answer never counts as its negative, under any row). From ranks
 ``[p, p + m)`` (``p`` and ``m`` per subset if given; as in B3, the query's own target holds its rank,
 usually 0) come the preference graph and its METIS communities (:mod:`cocoa.mining.graph`), cut per
 subset, and ``negatives`` hard negatives per query. A subset with no more than ``p`` distinct targets
-(a classification set with few labels) gets neither: it is named in a warning and counted in the
-manifest's ``without_negatives``. The output folder:
+(a classification set with few labels) gets neither: it is named in a warning, counted in the
+manifest's ``without_negatives``, and its rows keep their own negatives. The output folder:
 
 * ``plan.json`` - the communities and the global batch size (stage 3 reads it as ``data.batches``);
 * ``negatives/train/<subset>.jsonl`` - the subset's rows in MMEB-train columns with the first mined
@@ -55,6 +55,8 @@ ENCODED_DIR = "encoded"
 SIDES = ("queries", "targets")
 #: How targets are ranked, recorded in the manifest: one entry per distinct positive content.
 RANKING = "distinct-targets"
+#: What a row with no mined negative carries (the manifest records it: plans that dropped them are mined again).
+UNMINED = "own-negatives"
 #: Seconds between the other ranks' looks for rank 0's finished plan.
 PLAN_POLL_S = 2.0
 #: Manifest entries that describe a finished plan rather than ask for one (not compared on a rerun).
@@ -148,12 +150,14 @@ def _side(item: Item, text: str, image: str, video: str) -> dict:
 
 def negatives_rows(pairs: Sequence[TrainPair], negatives: np.ndarray) -> list[dict]:
     """MMEB-train rows of ``pairs`` whose negatives are the positives of rows ``negatives[i]`` (``(rows, n)``;
-    ``-1`` is none): the first in the ``neg_*`` columns, the others in ``extra_negatives``."""
+    ``-1`` is none): the first in the ``neg_*`` columns, the others in ``extra_negatives``. A row with
+    none mined keeps its own negatives (if any)."""
     rows = []
     for pair, picked in zip(pairs, negatives, strict=True):
         row = {**_side(pair.query, "qry", "qry_image_path", "qry_video_path"),
                **_side(pair.positive, "pos_text", "pos_image_path", "pos_video_path")}
-        sides = [_side(pairs[j].positive, *NEGATIVE_FIELDS) for j in picked if j >= 0]
+        chosen = [pairs[j].positive for j in picked if j >= 0] or list(pair.negatives)
+        sides = [_side(item, *NEGATIVE_FIELDS) for item in chosen]
         if sides:
             row.update(sides[0])
         if len(sides) > 1:
@@ -228,6 +232,7 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
     out = Path(out)
     data = pairs_digest(pairs)
     manifest = {"teacher": teacher.fingerprint, "data": data, "rows": len(pairs), "ranking": RANKING,
+                "unmined": UNMINED,
                 **settings.record()}
     unknown = sorted(set(settings.subsets) - {pair.subset for pair in pairs})
     if unknown:
