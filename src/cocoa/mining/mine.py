@@ -232,8 +232,7 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
     out = Path(out)
     data = pairs_digest(pairs)
     manifest = {"teacher": teacher.fingerprint, "data": data, "rows": len(pairs), "ranking": RANKING,
-                "unmined": UNMINED,
-                **settings.record()}
+                "unmined": UNMINED, **settings.record()}
     unknown = sorted(set(settings.subsets) - {pair.subset for pair in pairs})
     if unknown:
         raise ConfigError(f"subsets with their own ranks are not in the training set: {', '.join(unknown)}")
@@ -261,7 +260,8 @@ def mine(pairs: Sequence[TrainPair], teacher: Embedder, out: str | Path, setting
         keys = [pairs[i].positive.key() for i in rows]
         if (distinct := len(set(keys))) <= p:
             log.warning("subset %s has %d distinct targets, not more than p=%d: its rows get no graph edges and no "
-                        "mined negatives (give it its own ranks: --subset-ranks %s=P,M)", subset, distinct, p, subset)
+                        "mined negatives, so they keep their own (give it its own ranks: --subset-ranks %s=P,M)",
+                        subset, distinct, p, subset)
         ranked = rank_distinct(queries[index], targets[index], keys, p + m, settings.seed)  # subset-local rows
         for community in communities(preference_graph(ranked, p, m), settings.size, settings.seed):
             groups.append(tuple(int(index[i]) for i in community))
