@@ -115,7 +115,10 @@ def markdown(results: dict, command: str) -> str:
         for variant, runs in by_variant.items():
             cells = "; ".join(f"{r['image']:.2f} / {r['video']:.2f} / {r['overall']:.2f}" for r in runs)
             lines.append(f"- {variant}: {cells}")
-        lines += ["", "| minus random, same seed | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
+        lines.append("")
+        if "random" not in by_variant:  # nothing to pair with
+            continue
+        lines += ["| minus random, same seed | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
         for variant in [v for v in by_variant if v != "random"]:
             cells = []
             for g in GROUPS:

@@ -114,6 +114,14 @@ def test_negatives_in_batch_counts_rows_whose_negative_is_another_rows_target(mo
     assert module.negatives_in_batch(pairs[:4], halves) == pytest.approx(want)
 
 
+def test_batch_mining_reports_a_grid_without_the_random_arm(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = script_module("experiments/batch_mining.py", monkeypatch)
+    results = {"seeds": [0], "runs": {"32": {"b3neg": [{"image": 1.0, "video": 2.0, "overall": 3.0}]}},
+               "mining_seconds": {}, "stage_seconds": {}, "shared_answers": {}, "negatives_in_batch": {}}
+    text = module.markdown(results, "cmd")
+    assert "- b3neg: 1.00 / 2.00 / 3.00" in text and "minus random" not in text
+
+
 def test_ablation_resumes_a_partly_finished_grid_of_the_same_recipe(run_main: RunMain, smoke_mini: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     sets = ("--datasets", "FashionMNIST", "VideoT2V")
